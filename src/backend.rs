@@ -1,0 +1,83 @@
+//! What the training loop asks of a device, and the per-step values both devices share.
+//! `cpu::CpuBackend` and `gpu::GpuBackend` implement [`Backend`]; everything above this
+//! trait (`train`) is the same for both.
+
+use crate::error::Result;
+use ndarray::{Array2, ArrayView2};
+
+/// Which device a model runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Device {
+    /// The best GPU adapter found, else the CPU (with a note on stderr).
+    #[default]
+    Auto,
+    Cpu,
+    /// A GPU adapter, chosen as [`crate::gpu::AdapterChoice`] says.
+    Gpu(crate::gpu::AdapterChoice),
+}
+
+/// Values that change from one training step to the next. The GPU receives exactly these in a
+/// uniform buffer, so the two devices see the same numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepParams {
+    /// Rows of the current batch that hold data (the last batch of an epoch may be short).
+    pub rows: usize,
+    /// Position of the batch's first row in the epoch's sample order.
+    pub batch_start: usize,
+    /// 1-based count of optimizer steps so far, including this one (Adam's t, dropout's counter).
+    pub step: u32,
+    /// Seed of the dropout masks.
+    pub seed: u32,
+    pub training: bool,
+    pub learning_rate: f32,
+    /// Adam's 1-β1ᵗ and 1-β2ᵗ (1 for the other optimizers).
+    pub bias_correction1: f32,
+    pub bias_correction2: f32,
+}
+
+/// Loss and accuracy counts accumulated on the device since the last read.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Metrics {
+    pub loss_sum: f64,
+    pub correct: f64,
+    pub count: f64,
+}
+
+impl Metrics {
+    pub fn mean_loss(&self) -> f32 {
+        (self.loss_sum / self.count.max(1.0)) as f32
+    }
+    pub fn accuracy(&self) -> f32 {
+        (self.correct / self.count.max(1.0)) as f32
+    }
+}
+
+/// A data set held by a backend, addressed by slot so training and validation data can both
+/// stay resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    Train,
+    Eval,
+}
+
+pub trait Backend {
+    /// A line saying what runs the model ("CPU (2 threads)", "GPU: llvmpipe on Vulkan").
+    fn describe(&self) -> String;
+    /// Prepare buffers for batches of `batch_size` rows (a no-op if already so).
+    fn set_batch_size(&mut self, batch_size: usize) -> Result<()>;
+    /// Store a data set (x: [n, inputs], y: [n, outputs]) in `slot`, replacing what was there.
+    fn upload(&mut self, slot: Slot, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()>;
+    /// The order in which [`Backend::train_step`] visits the `Train` slot's rows this epoch.
+    fn set_order(&mut self, order: &[u32]) -> Result<()>;
+    /// Forward, loss, backward and update on rows `order[batch_start .. batch_start + rows]`.
+    fn train_step(&mut self, step: &StepParams) -> Result<()>;
+    /// Training metrics accumulated since the last call (then reset).
+    fn take_train_metrics(&mut self) -> Result<Metrics>;
+    /// Loss and accuracy over a whole slot, without training.
+    fn evaluate(&mut self, slot: Slot) -> Result<Metrics>;
+    /// The model's outputs (probabilities for the cross-entropies) for each row of `x`.
+    fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>>;
+    /// All parameters in the flat layout of [`crate::model::ParamLayout`].
+    fn params(&mut self) -> Result<Vec<f32>>;
+    fn set_params(&mut self, params: &[f32]) -> Result<()>;
+}

@@ -1,0 +1,284 @@
+//! The CPU backend: the reference every GPU result is tested against, and a real device a
+//! user can pick (`Device::Cpu`). It runs the same steps as the GPU scheduler, in the same
+//! order, with the functions of [`ops`].
+
+pub mod ops;
+
+use crate::backend::{Backend, Metrics, Slot, StepParams};
+use crate::error::Result;
+use crate::model::{Activation, Loss, ParamLayout, Sequential, TensorSlot};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
+use ops::Dropout;
+use std::collections::HashMap;
+
+pub struct CpuBackend {
+    spec: Sequential,
+    layout: ParamLayout,
+    loss: Loss,
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    /// Optimizer state: momentum / squared-gradient average / Adam's first moment.
+    state1: Vec<f32>,
+    /// Adam's second moment.
+    state2: Vec<f32>,
+    work: Workspace,
+    data: HashMap<Slot, (Array2<f32>, Array2<f32>)>,
+    order: Vec<u32>,
+    train_metrics: Metrics,
+}
+
+/// Per-batch arrays, allocated once per batch size.
+struct Workspace {
+    batch_size: usize,
+    /// activations[0] is the input batch; activations[i + 1] is layer i's output.
+    activations: Vec<Array2<f32>>,
+    /// grad_outputs[i]: gradient of the loss with respect to layer i's pre-activation.
+    grad_outputs: Vec<Array2<f32>>,
+    targets: Array2<f32>,
+    row_loss: Array1<f32>,
+    row_correct: Array1<f32>,
+}
+
+impl Workspace {
+    fn new(spec: &Sequential, batch_size: usize) -> Self {
+        let mut activations = vec![Array2::zeros((batch_size, spec.input_dim))];
+        activations.extend(spec.layers.iter().map(|l| Array2::zeros((batch_size, l.units))));
+        Workspace {
+            batch_size,
+            activations,
+            grad_outputs: spec.layers.iter().map(|l| Array2::zeros((batch_size, l.units))).collect(),
+            targets: Array2::zeros((batch_size, spec.output_dim())),
+            row_loss: Array1::zeros(batch_size),
+            row_correct: Array1::zeros(batch_size),
+        }
+    }
+}
+
+const DEFAULT_BATCH: usize = 256;
+
+/// A weight tensor of the flat parameter vector as an [out, in] matrix.
+fn matrix<'a>(params: &'a [f32], slot: &TensorSlot) -> ArrayView2<'a, f32> {
+    ArrayView2::from_shape((slot.shape[0], slot.shape[1]), &params[slot.offset..slot.offset + slot.len])
+        .expect("weight slot matches its shape")
+}
+
+fn vector<'a>(params: &'a [f32], slot: &TensorSlot) -> ArrayView1<'a, f32> {
+    ArrayView1::from(&params[slot.offset..slot.offset + slot.len])
+}
+
+impl CpuBackend {
+    pub fn new(spec: &Sequential, params: &[f32]) -> Self {
+        let layout = spec.param_layout();
+        CpuBackend {
+            loss: spec.resolved_loss(),
+            work: Workspace::new(spec, DEFAULT_BATCH),
+            params: params.to_vec(),
+            grads: vec![0.0; layout.len],
+            state1: vec![0.0; layout.len],
+            state2: vec![0.0; layout.len],
+            layout,
+            spec: spec.clone(),
+            data: HashMap::new(),
+            order: Vec::new(),
+            train_metrics: Metrics::default(),
+        }
+    }
+
+    /// The activation a layer's matmul epilogue applies: the output layer emits logits, its
+    /// activation is fused with the loss.
+    fn epilogue_activation(spec: &Sequential, layer: usize) -> Activation {
+        if layer + 1 == spec.layers.len() { Activation::Linear } else { spec.layers[layer].activation }
+    }
+
+    /// Copy the given rows of a slot into the input and target batches, zero-padding the rest.
+    fn gather(&mut self, slot: Slot, rows: impl Iterator<Item = usize>) {
+        let (x, y) = &self.data[&slot];
+        let input = &mut self.work.activations[0];
+        input.fill(0.0);
+        self.work.targets.fill(0.0);
+        for (i, src) in rows.enumerate() {
+            input.row_mut(i).assign(&x.row(src));
+            self.work.targets.row_mut(i).assign(&y.row(src));
+        }
+    }
+
+    fn forward(&mut self, step: &StepParams) {
+        for layer in 0..self.spec.layers.len() {
+            let dropout = Dropout::for_step(self.spec.layers[layer].dropout, layer, step);
+            let (inputs, outputs) = self.work.activations.split_at_mut(layer + 1);
+            ops::dense_forward(
+                inputs[layer].view(),
+                matrix(&self.params, self.layout.weight(layer)),
+                vector(&self.params, self.layout.bias(layer)),
+                Self::epilogue_activation(&self.spec, layer),
+                dropout,
+                outputs[0].view_mut(),
+            );
+        }
+    }
+
+    /// Loss, correctness and output gradient of the current batch; returns the batch's metrics.
+    fn output_stage(&mut self, rows: usize) -> Metrics {
+        let last = self.spec.layers.len() - 1;
+        ops::output_loss(
+            self.loss,
+            self.spec.output_activation(),
+            self.work.activations[last + 1].view(),
+            self.work.targets.view(),
+            rows,
+            self.work.row_loss.view_mut(),
+            self.work.row_correct.view_mut(),
+            self.work.grad_outputs[last].view_mut(),
+        );
+        Metrics {
+            loss_sum: self.work.row_loss.iter().map(|&v| v as f64).sum(),
+            correct: self.work.row_correct.iter().map(|&v| v as f64).sum(),
+            count: rows as f64,
+        }
+    }
+
+    fn backward(&mut self, step: &StepParams) {
+        for layer in (0..self.spec.layers.len()).rev() {
+            let (w, b) = (self.layout.weight(layer).clone(), self.layout.bias(layer).clone());
+            let grad_weight = ArrayViewMut2::from_shape((w.shape[0], w.shape[1]), &mut self.grads[w.offset..w.offset + w.len])
+                .expect("weight slot matches its shape");
+            ops::grad_weights(self.work.grad_outputs[layer].view(), self.work.activations[layer].view(), grad_weight);
+            ops::grad_bias(
+                self.work.grad_outputs[layer].view(),
+                (&mut self.grads[b.offset..b.offset + b.len]).into(),
+            );
+            if layer > 0 {
+                let below = &self.spec.layers[layer - 1];
+                let (lower, upper) = self.work.grad_outputs.split_at_mut(layer);
+                ops::dense_backward_input(
+                    upper[0].view(),
+                    matrix(&self.params, &w),
+                    self.work.activations[layer].view(),
+                    below.activation,
+                    Dropout::for_step(below.dropout, layer - 1, step),
+                    lower[layer - 1].view_mut(),
+                );
+            }
+        }
+    }
+
+    fn update(&mut self, step: &StepParams) {
+        for slot in &self.layout.tensors {
+            let range = slot.offset..slot.offset + slot.len;
+            let (l1, l2) = if slot.regularized { (self.spec.l1, self.spec.l2) } else { (0.0, 0.0) };
+            ops::optimizer_update(
+                &self.spec.optimizer,
+                &mut self.params[range.clone()],
+                &self.grads[range.clone()],
+                &mut self.state1[range.clone()],
+                &mut self.state2[range],
+                l1,
+                l2,
+                step,
+            );
+        }
+    }
+
+    fn inference_step(rows: usize) -> StepParams {
+        StepParams {
+            rows,
+            batch_start: 0,
+            step: 0,
+            seed: 0,
+            training: false,
+            learning_rate: 0.0,
+            bias_correction1: 1.0,
+            bias_correction2: 1.0,
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        "CPU (ndarray)".to_string()
+    }
+
+    fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {
+        if self.work.batch_size != batch_size {
+            self.work = Workspace::new(&self.spec, batch_size);
+        }
+        Ok(())
+    }
+
+    fn upload(&mut self, slot: Slot, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
+        self.data.insert(slot, (x.to_owned(), y.to_owned()));
+        Ok(())
+    }
+
+    fn set_order(&mut self, order: &[u32]) -> Result<()> {
+        self.order = order.to_vec();
+        Ok(())
+    }
+
+    fn train_step(&mut self, step: &StepParams) -> Result<()> {
+        let order = &self.order[step.batch_start..step.batch_start + step.rows];
+        let rows: Vec<usize> = order.iter().map(|&i| i as usize).collect();
+        self.gather(Slot::Train, rows.into_iter());
+        self.forward(step);
+        let metrics = self.output_stage(step.rows);
+        self.train_metrics.loss_sum += metrics.loss_sum;
+        self.train_metrics.correct += metrics.correct;
+        self.train_metrics.count += metrics.count;
+        self.backward(step);
+        self.update(step);
+        Ok(())
+    }
+
+    fn take_train_metrics(&mut self) -> Result<Metrics> {
+        Ok(std::mem::take(&mut self.train_metrics))
+    }
+
+    fn evaluate(&mut self, slot: Slot) -> Result<Metrics> {
+        let n = self.data[&slot].0.nrows();
+        let batch = self.work.batch_size;
+        let mut total = Metrics::default();
+        for start in (0..n).step_by(batch) {
+            let rows = batch.min(n - start);
+            self.gather(slot, start..start + rows);
+            self.forward(&Self::inference_step(rows));
+            let m = self.output_stage(rows);
+            total.loss_sum += m.loss_sum;
+            total.correct += m.correct;
+            total.count += m.count;
+        }
+        Ok(total)
+    }
+
+    fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        let n = x.nrows();
+        let batch = self.work.batch_size;
+        let last = self.spec.layers.len();
+        let mut out = Array2::zeros((n, self.spec.output_dim()));
+        for start in (0..n).step_by(batch) {
+            let rows = batch.min(n - start);
+            let input = &mut self.work.activations[0];
+            input.fill(0.0);
+            input.slice_mut(s![..rows, ..]).assign(&x.slice(s![start..start + rows, ..]));
+            self.forward(&Self::inference_step(rows));
+            out.slice_mut(s![start..start + rows, ..])
+                .assign(&self.work.activations[last].slice(s![..rows, ..]));
+        }
+        for mut row in out.rows_mut() {
+            ops::output_probabilities_row(
+                self.loss,
+                self.spec.output_activation(),
+                row.as_slice_mut().expect("owned rows are contiguous"),
+            );
+        }
+        Ok(out)
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        Ok(self.params.clone())
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.params.copy_from_slice(params);
+        Ok(())
+    }
+}

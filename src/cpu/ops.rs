@@ -1,0 +1,272 @@
+//! The CPU reference of every GPU kernel, one function per kernel family, each the twin of a
+//! file in `shaders/` and checked against it in `tests/kernel_parity.rs`. Outputs are written
+//! into caller-owned arrays so a training step allocates nothing.
+
+use crate::backend::StepParams;
+use crate::model::{Activation, Loss, Optimizer, sigmoid, softmax_in_place};
+use crate::rng::dropout_scale;
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+
+/// Which operands of `C = op(A)·op(B)` are transposed (`shaders/matmul.wgsl`'s `FORM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatmulForm {
+    /// C[M,N] = A[M,K]·B[K,N]
+    AB,
+    /// C[M,N] = A[M,K]·B[N,K]ᵀ
+    ABt,
+    /// C[M,N] = A[K,M]ᵀ·B[K,N]
+    AtB,
+}
+
+impl MatmulForm {
+    pub fn gpu_code(self) -> u32 {
+        match self {
+            MatmulForm::AB => 0,
+            MatmulForm::ABt => 1,
+            MatmulForm::AtB => 2,
+        }
+    }
+}
+
+/// Dropout applied to one layer's output in one training step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    pub rate: f32,
+    pub seed: u32,
+    pub step: u32,
+    pub layer: u32,
+}
+
+impl Dropout {
+    /// The dropout of `layer` for this step, or `None` outside training or at rate 0.
+    pub fn for_step(rate: f32, layer: usize, step: &StepParams) -> Option<Dropout> {
+        (step.training && rate > 0.0).then_some(Dropout {
+            rate,
+            seed: step.seed,
+            step: step.step,
+            layer: layer as u32,
+        })
+    }
+
+    fn scale(&self, index: usize) -> f32 {
+        dropout_scale(self.rate, self.seed, self.step, self.layer, index as u32)
+    }
+}
+
+/// C = op(A)·op(B), shapes as [`MatmulForm`] says.
+pub fn matmul(form: MatmulForm, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    match form {
+        MatmulForm::AB => general_mat_mul(1.0, &a, &b, 0.0, &mut c),
+        MatmulForm::ABt => general_mat_mul(1.0, &a, &b.t(), 0.0, &mut c),
+        MatmulForm::AtB => general_mat_mul(1.0, &a.t(), &b, 0.0, &mut c),
+    }
+}
+
+/// Forward of a dense layer: `out = f(x·Wᵀ + b)`, then inverted dropout
+/// (matmul form `ABt` with the bias-activation epilogue).
+pub fn dense_forward(
+    x: ArrayView2<f32>,
+    weight: ArrayView2<f32>,
+    bias: ArrayView1<f32>,
+    activation: Activation,
+    dropout: Option<Dropout>,
+    mut out: ArrayViewMut2<f32>,
+) {
+    matmul(MatmulForm::ABt, x, weight, out.view_mut());
+    let width = out.ncols();
+    for (r, mut row) in out.rows_mut().into_iter().enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = activation.apply(*v + bias[c]);
+            if let Some(d) = dropout {
+                *v *= d.scale(r * width + c);
+            }
+        }
+    }
+}
+
+/// Backward through a dense layer to its input: `grad_input = (dz·W) ⊙ f'(input)`, where
+/// `input` is the previous layer's stored output (after its dropout, which is undone here)
+/// (matmul form `AB` with the activation-gradient epilogue).
+pub fn dense_backward_input(
+    grad_output: ArrayView2<f32>,
+    weight: ArrayView2<f32>,
+    input: ArrayView2<f32>,
+    input_activation: Activation,
+    input_dropout: Option<Dropout>,
+    mut grad_input: ArrayViewMut2<f32>,
+) {
+    matmul(MatmulForm::AB, grad_output, weight, grad_input.view_mut());
+    let width = grad_input.ncols();
+    Zip::indexed(&mut grad_input).and(&input).for_each(|(r, c), g, &y| {
+        let scale = input_dropout.map_or(1.0, |d| d.scale(r * width + c));
+        *g = if scale == 0.0 {
+            0.0
+        } else {
+            *g * scale * input_activation.grad_from_output(y / scale)
+        };
+    });
+}
+
+/// dW = dzᵀ·x (matmul form `AtB`).
+pub fn grad_weights(grad_output: ArrayView2<f32>, input: ArrayView2<f32>, grad_weight: ArrayViewMut2<f32>) {
+    matmul(MatmulForm::AtB, grad_output, input, grad_weight);
+}
+
+/// db = column sums of dz (`shaders/reduce.wgsl`).
+pub fn grad_bias(grad_output: ArrayView2<f32>, mut grad_bias: ArrayViewMut1<f32>) {
+    grad_bias.assign(&grad_output.sum_axis(Axis(0)));
+}
+
+fn log1p_exp_neg_abs(z: f32) -> f32 {
+    // ln(1 + e^-|z|), written as the shader writes it.
+    let e = (-z.abs()).exp();
+    if e < 1e-4 { e - 0.5 * e * e } else { (1.0 + e).ln() }
+}
+
+/// Index of the largest value (first on ties); a single output counts as class (v ≥ 0.5).
+pub fn predicted_class(row: &[f32]) -> usize {
+    if row.len() == 1 {
+        return usize::from(row[0] >= 0.5);
+    }
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The loss's output activation applied to one row of logits, in place.
+pub fn output_probabilities_row(loss: Loss, declared: Activation, row: &mut [f32]) {
+    match loss.output_activation(declared) {
+        Activation::Softmax => softmax_in_place(row),
+        Activation::Sigmoid => row.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        other => row.iter_mut().for_each(|v| *v = other.apply(*v)),
+    }
+}
+
+/// The output stage (`shaders/output.wgsl`): for each of the first `rows` rows of `logits`,
+/// the row's loss, whether its predicted class matches the target's, and the gradient of the
+/// batch-mean loss with respect to the logits. Rows past `rows` (padding) get zeros.
+pub fn output_loss(
+    loss: Loss,
+    declared: Activation,
+    logits: ArrayView2<f32>,
+    targets: ArrayView2<f32>,
+    rows: usize,
+    mut row_loss: ArrayViewMut1<f32>,
+    mut row_correct: ArrayViewMut1<f32>,
+    mut grad_logits: ArrayViewMut2<f32>,
+) {
+    let n = logits.ncols();
+    let mut probs = vec![0.0; n];
+    for r in 0..logits.nrows() {
+        let mut grad = grad_logits.row_mut(r);
+        if r >= rows {
+            grad.fill(0.0);
+            row_loss[r] = 0.0;
+            row_correct[r] = 0.0;
+            continue;
+        }
+        let z = logits.row(r);
+        let y = targets.row(r);
+        probs.iter_mut().zip(z.iter()).for_each(|(p, &v)| *p = v);
+        output_probabilities_row(loss, declared, &mut probs);
+        let y_slice: Vec<f32> = y.to_vec();
+        row_correct[r] = f32::from(predicted_class(&probs) == predicted_class(&y_slice));
+        let batch = rows as f32;
+        row_loss[r] = match loss {
+            Loss::MeanSquaredError => {
+                let scale = 2.0 / (batch * n as f32);
+                let mut sum = 0.0;
+                for j in 0..n {
+                    let diff = probs[j] - y[j];
+                    sum += diff * diff;
+                    grad[j] = scale * diff;
+                }
+                if declared == Activation::Softmax {
+                    // Softmax Jacobian-vector product: dz = p ⊙ (g - Σ g·p).
+                    let dot: f32 = (0..n).map(|j| grad[j] * probs[j]).sum();
+                    for j in 0..n {
+                        grad[j] = probs[j] * (grad[j] - dot);
+                    }
+                } else {
+                    for j in 0..n {
+                        grad[j] *= declared.grad_from_output(probs[j]);
+                    }
+                }
+                sum / n as f32
+            }
+            Loss::BinaryCrossEntropy => {
+                let mut sum = 0.0;
+                for j in 0..n {
+                    sum += z[j].max(0.0) - z[j] * y[j] + log1p_exp_neg_abs(z[j]);
+                    grad[j] = (probs[j] - y[j]) / (batch * n as f32);
+                }
+                sum / n as f32
+            }
+            Loss::CategoricalCrossEntropy => {
+                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let log_sum_exp = max + z.iter().map(|&v| (v - max).exp()).sum::<f32>().ln();
+                let target_mass: f32 = y.sum();
+                let mut sum = 0.0;
+                for j in 0..n {
+                    sum += y[j] * (log_sum_exp - z[j]);
+                    grad[j] = (probs[j] * target_mass - y[j]) / batch;
+                }
+                sum
+            }
+        };
+    }
+}
+
+/// One optimizer step on one tensor (`shaders/optimizer.wgsl`), penalties included.
+#[allow(clippy::too_many_arguments)]
+pub fn optimizer_update(
+    optimizer: &Optimizer,
+    params: &mut [f32],
+    grads: &[f32],
+    state1: &mut [f32],
+    state2: &mut [f32],
+    l1: f32,
+    l2: f32,
+    step: &StepParams,
+) {
+    let lr = step.learning_rate;
+    let [h1, h2, eps] = optimizer.hyper_parameters();
+    for i in 0..params.len() {
+        let w = params[i];
+        let sign = if w > 0.0 {
+            1.0
+        } else if w < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        let g = grads[i] + l1 * sign + 2.0 * l2 * w;
+        params[i] = match optimizer.gpu_code() {
+            0 => w - lr * g,
+            1 => {
+                state1[i] = h1 * state1[i] + g;
+                w - lr * state1[i]
+            }
+            2 => {
+                state1[i] = h1 * state1[i] + g;
+                w - lr * (g + h1 * state1[i])
+            }
+            3 => {
+                state1[i] = h1 * state1[i] + (1.0 - h1) * g * g;
+                w - lr * g / (state1[i].sqrt() + eps)
+            }
+            _ => {
+                state1[i] = h1 * state1[i] + (1.0 - h1) * g;
+                state2[i] = h2 * state2[i] + (1.0 - h2) * g * g;
+                let m_hat = state1[i] / step.bias_correction1;
+                let v_hat = state2[i] / step.bias_correction2;
+                w - lr * m_hat / (v_hat.sqrt() + eps)
+            }
+        };
+    }
+}

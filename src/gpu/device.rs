@@ -1,0 +1,280 @@
+//! Adapter choice and the device context: one wgpu device and queue, with the helpers that
+//! create and read buffers, and wgpu's errors captured as `WgradError`s instead of panics.
+
+use crate::error::{Result, WgradError};
+use std::sync::{Arc, Mutex};
+
+/// A graphics API wgpu can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GpuApi {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl GpuApi {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            GpuApi::Vulkan => wgpu::Backends::VULKAN,
+            GpuApi::Metal => wgpu::Backends::METAL,
+            GpuApi::Dx12 => wgpu::Backends::DX12,
+            GpuApi::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+impl std::str::FromStr for GpuApi {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(GpuApi::Vulkan),
+            "metal" => Ok(GpuApi::Metal),
+            "dx12" | "d3d12" => Ok(GpuApi::Dx12),
+            "gl" | "gles" | "opengl" => Ok(GpuApi::Gl),
+            _ => Err(format!("unknown GPU backend '{s}' (expected vulkan, metal, dx12 or gl)")),
+        }
+    }
+}
+
+/// Which adapter to use. Empty fields mean "any"; among the candidates the best kind wins
+/// (discrete > integrated > virtual > software), native APIs before GL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdapterChoice {
+    pub api: Option<GpuApi>,
+    /// A case-insensitive part of the adapter's name ("llvmpipe", "RTX", "H100").
+    pub name: Option<String>,
+    /// Only software adapters (Mesa's lavapipe/llvmpipe, WARP).
+    pub software: bool,
+}
+
+impl AdapterChoice {
+    /// `WGRAD_BACKEND` (vulkan, metal, dx12, gl) and `WGRAD_ADAPTER` (part of a name, or
+    /// `software`) fill in what this choice leaves open.
+    pub fn with_env(mut self) -> Result<Self> {
+        if self.api.is_none() {
+            if let Ok(api) = std::env::var("WGRAD_BACKEND") {
+                self.api = Some(api.parse().map_err(|e| WgradError::Gpu(format!("WGRAD_BACKEND: {e}")))?);
+            }
+        }
+        if self.name.is_none() && !self.software {
+            if let Ok(name) = std::env::var("WGRAD_ADAPTER") {
+                if name.eq_ignore_ascii_case("software") {
+                    self.software = true;
+                } else if !name.is_empty() {
+                    self.name = Some(name);
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    fn backends(&self) -> wgpu::Backends {
+        self.api.map_or(wgpu::Backends::all(), GpuApi::backends)
+    }
+
+    fn accepts(&self, info: &wgpu::AdapterInfo) -> bool {
+        let name_ok = self
+            .name
+            .as_ref()
+            .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
+        name_ok && (!self.software || info.device_type == wgpu::DeviceType::Cpu)
+    }
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    };
+    (kind, u8::from(info.backend == wgpu::Backend::Gl))
+}
+
+/// Every adapter wgpu finds, best first.
+pub fn list_adapters() -> Vec<wgpu::Adapter> {
+    let instance = new_instance(wgpu::Backends::all());
+    let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters.sort_by_key(|a| rank(&a.get_info()));
+    adapters
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let instance = new_instance(choice.backends());
+    let adapters = pollster::block_on(instance.enumerate_adapters(choice.backends()));
+    let found: Vec<String> = adapters
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+        })
+        .collect();
+    adapters
+        .into_iter()
+        .filter(|a| choice.accepts(&a.get_info()))
+        .min_by_key(|a| rank(&a.get_info()))
+        .ok_or_else(|| {
+            let mut detail = String::new();
+            if let Some(api) = choice.api {
+                detail += &format!(" on {api:?}");
+            }
+            if let Some(name) = &choice.name {
+                detail += &format!(" named like '{name}'");
+            }
+            if choice.software {
+                detail += " of the software kind";
+            }
+            if !found.is_empty() {
+                detail += &format!(" (adapters present: {})", found.join(", "));
+            }
+            WgradError::NoAdapter { detail }
+        })
+}
+
+/// An open device with its queue and what we know of its adapter.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Validation, out-of-memory and device-lost errors, reported by wgpu's callbacks.
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl GpuContext {
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        let choice = choice.clone().with_env()?;
+        let adapter = choose_adapter(&choice)?;
+        let info = adapter.get_info();
+        // Ask for everything the adapter offers, not WebGPU's conservative defaults.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgrad"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| WgradError::Gpu(format!("could not open '{}': {e}", info.name)))?;
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().expect("error sink").push(e.to_string());
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            sink.lock().expect("error sink").push(format!("device lost ({reason:?}): {message}"));
+        });
+        Ok(GpuContext { device, queue, info, limits, errors })
+    }
+
+    /// A line naming the adapter: "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan (Cpu)".
+    pub fn describe(&self) -> String {
+        format!("{} on {:?} ({:?})", self.info.name, self.info.backend, self.info.device_type)
+    }
+
+    /// Turns any error wgpu reported since the last call into a `WgradError`.
+    pub fn check(&self) -> Result<()> {
+        let mut errors = self.errors.lock().expect("error sink");
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let all = errors.drain(..).collect::<Vec<_>>().join("; ");
+            Err(WgradError::Gpu(all))
+        }
+    }
+
+    /// Fails with a message naming `what` when `bytes` exceeds what one buffer or one
+    /// storage binding may hold on this adapter.
+    pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let limits = [
+            (self.limits.max_buffer_size, "buffer"),
+            (self.limits.max_storage_buffer_binding_size as u64, "storage binding"),
+        ];
+        for (limit, limit_name) in limits {
+            if bytes > limit {
+                return Err(WgradError::BufferTooLarge {
+                    what: what.to_string(),
+                    bytes,
+                    limit,
+                    limit_name,
+                    adapter: self.info.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A zeroed storage buffer of `len` f32/u32 elements (at least one).
+    pub fn storage(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = (len.max(1) * 4) as u64;
+        self.check_size(what, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer holding `data`.
+    pub fn storage_from<T: bytemuck::Pod>(&self, what: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let buffer = self.storage(what, data.len())?;
+        self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        Ok(buffer)
+    }
+
+    pub fn uniform<T: bytemuck::Pod>(&self, what: &str, value: &T) -> wgpu::Buffer {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: std::mem::size_of::<T>() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, bytemuck::bytes_of(value));
+        buffer
+    }
+
+    /// Reads `len` f32 values of `buffer` starting at element `offset`, after all submitted
+    /// work is done. This is the only way data comes back to the host.
+    pub fn read(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..bytes);
+        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| WgradError::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check()?;
+        match pollster::block_on(receiver.receive()) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(WgradError::Gpu(format!("reading a buffer back: {e}"))),
+            None => return Err(WgradError::Gpu("reading a buffer back: no answer".into())),
+        }
+        let values = {
+            let mapped = slice
+                .get_mapped_range()
+                .map_err(|e| WgradError::Gpu(format!("reading a buffer back: {e}")))?;
+            bytemuck::cast_slice(&mapped).to_vec()
+        };
+        staging.unmap();
+        Ok(values)
+    }
+}

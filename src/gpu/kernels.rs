@@ -1,0 +1,513 @@
+//! The kernel families of `shaders/`: their bind-group layouts, their uniform structs (twins
+//! of the WGSL structs), their pipelines (one per variant, made once and cached) and the
+//! builders of [`Dispatch`]es. Every GPU launch in wgrad is made here.
+
+use super::device::GpuContext;
+use crate::backend::StepParams;
+use crate::cpu::ops::MatmulForm;
+use crate::error::Result;
+use crate::model::{Activation, Loss, Optimizer};
+use bytemuck::{Pod, Zeroable};
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// Edge of the output tile one matmul workgroup computes (`TILE` in matmul.wgsl).
+const MATMUL_TILE: u32 = 64;
+/// Invocations per workgroup of the one-dimensional kernels.
+const LINEAR_GROUP: u32 = 64;
+const MAX_GROUPS: u32 = 65_535;
+
+/// `Step` in common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct StepUniform {
+    rows: u32,
+    batch_start: u32,
+    step: u32,
+    seed: u32,
+    training: u32,
+    learning_rate: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+}
+
+impl From<&StepParams> for StepUniform {
+    fn from(s: &StepParams) -> Self {
+        StepUniform {
+            rows: s.rows as u32,
+            batch_start: s.batch_start as u32,
+            step: s.step,
+            seed: s.seed,
+            training: u32::from(s.training),
+            learning_rate: s.learning_rate,
+            bias_correction1: s.bias_correction1,
+            bias_correction2: s.bias_correction2,
+        }
+    }
+}
+
+/// `Dims` in matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct MatmulDims {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub layer: u32,
+    pub dropout_rate: f32,
+    pub _pad: [u32; 3],
+}
+
+/// Four u32: the `Dims` of output.wgsl (n, batch), reduce.wgsl (m, n) and gather.wgsl (width).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct SmallDims([u32; 4]);
+
+/// `Hyper` in optimizer.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct OptimizerHyper {
+    len: u32,
+    l1: f32,
+    l2: f32,
+    h1: f32,
+    h2: f32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+/// What the matmul kernel does with each result (`EPILOGUE` in matmul.wgsl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    None,
+    /// f(acc + bias[n]), then dropout; aux = bias.
+    BiasActivation(Activation),
+    /// acc · f'(input), dropout undone; aux = the layer input.
+    ActivationGrad(Activation),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PipelineKey {
+    Matmul(MatmulForm, Epilogue),
+    Loss(Loss, Activation),
+    Probabilities(Loss, Activation),
+    ColumnSums,
+    Metrics,
+    Gather,
+    Optimizer(u32),
+}
+
+/// A part of a buffer, in f32/u32 elements.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        View { buffer, offset: 0, len: (buffer.size() / 4) as usize }
+    }
+
+    fn resource(&self) -> wgpu::BindingResource<'a> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer,
+            offset: (self.offset * 4) as u64,
+            size: NonZeroU64::new((self.len.max(1) * 4) as u64),
+        })
+    }
+}
+
+/// One recorded kernel launch: replayed as is every step, nothing created on the way.
+pub struct Dispatch {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+struct Family {
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    module: wgpu::ShaderModule,
+}
+
+impl Family {
+    fn new(ctx: &GpuContext, name: &str, source: &str, slots: &[Slot]) -> Self {
+        let entries: Vec<_> = slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match slot {
+                        Slot::Uniform => wgpu::BufferBindingType::Uniform,
+                        Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let device = &ctx.device;
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(name),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(name),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
+        });
+        Family { layout, pipeline_layout, module }
+    }
+}
+
+/// All kernel families of one device, with their pipelines made on first use.
+pub struct Kernels {
+    matmul: Family,
+    output: Family,
+    reduce: Family,
+    gather: Family,
+    optimizer: Family,
+    pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
+}
+
+impl Kernels {
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
+        use Slot::*;
+        let kernels = Kernels {
+            matmul: Family::new(
+                ctx,
+                "matmul",
+                include_str!("../../shaders/matmul.wgsl"),
+                &[Uniform, Uniform, Read, Read, Read, ReadWrite],
+            ),
+            output: Family::new(
+                ctx,
+                "output",
+                include_str!("../../shaders/output.wgsl"),
+                &[Uniform, Uniform, Read, Read, ReadWrite, ReadWrite],
+            ),
+            reduce: Family::new(
+                ctx,
+                "reduce",
+                include_str!("../../shaders/reduce.wgsl"),
+                &[Uniform, Uniform, Read, ReadWrite],
+            ),
+            gather: Family::new(
+                ctx,
+                "gather",
+                include_str!("../../shaders/gather.wgsl"),
+                &[Uniform, Uniform, Read, Read, ReadWrite],
+            ),
+            optimizer: Family::new(
+                ctx,
+                "optimizer",
+                include_str!("../../shaders/optimizer.wgsl"),
+                &[Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
+            ),
+            pipelines: HashMap::new(),
+        };
+        ctx.check()?;
+        Ok(kernels)
+    }
+
+    /// Builds every pipeline a model's training step and inference use, so that all shader
+    /// compilation happens before the first step.
+    pub fn prepare(&mut self, ctx: &GpuContext, spec: &crate::model::Sequential) -> Result<()> {
+        let loss = spec.resolved_loss();
+        let output = spec.output_activation();
+        let mut keys = vec![
+            PipelineKey::Gather,
+            PipelineKey::Matmul(MatmulForm::AtB, Epilogue::None),
+            PipelineKey::ColumnSums,
+            PipelineKey::Loss(loss, output),
+            PipelineKey::Probabilities(loss, output),
+            PipelineKey::Metrics,
+            PipelineKey::Optimizer(spec.optimizer.gpu_code()),
+        ];
+        let last = spec.layers.len() - 1;
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let activation = if i == last { Activation::Linear } else { layer.activation };
+            keys.push(PipelineKey::Matmul(MatmulForm::ABt, Epilogue::BiasActivation(activation)));
+            if i < last {
+                keys.push(PipelineKey::Matmul(MatmulForm::AB, Epilogue::ActivationGrad(layer.activation)));
+            }
+        }
+        for key in keys {
+            self.pipeline(ctx, key)?;
+        }
+        Ok(())
+    }
+
+    fn family(&self, key: PipelineKey) -> (&Family, &'static str, Vec<(&'static str, f64)>) {
+        match key {
+            PipelineKey::Matmul(form, epilogue) => {
+                let (code, act) = match epilogue {
+                    Epilogue::None => (0, Activation::Linear),
+                    Epilogue::BiasActivation(a) => (1, a),
+                    Epilogue::ActivationGrad(a) => (2, a),
+                };
+                let constants = vec![
+                    ("FORM", form.gpu_code() as f64),
+                    ("EPILOGUE", code as f64),
+                    ("ACTIVATION", act.gpu_code() as f64),
+                ];
+                (&self.matmul, "main", constants)
+            }
+            PipelineKey::Loss(loss, act) | PipelineKey::Probabilities(loss, act) => {
+                let entry = if matches!(key, PipelineKey::Loss(..)) { "loss_and_grad" } else { "probabilities" };
+                let constants = vec![
+                    ("LOSS", loss.gpu_code() as f64),
+                    ("OUTPUT_ACTIVATION", loss.output_activation(act).gpu_code() as f64),
+                ];
+                (&self.output, entry, constants)
+            }
+            PipelineKey::ColumnSums => (&self.reduce, "column_sums", vec![]),
+            PipelineKey::Metrics => (&self.reduce, "metrics", vec![]),
+            PipelineKey::Gather => (&self.gather, "main", vec![]),
+            PipelineKey::Optimizer(code) => (&self.optimizer, "main", vec![("OPTIMIZER", code as f64)]),
+        }
+    }
+
+    fn pipeline(&mut self, ctx: &GpuContext, key: PipelineKey) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.pipelines.get(&key) {
+            return Ok(p.clone());
+        }
+        let (family, entry, constants) = self.family(key);
+        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&family.pipeline_layout),
+            module: &family.module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                // Every kernel writes workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        ctx.check()?;
+        self.pipelines.insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn dispatch(
+        &mut self,
+        ctx: &GpuContext,
+        key: PipelineKey,
+        bindings: &[wgpu::BindingResource],
+        workgroups: [u32; 3],
+    ) -> Result<Dispatch> {
+        let pipeline = self.pipeline(ctx, key)?;
+        let (family, ..) = self.family(key);
+        let entries: Vec<_> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource: resource.clone() })
+            .collect();
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &family.layout,
+            entries: &entries,
+        });
+        ctx.check()?;
+        Ok(Dispatch { pipeline, bind_group, workgroups })
+    }
+
+    /// C = op(A)·op(B) with an epilogue (matmul.wgsl). `aux` is the bias for
+    /// `BiasActivation`, the layer input for `ActivationGrad`, and ignored for `None`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        form: MatmulForm,
+        epilogue: Epilogue,
+        dims: MatmulDims,
+        a: View,
+        b: View,
+        aux: View,
+        c: View,
+    ) -> Result<Dispatch> {
+        let uniform = ctx.uniform("matmul dims", &dims);
+        let groups = [dims.n.div_ceil(MATMUL_TILE), dims.m.div_ceil(MATMUL_TILE), 1];
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            a.resource(),
+            b.resource(),
+            aux.resource(),
+            c.resource(),
+        ];
+        self.dispatch(ctx, PipelineKey::Matmul(form, epilogue), &bindings, groups)
+    }
+
+    /// Loss, per-row metrics and logit gradient (output.wgsl, `loss_and_grad`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        loss: Loss,
+        output_activation: Activation,
+        batch: usize,
+        logits: View,
+        targets: View,
+        grad: View,
+        row_stats: View,
+    ) -> Result<Dispatch> {
+        let n = logits.len / batch;
+        let uniform = ctx.uniform("output dims", &SmallDims([n as u32, batch as u32, 0, 0]));
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            logits.resource(),
+            targets.resource(),
+            grad.resource(),
+            row_stats.resource(),
+        ];
+        let groups = [(batch as u32).div_ceil(LINEAR_GROUP), 1, 1];
+        self.dispatch(ctx, PipelineKey::Loss(loss, output_activation), &bindings, groups)
+    }
+
+    /// Output probabilities (output.wgsl, `probabilities`). `targets` and `row_stats` are
+    /// bound but not read; pass any buffers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn probabilities(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        loss: Loss,
+        output_activation: Activation,
+        batch: usize,
+        logits: View,
+        probabilities: View,
+        unused: View,
+    ) -> Result<Dispatch> {
+        let n = logits.len / batch;
+        let uniform = ctx.uniform("output dims", &SmallDims([n as u32, batch as u32, 0, 0]));
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            logits.resource(),
+            logits.resource(),
+            probabilities.resource(),
+            unused.resource(),
+        ];
+        let groups = [(batch as u32).div_ceil(LINEAR_GROUP), 1, 1];
+        self.dispatch(ctx, PipelineKey::Probabilities(loss, output_activation), &bindings, groups)
+    }
+
+    /// out[n] = Σ_m input[m, n] for input [rows, cols] (reduce.wgsl, `column_sums`).
+    pub fn column_sums(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        input: View,
+        out: View,
+    ) -> Result<Dispatch> {
+        let uniform = ctx.uniform("reduce dims", &SmallDims([rows as u32, cols as u32, 0, 0]));
+        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), input.resource(), out.resource()];
+        let groups = [(cols as u32).div_ceil(LINEAR_GROUP), 1, 1];
+        self.dispatch(ctx, PipelineKey::ColumnSums, &bindings, groups)
+    }
+
+    /// metrics += (Σ loss, Σ correct, rows) over row_stats (reduce.wgsl, `metrics`).
+    pub fn metrics(&mut self, ctx: &GpuContext, step: &wgpu::Buffer, row_stats: View, metrics: View) -> Result<Dispatch> {
+        let uniform = ctx.uniform("reduce dims", &SmallDims([0; 4]));
+        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), row_stats.resource(), metrics.resource()];
+        self.dispatch(ctx, PipelineKey::Metrics, &bindings, [1, 1, 1])
+    }
+
+    /// dest[i, :] = source[order[batch_start + i], :] (gather.wgsl).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gather(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        batch: usize,
+        width: usize,
+        source: View,
+        order: View,
+        dest: View,
+    ) -> Result<Dispatch> {
+        let uniform = ctx.uniform("gather dims", &SmallDims([width as u32, 0, 0, 0]));
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            source.resource(),
+            order.resource(),
+            dest.resource(),
+        ];
+        let groups = [(width as u32).div_ceil(LINEAR_GROUP), batch as u32, 1];
+        self.dispatch(ctx, PipelineKey::Gather, &bindings, groups)
+    }
+
+    /// One optimizer step on one tensor (optimizer.wgsl).
+    #[allow(clippy::too_many_arguments)]
+    pub fn optimizer(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        optimizer: &Optimizer,
+        l1: f32,
+        l2: f32,
+        grads: View,
+        params: View,
+        state1: View,
+        state2: View,
+    ) -> Result<Dispatch> {
+        let [h1, h2, eps] = optimizer.hyper_parameters();
+        let hyper = OptimizerHyper { len: params.len as u32, l1, l2, h1, h2, eps, _pad: [0; 2] };
+        let uniform = ctx.uniform("optimizer hyper-parameters", &hyper);
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            grads.resource(),
+            params.resource(),
+            state1.resource(),
+            state2.resource(),
+        ];
+        self.dispatch(ctx, PipelineKey::Optimizer(optimizer.gpu_code()), &bindings, linear_groups(params.len))
+    }
+}
+
+/// Workgroups for one invocation per element, spread over (x, y) past 65535 groups
+/// (`flat_index` in common.wgsl).
+fn linear_groups(len: usize) -> [u32; 3] {
+    let groups = (len as u32).div_ceil(LINEAR_GROUP).max(1);
+    if groups <= MAX_GROUPS {
+        [groups, 1, 1]
+    } else {
+        [MAX_GROUPS, groups.div_ceil(MAX_GROUPS), 1]
+    }
+}

@@ -1,0 +1,534 @@
+//! The GPU scheduler. Parameters, gradients, optimizer state, activations and data sets live
+//! in GPU buffers made once per model, batch size and data set; every kernel launch of a
+//! training step is prepared once as a [`Dispatch`] (pipeline + bind group) and the whole step
+//! — gather, forward, loss, backward, update — is replayed into one compute pass and one
+//! submission. Only a 32-byte step uniform is written per step; nothing is read back until
+//! metrics, predictions or parameters are asked for.
+
+use super::device::{AdapterChoice, GpuContext};
+use super::kernels::{Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use crate::backend::{Backend, Metrics, Slot, StepParams};
+use crate::cpu::ops::MatmulForm;
+use crate::error::{Result, WgradError};
+use crate::model::{Activation, Loss, ParamLayout, Sequential};
+use ndarray::{Array2, ArrayView2};
+use std::collections::HashMap;
+
+/// Where a resident data set sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum DataKey {
+    User(Slot),
+    /// Inputs to `predict`, without targets.
+    Predict,
+}
+
+/// The sequences of kernel launches the backend replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Program {
+    Train,
+    Evaluate(Slot),
+    Predict,
+}
+
+struct GpuData {
+    x: wgpu::Buffer,
+    /// Targets; `None` for prediction inputs.
+    y: Option<wgpu::Buffer>,
+    /// Sample order; identity except for the training set, reshuffled each epoch.
+    order: wgpu::Buffer,
+    rows: usize,
+}
+
+/// Buffers sized by the model alone.
+struct ModelBuffers {
+    step: wgpu::Buffer,
+    params: wgpu::Buffer,
+    grads: wgpu::Buffer,
+    state1: wgpu::Buffer,
+    state2: wgpu::Buffer,
+}
+
+/// Buffers sized by the model and the batch size.
+struct Workspace {
+    batch: usize,
+    /// activations[0] is the input batch; activations[i + 1] is layer i's output (logits last).
+    activations: Vec<wgpu::Buffer>,
+    /// grad_outputs[i]: gradient of the loss with respect to layer i's pre-activation.
+    grad_outputs: Vec<wgpu::Buffer>,
+    targets: wgpu::Buffer,
+    /// [batch, 2]: each row's loss and correctness.
+    row_stats: wgpu::Buffer,
+    probabilities: wgpu::Buffer,
+    /// [loss sum, correct, count, -], accumulated by the metrics kernel.
+    train_metrics: wgpu::Buffer,
+    eval_metrics: wgpu::Buffer,
+}
+
+impl Workspace {
+    fn new(ctx: &GpuContext, spec: &Sequential, batch: usize) -> Result<Self> {
+        let widths: Vec<usize> = std::iter::once(spec.input_dim).chain(spec.layers.iter().map(|l| l.units)).collect();
+        let activations = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let what = if i == 0 { "the input batch".to_string() } else { format!("layer {}'s outputs", i - 1) };
+                ctx.storage(&format!("{what} [{batch}, {w}]"), batch * w)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let grad_outputs = spec
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ctx.storage(&format!("layer {i}'s gradients [{batch}, {}]", l.units), batch * l.units))
+            .collect::<Result<Vec<_>>>()?;
+        let out = spec.output_dim();
+        Ok(Workspace {
+            batch,
+            activations,
+            grad_outputs,
+            targets: ctx.storage(&format!("the target batch [{batch}, {out}]"), batch * out)?,
+            row_stats: ctx.storage("per-row metrics", batch * 2)?,
+            probabilities: ctx.storage("output probabilities", batch * out)?,
+            train_metrics: ctx.storage("training metrics", 4)?,
+            eval_metrics: ctx.storage("evaluation metrics", 4)?,
+        })
+    }
+}
+
+pub struct GpuBackend {
+    ctx: GpuContext,
+    kernels: Kernels,
+    spec: Sequential,
+    layout: ParamLayout,
+    loss: Loss,
+    model: ModelBuffers,
+    work: Workspace,
+    data: HashMap<DataKey, GpuData>,
+    programs: HashMap<Program, Vec<Dispatch>>,
+}
+
+const DEFAULT_BATCH: usize = 256;
+
+impl GpuBackend {
+    pub fn new(spec: &Sequential, params: &[f32], choice: &AdapterChoice) -> Result<Self> {
+        let ctx = GpuContext::new(choice)?;
+        let layout = spec.param_layout();
+        for slot in &layout.tensors {
+            ctx.check_size(&format!("{} {:?}", slot.name, slot.shape), (slot.len * 4) as u64)?;
+        }
+        let state_len = |needed: bool| if needed { layout.len } else { 1 };
+        let code = spec.optimizer.gpu_code();
+        let model = ModelBuffers {
+            step: ctx.uniform("step", &StepUniform::from(&inference_step(0))),
+            params: ctx.storage_from("parameters", params)?,
+            grads: ctx.storage("gradients", layout.len)?,
+            state1: ctx.storage("optimizer state", state_len(code > 0))?,
+            state2: ctx.storage("optimizer second moment", state_len(code == 4))?,
+        };
+        let mut kernels = Kernels::new(&ctx)?;
+        kernels.prepare(&ctx, spec)?;
+        Ok(GpuBackend {
+            work: Workspace::new(&ctx, spec, DEFAULT_BATCH)?,
+            loss: spec.resolved_loss(),
+            spec: spec.clone(),
+            layout,
+            model,
+            kernels,
+            ctx,
+            data: HashMap::new(),
+            programs: HashMap::new(),
+        })
+    }
+
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    fn upload_data(&mut self, key: DataKey, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {
+        let name = match key {
+            DataKey::User(Slot::Train) => "the training data",
+            DataKey::User(Slot::Eval) => "the evaluation data",
+            DataKey::Predict => "the prediction inputs",
+        };
+        let x_std = x.as_standard_layout();
+        let x_buffer = self.ctx.storage_from(
+            &format!("{name} x {:?}", x.shape()),
+            x_std.as_slice().expect("standard layout is contiguous"),
+        )?;
+        let y_buffer = match y {
+            Some(y) => {
+                let y_std = y.as_standard_layout();
+                Some(self.ctx.storage_from(
+                    &format!("{name} y {:?}", y.shape()),
+                    y_std.as_slice().expect("standard layout is contiguous"),
+                )?)
+            }
+            None => None,
+        };
+        let identity: Vec<u32> = (0..x.nrows() as u32).collect();
+        let order = self.ctx.storage_from(&format!("{name} order"), &identity)?;
+        self.data.insert(key, GpuData { x: x_buffer, y: y_buffer, order, rows: x.nrows() });
+        self.programs.retain(|p, _| match (p, key) {
+            (Program::Train, DataKey::User(Slot::Train)) => false,
+            (Program::Evaluate(s), DataKey::User(slot)) => *s != slot,
+            (Program::Predict, DataKey::Predict) => false,
+            _ => true,
+        });
+        Ok(())
+    }
+
+    /// Builds a program's dispatches once; later calls replay them.
+    fn ensure_program(&mut self, program: Program) -> Result<()> {
+        if self.programs.contains_key(&program) {
+            return Ok(());
+        }
+        let key = match program {
+            Program::Train => DataKey::User(Slot::Train),
+            Program::Evaluate(slot) => DataKey::User(slot),
+            Program::Predict => DataKey::Predict,
+        };
+        let data = self
+            .data
+            .get(&key)
+            .ok_or_else(|| WgradError::Gpu(format!("no data uploaded for {key:?}")))?;
+        let mut builder = ProgramBuilder {
+            ctx: &self.ctx,
+            kernels: &mut self.kernels,
+            spec: &self.spec,
+            layout: &self.layout,
+            loss: self.loss,
+            model: &self.model,
+            work: &self.work,
+            dispatches: Vec::new(),
+        };
+        builder.gather(data)?;
+        builder.forward()?;
+        match program {
+            Program::Train => {
+                builder.loss(&self.work.train_metrics)?;
+                builder.backward()?;
+                builder.update()?;
+            }
+            Program::Evaluate(_) => builder.loss(&self.work.eval_metrics)?,
+            Program::Predict => builder.probabilities()?,
+        }
+        let dispatches = builder.dispatches;
+        self.programs.insert(program, dispatches);
+        Ok(())
+    }
+
+    /// Writes the step uniform, then records `program` into one compute pass (plus whatever
+    /// `after` adds to the encoder) and submits it.
+    fn run(
+        &mut self,
+        program: Program,
+        step: &StepParams,
+        after: impl FnOnce(&mut wgpu::CommandEncoder),
+    ) -> Result<()> {
+        self.ensure_program(program)?;
+        self.ctx.queue.write_buffer(&self.model.step, 0, bytemuck::bytes_of(&StepUniform::from(step)));
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for dispatch in &self.programs[&program] {
+                dispatch.record(&mut pass);
+            }
+        }
+        after(&mut encoder);
+        self.ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    fn read_metrics(&self, buffer: &wgpu::Buffer) -> Result<Metrics> {
+        let values = self.ctx.read(buffer, 0, 3)?;
+        self.ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&[0.0f32; 4]));
+        Ok(Metrics { loss_sum: values[0] as f64, correct: values[1] as f64, count: values[2] as f64 })
+    }
+}
+
+fn inference_step(rows: usize) -> StepParams {
+    StepParams {
+        rows,
+        batch_start: 0,
+        step: 0,
+        seed: 0,
+        training: false,
+        learning_rate: 0.0,
+        bias_correction1: 1.0,
+        bias_correction2: 1.0,
+    }
+}
+
+/// Assembles the dispatches of one program in execution order.
+struct ProgramBuilder<'a> {
+    ctx: &'a GpuContext,
+    kernels: &'a mut Kernels,
+    spec: &'a Sequential,
+    layout: &'a ParamLayout,
+    loss: Loss,
+    model: &'a ModelBuffers,
+    work: &'a Workspace,
+    dispatches: Vec<Dispatch>,
+}
+
+impl ProgramBuilder<'_> {
+    /// Tensor `tensor` of the layout, inside a parameter-shaped buffer.
+    fn tensor<'b>(&self, buffer: &'b wgpu::Buffer, tensor: usize) -> View<'b> {
+        let slot = &self.layout.tensors[tensor];
+        View { buffer, offset: slot.offset, len: slot.len }
+    }
+
+    fn gather(&mut self, data: &GpuData) -> Result<()> {
+        let batch = self.work.batch;
+        let order = View::whole(&data.order);
+        let input_width = self.spec.input_dim;
+        let d = self.kernels.gather(
+            self.ctx,
+            &self.model.step,
+            batch,
+            input_width,
+            View { buffer: &data.x, offset: 0, len: data.rows * input_width },
+            order,
+            View::whole(&self.work.activations[0]),
+        )?;
+        self.dispatches.push(d);
+        if let Some(y) = &data.y {
+            let out = self.spec.output_dim();
+            let d = self.kernels.gather(
+                self.ctx,
+                &self.model.step,
+                batch,
+                out,
+                View { buffer: y, offset: 0, len: data.rows * out },
+                order,
+                View::whole(&self.work.targets),
+            )?;
+            self.dispatches.push(d);
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self) -> Result<()> {
+        let last = self.spec.layers.len() - 1;
+        for (i, layer) in self.spec.layers.iter().enumerate() {
+            // The output layer emits logits; its activation is fused with the loss.
+            let activation = if i == last { Activation::Linear } else { layer.activation };
+            let dims = MatmulDims {
+                m: self.work.batch as u32,
+                n: layer.units as u32,
+                k: self.spec.fan_in(i) as u32,
+                layer: i as u32,
+                dropout_rate: layer.dropout,
+                _pad: [0; 3],
+            };
+            let d = self.kernels.matmul(
+                self.ctx,
+                &self.model.step,
+                MatmulForm::ABt,
+                Epilogue::BiasActivation(activation),
+                dims,
+                View::whole(&self.work.activations[i]),
+                self.tensor(&self.model.params, 2 * i),
+                self.tensor(&self.model.params, 2 * i + 1),
+                View::whole(&self.work.activations[i + 1]),
+            )?;
+            self.dispatches.push(d);
+        }
+        Ok(())
+    }
+
+    fn loss(&mut self, metrics: &wgpu::Buffer) -> Result<()> {
+        let last = self.spec.layers.len() - 1;
+        let d = self.kernels.loss(
+            self.ctx,
+            &self.model.step,
+            self.loss,
+            self.spec.output_activation(),
+            self.work.batch,
+            View::whole(&self.work.activations[last + 1]),
+            View::whole(&self.work.targets),
+            View::whole(&self.work.grad_outputs[last]),
+            View::whole(&self.work.row_stats),
+        )?;
+        self.dispatches.push(d);
+        let d = self.kernels.metrics(self.ctx, &self.model.step, View::whole(&self.work.row_stats), View::whole(metrics))?;
+        self.dispatches.push(d);
+        Ok(())
+    }
+
+    fn probabilities(&mut self) -> Result<()> {
+        let last = self.spec.layers.len() - 1;
+        let d = self.kernels.probabilities(
+            self.ctx,
+            &self.model.step,
+            self.loss,
+            self.spec.output_activation(),
+            self.work.batch,
+            View::whole(&self.work.activations[last + 1]),
+            View::whole(&self.work.probabilities),
+            View::whole(&self.work.row_stats),
+        )?;
+        self.dispatches.push(d);
+        Ok(())
+    }
+
+    fn backward(&mut self) -> Result<()> {
+        let batch = self.work.batch;
+        for (i, layer) in self.spec.layers.iter().enumerate().rev() {
+            let fan_in = self.spec.fan_in(i);
+            let grad_output = View::whole(&self.work.grad_outputs[i]);
+            let input = View::whole(&self.work.activations[i]);
+            // dW = dzᵀ·x
+            let dims = MatmulDims {
+                m: layer.units as u32,
+                n: fan_in as u32,
+                k: batch as u32,
+                layer: i as u32,
+                dropout_rate: 0.0,
+                _pad: [0; 3],
+            };
+            let d = self.kernels.matmul(
+                self.ctx,
+                &self.model.step,
+                MatmulForm::AtB,
+                Epilogue::None,
+                dims,
+                grad_output,
+                input,
+                grad_output,
+                self.tensor(&self.model.grads, 2 * i),
+            )?;
+            self.dispatches.push(d);
+            // db = Σ_rows dz
+            let d = self.kernels.column_sums(
+                self.ctx,
+                &self.model.step,
+                batch,
+                layer.units,
+                grad_output,
+                self.tensor(&self.model.grads, 2 * i + 1),
+            )?;
+            self.dispatches.push(d);
+            // dz of the layer below = (dz·W) ⊙ f'(its output)
+            if i > 0 {
+                let below = &self.spec.layers[i - 1];
+                let dims = MatmulDims {
+                    m: batch as u32,
+                    n: fan_in as u32,
+                    k: layer.units as u32,
+                    layer: (i - 1) as u32,
+                    dropout_rate: below.dropout,
+                    _pad: [0; 3],
+                };
+                let d = self.kernels.matmul(
+                    self.ctx,
+                    &self.model.step,
+                    MatmulForm::AB,
+                    Epilogue::ActivationGrad(below.activation),
+                    dims,
+                    grad_output,
+                    self.tensor(&self.model.params, 2 * i),
+                    input,
+                    View::whole(&self.work.grad_outputs[i - 1]),
+                )?;
+                self.dispatches.push(d);
+            }
+        }
+        Ok(())
+    }
+
+    fn update(&mut self) -> Result<()> {
+        let code = self.spec.optimizer.gpu_code();
+        for (t, slot) in self.layout.tensors.iter().enumerate() {
+            let state = |buffer, used: bool| {
+                if used { View { buffer, offset: slot.offset, len: slot.len } } else { View::whole(buffer) }
+            };
+            let (l1, l2) = if slot.regularized { (self.spec.l1, self.spec.l2) } else { (0.0, 0.0) };
+            let d = self.kernels.optimizer(
+                self.ctx,
+                &self.model.step,
+                &self.spec.optimizer,
+                l1,
+                l2,
+                self.tensor(&self.model.grads, t),
+                self.tensor(&self.model.params, t),
+                state(&self.model.state1, code > 0),
+                state(&self.model.state2, code == 4),
+            )?;
+            self.dispatches.push(d);
+        }
+        Ok(())
+    }
+}
+
+impl Backend for GpuBackend {
+    fn describe(&self) -> String {
+        format!("GPU: {}", self.ctx.describe())
+    }
+
+    fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {
+        if self.work.batch != batch_size {
+            self.work = Workspace::new(&self.ctx, &self.spec, batch_size)?;
+            self.programs.clear();
+        }
+        Ok(())
+    }
+
+    fn upload(&mut self, slot: Slot, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
+        self.upload_data(DataKey::User(slot), x, Some(y))
+    }
+
+    fn set_order(&mut self, order: &[u32]) -> Result<()> {
+        let data = self
+            .data
+            .get(&DataKey::User(Slot::Train))
+            .ok_or_else(|| WgradError::Gpu("set_order before the training data was uploaded".into()))?;
+        self.ctx.queue.write_buffer(&data.order, 0, bytemuck::cast_slice(order));
+        Ok(())
+    }
+
+    fn train_step(&mut self, step: &StepParams) -> Result<()> {
+        self.run(Program::Train, step, |_| {})
+    }
+
+    fn take_train_metrics(&mut self) -> Result<Metrics> {
+        self.read_metrics(&self.work.train_metrics)
+    }
+
+    fn evaluate(&mut self, slot: Slot) -> Result<Metrics> {
+        let rows = self.data.get(&DataKey::User(slot)).map_or(0, |d| d.rows);
+        let batch = self.work.batch;
+        for start in (0..rows).step_by(batch) {
+            let step = StepParams { batch_start: start, ..inference_step(batch.min(rows - start)) };
+            self.run(Program::Evaluate(slot), &step, |_| {})?;
+        }
+        self.read_metrics(&self.work.eval_metrics)
+    }
+
+    fn predict(&mut self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        let n = x.nrows();
+        let out = self.spec.output_dim();
+        self.upload_data(DataKey::Predict, x, None)?;
+        let results = self.ctx.storage(&format!("predictions [{n}, {out}]"), n * out)?;
+        let batch = self.work.batch;
+        for start in (0..n).step_by(batch) {
+            let rows = batch.min(n - start);
+            let step = StepParams { batch_start: start, ..inference_step(rows) };
+            let probabilities = &self.work.probabilities.clone();
+            self.run(Program::Predict, &step, |encoder| {
+                encoder.copy_buffer_to_buffer(probabilities, 0, &results, (start * out * 4) as u64, (rows * out * 4) as u64);
+            })?;
+        }
+        let values = self.ctx.read(&results, 0, n * out)?;
+        Ok(Array2::from_shape_vec((n, out), values).expect("read-back has n × outputs values"))
+    }
+
+    fn params(&mut self) -> Result<Vec<f32>> {
+        self.ctx.read(&self.model.params, 0, self.layout.len)
+    }
+
+    fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.ctx.queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
+        Ok(())
+    }
+}

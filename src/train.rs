@@ -1,0 +1,301 @@
+//! The training loop — `fit`, `evaluate`, `predict` — the same for every device: it checks
+//! the data, encodes the targets, orders the batches and asks a [`Backend`] to run them.
+
+use crate::backend::{Backend, Device, Slot, StepParams};
+use crate::cpu::CpuBackend;
+use crate::cpu::ops::predicted_class;
+use crate::error::{Result, WgradError};
+use crate::gpu::{AdapterChoice, GpuBackend};
+use crate::model::{Loss, Sequential};
+use ndarray::{Array2, ArrayView2};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// What a model learns to output for each sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Targets {
+    /// A class index per sample: one-hot encoded for several outputs; 0 or 1 for one output.
+    Classes(Vec<usize>),
+    /// Values per sample, [n, outputs]: regression targets, or one-hot / soft labels.
+    Values(Array2<f32>),
+}
+
+impl From<Vec<usize>> for Targets {
+    fn from(v: Vec<usize>) -> Self {
+        Targets::Classes(v)
+    }
+}
+
+impl From<&[usize]> for Targets {
+    fn from(v: &[usize]) -> Self {
+        Targets::Classes(v.to_vec())
+    }
+}
+
+impl From<Array2<f32>> for Targets {
+    fn from(v: Array2<f32>) -> Self {
+        Targets::Values(v)
+    }
+}
+
+impl Targets {
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes(c) => c.len(),
+            Targets::Values(v) => v.nrows(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn is_classification(&self) -> bool {
+        matches!(self, Targets::Classes(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Reshuffle the samples every epoch (from `seed`).
+    pub shuffle: bool,
+    /// Seed of the shuffling and of the dropout masks.
+    pub seed: u64,
+    /// Print one line per epoch to stderr.
+    pub verbose: bool,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig { epochs: 10, batch_size: 32, shuffle: true, seed: 0, verbose: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    /// Mean training loss over the epoch's samples (without the L1/L2 penalty).
+    pub loss: f32,
+    /// Training accuracy; `None` for regression targets.
+    pub accuracy: Option<f32>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub epochs: Vec<EpochRecord>,
+}
+
+impl History {
+    pub fn losses(&self) -> Vec<f32> {
+        self.epochs.iter().map(|e| e.loss).collect()
+    }
+    pub fn last(&self) -> Option<&EpochRecord> {
+        self.epochs.last()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub loss: f32,
+    /// `None` for regression targets.
+    pub accuracy: Option<f32>,
+}
+
+/// A model on a device, ready to train.
+pub struct Model {
+    spec: Sequential,
+    backend: Box<dyn Backend>,
+    /// Optimizer steps taken so far (Adam's t continues across `fit` calls, as in Keras).
+    steps: u64,
+}
+
+impl Model {
+    /// Checks the description, initialises the weights from its seed and places the model.
+    pub fn new(spec: Sequential, device: Device) -> Result<Model> {
+        spec.validate()?;
+        let params = spec.initial_params();
+        let backend: Box<dyn Backend> = match device {
+            Device::Cpu => Box::new(CpuBackend::new(&spec, &params)),
+            Device::Gpu(choice) => Box::new(GpuBackend::new(&spec, &params, &choice)?),
+            Device::Auto => match GpuBackend::new(&spec, &params, &AdapterChoice::default()) {
+                Ok(gpu) => Box::new(gpu),
+                Err(e @ (WgradError::NoAdapter { .. } | WgradError::Gpu(_))) => {
+                    eprintln!("wgrad: no usable GPU ({e}); training on the CPU");
+                    Box::new(CpuBackend::new(&spec, &params))
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(Model { spec, backend, steps: 0 })
+    }
+
+    pub fn spec(&self) -> &Sequential {
+        &self.spec
+    }
+
+    /// What runs the model, e.g. "GPU: llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan (Cpu)".
+    pub fn device(&self) -> String {
+        self.backend.describe()
+    }
+
+    pub fn fit(&mut self, x: &Array2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
+        if config.batch_size == 0 {
+            return Err(WgradError::ZeroBatchSize);
+        }
+        let targets = self.encode(x.view(), y)?;
+        let n = x.nrows();
+        self.backend.set_batch_size(config.batch_size.min(n))?;
+        self.backend.upload(Slot::Train, x.view(), targets.view())?;
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let dropout_seed = (config.seed ^ (config.seed >> 32)) as u32;
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        let mut history = History::default();
+        for epoch in 1..=config.epochs {
+            let started = Instant::now();
+            if config.shuffle {
+                order.shuffle(&mut rng);
+            }
+            self.backend.set_order(&order)?;
+            for batch_start in (0..n).step_by(config.batch_size) {
+                self.steps += 1;
+                let (bias_correction1, bias_correction2) = self.spec.optimizer.bias_corrections(self.steps);
+                self.backend.train_step(&StepParams {
+                    rows: config.batch_size.min(n - batch_start),
+                    batch_start,
+                    step: self.steps as u32,
+                    seed: dropout_seed,
+                    training: true,
+                    learning_rate: self.spec.optimizer.learning_rate(),
+                    bias_correction1,
+                    bias_correction2,
+                })?;
+            }
+            let metrics = self.backend.take_train_metrics()?;
+            let record = EpochRecord {
+                epoch,
+                loss: metrics.mean_loss(),
+                accuracy: y.is_classification().then(|| metrics.accuracy()),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            if config.verbose {
+                eprintln!("{}", format_epoch(&record, config.epochs));
+            }
+            history.epochs.push(record);
+        }
+        Ok(history)
+    }
+
+    /// Loss and accuracy on a data set, without dropout.
+    pub fn evaluate(&mut self, x: &Array2<f32>, y: &Targets) -> Result<Evaluation> {
+        let targets = self.encode(x.view(), y)?;
+        self.backend.upload(Slot::Eval, x.view(), targets.view())?;
+        let metrics = self.backend.evaluate(Slot::Eval)?;
+        Ok(Evaluation {
+            loss: metrics.mean_loss(),
+            accuracy: y.is_classification().then(|| metrics.accuracy()),
+        })
+    }
+
+    /// The model's outputs for each row of `x`: probabilities for the cross-entropies,
+    /// the output activation's values for MSE.
+    pub fn predict(&mut self, x: &Array2<f32>) -> Result<Array2<f32>> {
+        self.check_inputs(x.view())?;
+        self.backend.predict(x.view())
+    }
+
+    /// The predicted class of each row (argmax, or output ≥ 0.5 for a single output).
+    pub fn predict_classes(&mut self, x: &Array2<f32>) -> Result<Vec<usize>> {
+        let outputs = self.predict(x)?;
+        Ok(outputs
+            .rows()
+            .into_iter()
+            .map(|row| predicted_class(row.as_slice().expect("owned rows are contiguous")))
+            .collect())
+    }
+
+    /// All parameters, flat, in the layout of [`Sequential::param_layout`].
+    pub fn params(&mut self) -> Result<Vec<f32>> {
+        self.backend.params()
+    }
+
+    pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        let expected = self.spec.param_layout().len;
+        if params.len() != expected {
+            return Err(WgradError::InvalidModel(format!(
+                "{} parameter values given, the model has {expected}",
+                params.len()
+            )));
+        }
+        self.backend.set_params(params)
+    }
+
+    fn check_inputs(&self, x: ArrayView2<f32>) -> Result<()> {
+        if x.nrows() == 0 {
+            return Err(WgradError::EmptyDataset("x has no rows"));
+        }
+        if x.ncols() != self.spec.input_dim {
+            return Err(WgradError::InputWidth { expected: self.spec.input_dim, got: x.ncols() });
+        }
+        check_finite("x", x)
+    }
+
+    /// Checks x against y and the model, and turns y into the dense [n, outputs] targets the
+    /// backends train on.
+    fn encode(&self, x: ArrayView2<f32>, y: &Targets) -> Result<Array2<f32>> {
+        self.check_inputs(x)?;
+        if y.len() != x.nrows() {
+            return Err(WgradError::RowMismatch { x_rows: x.nrows(), y_rows: y.len() });
+        }
+        let outputs = self.spec.output_dim();
+        match y {
+            Targets::Classes(labels) => {
+                let classes = outputs.max(2);
+                let mut dense = Array2::zeros((labels.len(), outputs));
+                for (row, &label) in labels.iter().enumerate() {
+                    if label >= classes {
+                        return Err(WgradError::LabelOutOfRange { row, label, classes });
+                    }
+                    if outputs == 1 {
+                        dense[[row, 0]] = label as f32;
+                    } else {
+                        dense[[row, label]] = 1.0;
+                    }
+                }
+                Ok(dense)
+            }
+            Targets::Values(values) => {
+                if values.ncols() != outputs {
+                    return Err(WgradError::TargetWidth { expected: outputs, got: values.ncols() });
+                }
+                check_finite("y", values.view())?;
+                if self.spec.resolved_loss() != Loss::MeanSquaredError {
+                    if let Some(((row, col), &value)) =
+                        values.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v))
+                    {
+                        return Err(WgradError::InvalidModel(format!(
+                            "cross-entropy targets must lie in [0, 1]; y has {value} at row {row}, column {col}"
+                        )));
+                    }
+                }
+                Ok(values.clone())
+            }
+        }
+    }
+}
+
+fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
+    match a.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        Some(((row, col), &value)) => Err(WgradError::NonFinite { what, row, col, value }),
+        None => Ok(()),
+    }
+}
+
+fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
+    let accuracy = record.accuracy.map(|a| format!("  accuracy {:.4}", a)).unwrap_or_default();
+    format!("epoch {}/{}  loss {:.5}{}  ({:.2} s)", record.epoch, epochs, record.loss, accuracy, record.seconds)
+}
