@@ -179,6 +179,26 @@ impl CpuBackend {
         }
     }
 
+    /// The mean loss of one batch and its gradient with respect to every parameter (flat
+    /// layout, penalties excluded), without updating anything: what a finite-difference
+    /// check compares against.
+    pub fn loss_and_gradients(
+        &mut self,
+        x: ArrayView2<f32>,
+        targets: ArrayView2<f32>,
+        step: &StepParams,
+    ) -> (f32, Vec<f32>) {
+        let rows = x.nrows();
+        self.set_batch_size(rows).expect("the CPU allocates any batch size");
+        self.work.activations[0].assign(&x);
+        self.work.targets.assign(&targets);
+        let step = StepParams { rows, ..*step };
+        self.forward(&step);
+        let metrics = self.output_stage(rows);
+        self.backward(&step);
+        (metrics.mean_loss(), self.grads.clone())
+    }
+
     fn inference_step(rows: usize) -> StepParams {
         StepParams {
             rows,

@@ -46,6 +46,9 @@ pub struct AdapterChoice {
     pub name: Option<String>,
     /// Only software adapters (Mesa's lavapipe/llvmpipe, WARP).
     pub software: bool,
+    /// Cap on the bytes one storage binding may hold, below the adapter's own limit: to
+    /// mimic a smaller GPU, and to test what happens at the limit.
+    pub max_storage_binding: Option<u64>,
 }
 
 impl AdapterChoice {
@@ -69,8 +72,13 @@ impl AdapterChoice {
         Ok(self)
     }
 
-    fn backends(&self) -> wgpu::Backends {
-        self.api.map_or(wgpu::Backends::all(), GpuApi::backends)
+    /// The APIs to search: the one asked for, else the native ones (Vulkan, Metal, DX12)
+    /// and GL only when no native adapter exists (probing GL is slow and noisy).
+    fn backends(&self) -> [wgpu::Backends; 2] {
+        match self.api {
+            Some(api) => [api.backends(), wgpu::Backends::empty()],
+            None => [wgpu::Backends::PRIMARY, wgpu::Backends::GL],
+        }
     }
 
     fn accepts(&self, info: &wgpu::AdapterInfo) -> bool {
@@ -108,8 +116,14 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
-    let instance = new_instance(choice.backends());
-    let adapters = pollster::block_on(instance.enumerate_adapters(choice.backends()));
+    let mut adapters = Vec::new();
+    for backends in choice.backends() {
+        if adapters.iter().any(|a: &wgpu::Adapter| choice.accepts(&a.get_info())) || backends.is_empty() {
+            break;
+        }
+        let instance = new_instance(backends);
+        adapters.extend(pollster::block_on(instance.enumerate_adapters(backends)));
+    }
     let found: Vec<String> = adapters
         .iter()
         .map(|a| {
@@ -155,7 +169,10 @@ impl GpuContext {
         let adapter = choose_adapter(&choice)?;
         let info = adapter.get_info();
         // Ask for everything the adapter offers, not WebGPU's conservative defaults.
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = choice.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_limits: limits.clone(),
@@ -195,7 +212,7 @@ impl GpuContext {
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
         let limits = [
             (self.limits.max_buffer_size, "buffer"),
-            (self.limits.max_storage_buffer_binding_size as u64, "storage binding"),
+            (self.limits.max_storage_buffer_binding_size, "storage binding"),
         ];
         for (limit, limit_name) in limits {
             if bytes > limit {
