@@ -1,0 +1,73 @@
+//! Shared by the integration tests: GPU availability policy, random data, error measures.
+#![allow(dead_code)]
+
+use ndarray::{Array1, Array2};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgrad::gpu::ops::KernelRunner;
+use wgrad::{AdapterChoice, Device};
+
+/// True when the tests were told to run without a GPU (`WGRAD_SKIP_GPU=1`); says so.
+pub fn skip_gpu(test: &str) -> bool {
+    let skip = std::env::var("WGRAD_SKIP_GPU").is_ok_and(|v| v == "1");
+    if skip {
+        eprintln!("SKIPPED GPU part of {test}: WGRAD_SKIP_GPU=1 is set");
+    }
+    skip
+}
+
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter: install Mesa's lavapipe (apt-get install mesa-vulkan-drivers libvulkan1) \
+     or set WGRAD_SKIP_GPU=1 to skip the GPU tests explicitly";
+
+/// The GPU device the tests run on, or `None` (after saying so) under `WGRAD_SKIP_GPU=1`.
+/// A test that gets `Some` and then finds no adapter fails, with [`NO_ADAPTER_HELP`].
+pub fn gpu_device(test: &str) -> Option<Device> {
+    if skip_gpu(test) {
+        return None;
+    }
+    Some(Device::Gpu(AdapterChoice::default()))
+}
+
+/// A single-kernel runner on the default adapter, under the same policy as [`gpu_device`].
+pub fn kernel_runner(test: &str) -> Option<KernelRunner> {
+    if skip_gpu(test) {
+        return None;
+    }
+    match KernelRunner::new(&AdapterChoice::default()) {
+        Ok(runner) => {
+            eprintln!("{test}: GPU adapter {}", runner.ctx.describe());
+            Some(runner)
+        }
+        Err(e) => panic!("{test}: {NO_ADAPTER_HELP}\n  ({e})"),
+    }
+}
+
+/// Values uniform in [-scale, scale), never all equal.
+pub fn random_matrix(rows: usize, cols: usize, scale: f32, seed: u64) -> Array2<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_fn((rows, cols), |_| rng.random_range(-scale..scale))
+}
+
+pub fn random_vector(len: usize, scale: f32, seed: u64) -> Array1<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Array1::from_shape_fn(len, |_| rng.random_range(-scale..scale))
+}
+
+/// max |a - b| / max |b|: the error relative to the reference's magnitude (elementwise
+/// relative error is meaningless where a random sum cancels to near zero).
+pub fn relative_error<'a>(
+    actual: impl IntoIterator<Item = &'a f32>,
+    reference: impl IntoIterator<Item = &'a f32>,
+) -> f32 {
+    let (mut diff, mut scale) = (0.0f32, 0.0f32);
+    let mut count = 0;
+    for (a, b) in actual.into_iter().zip(reference) {
+        assert!(a.is_finite(), "non-finite value {a} where the reference has {b}");
+        diff = diff.max((a - b).abs());
+        scale = scale.max(b.abs());
+        count += 1;
+    }
+    assert!(count > 0, "nothing compared");
+    assert!(scale > 0.0, "the reference is all zeros: a useless comparison");
+    diff / scale
+}
