@@ -14,11 +14,22 @@ pub enum WgradError {
     #[error("targets have {got} columns but the output layer has {expected} units")]
     TargetWidth { expected: usize, got: usize },
 
-    #[error("class label {label} at row {row} is out of range: the model has {classes} classes (labels 0..{classes})")]
-    LabelOutOfRange { row: usize, label: usize, classes: usize },
+    #[error(
+        "class label {label} at row {row} is out of range: the model has {classes} classes (labels 0..{classes})"
+    )]
+    LabelOutOfRange {
+        row: usize,
+        label: usize,
+        classes: usize,
+    },
 
     #[error("{what} holds a non-finite value ({value}) at row {row}, column {col}")]
-    NonFinite { what: &'static str, row: usize, col: usize, value: f32 },
+    NonFinite {
+        what: &'static str,
+        row: usize,
+        col: usize,
+        value: f32,
+    },
 
     #[error("the data set is empty: {0}")]
     EmptyDataset(&'static str),

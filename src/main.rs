@@ -5,10 +5,16 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 use std::time::Instant;
-use wgrad::{Activation, AdapterChoice, Device, FitConfig, Model, Optimizer, Sequential, Targets, data};
+use wgrad::{
+    Activation, AdapterChoice, Device, FitConfig, Model, Optimizer, Sequential, Targets, data,
+};
 
 #[derive(Parser)]
-#[command(name = "wgrad", version, about = "Train multilayer perceptrons on the GPU (wgpu) or the CPU")]
+#[command(
+    name = "wgrad",
+    version,
+    about = "Train multilayer perceptrons on the GPU (wgpu) or the CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -95,10 +101,23 @@ fn main_job(args: &TrainArgs) -> Result<(), String> {
         .seed(args.seed);
     let started = Instant::now();
     let mut model = Model::new(spec, device(args)?).map_err(|e| e.to_string())?;
-    println!("training a 2-64-64-3 MLP on 900 spiral points, {}", model.device());
-    let config = FitConfig { epochs: args.epochs, batch_size: args.batch_size, seed: args.seed, verbose: true, ..Default::default() };
-    let history = model.fit(&x_train, &Targets::from(y_train), &config).map_err(|e| e.to_string())?;
-    let test = model.evaluate(&x_test, &Targets::from(y_test)).map_err(|e| e.to_string())?;
+    println!(
+        "training a 2-64-64-3 MLP on 900 spiral points, {}",
+        model.device()
+    );
+    let config = FitConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        verbose: true,
+        ..Default::default()
+    };
+    let history = model
+        .fit(&x_train, &Targets::from(y_train), &config)
+        .map_err(|e| e.to_string())?;
+    let test = model
+        .evaluate(&x_test, &Targets::from(y_test))
+        .map_err(|e| e.to_string())?;
     let last = history.last().expect("at least one epoch");
     println!(
         "train loss {:.4}, test loss {:.4}, test accuracy {:.1}%, {:.2} s in all",

@@ -71,7 +71,13 @@ pub struct FitConfig {
 
 impl Default for FitConfig {
     fn default() -> Self {
-        FitConfig { epochs: 10, batch_size: 32, shuffle: true, seed: 0, verbose: false }
+        FitConfig {
+            epochs: 10,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            verbose: false,
+        }
     }
 }
 
@@ -131,7 +137,11 @@ impl Model {
                 Err(e) => return Err(e),
             },
         };
-        Ok(Model { spec, backend, steps: 0 })
+        Ok(Model {
+            spec,
+            backend,
+            steps: 0,
+        })
     }
 
     pub fn spec(&self) -> &Sequential {
@@ -163,7 +173,8 @@ impl Model {
             self.backend.set_order(&order)?;
             for batch_start in (0..n).step_by(config.batch_size) {
                 self.steps += 1;
-                let (bias_correction1, bias_correction2) = self.spec.optimizer.bias_corrections(self.steps);
+                let (bias_correction1, bias_correction2) =
+                    self.spec.optimizer.bias_corrections(self.steps);
                 self.backend.train_step(&StepParams {
                     rows: config.batch_size.min(n - batch_start),
                     batch_start,
@@ -231,6 +242,17 @@ impl Model {
                 params.len()
             )));
         }
+        if let Some((i, value)) = params.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let layout = self.spec.param_layout();
+            let tensor = layout
+                .tensors
+                .iter()
+                .find(|t| (t.offset..t.offset + t.len).contains(&i));
+            let name = tensor.map_or("padding", |t| t.name.as_str());
+            return Err(WgradError::InvalidModel(format!(
+                "parameter {i} ({name}) is {value}"
+            )));
+        }
         self.backend.set_params(params)
     }
 
@@ -239,7 +261,10 @@ impl Model {
             return Err(WgradError::EmptyDataset("x has no rows"));
         }
         if x.ncols() != self.spec.input_dim {
-            return Err(WgradError::InputWidth { expected: self.spec.input_dim, got: x.ncols() });
+            return Err(WgradError::InputWidth {
+                expected: self.spec.input_dim,
+                got: x.ncols(),
+            });
         }
         check_finite("x", x)
     }
@@ -249,7 +274,10 @@ impl Model {
     fn encode(&self, x: ArrayView2<f32>, y: &Targets) -> Result<Array2<f32>> {
         self.check_inputs(x)?;
         if y.len() != x.nrows() {
-            return Err(WgradError::RowMismatch { x_rows: x.nrows(), y_rows: y.len() });
+            return Err(WgradError::RowMismatch {
+                x_rows: x.nrows(),
+                y_rows: y.len(),
+            });
         }
         let outputs = self.spec.output_dim();
         match y {
@@ -258,7 +286,11 @@ impl Model {
                 let mut dense = Array2::zeros((labels.len(), outputs));
                 for (row, &label) in labels.iter().enumerate() {
                     if label >= classes {
-                        return Err(WgradError::LabelOutOfRange { row, label, classes });
+                        return Err(WgradError::LabelOutOfRange {
+                            row,
+                            label,
+                            classes,
+                        });
                     }
                     if outputs == 1 {
                         dense[[row, 0]] = label as f32;
@@ -270,17 +302,20 @@ impl Model {
             }
             Targets::Values(values) => {
                 if values.ncols() != outputs {
-                    return Err(WgradError::TargetWidth { expected: outputs, got: values.ncols() });
+                    return Err(WgradError::TargetWidth {
+                        expected: outputs,
+                        got: values.ncols(),
+                    });
                 }
                 check_finite("y", values.view())?;
-                if self.spec.resolved_loss() != Loss::MeanSquaredError {
-                    if let Some(((row, col), &value)) =
-                        values.indexed_iter().find(|(_, v)| !(0.0..=1.0).contains(*v))
-                    {
-                        return Err(WgradError::InvalidModel(format!(
-                            "cross-entropy targets must lie in [0, 1]; y has {value} at row {row}, column {col}"
-                        )));
-                    }
+                if self.spec.resolved_loss() != Loss::MeanSquaredError
+                    && let Some(((row, col), &value)) = values
+                        .indexed_iter()
+                        .find(|(_, v)| !(0.0..=1.0).contains(*v))
+                {
+                    return Err(WgradError::InvalidModel(format!(
+                        "cross-entropy targets must lie in [0, 1]; y has {value} at row {row}, column {col}"
+                    )));
                 }
                 Ok(values.clone())
             }
@@ -290,12 +325,23 @@ impl Model {
 
 fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
     match a.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        Some(((row, col), &value)) => Err(WgradError::NonFinite { what, row, col, value }),
+        Some(((row, col), &value)) => Err(WgradError::NonFinite {
+            what,
+            row,
+            col,
+            value,
+        }),
         None => Ok(()),
     }
 }
 
 fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
-    let accuracy = record.accuracy.map(|a| format!("  accuracy {:.4}", a)).unwrap_or_default();
-    format!("epoch {}/{}  loss {:.5}{}  ({:.2} s)", record.epoch, epochs, record.loss, accuracy, record.seconds)
+    let accuracy = record
+        .accuracy
+        .map(|a| format!("  accuracy {:.4}", a))
+        .unwrap_or_default();
+    format!(
+        "epoch {}/{}  loss {:.5}{}  ({:.2} s)",
+        record.epoch, epochs, record.loss, accuracy, record.seconds
+    )
 }

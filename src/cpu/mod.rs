@@ -42,11 +42,19 @@ struct Workspace {
 impl Workspace {
     fn new(spec: &Sequential, batch_size: usize) -> Self {
         let mut activations = vec![Array2::zeros((batch_size, spec.input_dim))];
-        activations.extend(spec.layers.iter().map(|l| Array2::zeros((batch_size, l.units))));
+        activations.extend(
+            spec.layers
+                .iter()
+                .map(|l| Array2::zeros((batch_size, l.units))),
+        );
         Workspace {
             batch_size,
             activations,
-            grad_outputs: spec.layers.iter().map(|l| Array2::zeros((batch_size, l.units))).collect(),
+            grad_outputs: spec
+                .layers
+                .iter()
+                .map(|l| Array2::zeros((batch_size, l.units)))
+                .collect(),
             targets: Array2::zeros((batch_size, spec.output_dim())),
             row_loss: Array1::zeros(batch_size),
             row_correct: Array1::zeros(batch_size),
@@ -58,8 +66,11 @@ const DEFAULT_BATCH: usize = 256;
 
 /// A weight tensor of the flat parameter vector as an [out, in] matrix.
 fn matrix<'a>(params: &'a [f32], slot: &TensorSlot) -> ArrayView2<'a, f32> {
-    ArrayView2::from_shape((slot.shape[0], slot.shape[1]), &params[slot.offset..slot.offset + slot.len])
-        .expect("weight slot matches its shape")
+    ArrayView2::from_shape(
+        (slot.shape[0], slot.shape[1]),
+        &params[slot.offset..slot.offset + slot.len],
+    )
+    .expect("weight slot matches its shape")
 }
 
 fn vector<'a>(params: &'a [f32], slot: &TensorSlot) -> ArrayView1<'a, f32> {
@@ -87,7 +98,11 @@ impl CpuBackend {
     /// The activation a layer's matmul epilogue applies: the output layer emits logits, its
     /// activation is fused with the loss.
     fn epilogue_activation(spec: &Sequential, layer: usize) -> Activation {
-        if layer + 1 == spec.layers.len() { Activation::Linear } else { spec.layers[layer].activation }
+        if layer + 1 == spec.layers.len() {
+            Activation::Linear
+        } else {
+            spec.layers[layer].activation
+        }
     }
 
     /// Copy the given rows of a slot into the input and target batches, zero-padding the rest.
@@ -139,10 +154,20 @@ impl CpuBackend {
 
     fn backward(&mut self, step: &StepParams) {
         for layer in (0..self.spec.layers.len()).rev() {
-            let (w, b) = (self.layout.weight(layer).clone(), self.layout.bias(layer).clone());
-            let grad_weight = ArrayViewMut2::from_shape((w.shape[0], w.shape[1]), &mut self.grads[w.offset..w.offset + w.len])
-                .expect("weight slot matches its shape");
-            ops::grad_weights(self.work.grad_outputs[layer].view(), self.work.activations[layer].view(), grad_weight);
+            let (w, b) = (
+                self.layout.weight(layer).clone(),
+                self.layout.bias(layer).clone(),
+            );
+            let grad_weight = ArrayViewMut2::from_shape(
+                (w.shape[0], w.shape[1]),
+                &mut self.grads[w.offset..w.offset + w.len],
+            )
+            .expect("weight slot matches its shape");
+            ops::grad_weights(
+                self.work.grad_outputs[layer].view(),
+                self.work.activations[layer].view(),
+                grad_weight,
+            );
             ops::grad_bias(
                 self.work.grad_outputs[layer].view(),
                 (&mut self.grads[b.offset..b.offset + b.len]).into(),
@@ -165,7 +190,11 @@ impl CpuBackend {
     fn update(&mut self, step: &StepParams) {
         for slot in &self.layout.tensors {
             let range = slot.offset..slot.offset + slot.len;
-            let (l1, l2) = if slot.regularized { (self.spec.l1, self.spec.l2) } else { (0.0, 0.0) };
+            let (l1, l2) = if slot.regularized {
+                (self.spec.l1, self.spec.l2)
+            } else {
+                (0.0, 0.0)
+            };
             ops::optimizer_update(
                 &self.spec.optimizer,
                 &mut self.params[range.clone()],
@@ -189,7 +218,8 @@ impl CpuBackend {
         step: &StepParams,
     ) -> (f32, Vec<f32>) {
         let rows = x.nrows();
-        self.set_batch_size(rows).expect("the CPU allocates any batch size");
+        self.set_batch_size(rows)
+            .expect("the CPU allocates any batch size");
         self.work.activations[0].assign(&x);
         self.work.targets.assign(&targets);
         let step = StepParams { rows, ..*step };
@@ -278,7 +308,9 @@ impl Backend for CpuBackend {
             let rows = batch.min(n - start);
             let input = &mut self.work.activations[0];
             input.fill(0.0);
-            input.slice_mut(s![..rows, ..]).assign(&x.slice(s![start..start + rows, ..]));
+            input
+                .slice_mut(s![..rows, ..])
+                .assign(&x.slice(s![start..start + rows, ..]));
             self.forward(&Self::inference_step(rows));
             out.slice_mut(s![start..start + rows, ..])
                 .assign(&self.work.activations[last].slice(s![..rows, ..]));

@@ -98,18 +98,24 @@ pub fn dense_backward_input(
 ) {
     matmul(MatmulForm::AB, grad_output, weight, grad_input.view_mut());
     let width = grad_input.ncols();
-    Zip::indexed(&mut grad_input).and(&input).for_each(|(r, c), g, &y| {
-        let scale = input_dropout.map_or(1.0, |d| d.scale(r * width + c));
-        *g = if scale == 0.0 {
-            0.0
-        } else {
-            *g * scale * input_activation.grad_from_output(y / scale)
-        };
-    });
+    Zip::indexed(&mut grad_input)
+        .and(&input)
+        .for_each(|(r, c), g, &y| {
+            let scale = input_dropout.map_or(1.0, |d| d.scale(r * width + c));
+            *g = if scale == 0.0 {
+                0.0
+            } else {
+                *g * scale * input_activation.grad_from_output(y / scale)
+            };
+        });
 }
 
 /// dW = dzᵀ·x (matmul form `AtB`).
-pub fn grad_weights(grad_output: ArrayView2<f32>, input: ArrayView2<f32>, grad_weight: ArrayViewMut2<f32>) {
+pub fn grad_weights(
+    grad_output: ArrayView2<f32>,
+    input: ArrayView2<f32>,
+    grad_weight: ArrayViewMut2<f32>,
+) {
     matmul(MatmulForm::AtB, grad_output, input, grad_weight);
 }
 
@@ -121,7 +127,11 @@ pub fn grad_bias(grad_output: ArrayView2<f32>, mut grad_bias: ArrayViewMut1<f32>
 fn log1p_exp_neg_abs(z: f32) -> f32 {
     // ln(1 + e^-|z|), written as the shader writes it.
     let e = (-z.abs()).exp();
-    if e < 1e-4 { e - 0.5 * e * e } else { (1.0 + e).ln() }
+    if e < 1e-4 {
+        e - 0.5 * e * e
+    } else {
+        (1.0 + e).ln()
+    }
 }
 
 /// Index of the largest value (first on ties); a single output counts as class (v ≥ 0.5).
@@ -150,6 +160,8 @@ pub fn output_probabilities_row(loss: Loss, declared: Activation, row: &mut [f32
 /// The output stage (`shaders/output.wgsl`): for each of the first `rows` rows of `logits`,
 /// the row's loss, whether its predicted class matches the target's, and the gradient of the
 /// batch-mean loss with respect to the logits. Rows past `rows` (padding) get zeros.
+/// The arguments mirror the kernel's bindings.
+#[allow(clippy::too_many_arguments)]
 pub fn output_loss(
     loss: Loss,
     declared: Activation,

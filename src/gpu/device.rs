@@ -32,7 +32,9 @@ impl std::str::FromStr for GpuApi {
             "metal" => Ok(GpuApi::Metal),
             "dx12" | "d3d12" => Ok(GpuApi::Dx12),
             "gl" | "gles" | "opengl" => Ok(GpuApi::Gl),
-            _ => Err(format!("unknown GPU backend '{s}' (expected vulkan, metal, dx12 or gl)")),
+            _ => Err(format!(
+                "unknown GPU backend '{s}' (expected vulkan, metal, dx12 or gl)"
+            )),
         }
     }
 }
@@ -55,18 +57,22 @@ impl AdapterChoice {
     /// `WGRAD_BACKEND` (vulkan, metal, dx12, gl) and `WGRAD_ADAPTER` (part of a name, or
     /// `software`) fill in what this choice leaves open.
     pub fn with_env(mut self) -> Result<Self> {
-        if self.api.is_none() {
-            if let Ok(api) = std::env::var("WGRAD_BACKEND") {
-                self.api = Some(api.parse().map_err(|e| WgradError::Gpu(format!("WGRAD_BACKEND: {e}")))?);
-            }
+        if self.api.is_none()
+            && let Ok(api) = std::env::var("WGRAD_BACKEND")
+        {
+            self.api = Some(
+                api.parse()
+                    .map_err(|e| WgradError::Gpu(format!("WGRAD_BACKEND: {e}")))?,
+            );
         }
-        if self.name.is_none() && !self.software {
-            if let Ok(name) = std::env::var("WGRAD_ADAPTER") {
-                if name.eq_ignore_ascii_case("software") {
-                    self.software = true;
-                } else if !name.is_empty() {
-                    self.name = Some(name);
-                }
+        if self.name.is_none()
+            && !self.software
+            && let Ok(name) = std::env::var("WGRAD_ADAPTER")
+        {
+            if name.eq_ignore_ascii_case("software") {
+                self.software = true;
+            } else if !name.is_empty() {
+                self.name = Some(name);
             }
         }
         Ok(self)
@@ -118,7 +124,11 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     let mut adapters = Vec::new();
     for backends in choice.backends() {
-        if adapters.iter().any(|a: &wgpu::Adapter| choice.accepts(&a.get_info())) || backends.is_empty() {
+        if adapters
+            .iter()
+            .any(|a: &wgpu::Adapter| choice.accepts(&a.get_info()))
+            || backends.is_empty()
+        {
             break;
         }
         let instance = new_instance(backends);
@@ -171,7 +181,8 @@ impl GpuContext {
         // Ask for everything the adapter offers, not WebGPU's conservative defaults.
         let mut limits = adapter.limits();
         if let Some(cap) = choice.max_storage_binding {
-            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
@@ -186,14 +197,25 @@ impl GpuContext {
         }));
         let sink = errors.clone();
         device.set_device_lost_callback(move |reason, message| {
-            sink.lock().expect("error sink").push(format!("device lost ({reason:?}): {message}"));
+            sink.lock()
+                .expect("error sink")
+                .push(format!("device lost ({reason:?}): {message}"));
         });
-        Ok(GpuContext { device, queue, info, limits, errors })
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            errors,
+        })
     }
 
     /// A line naming the adapter: "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan (Cpu)".
     pub fn describe(&self) -> String {
-        format!("{} on {:?} ({:?})", self.info.name, self.info.backend, self.info.device_type)
+        format!(
+            "{} on {:?} ({:?})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
     }
 
     /// Turns any error wgpu reported since the last call into a `WgradError`.
@@ -212,7 +234,10 @@ impl GpuContext {
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
         let limits = [
             (self.limits.max_buffer_size, "buffer"),
-            (self.limits.max_storage_buffer_binding_size, "storage binding"),
+            (
+                self.limits.max_storage_buffer_binding_size,
+                "storage binding",
+            ),
         ];
         for (limit, limit_name) in limits {
             if bytes > limit {
@@ -235,7 +260,9 @@ impl GpuContext {
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -243,7 +270,8 @@ impl GpuContext {
     /// A storage buffer holding `data`.
     pub fn storage_from<T: bytemuck::Pod>(&self, what: &str, data: &[T]) -> Result<wgpu::Buffer> {
         let buffer = self.storage(what, data.len())?;
-        self.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         Ok(buffer)
     }
 
@@ -254,7 +282,8 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.queue.write_buffer(&buffer, 0, bytemuck::bytes_of(value));
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::bytes_of(value));
         buffer
     }
 

@@ -109,7 +109,11 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
-        View { buffer, offset: 0, len: (buffer.size() / 4) as usize }
+        View {
+            buffer,
+            offset: 0,
+            len: (buffer.size() / 4) as usize,
+        }
     }
 
     fn resource(&self) -> wgpu::BindingResource<'a> {
@@ -184,7 +188,11 @@ impl Family {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
         });
-        Family { layout, pipeline_layout, module }
+        Family {
+            layout,
+            pipeline_layout,
+            module,
+        }
     }
 }
 
@@ -254,10 +262,20 @@ impl Kernels {
         ];
         let last = spec.layers.len() - 1;
         for (i, layer) in spec.layers.iter().enumerate() {
-            let activation = if i == last { Activation::Linear } else { layer.activation };
-            keys.push(PipelineKey::Matmul(MatmulForm::ABt, Epilogue::BiasActivation(activation)));
+            let activation = if i == last {
+                Activation::Linear
+            } else {
+                layer.activation
+            };
+            keys.push(PipelineKey::Matmul(
+                MatmulForm::ABt,
+                Epilogue::BiasActivation(activation),
+            ));
             if i < last {
-                keys.push(PipelineKey::Matmul(MatmulForm::AB, Epilogue::ActivationGrad(layer.activation)));
+                keys.push(PipelineKey::Matmul(
+                    MatmulForm::AB,
+                    Epilogue::ActivationGrad(layer.activation),
+                ));
             }
         }
         for key in keys {
@@ -282,17 +300,26 @@ impl Kernels {
                 (&self.matmul, "main", constants)
             }
             PipelineKey::Loss(loss, act) | PipelineKey::Probabilities(loss, act) => {
-                let entry = if matches!(key, PipelineKey::Loss(..)) { "loss_and_grad" } else { "probabilities" };
+                let entry = if matches!(key, PipelineKey::Loss(..)) {
+                    "loss_and_grad"
+                } else {
+                    "probabilities"
+                };
                 let constants = vec![
                     ("LOSS", loss.gpu_code() as f64),
-                    ("OUTPUT_ACTIVATION", loss.output_activation(act).gpu_code() as f64),
+                    (
+                        "OUTPUT_ACTIVATION",
+                        loss.output_activation(act).gpu_code() as f64,
+                    ),
                 ];
                 (&self.output, entry, constants)
             }
             PipelineKey::ColumnSums => (&self.reduce, "column_sums", vec![]),
             PipelineKey::Metrics => (&self.reduce, "metrics", vec![]),
             PipelineKey::Gather => (&self.gather, "main", vec![]),
-            PipelineKey::Optimizer(code) => (&self.optimizer, "main", vec![("OPTIMIZER", code as f64)]),
+            PipelineKey::Optimizer(code) => {
+                (&self.optimizer, "main", vec![("OPTIMIZER", code as f64)])
+            }
         }
     }
 
@@ -301,18 +328,20 @@ impl Kernels {
             return Ok(p.clone());
         }
         let (family, entry, constants) = self.family(key);
-        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&family.pipeline_layout),
-            module: &family.module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                // Every kernel writes workgroup memory before reading it.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&family.pipeline_layout),
+                module: &family.module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    // Every kernel writes workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
         ctx.check()?;
         self.pipelines.insert(key, pipeline.clone());
         Ok(pipeline)
@@ -330,7 +359,10 @@ impl Kernels {
         let entries: Vec<_> = bindings
             .iter()
             .enumerate()
-            .map(|(i, resource)| wgpu::BindGroupEntry { binding: i as u32, resource: resource.clone() })
+            .map(|(i, resource)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: resource.clone(),
+            })
             .collect();
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
@@ -338,7 +370,11 @@ impl Kernels {
             entries: &entries,
         });
         ctx.check()?;
-        Ok(Dispatch { pipeline, bind_group, workgroups })
+        Ok(Dispatch {
+            pipeline,
+            bind_group,
+            workgroups,
+        })
     }
 
     /// C = op(A)·op(B) with an epilogue (matmul.wgsl). `aux` is the bias for
@@ -357,7 +393,11 @@ impl Kernels {
         c: View,
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("matmul dims", &dims);
-        let groups = [dims.n.div_ceil(MATMUL_TILE), dims.m.div_ceil(MATMUL_TILE), 1];
+        let groups = [
+            dims.n.div_ceil(MATMUL_TILE),
+            dims.m.div_ceil(MATMUL_TILE),
+            1,
+        ];
         let bindings = [
             step.as_entire_binding(),
             uniform.as_entire_binding(),
@@ -394,7 +434,12 @@ impl Kernels {
             row_stats.resource(),
         ];
         let groups = [(batch as u32).div_ceil(LINEAR_GROUP), 1, 1];
-        self.dispatch(ctx, PipelineKey::Loss(loss, output_activation), &bindings, groups)
+        self.dispatch(
+            ctx,
+            PipelineKey::Loss(loss, output_activation),
+            &bindings,
+            groups,
+        )
     }
 
     /// Output probabilities (output.wgsl, `probabilities`). `targets` and `row_stats` are
@@ -422,7 +467,12 @@ impl Kernels {
             unused.resource(),
         ];
         let groups = [(batch as u32).div_ceil(LINEAR_GROUP), 1, 1];
-        self.dispatch(ctx, PipelineKey::Probabilities(loss, output_activation), &bindings, groups)
+        self.dispatch(
+            ctx,
+            PipelineKey::Probabilities(loss, output_activation),
+            &bindings,
+            groups,
+        )
     }
 
     /// out[n] = Σ_m input[m, n] for input [rows, cols] (reduce.wgsl, `column_sums`).
@@ -436,15 +486,31 @@ impl Kernels {
         out: View,
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("reduce dims", &SmallDims([rows as u32, cols as u32, 0, 0]));
-        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), input.resource(), out.resource()];
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            input.resource(),
+            out.resource(),
+        ];
         let groups = [(cols as u32).div_ceil(LINEAR_GROUP), 1, 1];
         self.dispatch(ctx, PipelineKey::ColumnSums, &bindings, groups)
     }
 
     /// metrics += (Σ loss, Σ correct, rows) over row_stats (reduce.wgsl, `metrics`).
-    pub fn metrics(&mut self, ctx: &GpuContext, step: &wgpu::Buffer, row_stats: View, metrics: View) -> Result<Dispatch> {
+    pub fn metrics(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        row_stats: View,
+        metrics: View,
+    ) -> Result<Dispatch> {
         let uniform = ctx.uniform("reduce dims", &SmallDims([0; 4]));
-        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), row_stats.resource(), metrics.resource()];
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            row_stats.resource(),
+            metrics.resource(),
+        ];
         self.dispatch(ctx, PipelineKey::Metrics, &bindings, [1, 1, 1])
     }
 
@@ -487,7 +553,15 @@ impl Kernels {
         state2: View,
     ) -> Result<Dispatch> {
         let [h1, h2, eps] = optimizer.hyper_parameters();
-        let hyper = OptimizerHyper { len: params.len as u32, l1, l2, h1, h2, eps, _pad: [0; 2] };
+        let hyper = OptimizerHyper {
+            len: params.len as u32,
+            l1,
+            l2,
+            h1,
+            h2,
+            eps,
+            _pad: [0; 2],
+        };
         let uniform = ctx.uniform("optimizer hyper-parameters", &hyper);
         let bindings = [
             step.as_entire_binding(),
@@ -497,7 +571,12 @@ impl Kernels {
             state1.resource(),
             state2.resource(),
         ];
-        self.dispatch(ctx, PipelineKey::Optimizer(optimizer.gpu_code()), &bindings, linear_groups(params.len))
+        self.dispatch(
+            ctx,
+            PipelineKey::Optimizer(optimizer.gpu_code()),
+            &bindings,
+            linear_groups(params.len),
+        )
     }
 }
 

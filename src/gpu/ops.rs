@@ -99,12 +99,21 @@ impl KernelRunner {
     }
 
     /// Twin of [`crate::cpu::ops::matmul`].
-    pub fn matmul(&mut self, form: MatmulForm, a: ArrayView2<f32>, b: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn matmul(
+        &mut self,
+        form: MatmulForm,
+        a: ArrayView2<f32>,
+        b: ArrayView2<f32>,
+    ) -> Result<Array2<f32>> {
         let (m, k) = match form {
             MatmulForm::AtB => (a.ncols(), a.nrows()),
             _ => (a.nrows(), a.ncols()),
         };
-        let n = if form == MatmulForm::ABt { b.nrows() } else { b.ncols() };
+        let n = if form == MatmulForm::ABt {
+            b.nrows()
+        } else {
+            b.ncols()
+        };
         self.run_matmul(form, Epilogue::None, a, b, &[0.0], None, (m, n, k))
     }
 
@@ -119,7 +128,15 @@ impl KernelRunner {
     ) -> Result<Array2<f32>> {
         let dims = (x.nrows(), weight.nrows(), x.ncols());
         let bias: Vec<f32> = bias.to_vec();
-        self.run_matmul(MatmulForm::ABt, Epilogue::BiasActivation(activation), x, weight, &bias, dropout, dims)
+        self.run_matmul(
+            MatmulForm::ABt,
+            Epilogue::BiasActivation(activation),
+            x,
+            weight,
+            &bias,
+            dropout,
+            dims,
+        )
     }
 
     /// Twin of [`crate::cpu::ops::dense_backward_input`].
@@ -133,7 +150,15 @@ impl KernelRunner {
     ) -> Result<Array2<f32>> {
         let dims = (grad_output.nrows(), weight.ncols(), grad_output.ncols());
         let epilogue = Epilogue::ActivationGrad(input_activation);
-        self.run_matmul(MatmulForm::AB, epilogue, grad_output, weight, &flat(input), input_dropout, dims)
+        self.run_matmul(
+            MatmulForm::AB,
+            epilogue,
+            grad_output,
+            weight,
+            &flat(input),
+            input_dropout,
+            dims,
+        )
     }
 
     /// Twin of [`crate::cpu::ops::grad_bias`].
@@ -142,7 +167,14 @@ impl KernelRunner {
         let step = self.step_buffer(&step_for(None));
         let input = self.ctx.storage_from("dz", &flat(grad_output))?;
         let out = self.ctx.storage("db", cols)?;
-        let d = self.kernels.column_sums(&self.ctx, &step, rows, cols, View::whole(&input), View::whole(&out))?;
+        let d = self.kernels.column_sums(
+            &self.ctx,
+            &step,
+            rows,
+            cols,
+            View::whole(&input),
+            View::whole(&out),
+        )?;
         self.submit(&d)?;
         Ok(Array1::from(self.ctx.read(&out, 0, cols)?))
     }
@@ -157,7 +189,10 @@ impl KernelRunner {
         rows: usize,
     ) -> Result<(Array1<f32>, Array1<f32>, Array2<f32>)> {
         let (batch, n) = logits.dim();
-        let step = self.step_buffer(&StepParams { rows, ..step_for(None) });
+        let step = self.step_buffer(&StepParams {
+            rows,
+            ..step_for(None)
+        });
         let logits_buf = self.ctx.storage_from("logits", &flat(logits))?;
         let targets_buf = self.ctx.storage_from("targets", &flat(targets))?;
         let grad = self.ctx.storage("grad", batch * n)?;
@@ -175,11 +210,20 @@ impl KernelRunner {
         )?;
         self.submit(&d)?;
         let stats = self.read2(&stats, batch, 2)?;
-        Ok((stats.column(0).to_owned(), stats.column(1).to_owned(), self.read2(&grad, batch, n)?))
+        Ok((
+            stats.column(0).to_owned(),
+            stats.column(1).to_owned(),
+            self.read2(&grad, batch, n)?,
+        ))
     }
 
     /// Twin of [`crate::cpu::ops::output_probabilities_row`], over every row.
-    pub fn probabilities(&mut self, loss: Loss, declared: Activation, logits: ArrayView2<f32>) -> Result<Array2<f32>> {
+    pub fn probabilities(
+        &mut self,
+        loss: Loss,
+        declared: Activation,
+        logits: ArrayView2<f32>,
+    ) -> Result<Array2<f32>> {
         let (batch, n) = logits.dim();
         let step = self.step_buffer(&step_for(None));
         let logits_buf = self.ctx.storage_from("logits", &flat(logits))?;
@@ -201,17 +245,28 @@ impl KernelRunner {
 
     /// Sums of (loss, correct, rows) over the first `rows` rows of `row_stats` [B, 2].
     pub fn metrics(&mut self, row_stats: ArrayView2<f32>, rows: usize) -> Result<[f32; 3]> {
-        let step = self.step_buffer(&StepParams { rows, ..step_for(None) });
+        let step = self.step_buffer(&StepParams {
+            rows,
+            ..step_for(None)
+        });
         let stats = self.ctx.storage_from("row stats", &flat(row_stats))?;
         let out = self.ctx.storage("metrics", 4)?;
-        let d = self.kernels.metrics(&self.ctx, &step, View::whole(&stats), View::whole(&out))?;
+        let d = self
+            .kernels
+            .metrics(&self.ctx, &step, View::whole(&stats), View::whole(&out))?;
         self.submit(&d)?;
         let v = self.ctx.read(&out, 0, 3)?;
         Ok([v[0], v[1], v[2]])
     }
 
     /// Rows `order[step.batch_start ..][.. step.rows]` of `source`, zero-padded to `batch` rows.
-    pub fn gather(&mut self, source: ArrayView2<f32>, order: &[u32], batch: usize, step: &StepParams) -> Result<Array2<f32>> {
+    pub fn gather(
+        &mut self,
+        source: ArrayView2<f32>,
+        order: &[u32],
+        batch: usize,
+        step: &StepParams,
+    ) -> Result<Array2<f32>> {
         let width = source.ncols();
         let step_buf = self.step_buffer(step);
         let src = self.ctx.storage_from("source", &flat(source))?;
@@ -261,6 +316,10 @@ impl KernelRunner {
             View::whole(&s2),
         )?;
         self.submit(&d)?;
-        Ok((self.ctx.read(&p, 0, len)?, self.ctx.read(&s1, 0, len)?, self.ctx.read(&s2, 0, len)?))
+        Ok((
+            self.ctx.read(&p, 0, len)?,
+            self.ctx.read(&s1, 0, len)?,
+            self.ctx.read(&s2, 0, len)?,
+        ))
     }
 }

@@ -66,12 +66,18 @@ struct Workspace {
 
 impl Workspace {
     fn new(ctx: &GpuContext, spec: &Sequential, batch: usize) -> Result<Self> {
-        let widths: Vec<usize> = std::iter::once(spec.input_dim).chain(spec.layers.iter().map(|l| l.units)).collect();
+        let widths: Vec<usize> = std::iter::once(spec.input_dim)
+            .chain(spec.layers.iter().map(|l| l.units))
+            .collect();
         let activations = widths
             .iter()
             .enumerate()
             .map(|(i, &w)| {
-                let what = if i == 0 { "the input batch".to_string() } else { format!("layer {}'s outputs", i - 1) };
+                let what = if i == 0 {
+                    "the input batch".to_string()
+                } else {
+                    format!("layer {}'s outputs", i - 1)
+                };
                 ctx.storage(&format!("{what} [{batch}, {w}]"), batch * w)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -79,7 +85,12 @@ impl Workspace {
             .layers
             .iter()
             .enumerate()
-            .map(|(i, l)| ctx.storage(&format!("layer {i}'s gradients [{batch}, {}]", l.units), batch * l.units))
+            .map(|(i, l)| {
+                ctx.storage(
+                    &format!("layer {i}'s gradients [{batch}, {}]", l.units),
+                    batch * l.units,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let out = spec.output_dim();
         Ok(Workspace {
@@ -114,7 +125,10 @@ impl GpuBackend {
         let ctx = GpuContext::new(choice)?;
         let layout = spec.param_layout();
         for slot in &layout.tensors {
-            ctx.check_size(&format!("{} {:?}", slot.name, slot.shape), (slot.len * 4) as u64)?;
+            ctx.check_size(
+                &format!("{} {:?}", slot.name, slot.shape),
+                (slot.len * 4) as u64,
+            )?;
         }
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
         let code = spec.optimizer.gpu_code();
@@ -144,7 +158,12 @@ impl GpuBackend {
         &self.ctx
     }
 
-    fn upload_data(&mut self, key: DataKey, x: ArrayView2<f32>, y: Option<ArrayView2<f32>>) -> Result<()> {
+    fn upload_data(
+        &mut self,
+        key: DataKey,
+        x: ArrayView2<f32>,
+        y: Option<ArrayView2<f32>>,
+    ) -> Result<()> {
         let name = match key {
             DataKey::User(Slot::Train) => "the training data",
             DataKey::User(Slot::Eval) => "the evaluation data",
@@ -167,7 +186,15 @@ impl GpuBackend {
         };
         let identity: Vec<u32> = (0..x.nrows() as u32).collect();
         let order = self.ctx.storage_from(&format!("{name} order"), &identity)?;
-        self.data.insert(key, GpuData { x: x_buffer, y: y_buffer, order, rows: x.nrows() });
+        self.data.insert(
+            key,
+            GpuData {
+                x: x_buffer,
+                y: y_buffer,
+                order,
+                rows: x.nrows(),
+            },
+        );
         self.programs.retain(|p, _| match (p, key) {
             (Program::Train, DataKey::User(Slot::Train)) => false,
             (Program::Evaluate(s), DataKey::User(slot)) => *s != slot,
@@ -226,7 +253,11 @@ impl GpuBackend {
         after: impl FnOnce(&mut wgpu::CommandEncoder),
     ) -> Result<()> {
         self.ensure_program(program)?;
-        self.ctx.queue.write_buffer(&self.model.step, 0, bytemuck::bytes_of(&StepUniform::from(step)));
+        self.ctx.queue.write_buffer(
+            &self.model.step,
+            0,
+            bytemuck::bytes_of(&StepUniform::from(step)),
+        );
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
@@ -241,8 +272,14 @@ impl GpuBackend {
 
     fn read_metrics(&self, buffer: &wgpu::Buffer) -> Result<Metrics> {
         let values = self.ctx.read(buffer, 0, 3)?;
-        self.ctx.queue.write_buffer(buffer, 0, bytemuck::cast_slice(&[0.0f32; 4]));
-        Ok(Metrics { loss_sum: values[0] as f64, correct: values[1] as f64, count: values[2] as f64 })
+        self.ctx
+            .queue
+            .write_buffer(buffer, 0, bytemuck::cast_slice(&[0.0f32; 4]));
+        Ok(Metrics {
+            loss_sum: values[0] as f64,
+            correct: values[1] as f64,
+            count: values[2] as f64,
+        })
     }
 }
 
@@ -275,7 +312,11 @@ impl ProgramBuilder<'_> {
     /// Tensor `tensor` of the layout, inside a parameter-shaped buffer.
     fn tensor<'b>(&self, buffer: &'b wgpu::Buffer, tensor: usize) -> View<'b> {
         let slot = &self.layout.tensors[tensor];
-        View { buffer, offset: slot.offset, len: slot.len }
+        View {
+            buffer,
+            offset: slot.offset,
+            len: slot.len,
+        }
     }
 
     fn gather(&mut self, data: &GpuData) -> Result<()> {
@@ -287,7 +328,11 @@ impl ProgramBuilder<'_> {
             &self.model.step,
             batch,
             input_width,
-            View { buffer: &data.x, offset: 0, len: data.rows * input_width },
+            View {
+                buffer: &data.x,
+                offset: 0,
+                len: data.rows * input_width,
+            },
             order,
             View::whole(&self.work.activations[0]),
         )?;
@@ -299,7 +344,11 @@ impl ProgramBuilder<'_> {
                 &self.model.step,
                 batch,
                 out,
-                View { buffer: y, offset: 0, len: data.rows * out },
+                View {
+                    buffer: y,
+                    offset: 0,
+                    len: data.rows * out,
+                },
                 order,
                 View::whole(&self.work.targets),
             )?;
@@ -312,7 +361,11 @@ impl ProgramBuilder<'_> {
         let last = self.spec.layers.len() - 1;
         for (i, layer) in self.spec.layers.iter().enumerate() {
             // The output layer emits logits; its activation is fused with the loss.
-            let activation = if i == last { Activation::Linear } else { layer.activation };
+            let activation = if i == last {
+                Activation::Linear
+            } else {
+                layer.activation
+            };
             let dims = MatmulDims {
                 m: self.work.batch as u32,
                 n: layer.units as u32,
@@ -351,7 +404,12 @@ impl ProgramBuilder<'_> {
             View::whole(&self.work.row_stats),
         )?;
         self.dispatches.push(d);
-        let d = self.kernels.metrics(self.ctx, &self.model.step, View::whole(&self.work.row_stats), View::whole(metrics))?;
+        let d = self.kernels.metrics(
+            self.ctx,
+            &self.model.step,
+            View::whole(&self.work.row_stats),
+            View::whole(metrics),
+        )?;
         self.dispatches.push(d);
         Ok(())
     }
@@ -441,9 +499,21 @@ impl ProgramBuilder<'_> {
         let code = self.spec.optimizer.gpu_code();
         for (t, slot) in self.layout.tensors.iter().enumerate() {
             let state = |buffer, used: bool| {
-                if used { View { buffer, offset: slot.offset, len: slot.len } } else { View::whole(buffer) }
+                if used {
+                    View {
+                        buffer,
+                        offset: slot.offset,
+                        len: slot.len,
+                    }
+                } else {
+                    View::whole(buffer)
+                }
             };
-            let (l1, l2) = if slot.regularized { (self.spec.l1, self.spec.l2) } else { (0.0, 0.0) };
+            let (l1, l2) = if slot.regularized {
+                (self.spec.l1, self.spec.l2)
+            } else {
+                (0.0, 0.0)
+            };
             let d = self.kernels.optimizer(
                 self.ctx,
                 &self.model.step,
@@ -479,11 +549,12 @@ impl Backend for GpuBackend {
     }
 
     fn set_order(&mut self, order: &[u32]) -> Result<()> {
-        let data = self
-            .data
-            .get(&DataKey::User(Slot::Train))
-            .ok_or_else(|| WgradError::Gpu("set_order before the training data was uploaded".into()))?;
-        self.ctx.queue.write_buffer(&data.order, 0, bytemuck::cast_slice(order));
+        let data = self.data.get(&DataKey::User(Slot::Train)).ok_or_else(|| {
+            WgradError::Gpu("set_order before the training data was uploaded".into())
+        })?;
+        self.ctx
+            .queue
+            .write_buffer(&data.order, 0, bytemuck::cast_slice(order));
         Ok(())
     }
 
@@ -499,7 +570,10 @@ impl Backend for GpuBackend {
         let rows = self.data.get(&DataKey::User(slot)).map_or(0, |d| d.rows);
         let batch = self.work.batch;
         for start in (0..rows).step_by(batch) {
-            let step = StepParams { batch_start: start, ..inference_step(batch.min(rows - start)) };
+            let step = StepParams {
+                batch_start: start,
+                ..inference_step(batch.min(rows - start))
+            };
             self.run(Program::Evaluate(slot), &step, |_| {})?;
         }
         self.read_metrics(&self.work.eval_metrics)
@@ -509,14 +583,25 @@ impl Backend for GpuBackend {
         let n = x.nrows();
         let out = self.spec.output_dim();
         self.upload_data(DataKey::Predict, x, None)?;
-        let results = self.ctx.storage(&format!("predictions [{n}, {out}]"), n * out)?;
+        let results = self
+            .ctx
+            .storage(&format!("predictions [{n}, {out}]"), n * out)?;
         let batch = self.work.batch;
         for start in (0..n).step_by(batch) {
             let rows = batch.min(n - start);
-            let step = StepParams { batch_start: start, ..inference_step(rows) };
+            let step = StepParams {
+                batch_start: start,
+                ..inference_step(rows)
+            };
             let probabilities = &self.work.probabilities.clone();
             self.run(Program::Predict, &step, |encoder| {
-                encoder.copy_buffer_to_buffer(probabilities, 0, &results, (start * out * 4) as u64, (rows * out * 4) as u64);
+                encoder.copy_buffer_to_buffer(
+                    probabilities,
+                    0,
+                    &results,
+                    (start * out * 4) as u64,
+                    (rows * out * 4) as u64,
+                );
             })?;
         }
         let values = self.ctx.read(&results, 0, n * out)?;
@@ -528,7 +613,9 @@ impl Backend for GpuBackend {
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
-        self.ctx.queue.write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
+        self.ctx
+            .queue
+            .write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
         Ok(())
     }
 }

@@ -62,7 +62,11 @@ impl Loss {
             Err(format!(
                 "loss '{}' needs a {} output layer (or linear, meaning logits), not {}",
                 self.name(),
-                if self == Loss::BinaryCrossEntropy { "sigmoid" } else { "softmax" },
+                if self == Loss::BinaryCrossEntropy {
+                    "sigmoid"
+                } else {
+                    "softmax"
+                },
                 output.name()
             ))
         }

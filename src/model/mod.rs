@@ -37,6 +37,9 @@ pub struct Sequential {
     pub l2: f32,
     /// Seed of the weight initialisation.
     pub seed: u64,
+    /// Set when `.dropout()` came before any layer, which is not supported; reported by
+    /// [`Sequential::validate`].
+    pub dropout_before_layers: bool,
 }
 
 impl Sequential {
@@ -49,18 +52,24 @@ impl Sequential {
             l1: 0.0,
             l2: 0.0,
             seed: 0,
+            dropout_before_layers: false,
         }
     }
 
     pub fn dense(mut self, units: usize, activation: Activation) -> Self {
-        self.layers.push(Dense { units, activation, dropout: 0.0 });
+        self.layers.push(Dense {
+            units,
+            activation,
+            dropout: 0.0,
+        });
         self
     }
 
     /// Dropout on the output of the most recently added layer.
     pub fn dropout(mut self, rate: f32) -> Self {
-        if let Some(last) = self.layers.last_mut() {
-            last.dropout = rate;
+        match self.layers.last_mut() {
+            Some(last) => last.dropout = rate,
+            None => self.dropout_before_layers = true,
         }
         self
     }
@@ -96,15 +105,22 @@ impl Sequential {
 
     /// Width of the input of layer `i`.
     pub fn fan_in(&self, i: usize) -> usize {
-        if i == 0 { self.input_dim } else { self.layers[i - 1].units }
+        if i == 0 {
+            self.input_dim
+        } else {
+            self.layers[i - 1].units
+        }
     }
 
     pub fn output_activation(&self) -> Activation {
-        self.layers.last().map_or(Activation::Linear, |l| l.activation)
+        self.layers
+            .last()
+            .map_or(Activation::Linear, |l| l.activation)
     }
 
     pub fn resolved_loss(&self) -> Loss {
-        self.loss.unwrap_or_else(|| Loss::default_for(self.output_activation()))
+        self.loss
+            .unwrap_or_else(|| Loss::default_for(self.output_activation()))
     }
 
     /// Checks everything that can be checked before any data is seen.
@@ -114,7 +130,15 @@ impl Sequential {
             return invalid("the input width is 0".into());
         }
         if self.layers.is_empty() {
-            return invalid("the model has no layers: add at least one with .dense(units, activation)".into());
+            return invalid(
+                "the model has no layers: add at least one with .dense(units, activation)".into(),
+            );
+        }
+        if self.dropout_before_layers {
+            return invalid(
+                "dropout() must follow a dense() layer: dropout on the inputs is not supported"
+                    .into(),
+            );
         }
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
@@ -122,25 +146,44 @@ impl Sequential {
                 return invalid(format!("layer {i} has 0 units"));
             }
             if layer.activation == Activation::Softmax && i != last {
-                return invalid(format!("layer {i}: softmax is only allowed on the output layer"));
+                return invalid(format!(
+                    "layer {i}: softmax is only allowed on the output layer"
+                ));
             }
             if !(0.0..1.0).contains(&layer.dropout) {
-                return invalid(format!("layer {i}: dropout rate {} is not in [0, 1)", layer.dropout));
+                return invalid(format!(
+                    "layer {i}: dropout rate {} is not in [0, 1)",
+                    layer.dropout
+                ));
             }
             if layer.dropout > 0.0 && i == last {
                 return invalid("dropout on the output layer is not supported".into());
             }
         }
-        self.resolved_loss()
-            .check_output(self.output_activation())
+        let loss = self.resolved_loss();
+        loss.check_output(self.output_activation())
             .or_else(invalid)?;
+        let softmax_like = loss == Loss::CategoricalCrossEntropy
+            || self.output_activation() == Activation::Softmax;
+        if softmax_like && self.output_dim() < 2 {
+            return invalid(format!(
+                "a softmax / categorical cross-entropy output needs at least 2 units, the output layer has {}; \
+                 for two classes use 1 sigmoid unit with binary cross-entropy",
+                self.output_dim()
+            ));
+        }
+        self.optimizer
+            .check()
+            .or_else(|e| invalid(format!("optimizer {}: {e}", self.optimizer.name())))?;
         let lr = self.optimizer.learning_rate();
         if !(lr.is_finite() && lr > 0.0) {
             return Err(WgradError::InvalidLearningRate(lr));
         }
         for (name, value) in [("l1", self.l1), ("l2", self.l2)] {
             if !(value.is_finite() && value >= 0.0) {
-                return invalid(format!("{name} penalty must be finite and ≥ 0, got {value}"));
+                return invalid(format!(
+                    "{name} penalty must be finite and ≥ 0, got {value}"
+                ));
             }
         }
         Ok(())
@@ -204,7 +247,10 @@ impl ParamLayout {
         let mut offset = 0;
         for (i, layer) in spec.layers.iter().enumerate() {
             let fan_in = spec.fan_in(i);
-            for (kind, shape) in [("weight", vec![layer.units, fan_in]), ("bias", vec![layer.units])] {
+            for (kind, shape) in [
+                ("weight", vec![layer.units, fan_in]),
+                ("bias", vec![layer.units]),
+            ] {
                 let len = shape.iter().product();
                 tensors.push(TensorSlot {
                     name: format!("layers.{i}.{kind}"),
@@ -216,7 +262,10 @@ impl ParamLayout {
                 offset += len.div_ceil(Self::ALIGN) * Self::ALIGN;
             }
         }
-        ParamLayout { tensors, len: offset }
+        ParamLayout {
+            tensors,
+            len: offset,
+        }
     }
 
     pub fn weight(&self, layer: usize) -> &TensorSlot {

@@ -10,28 +10,94 @@
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
-    Sgd { learning_rate: f32, momentum: f32, nesterov: bool },
-    RmsProp { learning_rate: f32, rho: f32, epsilon: f32 },
-    Adam { learning_rate: f32, beta1: f32, beta2: f32, epsilon: f32 },
+    Sgd {
+        learning_rate: f32,
+        momentum: f32,
+        nesterov: bool,
+    },
+    RmsProp {
+        learning_rate: f32,
+        rho: f32,
+        epsilon: f32,
+    },
+    Adam {
+        learning_rate: f32,
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+    },
 }
 
 impl Optimizer {
     pub fn sgd(learning_rate: f32) -> Self {
-        Optimizer::Sgd { learning_rate, momentum: 0.0, nesterov: false }
+        Optimizer::Sgd {
+            learning_rate,
+            momentum: 0.0,
+            nesterov: false,
+        }
     }
     pub fn momentum(learning_rate: f32, momentum: f32) -> Self {
-        Optimizer::Sgd { learning_rate, momentum, nesterov: false }
+        Optimizer::Sgd {
+            learning_rate,
+            momentum,
+            nesterov: false,
+        }
     }
     pub fn nesterov(learning_rate: f32, momentum: f32) -> Self {
-        Optimizer::Sgd { learning_rate, momentum, nesterov: true }
+        Optimizer::Sgd {
+            learning_rate,
+            momentum,
+            nesterov: true,
+        }
     }
     /// Keras's defaults: ρ = 0.9, ε = 1e-7.
     pub fn rmsprop(learning_rate: f32) -> Self {
-        Optimizer::RmsProp { learning_rate, rho: 0.9, epsilon: 1e-7 }
+        Optimizer::RmsProp {
+            learning_rate,
+            rho: 0.9,
+            epsilon: 1e-7,
+        }
     }
     /// PyTorch's defaults: β = (0.9, 0.999), ε = 1e-8.
     pub fn adam(learning_rate: f32) -> Self {
-        Optimizer::Adam { learning_rate, beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }
+        Optimizer::Adam {
+            learning_rate,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+        }
+    }
+
+    /// Checks every hyper-parameter but the learning rate (which has its own error).
+    pub fn check(&self) -> Result<(), String> {
+        let unit = |name: &str, v: f32| {
+            if (0.0..1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be in [0, 1), got {v}"))
+            }
+        };
+        let epsilon = |v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("epsilon must be finite and > 0, got {v}"))
+            }
+        };
+        match *self {
+            Optimizer::Sgd { momentum, .. } => unit("momentum", momentum),
+            Optimizer::RmsProp {
+                rho, epsilon: e, ..
+            } => unit("rho", rho).and(epsilon(e)),
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                epsilon: e,
+                ..
+            } => unit("beta1", beta1)
+                .and(unit("beta2", beta2))
+                .and(epsilon(e)),
+        }
     }
 
     pub fn learning_rate(&self) -> f32 {
@@ -44,7 +110,9 @@ impl Optimizer {
 
     pub fn gpu_code(&self) -> u32 {
         match *self {
-            Optimizer::Sgd { momentum, nesterov, .. } => match (momentum > 0.0, nesterov) {
+            Optimizer::Sgd {
+                momentum, nesterov, ..
+            } => match (momentum > 0.0, nesterov) {
                 (false, _) => 0,
                 (true, false) => 1,
                 (true, true) => 2,
@@ -59,7 +127,12 @@ impl Optimizer {
         match *self {
             Optimizer::Sgd { momentum, .. } => [momentum, 0.0, 0.0],
             Optimizer::RmsProp { rho, epsilon, .. } => [rho, 0.0, epsilon],
-            Optimizer::Adam { beta1, beta2, epsilon, .. } => [beta1, beta2, epsilon],
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                ..
+            } => [beta1, beta2, epsilon],
         }
     }
 

@@ -1,0 +1,413 @@
+//! Every GPU kernel against its CPU twin (`cpu::ops`) on random inputs, at shapes that are
+//! not multiples of any tile (64) or workgroup (16, 64, 256) size. Each comparison prints its
+//! error; all must stay within 1e-4 of the reference's magnitude.
+
+mod common;
+
+use common::{kernel_runner, random_matrix, random_vector, relative_error};
+use ndarray::{Array1, Array2};
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use wgrad::backend::StepParams;
+use wgrad::cpu::ops::{self, Dropout, MatmulForm};
+use wgrad::{Activation, Loss, Optimizer};
+
+const TOLERANCE: f32 = 1e-4;
+
+/// (M, N, K) of C[M,N] = op(A)·op(B) with inner dimension K.
+const SHAPES: [(usize, usize, usize); 5] = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (127, 129, 65),
+    (257, 784, 130),
+    (600, 1031, 777),
+];
+
+const HIDDEN_ACTIVATIONS: [Activation; 5] = [
+    Activation::Linear,
+    Activation::Relu,
+    Activation::LeakyRelu,
+    Activation::Sigmoid,
+    Activation::Tanh,
+];
+
+fn check(what: &str, error: f32) {
+    println!("{what:<60} max relative error {error:.2e}");
+    assert!(
+        error <= TOLERANCE,
+        "{what}: relative error {error:.3e} exceeds {TOLERANCE:e}"
+    );
+}
+
+fn dropout(rate: f32, layer: u32) -> Dropout {
+    Dropout {
+        rate,
+        seed: 1234,
+        step: 17,
+        layer,
+    }
+}
+
+#[test]
+fn matmul_all_forms() {
+    let Some(mut gpu) = kernel_runner("matmul_all_forms") else {
+        return;
+    };
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        for form in [MatmulForm::AB, MatmulForm::ABt, MatmulForm::AtB] {
+            let a = match form {
+                MatmulForm::AtB => random_matrix(k, m, 1.0, 10 + i as u64),
+                _ => random_matrix(m, k, 1.0, 10 + i as u64),
+            };
+            let b = match form {
+                MatmulForm::ABt => random_matrix(n, k, 1.0, 20 + i as u64),
+                _ => random_matrix(k, n, 1.0, 20 + i as u64),
+            };
+            let mut expected = Array2::zeros((m, n));
+            ops::matmul(form, a.view(), b.view(), expected.view_mut());
+            let actual = gpu.matmul(form, a.view(), b.view()).unwrap();
+            check(
+                &format!("matmul {form:?} {m}x{n}x{k}"),
+                relative_error(&actual, &expected),
+            );
+        }
+    }
+}
+
+#[test]
+fn dense_forward_every_activation_with_and_without_dropout() {
+    let Some(mut gpu) = kernel_runner("dense_forward") else {
+        return;
+    };
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        let x = random_matrix(m, k, 1.0, 30 + i as u64);
+        let w = random_matrix(n, k, 0.5, 40 + i as u64);
+        let b = random_vector(n, 0.5, 50 + i as u64);
+        for activation in HIDDEN_ACTIVATIONS {
+            for drop in [None, Some(dropout(0.3, 2))] {
+                let mut expected = Array2::zeros((m, n));
+                ops::dense_forward(
+                    x.view(),
+                    w.view(),
+                    b.view(),
+                    activation,
+                    drop,
+                    expected.view_mut(),
+                );
+                let actual = gpu
+                    .dense_forward(x.view(), w.view(), b.view(), activation, drop)
+                    .unwrap();
+                if let Some(d) = drop {
+                    // The masks must match exactly, not just be close.
+                    let kept = |a: &Array2<f32>| a.iter().map(|v| *v != 0.0).collect::<Vec<_>>();
+                    if activation != Activation::Relu {
+                        assert_eq!(kept(&actual), kept(&expected), "dropout masks differ");
+                    }
+                    assert!(d.rate > 0.0);
+                }
+                let what = format!(
+                    "dense forward {activation:?} dropout={} {m}x{n}x{k}",
+                    drop.is_some()
+                );
+                check(&what, relative_error(&actual, &expected));
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_backward_input_every_activation_with_and_without_dropout() {
+    let Some(mut gpu) = kernel_runner("dense_backward_input") else {
+        return;
+    };
+    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+        // dz [M, K] of a layer with weights [K, N]; its input [M, N].
+        let grad_output = random_matrix(m, k, 1.0, 60 + i as u64);
+        let w = random_matrix(k, n, 0.5, 70 + i as u64);
+        for activation in HIDDEN_ACTIVATIONS {
+            for drop in [None, Some(dropout(0.25, 1))] {
+                // A plausible stored input: the activation's outputs, after dropout.
+                let mut input =
+                    random_matrix(m, n, 2.0, 80 + i as u64).mapv(|z| activation.apply(z));
+                if let Some(d) = drop {
+                    for (index, v) in input.iter_mut().enumerate() {
+                        *v *= wgrad::rng::dropout_scale(
+                            d.rate,
+                            d.seed,
+                            d.step,
+                            d.layer,
+                            index as u32,
+                        );
+                    }
+                }
+                let mut expected = Array2::zeros((m, n));
+                ops::dense_backward_input(
+                    grad_output.view(),
+                    w.view(),
+                    input.view(),
+                    activation,
+                    drop,
+                    expected.view_mut(),
+                );
+                let actual = gpu
+                    .dense_backward_input(
+                        grad_output.view(),
+                        w.view(),
+                        input.view(),
+                        activation,
+                        drop,
+                    )
+                    .unwrap();
+                let what = format!(
+                    "dense backward {activation:?} dropout={} {m}x{n}x{k}",
+                    drop.is_some()
+                );
+                check(&what, relative_error(&actual, &expected));
+            }
+        }
+    }
+}
+
+#[test]
+fn bias_gradient_column_sums() {
+    let Some(mut gpu) = kernel_runner("bias_gradient") else {
+        return;
+    };
+    for (i, &(m, n, _)) in SHAPES.iter().enumerate() {
+        let dz = random_matrix(m, n, 1.0, 90 + i as u64);
+        let mut expected = Array1::zeros(n);
+        ops::grad_bias(dz.view(), expected.view_mut());
+        let actual = gpu.grad_bias(dz.view()).unwrap();
+        check(
+            &format!("bias gradient {m}x{n}"),
+            relative_error(&actual, &expected),
+        );
+    }
+}
+
+/// Targets a loss can train on: one-hot or soft rows for CE, 0/1 for BCE, any value for MSE.
+fn targets_for(loss: Loss, rows: usize, n: usize, seed: u64) -> Array2<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    match loss {
+        Loss::MeanSquaredError => random_matrix(rows, n, 1.0, seed),
+        Loss::BinaryCrossEntropy => {
+            Array2::from_shape_fn((rows, n), |_| f32::from(rng.random_bool(0.5)))
+        }
+        Loss::CategoricalCrossEntropy => {
+            let mut t = Array2::zeros((rows, n));
+            for r in 0..rows {
+                if r % 5 == 4 && n > 1 {
+                    // A soft label on some rows.
+                    let raw: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
+                    let sum: f32 = raw.iter().sum();
+                    for (j, v) in raw.iter().enumerate() {
+                        t[[r, j]] = v / sum;
+                    }
+                } else {
+                    t[[r, rng.random_range(0..n)]] = 1.0;
+                }
+            }
+            t
+        }
+    }
+}
+
+fn loss_cases() -> Vec<(Loss, Activation)> {
+    let mut cases = vec![
+        (Loss::BinaryCrossEntropy, Activation::Sigmoid),
+        (Loss::BinaryCrossEntropy, Activation::Linear),
+        (Loss::CategoricalCrossEntropy, Activation::Softmax),
+        (Loss::CategoricalCrossEntropy, Activation::Linear),
+        (Loss::MeanSquaredError, Activation::Softmax),
+    ];
+    cases.extend(HIDDEN_ACTIVATIONS.map(|a| (Loss::MeanSquaredError, a)));
+    cases
+}
+
+#[test]
+fn output_loss_gradient_and_metrics() {
+    let Some(mut gpu) = kernel_runner("output_loss") else {
+        return;
+    };
+    // (batch, rows holding data, outputs); logit scales include large values to check stability.
+    for (i, &(batch, rows, n)) in [
+        (1, 1, 1),
+        (37, 30, 1),
+        (70, 70, 10),
+        (129, 100, 3),
+        (65, 61, 257),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for (loss, activation) in loss_cases() {
+            if n == 1
+                && (loss == Loss::CategoricalCrossEntropy || activation == Activation::Softmax)
+            {
+                continue;
+            }
+            for scale in [3.0, 40.0] {
+                let logits = random_matrix(batch, n, scale, 100 + i as u64);
+                let targets = targets_for(loss, batch, n, 200 + i as u64);
+                let (mut loss_cpu, mut correct_cpu, mut grad_cpu) = (
+                    Array1::zeros(batch),
+                    Array1::zeros(batch),
+                    Array2::zeros((batch, n)),
+                );
+                ops::output_loss(
+                    loss,
+                    activation,
+                    logits.view(),
+                    targets.view(),
+                    rows,
+                    loss_cpu.view_mut(),
+                    correct_cpu.view_mut(),
+                    grad_cpu.view_mut(),
+                );
+                let (loss_gpu, correct_gpu, grad_gpu) = gpu
+                    .output_loss(loss, activation, logits.view(), targets.view(), rows)
+                    .unwrap();
+                let what = format!(
+                    "{loss:?}+{activation:?} batch {batch} rows {rows} n {n} scale {scale}"
+                );
+                check(
+                    &format!("loss {what}"),
+                    relative_error(&loss_gpu, &loss_cpu),
+                );
+                check(
+                    &format!("grad {what}"),
+                    relative_error(&grad_gpu, &grad_cpu),
+                );
+                assert!(
+                    loss_gpu.iter().all(|v| v.is_finite()),
+                    "{what}: non-finite loss"
+                );
+                let mismatched = correct_gpu
+                    .iter()
+                    .zip(&correct_cpu)
+                    .filter(|(a, b)| a != b)
+                    .count();
+                assert!(
+                    mismatched == 0 || scale > 10.0 && mismatched <= 1,
+                    "{what}: {mismatched} rows classified differently"
+                );
+                let probs_gpu = gpu.probabilities(loss, activation, logits.view()).unwrap();
+                let mut probs_cpu = logits.clone();
+                for mut row in probs_cpu.rows_mut() {
+                    ops::output_probabilities_row(loss, activation, row.as_slice_mut().unwrap());
+                }
+                check(
+                    &format!("probabilities {what}"),
+                    relative_error(&probs_gpu, &probs_cpu),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn metrics_reduction() {
+    let Some(mut gpu) = kernel_runner("metrics_reduction") else {
+        return;
+    };
+    for (batch, rows) in [(1, 1), (300, 297), (1000, 1000)] {
+        let mut stats = random_matrix(batch, 2, 1.0, batch as u64).mapv(f32::abs);
+        stats.column_mut(1).mapv_inplace(|v| f32::from(v > 0.5));
+        let [loss, correct, count] = gpu.metrics(stats.view(), rows).unwrap();
+        let expected_loss: f32 = stats.column(0).iter().take(rows).sum();
+        let expected_correct: f32 = stats.column(1).iter().take(rows).sum();
+        check(
+            &format!("metrics loss sum, {rows} of {batch} rows"),
+            relative_error(&[loss], &[expected_loss]),
+        );
+        assert_eq!(correct, expected_correct);
+        assert_eq!(count, rows as f32);
+    }
+}
+
+#[test]
+fn gather_batches_in_epoch_order() {
+    let Some(mut gpu) = kernel_runner("gather") else {
+        return;
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (n, width, batch, start) in [(1, 1, 1, 0), (100, 7, 32, 96), (1000, 785, 129, 258)] {
+        let source = random_matrix(n, width, 1.0, n as u64);
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        order.shuffle(&mut rng);
+        let rows = batch.min(n - start);
+        let step = StepParams {
+            rows,
+            batch_start: start,
+            step: 1,
+            seed: 0,
+            training: true,
+            learning_rate: 0.1,
+            bias_correction1: 1.0,
+            bias_correction2: 1.0,
+        };
+        let actual = gpu.gather(source.view(), &order, batch, &step).unwrap();
+        for i in 0..batch {
+            let expected: Vec<f32> = if i < rows {
+                source.row(order[start + i] as usize).to_vec()
+            } else {
+                vec![0.0; width]
+            };
+            assert_eq!(
+                actual.row(i).to_vec(),
+                expected,
+                "row {i} of a batch of {batch} from {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn optimizer_updates() {
+    let Some(mut gpu) = kernel_runner("optimizer_updates") else {
+        return;
+    };
+    let optimizers = [
+        Optimizer::sgd(0.05),
+        Optimizer::momentum(0.05, 0.9),
+        Optimizer::nesterov(0.05, 0.9),
+        Optimizer::rmsprop(0.01),
+        Optimizer::adam(0.01),
+    ];
+    for optimizer in optimizers {
+        for (len, l1, l2) in [(1, 0.0, 0.0), (1003, 1e-3, 1e-2), (70_001, 0.0, 5e-3)] {
+            let params = random_vector(len, 1.0, len as u64).to_vec();
+            let grads = random_vector(len, 0.1, len as u64 + 1).to_vec();
+            let state1: Vec<f32> = random_vector(len, 0.1, len as u64 + 2)
+                .iter()
+                .map(|v| v.abs())
+                .collect();
+            let state2: Vec<f32> = random_vector(len, 0.01, len as u64 + 3)
+                .iter()
+                .map(|v| v.abs())
+                .collect();
+            let (bias_correction1, bias_correction2) = optimizer.bias_corrections(7);
+            let step = StepParams {
+                rows: 1,
+                batch_start: 0,
+                step: 7,
+                seed: 0,
+                training: true,
+                learning_rate: optimizer.learning_rate(),
+                bias_correction1,
+                bias_correction2,
+            };
+            let (mut p, mut s1, mut s2) = (params.clone(), state1.clone(), state2.clone());
+            ops::optimizer_update(&optimizer, &mut p, &grads, &mut s1, &mut s2, l1, l2, &step);
+            let (gp, gs1, gs2) = gpu
+                .optimizer_update(&optimizer, &params, &grads, &state1, &state2, l1, l2, &step)
+                .unwrap();
+            let what = format!("{} len {len} l1 {l1} l2 {l2}", optimizer.name());
+            check(&format!("params {what}"), relative_error(&gp, &p));
+            check(&format!("state1 {what}"), relative_error(&gs1, &s1));
+            check(&format!("state2 {what}"), relative_error(&gs2, &s2));
+            assert_ne!(p, params, "{what}: the update changed nothing");
+        }
+    }
+}

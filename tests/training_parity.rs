@@ -1,0 +1,105 @@
+//! Training-step parity: the same seeded model and data, trained for 10 steps on the GPU and
+//! on the CPU, must end with the same weights (within 1e-4 of their magnitude), for every
+//! optimizer, with L1/L2 penalties, dropout, shuffling and a short last batch all on.
+
+mod common;
+
+use common::{gpu_device, random_matrix, relative_error};
+use wgrad::{Activation, Device, FitConfig, Loss, Model, Optimizer, Sequential, Targets};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn train(spec: &Sequential, device: Device, y: &Targets) -> (Vec<f32>, Vec<f32>) {
+    let x = random_matrix(37, spec.input_dim, 1.0, 3);
+    let mut model = Model::new(spec.clone(), device).unwrap();
+    // 37 rows in batches of 8: 5 steps an epoch (the last one 5 rows), 2 epochs = 10 steps.
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 8,
+        shuffle: true,
+        seed: 21,
+        verbose: false,
+    };
+    let history = model.fit(&x, y, &config).unwrap();
+    (model.params().unwrap(), history.losses())
+}
+
+fn compare(spec: Sequential, y: Targets, what: &str) {
+    let Some(gpu) = gpu_device(what) else { return };
+    let initial = spec.initial_params();
+    let (cpu_params, cpu_losses) = train(&spec, Device::Cpu, &y);
+    let (gpu_params, gpu_losses) = train(&spec, gpu, &y);
+    let moved = relative_error(&cpu_params, &initial);
+    assert!(
+        moved > 1e-3,
+        "{what}: training barely moved the weights ({moved:e})"
+    );
+    let error = relative_error(&gpu_params, &cpu_params);
+    println!("{what:<50} weights after 10 steps: max relative error {error:.2e}");
+    assert!(
+        error <= TOLERANCE,
+        "{what}: GPU weights differ from the CPU's by {error:e}"
+    );
+    let loss_error = relative_error(&gpu_losses, &cpu_losses);
+    assert!(
+        loss_error <= TOLERANCE,
+        "{what}: epoch losses differ by {loss_error:e}: {gpu_losses:?} vs {cpu_losses:?}"
+    );
+}
+
+fn classifier(optimizer: Optimizer) -> Sequential {
+    Sequential::new(13)
+        .dense(17, Activation::Tanh)
+        .dropout(0.2)
+        .dense(9, Activation::Relu)
+        .dense(5, Activation::Softmax)
+        .optimizer(optimizer)
+        .l2(1e-3)
+        .l1(1e-4)
+        .seed(42)
+}
+
+fn classes(n: usize, k: usize) -> Targets {
+    Targets::Classes((0..n).map(|i| (i * 7 + i / 3) % k).collect())
+}
+
+#[test]
+fn every_optimizer_gives_the_cpu_weights() {
+    let optimizers = [
+        Optimizer::sgd(0.1),
+        Optimizer::momentum(0.05, 0.9),
+        Optimizer::nesterov(0.05, 0.9),
+        Optimizer::rmsprop(0.003),
+        Optimizer::adam(0.003),
+    ];
+    for optimizer in optimizers {
+        compare(
+            classifier(optimizer),
+            classes(37, 5),
+            &format!("13-17-9-5 softmax CE, {}", optimizer.name()),
+        );
+    }
+}
+
+#[test]
+fn binary_and_regression_models() {
+    let binary = Sequential::new(13)
+        .dense(11, Activation::LeakyRelu)
+        .dense(1, Activation::Sigmoid)
+        .loss(Loss::BinaryCrossEntropy)
+        .optimizer(Optimizer::adam(0.01))
+        .l2(1e-3)
+        .seed(1);
+    compare(binary, classes(37, 2), "13-11-1 sigmoid BCE, adam");
+    let regression = Sequential::new(13)
+        .dense(19, Activation::Sigmoid)
+        .dense(3, Activation::Linear)
+        .optimizer(Optimizer::momentum(0.05, 0.8))
+        .l2(1e-3)
+        .seed(2);
+    compare(
+        regression,
+        Targets::Values(random_matrix(37, 3, 1.0, 4)),
+        "13-19-3 linear MSE, momentum",
+    );
+}
