@@ -80,4 +80,9 @@ pub trait Backend {
     /// All parameters in the flat layout of [`crate::model::ParamLayout`].
     fn params(&mut self) -> Result<Vec<f32>>;
     fn set_params(&mut self, params: &[f32]) -> Result<()>;
+    /// The optimizer's two state vectors (flat layout, like the parameters): momentum /
+    /// squared-gradient average / Adam's first moment, and Adam's second moment. Vectors an
+    /// optimizer does not use are empty.
+    fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]>;
+    fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()>;
 }

@@ -256,6 +256,39 @@ impl Model {
         self.backend.set_params(params)
     }
 
+    /// The optimizer's state vectors (see [`Backend::optimizer_state`]), for checkpoints.
+    pub fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]> {
+        self.backend.optimizer_state()
+    }
+
+    /// Restores optimizer state saved by [`Model::optimizer_state`]; each vector is either
+    /// empty (state reset to zero) or as long as the parameters.
+    pub fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()> {
+        let expected = self.spec.param_layout().len;
+        let used = self.spec.optimizer.state_vectors();
+        for (i, (vector, used)) in state.iter().zip(used).enumerate() {
+            if !vector.is_empty() && (!used || vector.len() != expected) {
+                return Err(WgradError::InvalidModel(format!(
+                    "optimizer state vector {i} has {} values; the {} optimizer expects {}",
+                    vector.len(),
+                    self.spec.optimizer.name(),
+                    if used { expected } else { 0 }
+                )));
+            }
+        }
+        self.backend.set_optimizer_state(state)
+    }
+
+    /// Optimizer steps taken so far (Adam's t).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Continue counting steps from `steps` (when resuming from a checkpoint).
+    pub fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
     fn check_inputs(&self, x: ArrayView2<f32>) -> Result<()> {
         if x.nrows() == 0 {
             return Err(WgradError::EmptyDataset("x has no rows"));

@@ -333,4 +333,21 @@ impl Backend for CpuBackend {
         self.params.copy_from_slice(params);
         Ok(())
     }
+
+    fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]> {
+        let [used1, used2] = self.spec.optimizer.state_vectors();
+        let keep = |v: &Vec<f32>, used: bool| if used { v.clone() } else { Vec::new() };
+        Ok([keep(&self.state1, used1), keep(&self.state2, used2)])
+    }
+
+    fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()> {
+        for (target, source) in [&mut self.state1, &mut self.state2].into_iter().zip(state) {
+            if source.is_empty() {
+                target.fill(0.0);
+            } else {
+                target.copy_from_slice(source);
+            }
+        }
+        Ok(())
+    }
 }

@@ -131,13 +131,13 @@ impl GpuBackend {
             )?;
         }
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
-        let code = spec.optimizer.gpu_code();
+        let [used1, used2] = spec.optimizer.state_vectors();
         let model = ModelBuffers {
             step: ctx.uniform("step", &StepUniform::from(&inference_step(0))),
             params: ctx.storage_from("parameters", params)?,
             grads: ctx.storage("gradients", layout.len)?,
-            state1: ctx.storage("optimizer state", state_len(code > 0))?,
-            state2: ctx.storage("optimizer second moment", state_len(code == 4))?,
+            state1: ctx.storage("optimizer state", state_len(used1))?,
+            state2: ctx.storage("optimizer second moment", state_len(used2))?,
         };
         let mut kernels = Kernels::new(&ctx)?;
         kernels.prepare(&ctx, spec)?;
@@ -496,7 +496,7 @@ impl ProgramBuilder<'_> {
     }
 
     fn update(&mut self) -> Result<()> {
-        let code = self.spec.optimizer.gpu_code();
+        let [used1, used2] = self.spec.optimizer.state_vectors();
         for (t, slot) in self.layout.tensors.iter().enumerate() {
             let state = |buffer, used: bool| {
                 if used {
@@ -522,8 +522,8 @@ impl ProgramBuilder<'_> {
                 l2,
                 self.tensor(&self.model.grads, t),
                 self.tensor(&self.model.params, t),
-                state(&self.model.state1, code > 0),
-                state(&self.model.state2, code == 4),
+                state(&self.model.state1, used1),
+                state(&self.model.state2, used2),
             )?;
             self.dispatches.push(d);
         }
@@ -616,6 +616,35 @@ impl Backend for GpuBackend {
         self.ctx
             .queue
             .write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
+        Ok(())
+    }
+
+    fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]> {
+        let [used1, used2] = self.spec.optimizer.state_vectors();
+        let read = |buffer, used: bool| {
+            if used {
+                self.ctx.read(buffer, 0, self.layout.len)
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        Ok([
+            read(&self.model.state1, used1)?,
+            read(&self.model.state2, used2)?,
+        ])
+    }
+
+    fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()> {
+        for (buffer, values) in [&self.model.state1, &self.model.state2]
+            .into_iter()
+            .zip(state)
+        {
+            let zeros = vec![0.0f32; (buffer.size() / 4) as usize];
+            let values = if values.is_empty() { &zeros } else { values };
+            self.ctx
+                .queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(values));
+        }
         Ok(())
     }
 }

@@ -4,10 +4,13 @@
 //! pass needs only the stored outputs, never the pre-activations. The same formulas are in
 //! `shaders/common.wgsl`; the numeric codes (`gpu_code`) tie the two together.
 
+use serde::{Deserialize, Serialize};
+
 /// Slope of leaky ReLU for negative inputs (PyTorch's default).
 pub const LEAKY_RELU_SLOPE: f32 = 0.01;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Activation {
     Linear,
     Relu,

@@ -3,9 +3,12 @@
 //! `BCEWithLogitsLoss` and `CrossEntropyLoss`). The formulas live in `cpu::ops::output_loss`
 //! and `shaders/output.wgsl`.
 
+use serde::{Deserialize, Serialize};
+
 use super::Activation;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Loss {
     /// Mean over all outputs of (f(z) - y)².
     MeanSquaredError,

@@ -1,6 +1,8 @@
 //! The model description: layers, activations, loss, optimizer and regularization. It knows
 //! nothing of devices; `Model::new` (in `train`) turns it into something that runs.
 
+use serde::{Deserialize, Serialize};
+
 mod activation;
 mod loss;
 mod optimizer;
@@ -15,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// A fully connected layer: `y = f(x·Wᵀ + b)`, with `W` stored as `[units, inputs]` like
 /// PyTorch's `nn.Linear`, and inverted dropout on `y` during training.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Dense {
     pub units: usize,
     pub activation: Activation,
@@ -24,7 +26,7 @@ pub struct Dense {
 }
 
 /// A stack of dense layers with its loss, optimizer and weight penalties.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sequential {
     pub input_dim: usize,
     pub layers: Vec<Dense>,
@@ -39,6 +41,7 @@ pub struct Sequential {
     pub seed: u64,
     /// Set when `.dropout()` came before any layer, which is not supported; reported by
     /// [`Sequential::validate`].
+    #[serde(skip)]
     pub dropout_before_layers: bool,
 }
 

@@ -8,7 +8,10 @@
 //!
 //! where g already includes the L1/L2 penalty gradient (weights only, not biases).
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Optimizer {
     Sgd {
         learning_rate: f32,
@@ -98,6 +101,12 @@ impl Optimizer {
                 .and(unit("beta2", beta2))
                 .and(epsilon(e)),
         }
+    }
+
+    /// Which of the two state vectors the update keeps (see `Backend::optimizer_state`).
+    pub fn state_vectors(&self) -> [bool; 2] {
+        let code = self.gpu_code();
+        [code > 0, code == 4]
     }
 
     pub fn learning_rate(&self) -> f32 {
