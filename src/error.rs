@@ -64,6 +64,36 @@ pub enum WgradError {
 
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    /// A data or model file that is malformed: `message` says where (line, column, tensor)
+    /// and what was found.
+    #[error("{path}: {message}")]
+    Data { path: String, message: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl WgradError {
+    /// A malformed-file error for `path`.
+    pub fn data(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
+        WgradError::Data {
+            path: path.as_ref().display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error while reading or writing `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        WgradError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, WgradError>;

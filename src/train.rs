@@ -11,6 +11,7 @@ use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// What a model learns to output for each sample.
@@ -81,17 +82,23 @@ impl Default for FitConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     /// Mean training loss over the epoch's samples (without the L1/L2 penalty).
     pub loss: f32,
     /// Training accuracy; `None` for regression targets.
     pub accuracy: Option<f32>,
+    /// Loss and accuracy on the validation data, when there is some.
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f32>,
+    /// The learning rate at the epoch's last step.
+    pub learning_rate: f32,
     pub seconds: f64,
+    pub samples_per_second: f64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub epochs: Vec<EpochRecord>,
 }
@@ -191,7 +198,11 @@ impl Model {
                 epoch,
                 loss: metrics.mean_loss(),
                 accuracy: y.is_classification().then(|| metrics.accuracy()),
+                val_loss: None,
+                val_accuracy: None,
+                learning_rate: self.spec.optimizer.learning_rate(),
                 seconds: started.elapsed().as_secs_f64(),
+                samples_per_second: n as f64 / started.elapsed().as_secs_f64(),
             };
             if config.verbose {
                 eprintln!("{}", format_epoch(&record, config.epochs));

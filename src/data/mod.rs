@@ -1,4 +1,9 @@
-//! Built-in synthetic data sets, seeded so every run sees the same points.
+//! Data: built-in synthetic sets (seeded, so every run sees the same points) and feature
+//! scaling ([`scale`]).
+
+pub mod scale;
+
+pub use scale::Scaler;
 
 use ndarray::Array2;
 use rand::{RngExt, SeedableRng};
