@@ -14,6 +14,10 @@ struct Step {
     learning_rate: f32,
     bias_correction1: f32, // Adam's 1 - beta1^t
     bias_correction2: f32, // Adam's 1 - beta2^t
+    clip_norm: f32,        // largest global gradient norm; 0 = no clipping
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const ACT_LINEAR: u32 = 0u;

@@ -1,6 +1,7 @@
 // optimizer.wgsl — one optimizer step on one parameter tensor, in place.
 //
-// g = grad + l1·sign(w) + 2·l2·w (the penalties are 0 for biases), then by OPTIMIZER:
+// g = clip·grad + l1·sign(w) + 2·l2·w (the penalties are 0 for biases; clip[0] is 1 or the
+// gradient-clipping factor of reduce.wgsl's clip_factor), then by OPTIMIZER:
 //   0 SGD:       w -= lr·g
 //   1 momentum:  v = μ·v + g;  w -= lr·v
 //   2 Nesterov:  v = μ·v + g;  w -= lr·(g + μ·v)
@@ -30,6 +31,7 @@ struct Hyper {
 @group(0) @binding(3) var<storage, read_write> params: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(6) var<storage, read> clip: array<f32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -38,7 +40,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let w = params[i];
-    let g = grads[i] + hyper.l1 * sign(w) + 2.0 * hyper.l2 * w;
+    let g = clip[0] * grads[i] + hyper.l1 * sign(w) + 2.0 * hyper.l2 * w;
     let lr = step.learning_rate;
     switch OPTIMIZER {
         case 0u: {

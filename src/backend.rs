@@ -33,6 +33,8 @@ pub struct StepParams {
     /// Adam's 1-β1ᵗ and 1-β2ᵗ (1 for the other optimizers).
     pub bias_correction1: f32,
     pub bias_correction2: f32,
+    /// Largest global L2 norm of the gradient; larger gradients are rescaled (0 = off).
+    pub clip_norm: f32,
 }
 
 /// Loss and accuracy counts accumulated on the device since the last read.

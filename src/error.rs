@@ -62,6 +62,12 @@ pub enum WgradError {
         adapter: String,
     },
 
+    #[error(
+        "training diverged in epoch {epoch}: the mean loss is {loss}; lower the learning rate \
+         or clip gradients (--clip-norm)"
+    )]
+    Diverged { epoch: usize, loss: f32 },
+
     #[error("GPU error: {0}")]
     Gpu(String),
 

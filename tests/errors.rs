@@ -640,19 +640,43 @@ fn buffer_too_large_names_the_tensor_and_limit() {
 
 #[test]
 fn invalid_model_optimizer_hyper_parameters() {
-    let base = || Sequential::new(3).dense(4, Activation::Tanh).dense(2, Activation::Linear);
-    let adam = |beta1, beta2, epsilon| Optimizer::Adam { learning_rate: 0.01, beta1, beta2, epsilon };
-    assert_invalid_model(base().optimizer(adam(1.0, 0.999, 1e-8)), &["adam", "beta1", "1"]);
+    let base = || {
+        Sequential::new(3)
+            .dense(4, Activation::Tanh)
+            .dense(2, Activation::Linear)
+    };
+    let adam = |beta1, beta2, epsilon| Optimizer::Adam {
+        learning_rate: 0.01,
+        beta1,
+        beta2,
+        epsilon,
+    };
+    assert_invalid_model(
+        base().optimizer(adam(1.0, 0.999, 1e-8)),
+        &["adam", "beta1", "1"],
+    );
     assert_invalid_model(base().optimizer(adam(0.9, -0.1, 1e-8)), &["beta2", "-0.1"]);
-    assert_invalid_model(base().optimizer(adam(0.9, 0.999, f32::NAN)), &["epsilon", "NaN"]);
-    assert_invalid_model(base().optimizer(Optimizer::momentum(0.1, -3.0)), &["momentum", "-3"]);
-    let rmsprop = Optimizer::RmsProp { learning_rate: 0.01, rho: 1.5, epsilon: 1e-7 };
+    assert_invalid_model(
+        base().optimizer(adam(0.9, 0.999, f32::NAN)),
+        &["epsilon", "NaN"],
+    );
+    assert_invalid_model(
+        base().optimizer(Optimizer::momentum(0.1, -3.0)),
+        &["momentum", "-3"],
+    );
+    let rmsprop = Optimizer::RmsProp {
+        learning_rate: 0.01,
+        rho: 1.5,
+        epsilon: 1e-7,
+    };
     assert_invalid_model(base().optimizer(rmsprop), &["rho", "1.5"]);
 }
 
 #[test]
 fn invalid_model_single_unit_softmax() {
-    let softmax = Sequential::new(3).dense(4, Activation::Relu).dense(1, Activation::Softmax);
+    let softmax = Sequential::new(3)
+        .dense(4, Activation::Relu)
+        .dense(1, Activation::Softmax);
     assert_invalid_model(softmax, &["at least 2 units", "sigmoid"]);
     let logits_ce = Sequential::new(3)
         .dense(4, Activation::Relu)

@@ -28,6 +28,7 @@ fn step() -> StepParams {
         learning_rate: 0.1,
         bias_correction1: 1.0,
         bias_correction2: 1.0,
+        clip_norm: 0.0,
     }
 }
 

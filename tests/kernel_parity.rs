@@ -346,6 +346,7 @@ fn gather_batches_in_epoch_order() {
             learning_rate: 0.1,
             bias_correction1: 1.0,
             bias_correction2: 1.0,
+            clip_norm: 0.0,
         };
         let actual = gpu.gather(source.view(), &order, batch, &step).unwrap();
         for i in 0..batch {
@@ -397,11 +398,13 @@ fn optimizer_updates() {
                 learning_rate: optimizer.learning_rate(),
                 bias_correction1,
                 bias_correction2,
+                clip_norm: 0.0,
             };
             let (mut p, mut s1, mut s2) = (params.clone(), state1.clone(), state2.clone());
-            ops::optimizer_update(&optimizer, &mut p, &grads, &mut s1, &mut s2, l1, l2, &step);
+            let grad_scale = 0.75;
+            ops::optimizer_update(&optimizer, &mut p, &grads, &mut s1, &mut s2, l1, l2, grad_scale, &step);
             let (gp, gs1, gs2) = gpu
-                .optimizer_update(&optimizer, &params, &grads, &state1, &state2, l1, l2, &step)
+                .optimizer_update(&optimizer, &params, &grads, &state1, &state2, l1, l2, grad_scale, &step)
                 .unwrap();
             let what = format!("{} len {len} l1 {l1} l2 {l2}", optimizer.name());
             check(&format!("params {what}"), relative_error(&gp, &p));
@@ -409,5 +412,16 @@ fn optimizer_updates() {
             check(&format!("state2 {what}"), relative_error(&gs2, &s2));
             assert_ne!(p, params, "{what}: the update changed nothing");
         }
+    }
+}
+
+#[test]
+fn gradient_clip_factor() {
+    let Some(mut gpu) = kernel_runner("gradient_clip_factor") else { return };
+    for (len, scale, clip_norm) in [(1, 3.0, 1.0), (1003, 0.1, 1.0), (300_007, 0.05, 5.0), (5000, 0.001, 10.0)] {
+        let grads = random_vector(len, scale, len as u64 + 9).to_vec();
+        let expected = ops::gradient_clip_factor(&grads, clip_norm);
+        let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
+        check(&format!("clip factor len {len} norm {clip_norm} (expected {expected:.4})"), relative_error(&[actual], &[expected]));
     }
 }

@@ -5,30 +5,32 @@
 mod common;
 
 use common::{gpu_device, random_matrix, relative_error};
+use wgrad::train::Schedule;
 use wgrad::{Activation, Device, FitConfig, Loss, Model, Optimizer, Sequential, Targets};
 
 const TOLERANCE: f32 = 1e-4;
 
-fn train(spec: &Sequential, device: Device, y: &Targets) -> (Vec<f32>, Vec<f32>) {
+fn train(spec: &Sequential, device: Device, y: &Targets, config: &FitConfig) -> (Vec<f32>, Vec<f32>) {
     let x = random_matrix(37, spec.input_dim, 1.0, 3);
-    let mut model = Model::new(spec.clone(), device).unwrap();
-    // 37 rows in batches of 8: 5 steps an epoch (the last one 5 rows), 2 epochs = 10 steps.
-    let config = FitConfig {
-        epochs: 2,
-        batch_size: 8,
-        shuffle: true,
-        seed: 21,
-        verbose: false,
-    };
-    let history = model.fit(&x, y, &config).unwrap();
+    let mut model = Model::new(spec.clone(), device).unwrap_or_else(|e| panic!("{e}"));
+    let history = model.fit(&x, y, config).unwrap();
     (model.params().unwrap(), history.losses())
 }
 
+/// 37 rows in batches of 8: 5 steps an epoch (the last one 5 rows), 2 epochs = 10 steps.
+fn ten_steps() -> FitConfig {
+    FitConfig { epochs: 2, batch_size: 8, shuffle: true, seed: 21, ..Default::default() }
+}
+
 fn compare(spec: Sequential, y: Targets, what: &str) {
+    compare_with(spec, y, &ten_steps(), what)
+}
+
+fn compare_with(spec: Sequential, y: Targets, config: &FitConfig, what: &str) {
     let Some(gpu) = gpu_device(what) else { return };
     let initial = spec.initial_params();
-    let (cpu_params, cpu_losses) = train(&spec, Device::Cpu, &y);
-    let (gpu_params, gpu_losses) = train(&spec, gpu, &y);
+    let (cpu_params, cpu_losses) = train(&spec, Device::Cpu, &y, config);
+    let (gpu_params, gpu_losses) = train(&spec, gpu, &y, config);
     let moved = relative_error(&cpu_params, &initial);
     assert!(
         moved > 1e-3,
@@ -102,4 +104,15 @@ fn binary_and_regression_models() {
         Targets::Values(random_matrix(37, 3, 1.0, 4)),
         "13-19-3 linear MSE, momentum",
     );
+}
+
+#[test]
+fn gradient_clipping_and_schedule() {
+    // A clip norm well below the gradient's norm, so every step is rescaled.
+    let config = FitConfig {
+        clip_norm: Some(0.05),
+        schedule: Schedule::Exponential { rate: 0.5 },
+        ..ten_steps()
+    };
+    compare_with(classifier(Optimizer::momentum(0.1, 0.9)), classes(37, 5), &config, "13-17-9-5 clipped, exponential schedule");
 }

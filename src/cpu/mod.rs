@@ -188,13 +188,14 @@ impl CpuBackend {
     }
 
     fn update(&mut self, step: &StepParams) {
+        let grad_scale = if step.clip_norm > 0.0 {
+            ops::gradient_clip_factor(&self.grads, step.clip_norm)
+        } else {
+            1.0
+        };
         for slot in &self.layout.tensors {
             let range = slot.offset..slot.offset + slot.len;
-            let (l1, l2) = if slot.regularized {
-                (self.spec.l1, self.spec.l2)
-            } else {
-                (0.0, 0.0)
-            };
+            let (l1, l2) = if slot.regularized { (self.spec.l1, self.spec.l2) } else { (0.0, 0.0) };
             ops::optimizer_update(
                 &self.spec.optimizer,
                 &mut self.params[range.clone()],
@@ -203,6 +204,7 @@ impl CpuBackend {
                 &mut self.state2[range],
                 l1,
                 l2,
+                grad_scale,
                 step,
             );
         }
@@ -239,6 +241,7 @@ impl CpuBackend {
             learning_rate: 0.0,
             bias_correction1: 1.0,
             bias_correction2: 1.0,
+            clip_norm: 0.0,
         }
     }
 }

@@ -234,7 +234,15 @@ pub fn output_loss(
     }
 }
 
-/// One optimizer step on one tensor (`shaders/optimizer.wgsl`), penalties included.
+/// min(1, clip_norm / ‖grads‖₂): the factor that rescales the gradient to the clip norm
+/// (`shaders/reduce.wgsl`, `sum_squares` and `clip_factor`).
+pub fn gradient_clip_factor(grads: &[f32], clip_norm: f32) -> f32 {
+    let norm = grads.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt() as f32;
+    (clip_norm / (norm + 1e-6)).min(1.0)
+}
+
+/// One optimizer step on one tensor (`shaders/optimizer.wgsl`): the gradient is scaled by
+/// `grad_scale` (the clipping factor, or 1), then the penalties are added.
 #[allow(clippy::too_many_arguments)]
 pub fn optimizer_update(
     optimizer: &Optimizer,
@@ -244,6 +252,7 @@ pub fn optimizer_update(
     state2: &mut [f32],
     l1: f32,
     l2: f32,
+    grad_scale: f32,
     step: &StepParams,
 ) {
     let lr = step.learning_rate;
@@ -257,7 +266,7 @@ pub fn optimizer_update(
         } else {
             0.0
         };
-        let g = grads[i] + l1 * sign + 2.0 * l2 * w;
+        let g = grad_scale * grads[i] + l1 * sign + 2.0 * l2 * w;
         params[i] = match optimizer.gpu_code() {
             0 => w - lr * g,
             1 => {

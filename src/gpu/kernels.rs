@@ -31,6 +31,8 @@ pub struct StepUniform {
     learning_rate: f32,
     bias_correction1: f32,
     bias_correction2: f32,
+    clip_norm: f32,
+    _pad: [u32; 3],
 }
 
 impl From<&StepParams> for StepUniform {
@@ -44,6 +46,8 @@ impl From<&StepParams> for StepUniform {
             learning_rate: s.learning_rate,
             bias_correction1: s.bias_correction1,
             bias_correction2: s.bias_correction2,
+            clip_norm: s.clip_norm,
+            _pad: [0; 3],
         }
     }
 }
@@ -95,6 +99,8 @@ enum PipelineKey {
     Probabilities(Loss, Activation),
     ColumnSums,
     Metrics,
+    SumSquares,
+    ClipFactor,
     Gather,
     Optimizer(u32),
 }
@@ -238,7 +244,7 @@ impl Kernels {
                 ctx,
                 "optimizer",
                 include_str!("../../shaders/optimizer.wgsl"),
-                &[Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite],
+                &[Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read],
             ),
             pipelines: HashMap::new(),
         };
@@ -258,6 +264,8 @@ impl Kernels {
             PipelineKey::Loss(loss, output),
             PipelineKey::Probabilities(loss, output),
             PipelineKey::Metrics,
+            PipelineKey::SumSquares,
+            PipelineKey::ClipFactor,
             PipelineKey::Optimizer(spec.optimizer.gpu_code()),
         ];
         let last = spec.layers.len() - 1;
@@ -316,6 +324,8 @@ impl Kernels {
             }
             PipelineKey::ColumnSums => (&self.reduce, "column_sums", vec![]),
             PipelineKey::Metrics => (&self.reduce, "metrics", vec![]),
+            PipelineKey::SumSquares => (&self.reduce, "sum_squares", vec![]),
+            PipelineKey::ClipFactor => (&self.reduce, "clip_factor", vec![]),
             PipelineKey::Gather => (&self.gather, "main", vec![]),
             PipelineKey::Optimizer(code) => {
                 (&self.optimizer, "main", vec![("OPTIMIZER", code as f64)])
@@ -514,6 +524,28 @@ impl Kernels {
         self.dispatch(ctx, PipelineKey::Metrics, &bindings, [1, 1, 1])
     }
 
+    /// Number of partial sums [`Kernels::sum_squares`] writes for `len` elements.
+    pub fn sum_squares_groups(len: usize) -> usize {
+        len.div_ceil(256).clamp(1, 1024)
+    }
+
+    /// partials[w] = squared norm of workgroup w's share of `input` (reduce.wgsl,
+    /// `sum_squares`); `partials` holds [`Kernels::sum_squares_groups`] values.
+    pub fn sum_squares(&mut self, ctx: &GpuContext, step: &wgpu::Buffer, input: View, partials: View) -> Result<Dispatch> {
+        let groups = Self::sum_squares_groups(input.len);
+        let uniform = ctx.uniform("reduce dims", &SmallDims([input.len as u32, groups as u32, 0, 0]));
+        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), input.resource(), partials.resource()];
+        self.dispatch(ctx, PipelineKey::SumSquares, &bindings, [groups as u32, 1, 1])
+    }
+
+    /// factor[0] = min(1, clip_norm / ‖gradient‖) from the partial squared norms
+    /// (reduce.wgsl, `clip_factor`).
+    pub fn clip_factor(&mut self, ctx: &GpuContext, step: &wgpu::Buffer, partials: View, factor: View) -> Result<Dispatch> {
+        let uniform = ctx.uniform("reduce dims", &SmallDims([partials.len as u32, 0, 0, 0]));
+        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), partials.resource(), factor.resource()];
+        self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
+    }
+
     /// dest[i, :] = source[order[batch_start + i], :] (gather.wgsl).
     #[allow(clippy::too_many_arguments)]
     pub fn gather(
@@ -538,7 +570,7 @@ impl Kernels {
         self.dispatch(ctx, PipelineKey::Gather, &bindings, groups)
     }
 
-    /// One optimizer step on one tensor (optimizer.wgsl).
+    /// One optimizer step on one tensor (optimizer.wgsl); the gradient is scaled by `clip[0]`.
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer(
         &mut self,
@@ -551,6 +583,7 @@ impl Kernels {
         params: View,
         state1: View,
         state2: View,
+        clip: View,
     ) -> Result<Dispatch> {
         let [h1, h2, eps] = optimizer.hyper_parameters();
         let hyper = OptimizerHyper {
@@ -570,6 +603,7 @@ impl Kernels {
             params.resource(),
             state1.resource(),
             state2.resource(),
+            clip.resource(),
         ];
         self.dispatch(
             ctx,

@@ -30,6 +30,7 @@ fn step_for(dropout: Option<Dropout>) -> StepParams {
         learning_rate: 0.0,
         bias_correction1: 1.0,
         bias_correction2: 1.0,
+        clip_norm: 0.0,
     }
 }
 
@@ -285,6 +286,19 @@ impl KernelRunner {
         self.read2(&dest, batch, width)
     }
 
+    /// Twin of [`crate::cpu::ops::gradient_clip_factor`].
+    pub fn gradient_clip_factor(&mut self, grads: &[f32], clip_norm: f32) -> Result<f32> {
+        let step = self.step_buffer(&StepParams { clip_norm, ..step_for(None) });
+        let g = self.ctx.storage_from("grads", grads)?;
+        let partials = self.ctx.storage("partials", Kernels::sum_squares_groups(grads.len()))?;
+        let factor = self.ctx.storage("factor", 1)?;
+        let d = self.kernels.sum_squares(&self.ctx, &step, View::whole(&g), View::whole(&partials))?;
+        self.submit(&d)?;
+        let d = self.kernels.clip_factor(&self.ctx, &step, View::whole(&partials), View::whole(&factor))?;
+        self.submit(&d)?;
+        Ok(self.ctx.read(&factor, 0, 1)?[0])
+    }
+
     /// Twin of [`crate::cpu::ops::optimizer_update`]: returns (params, state1, state2).
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer_update(
@@ -296,6 +310,7 @@ impl KernelRunner {
         state2: &[f32],
         l1: f32,
         l2: f32,
+        grad_scale: f32,
         step: &StepParams,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let len = params.len();
@@ -304,6 +319,7 @@ impl KernelRunner {
         let g = self.ctx.storage_from("grads", grads)?;
         let s1 = self.ctx.storage_from("state1", state1)?;
         let s2 = self.ctx.storage_from("state2", state2)?;
+        let clip = self.ctx.storage_from("clip", &[grad_scale])?;
         let d = self.kernels.optimizer(
             &self.ctx,
             &step_buf,
@@ -314,6 +330,7 @@ impl KernelRunner {
             View::whole(&p),
             View::whole(&s1),
             View::whole(&s2),
+            View::whole(&clip),
         )?;
         self.submit(&d)?;
         Ok((

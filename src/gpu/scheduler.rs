@@ -25,7 +25,8 @@ enum DataKey {
 /// The sequences of kernel launches the backend replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Program {
-    Train,
+    /// A training step; `clipped` adds gradient-norm clipping before the update.
+    Train { clipped: bool },
     Evaluate(Slot),
     Predict,
 }
@@ -46,6 +47,11 @@ struct ModelBuffers {
     grads: wgpu::Buffer,
     state1: wgpu::Buffer,
     state2: wgpu::Buffer,
+    /// Partial squared norms of the gradient, then the clipping factor it gives.
+    grad_norm_partials: wgpu::Buffer,
+    clip_factor: wgpu::Buffer,
+    /// The constant 1: the "clipping factor" of unclipped steps.
+    one: wgpu::Buffer,
 }
 
 /// Buffers sized by the model and the batch size.
@@ -138,6 +144,9 @@ impl GpuBackend {
             grads: ctx.storage("gradients", layout.len)?,
             state1: ctx.storage("optimizer state", state_len(used1))?,
             state2: ctx.storage("optimizer second moment", state_len(used2))?,
+            grad_norm_partials: ctx.storage("gradient norm partials", Kernels::sum_squares_groups(layout.len))?,
+            clip_factor: ctx.storage("gradient clipping factor", 1)?,
+            one: ctx.storage_from("one", &[1.0f32])?,
         };
         let mut kernels = Kernels::new(&ctx)?;
         kernels.prepare(&ctx, spec)?;
@@ -196,7 +205,7 @@ impl GpuBackend {
             },
         );
         self.programs.retain(|p, _| match (p, key) {
-            (Program::Train, DataKey::User(Slot::Train)) => false,
+            (Program::Train { .. }, DataKey::User(Slot::Train)) => false,
             (Program::Evaluate(s), DataKey::User(slot)) => *s != slot,
             (Program::Predict, DataKey::Predict) => false,
             _ => true,
@@ -210,7 +219,7 @@ impl GpuBackend {
             return Ok(());
         }
         let key = match program {
-            Program::Train => DataKey::User(Slot::Train),
+            Program::Train { .. } => DataKey::User(Slot::Train),
             Program::Evaluate(slot) => DataKey::User(slot),
             Program::Predict => DataKey::Predict,
         };
@@ -231,10 +240,16 @@ impl GpuBackend {
         builder.gather(data)?;
         builder.forward()?;
         match program {
-            Program::Train => {
+            Program::Train { clipped } => {
                 builder.loss(&self.work.train_metrics)?;
                 builder.backward()?;
-                builder.update()?;
+                let clip = if clipped {
+                    builder.clip()?;
+                    &self.model.clip_factor
+                } else {
+                    &self.model.one
+                };
+                builder.update(clip)?;
             }
             Program::Evaluate(_) => builder.loss(&self.work.eval_metrics)?,
             Program::Predict => builder.probabilities()?,
@@ -293,6 +308,7 @@ fn inference_step(rows: usize) -> StepParams {
         learning_rate: 0.0,
         bias_correction1: 1.0,
         bias_correction2: 1.0,
+        clip_norm: 0.0,
     }
 }
 
@@ -495,7 +511,17 @@ impl ProgramBuilder<'_> {
         Ok(())
     }
 
-    fn update(&mut self) -> Result<()> {
+    /// Global gradient norm → clipping factor (in `model.clip_factor`).
+    fn clip(&mut self) -> Result<()> {
+        let partials = View::whole(&self.model.grad_norm_partials);
+        let d = self.kernels.sum_squares(self.ctx, &self.model.step, View::whole(&self.model.grads), partials)?;
+        self.dispatches.push(d);
+        let d = self.kernels.clip_factor(self.ctx, &self.model.step, partials, View::whole(&self.model.clip_factor))?;
+        self.dispatches.push(d);
+        Ok(())
+    }
+
+    fn update(&mut self, clip: &wgpu::Buffer) -> Result<()> {
         let [used1, used2] = self.spec.optimizer.state_vectors();
         for (t, slot) in self.layout.tensors.iter().enumerate() {
             let state = |buffer, used: bool| {
@@ -524,6 +550,7 @@ impl ProgramBuilder<'_> {
                 self.tensor(&self.model.params, t),
                 state(&self.model.state1, used1),
                 state(&self.model.state2, used2),
+                View::whole(clip),
             )?;
             self.dispatches.push(d);
         }
@@ -559,7 +586,7 @@ impl Backend for GpuBackend {
     }
 
     fn train_step(&mut self, step: &StepParams) -> Result<()> {
-        self.run(Program::Train, step, |_| {})
+        self.run(Program::Train { clipped: step.clip_norm > 0.0 }, step, |_| {})
     }
 
     fn take_train_metrics(&mut self) -> Result<Metrics> {

@@ -1,6 +1,10 @@
 //! The training loop — `fit`, `evaluate`, `predict` — the same for every device: it checks
 //! the data, encodes the targets, orders the batches and asks a [`Backend`] to run them.
 
+mod config;
+
+pub use config::{EarlyStopping, FitConfig, Monitor, Schedule};
+
 use crate::backend::{Backend, Device, Slot, StepParams};
 use crate::cpu::CpuBackend;
 use crate::cpu::ops::predicted_class;
@@ -55,30 +59,6 @@ impl Targets {
 
     fn is_classification(&self) -> bool {
         matches!(self, Targets::Classes(_))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FitConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    /// Reshuffle the samples every epoch (from `seed`).
-    pub shuffle: bool,
-    /// Seed of the shuffling and of the dropout masks.
-    pub seed: u64,
-    /// Print one line per epoch to stderr.
-    pub verbose: bool,
-}
-
-impl Default for FitConfig {
-    fn default() -> Self {
-        FitConfig {
-            epochs: 10,
-            batch_size: 32,
-            shuffle: true,
-            seed: 0,
-            verbose: false,
-        }
     }
 }
 
@@ -161,53 +141,112 @@ impl Model {
     }
 
     pub fn fit(&mut self, x: &Array2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
+        self.fit_with(x, y, config, None, &mut [])
+    }
+
+    /// `fit` with validation data, evaluated after every epoch, and callbacks.
+    pub fn fit_with(
+        &mut self,
+        x: &Array2<f32>,
+        y: &Targets,
+        config: &FitConfig,
+        validation: Option<(&Array2<f32>, &Targets)>,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<History> {
         if config.batch_size == 0 {
             return Err(WgradError::ZeroBatchSize);
+        }
+        config.schedule.check().map_err(WgradError::InvalidModel)?;
+        if let Some(clip) = config.clip_norm
+            && !(clip.is_finite() && clip > 0.0)
+        {
+            return Err(WgradError::InvalidModel(format!("clip norm must be finite and > 0, got {clip}")));
         }
         let targets = self.encode(x.view(), y)?;
         let n = x.nrows();
         self.backend.set_batch_size(config.batch_size.min(n))?;
         self.backend.upload(Slot::Train, x.view(), targets.view())?;
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        if let Some((val_x, val_y)) = validation {
+            let val_targets = self.encode(val_x.view(), val_y)?;
+            self.backend.upload(Slot::Eval, val_x.view(), val_targets.view())?;
+        }
+        let mut stopper = config.early_stopping.map(|rule| EarlyStopper::new(rule, validation.is_some()));
+        if let Some(stopper) = &stopper {
+            stopper.check(y.is_classification())?;
+        }
         let dropout_seed = (config.seed ^ (config.seed >> 32)) as u32;
+        let base_rate = self.spec.optimizer.learning_rate();
         let mut order: Vec<u32> = (0..n as u32).collect();
         let mut history = History::default();
-        for epoch in 1..=config.epochs {
+        for epoch in config.initial_epoch + 1..=config.epochs {
             let started = Instant::now();
             if config.shuffle {
-                order.shuffle(&mut rng);
+                order.sort_unstable();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
             }
             self.backend.set_order(&order)?;
+            let learning_rate = config.schedule.learning_rate(base_rate, epoch - 1);
+            for callback in callbacks.iter_mut() {
+                callback.on_epoch_begin(epoch, n);
+            }
             for batch_start in (0..n).step_by(config.batch_size) {
                 self.steps += 1;
-                let (bias_correction1, bias_correction2) =
-                    self.spec.optimizer.bias_corrections(self.steps);
+                let (bias_correction1, bias_correction2) = self.spec.optimizer.bias_corrections(self.steps);
+                let rows = config.batch_size.min(n - batch_start);
                 self.backend.train_step(&StepParams {
-                    rows: config.batch_size.min(n - batch_start),
+                    rows,
                     batch_start,
                     step: self.steps as u32,
                     seed: dropout_seed,
                     training: true,
-                    learning_rate: self.spec.optimizer.learning_rate(),
+                    learning_rate,
                     bias_correction1,
                     bias_correction2,
+                    clip_norm: config.clip_norm.unwrap_or(0.0),
                 })?;
+                for callback in callbacks.iter_mut() {
+                    callback.on_step(rows);
+                }
             }
             let metrics = self.backend.take_train_metrics()?;
+            let train_seconds = started.elapsed().as_secs_f64();
+            if !metrics.mean_loss().is_finite() {
+                return Err(WgradError::Diverged { epoch, loss: metrics.mean_loss() });
+            }
+            let validation_metrics = match validation {
+                Some(_) => Some(self.backend.evaluate(Slot::Eval)?),
+                None => None,
+            };
             let record = EpochRecord {
                 epoch,
                 loss: metrics.mean_loss(),
                 accuracy: y.is_classification().then(|| metrics.accuracy()),
-                val_loss: None,
-                val_accuracy: None,
-                learning_rate: self.spec.optimizer.learning_rate(),
+                val_loss: validation_metrics.map(|m| m.mean_loss()),
+                val_accuracy: validation_metrics.filter(|_| y.is_classification()).map(|m| m.accuracy()),
+                learning_rate,
                 seconds: started.elapsed().as_secs_f64(),
-                samples_per_second: n as f64 / started.elapsed().as_secs_f64(),
+                samples_per_second: n as f64 / train_seconds,
             };
             if config.verbose {
                 eprintln!("{}", format_epoch(&record, config.epochs));
             }
             history.epochs.push(record);
+            let stop = match &mut stopper {
+                Some(stopper) => stopper.update(self, history.last().expect("just pushed"))?,
+                None => false,
+            };
+            for callback in callbacks.iter_mut() {
+                callback.on_epoch_end(self, &history)?;
+            }
+            if stop {
+                if config.verbose {
+                    eprintln!("early stopping after epoch {epoch}");
+                }
+                break;
+            }
+        }
+        if let Some(stopper) = stopper {
+            stopper.restore(self)?;
         }
         Ok(history)
     }
@@ -379,13 +418,91 @@ fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
     }
 }
 
+/// Hooks into `fit_with`, like Keras callbacks: progress display, checkpoints.
+pub trait Callback {
+    fn on_epoch_begin(&mut self, _epoch: usize, _samples: usize) {}
+    /// After each training step, with the rows it trained on (nothing is read from the device).
+    fn on_step(&mut self, _rows: usize) {}
+    /// After each epoch, with the model and the history so far; an error stops training.
+    fn on_epoch_end(&mut self, _model: &mut Model, _history: &History) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Early stopping's running state: the best value seen, when, and its weights.
+struct EarlyStopper {
+    rule: EarlyStopping,
+    has_validation: bool,
+    best: Option<f32>,
+    best_params: Option<Vec<f32>>,
+    epochs_without_improvement: usize,
+}
+
+impl EarlyStopper {
+    fn new(rule: EarlyStopping, has_validation: bool) -> Self {
+        EarlyStopper { rule, has_validation, best: None, best_params: None, epochs_without_improvement: 0 }
+    }
+
+    fn check(&self, classification: bool) -> Result<()> {
+        let monitor = self.rule.monitor;
+        if matches!(monitor, Monitor::ValLoss | Monitor::ValAccuracy) && !self.has_validation {
+            return Err(WgradError::InvalidModel(format!(
+                "early stopping monitors {} but there is no validation data",
+                monitor.name()
+            )));
+        }
+        if monitor.maximize() && !classification {
+            return Err(WgradError::InvalidModel(format!(
+                "early stopping monitors {}, which regression targets do not have",
+                monitor.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records an epoch; returns whether to stop.
+    fn update(&mut self, model: &mut Model, record: &EpochRecord) -> Result<bool> {
+        let value = match self.rule.monitor {
+            Monitor::Loss => Some(record.loss),
+            Monitor::Accuracy => record.accuracy,
+            Monitor::ValLoss => record.val_loss,
+            Monitor::ValAccuracy => record.val_accuracy,
+        }
+        .expect("checked before training");
+        let sign = if self.rule.monitor.maximize() { 1.0 } else { -1.0 };
+        let improved = self.best.is_none_or(|best| sign * (value - best) > self.rule.min_delta);
+        if improved {
+            self.best = Some(value);
+            self.epochs_without_improvement = 0;
+            if self.rule.restore_best {
+                self.best_params = Some(model.params()?);
+            }
+        } else {
+            self.epochs_without_improvement += 1;
+        }
+        Ok(self.epochs_without_improvement >= self.rule.patience.max(1))
+    }
+
+    fn restore(self, model: &mut Model) -> Result<()> {
+        match self.best_params {
+            Some(params) => model.set_params(&params),
+            None => Ok(()),
+        }
+    }
+}
+
 fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
+    let validation = match (record.val_loss, record.val_accuracy) {
+        (Some(l), Some(a)) => format!("  val_loss {l:.5}  val_accuracy {a:.4}"),
+        (Some(l), None) => format!("  val_loss {l:.5}"),
+        _ => String::new(),
+    };
     let accuracy = record
         .accuracy
         .map(|a| format!("  accuracy {:.4}", a))
         .unwrap_or_default();
     format!(
-        "epoch {}/{}  loss {:.5}{}  ({:.2} s)",
-        record.epoch, epochs, record.loss, accuracy, record.seconds
+        "epoch {}/{}  loss {:.5}{}{}  ({:.2} s, {:.0} samples/s)",
+        record.epoch, epochs, record.loss, accuracy, validation, record.seconds, record.samples_per_second
     )
 }

@@ -1,0 +1,150 @@
+//! How `fit` trains: epochs, batches, shuffling, learning-rate schedules, gradient clipping
+//! and early stopping, with the defaults Keras users expect.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitConfig {
+    /// Train until this epoch (counting from 1; see `initial_epoch`).
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Reshuffle the samples every epoch (each epoch's order comes from `seed` and the epoch
+    /// number, so a resumed run sees the same order as an uninterrupted one).
+    pub shuffle: bool,
+    /// Seed of the shuffling and of the dropout masks.
+    pub seed: u64,
+    /// Print one line per epoch to stderr.
+    pub verbose: bool,
+    /// Epochs already done, when resuming: training runs `initial_epoch + 1 ..= epochs`.
+    pub initial_epoch: usize,
+    pub schedule: Schedule,
+    /// Rescale the gradient when its global L2 norm exceeds this (PyTorch's
+    /// `clip_grad_norm_`, applied before the L1/L2 penalties).
+    pub clip_norm: Option<f32>,
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 10,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            verbose: false,
+            initial_epoch: 0,
+            schedule: Schedule::Constant,
+            clip_norm: None,
+            early_stopping: None,
+        }
+    }
+}
+
+/// The learning rate as a function of the epoch (0-based), from the optimizer's base rate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Schedule {
+    Constant,
+    /// Multiply by `factor` every `every` epochs.
+    Step { every: usize, factor: f32 },
+    /// Multiply by `rate` every epoch.
+    Exponential { rate: f32 },
+    /// Cosine annealing from the base rate down to `min_lr` over `epochs` epochs, then flat.
+    Cosine { epochs: usize, min_lr: f32 },
+}
+
+impl Schedule {
+    pub fn learning_rate(&self, base: f32, epoch: usize) -> f32 {
+        match *self {
+            Schedule::Constant => base,
+            Schedule::Step { every, factor } => base * factor.powi((epoch / every.max(1)) as i32),
+            Schedule::Exponential { rate } => base * rate.powi(epoch as i32),
+            Schedule::Cosine { epochs, min_lr } => {
+                let progress = epoch.min(epochs) as f32 / epochs.max(1) as f32;
+                min_lr + (base - min_lr) * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos())
+            }
+        }
+    }
+
+    /// Checks the schedule's own numbers; `Err` says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = |name: &str, v: f32| {
+            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{name} must be finite and > 0, got {v}")) }
+        };
+        match *self {
+            Schedule::Constant => Ok(()),
+            Schedule::Step { every, factor } => {
+                if every == 0 {
+                    return Err("step schedule: `every` must be at least 1 epoch".into());
+                }
+                positive("step schedule factor", factor)
+            }
+            Schedule::Exponential { rate } => positive("exponential schedule rate", rate),
+            Schedule::Cosine { epochs, min_lr } => {
+                if epochs == 0 {
+                    return Err("cosine schedule: `epochs` must be at least 1".into());
+                }
+                if min_lr.is_finite() && min_lr >= 0.0 {
+                    Ok(())
+                } else {
+                    Err(format!("cosine schedule min_lr must be finite and ≥ 0, got {min_lr}"))
+                }
+            }
+        }
+    }
+}
+
+/// Which per-epoch figure early stopping watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    Loss,
+    Accuracy,
+    ValLoss,
+    ValAccuracy,
+}
+
+impl Monitor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::Loss => "loss",
+            Monitor::Accuracy => "accuracy",
+            Monitor::ValLoss => "val_loss",
+            Monitor::ValAccuracy => "val_accuracy",
+        }
+    }
+
+    /// Whether larger is better.
+    pub fn maximize(self) -> bool {
+        matches!(self, Monitor::Accuracy | Monitor::ValAccuracy)
+    }
+}
+
+impl std::str::FromStr for Monitor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "loss" => Ok(Monitor::Loss),
+            "accuracy" => Ok(Monitor::Accuracy),
+            "val_loss" => Ok(Monitor::ValLoss),
+            "val_accuracy" => Ok(Monitor::ValAccuracy),
+            _ => Err(format!("unknown metric '{s}' (expected loss, accuracy, val_loss or val_accuracy)")),
+        }
+    }
+}
+
+/// Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    pub monitor: Monitor,
+    pub patience: usize,
+    pub min_delta: f32,
+    /// Put back the weights of the best epoch when stopping (or at the end).
+    pub restore_best: bool,
+}
+
+impl EarlyStopping {
+    pub fn new(monitor: Monitor, patience: usize) -> Self {
+        EarlyStopping { monitor, patience, min_delta: 0.0, restore_best: true }
+    }
+}
