@@ -332,8 +332,19 @@ fn gather_batches_in_epoch_order() {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    for (n, width, batch, start) in [(1, 1, 1, 0), (100, 7, 32, 96), (1000, 785, 129, 258)] {
-        let source = random_matrix(n, width, 1.0, n as u64);
+    for (n, width, batch, start, bytes) in [
+        (1, 1, 1, 0, false),
+        (100, 7, 32, 96, false),
+        (1000, 785, 129, 258, false),
+        (1000, 785, 129, 258, true),
+        (33, 3, 16, 17, true),
+    ] {
+        // 8-bit data (k/255) is stored as bytes on the GPU and must come back bit-identical.
+        let source = if bytes {
+            random_matrix(n, width, 1.0, n as u64).mapv(|v| ((v.abs() * 255.0).round()) / 255.0)
+        } else {
+            random_matrix(n, width, 1.0, n as u64)
+        };
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.shuffle(&mut rng);
         let rows = batch.min(n - start);
@@ -402,9 +413,13 @@ fn optimizer_updates() {
             };
             let (mut p, mut s1, mut s2) = (params.clone(), state1.clone(), state2.clone());
             let grad_scale = 0.75;
-            ops::optimizer_update(&optimizer, &mut p, &grads, &mut s1, &mut s2, l1, l2, grad_scale, &step);
+            ops::optimizer_update(
+                &optimizer, &mut p, &grads, &mut s1, &mut s2, l1, l2, grad_scale, &step,
+            );
             let (gp, gs1, gs2) = gpu
-                .optimizer_update(&optimizer, &params, &grads, &state1, &state2, l1, l2, grad_scale, &step)
+                .optimizer_update(
+                    &optimizer, &params, &grads, &state1, &state2, l1, l2, grad_scale, &step,
+                )
                 .unwrap();
             let what = format!("{} len {len} l1 {l1} l2 {l2}", optimizer.name());
             check(&format!("params {what}"), relative_error(&gp, &p));
@@ -417,11 +432,21 @@ fn optimizer_updates() {
 
 #[test]
 fn gradient_clip_factor() {
-    let Some(mut gpu) = kernel_runner("gradient_clip_factor") else { return };
-    for (len, scale, clip_norm) in [(1, 3.0, 1.0), (1003, 0.1, 1.0), (300_007, 0.05, 5.0), (5000, 0.001, 10.0)] {
+    let Some(mut gpu) = kernel_runner("gradient_clip_factor") else {
+        return;
+    };
+    for (len, scale, clip_norm) in [
+        (1, 3.0, 1.0),
+        (1003, 0.1, 1.0),
+        (300_007, 0.05, 5.0),
+        (5000, 0.001, 10.0),
+    ] {
         let grads = random_vector(len, scale, len as u64 + 9).to_vec();
         let expected = ops::gradient_clip_factor(&grads, clip_norm);
         let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
-        check(&format!("clip factor len {len} norm {clip_norm} (expected {expected:.4})"), relative_error(&[actual], &[expected]));
+        check(
+            &format!("clip factor len {len} norm {clip_norm} (expected {expected:.4})"),
+            relative_error(&[actual], &[expected]),
+        );
     }
 }

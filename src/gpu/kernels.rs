@@ -101,8 +101,44 @@ enum PipelineKey {
     Metrics,
     SumSquares,
     ClipFactor,
-    Gather,
+    Gather(DataFormat),
     Optimizer(u32),
+}
+
+/// How a resident data set is stored (`SOURCE_FORMAT` in gather.wgsl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataFormat {
+    F32,
+    /// Bytes k standing for k / 255, four to a u32.
+    Bytes,
+}
+
+impl DataFormat {
+    /// The most compact format that holds `values` exactly, and the words to upload.
+    pub fn encode(values: &[f32]) -> (DataFormat, Vec<u32>) {
+        let as_byte = |v: f32| {
+            let k = (v * 255.0).round();
+            ((0.0..=255.0).contains(&k) && k / 255.0 == v).then_some(k as u32)
+        };
+        if values.iter().all(|&v| as_byte(v).is_some()) {
+            let words = values
+                .chunks(4)
+                .map(|chunk| {
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| as_byte(v).expect("checked") << (8 * i))
+                        .sum()
+                })
+                .collect();
+            (DataFormat::Bytes, words)
+        } else {
+            (
+                DataFormat::F32,
+                values.iter().map(|v| v.to_bits()).collect(),
+            )
+        }
+    }
 }
 
 /// A part of a buffer, in f32/u32 elements.
@@ -244,7 +280,9 @@ impl Kernels {
                 ctx,
                 "optimizer",
                 include_str!("../../shaders/optimizer.wgsl"),
-                &[Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read],
+                &[
+                    Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read,
+                ],
             ),
             pipelines: HashMap::new(),
         };
@@ -258,7 +296,8 @@ impl Kernels {
         let loss = spec.resolved_loss();
         let output = spec.output_activation();
         let mut keys = vec![
-            PipelineKey::Gather,
+            PipelineKey::Gather(DataFormat::F32),
+            PipelineKey::Gather(DataFormat::Bytes),
             PipelineKey::Matmul(MatmulForm::AtB, Epilogue::None),
             PipelineKey::ColumnSums,
             PipelineKey::Loss(loss, output),
@@ -326,7 +365,13 @@ impl Kernels {
             PipelineKey::Metrics => (&self.reduce, "metrics", vec![]),
             PipelineKey::SumSquares => (&self.reduce, "sum_squares", vec![]),
             PipelineKey::ClipFactor => (&self.reduce, "clip_factor", vec![]),
-            PipelineKey::Gather => (&self.gather, "main", vec![]),
+            PipelineKey::Gather(format) => {
+                let code = match format {
+                    DataFormat::F32 => 0.0,
+                    DataFormat::Bytes => 1.0,
+                };
+                (&self.gather, "main", vec![("SOURCE_FORMAT", code)])
+            }
             PipelineKey::Optimizer(code) => {
                 (&self.optimizer, "main", vec![("OPTIMIZER", code as f64)])
             }
@@ -531,22 +576,53 @@ impl Kernels {
 
     /// partials[w] = squared norm of workgroup w's share of `input` (reduce.wgsl,
     /// `sum_squares`); `partials` holds [`Kernels::sum_squares_groups`] values.
-    pub fn sum_squares(&mut self, ctx: &GpuContext, step: &wgpu::Buffer, input: View, partials: View) -> Result<Dispatch> {
+    pub fn sum_squares(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        input: View,
+        partials: View,
+    ) -> Result<Dispatch> {
         let groups = Self::sum_squares_groups(input.len);
-        let uniform = ctx.uniform("reduce dims", &SmallDims([input.len as u32, groups as u32, 0, 0]));
-        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), input.resource(), partials.resource()];
-        self.dispatch(ctx, PipelineKey::SumSquares, &bindings, [groups as u32, 1, 1])
+        let uniform = ctx.uniform(
+            "reduce dims",
+            &SmallDims([input.len as u32, groups as u32, 0, 0]),
+        );
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            input.resource(),
+            partials.resource(),
+        ];
+        self.dispatch(
+            ctx,
+            PipelineKey::SumSquares,
+            &bindings,
+            [groups as u32, 1, 1],
+        )
     }
 
     /// factor[0] = min(1, clip_norm / ‖gradient‖) from the partial squared norms
     /// (reduce.wgsl, `clip_factor`).
-    pub fn clip_factor(&mut self, ctx: &GpuContext, step: &wgpu::Buffer, partials: View, factor: View) -> Result<Dispatch> {
+    pub fn clip_factor(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        partials: View,
+        factor: View,
+    ) -> Result<Dispatch> {
         let uniform = ctx.uniform("reduce dims", &SmallDims([partials.len as u32, 0, 0, 0]));
-        let bindings = [step.as_entire_binding(), uniform.as_entire_binding(), partials.resource(), factor.resource()];
+        let bindings = [
+            step.as_entire_binding(),
+            uniform.as_entire_binding(),
+            partials.resource(),
+            factor.resource(),
+        ];
         self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
     }
 
-    /// dest[i, :] = source[order[batch_start + i], :] (gather.wgsl).
+    /// dest[i, :] = source[order[batch_start + i], :] (gather.wgsl), `source` stored as
+    /// `format` says.
     #[allow(clippy::too_many_arguments)]
     pub fn gather(
         &mut self,
@@ -554,6 +630,7 @@ impl Kernels {
         step: &wgpu::Buffer,
         batch: usize,
         width: usize,
+        format: DataFormat,
         source: View,
         order: View,
         dest: View,
@@ -567,7 +644,7 @@ impl Kernels {
             dest.resource(),
         ];
         let groups = [(width as u32).div_ceil(LINEAR_GROUP), batch as u32, 1];
-        self.dispatch(ctx, PipelineKey::Gather, &bindings, groups)
+        self.dispatch(ctx, PipelineKey::Gather(format), &bindings, groups)
     }
 
     /// One optimizer step on one tensor (optimizer.wgsl); the gradient is scaled by `clip[0]`.
@@ -622,5 +699,24 @@ fn linear_groups(len: usize) -> [u32; 3] {
         [groups, 1, 1]
     } else {
         [MAX_GROUPS, groups.div_ceil(MAX_GROUPS), 1]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataFormat;
+
+    #[test]
+    fn eight_bit_data_is_packed_as_bytes_and_other_data_as_f32() {
+        let bytes: Vec<f32> = [0u8, 1, 128, 254, 255]
+            .iter()
+            .map(|&k| k as f32 / 255.0)
+            .collect();
+        let (format, words) = DataFormat::encode(&bytes);
+        assert_eq!(format, DataFormat::Bytes);
+        assert_eq!(words, vec![u32::from_le_bytes([0, 1, 128, 254]), 255]);
+        let (format, words) = DataFormat::encode(&[0.0, 0.5, 1.0]);
+        assert_eq!(format, DataFormat::F32, "0.5 is not k/255");
+        assert_eq!(words, vec![0, 0.5f32.to_bits(), 1.0f32.to_bits()]);
     }
 }

@@ -4,7 +4,7 @@
 //! never goes through here.
 
 use super::device::{AdapterChoice, GpuContext};
-use super::kernels::{Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use super::kernels::{DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
 use crate::backend::StepParams;
 use crate::cpu::ops::{Dropout, MatmulForm};
 use crate::error::Result;
@@ -260,7 +260,8 @@ impl KernelRunner {
         Ok([v[0], v[1], v[2]])
     }
 
-    /// Rows `order[step.batch_start ..][.. step.rows]` of `source`, zero-padded to `batch` rows.
+    /// Rows `order[step.batch_start ..][.. step.rows]` of `source`, zero-padded to `batch` rows;
+    /// `source` is stored as bytes when its values are all k/255, like 8-bit images.
     pub fn gather(
         &mut self,
         source: ArrayView2<f32>,
@@ -270,7 +271,8 @@ impl KernelRunner {
     ) -> Result<Array2<f32>> {
         let width = source.ncols();
         let step_buf = self.step_buffer(step);
-        let src = self.ctx.storage_from("source", &flat(source))?;
+        let (format, words) = DataFormat::encode(&flat(source));
+        let src = self.ctx.storage_from("source", &words)?;
         let order_buf = self.ctx.storage_from("order", order)?;
         let dest = self.ctx.storage("batch", batch * width)?;
         let d = self.kernels.gather(
@@ -278,6 +280,7 @@ impl KernelRunner {
             &step_buf,
             batch,
             width,
+            format,
             View::whole(&src),
             View::whole(&order_buf),
             View::whole(&dest),
@@ -288,13 +291,25 @@ impl KernelRunner {
 
     /// Twin of [`crate::cpu::ops::gradient_clip_factor`].
     pub fn gradient_clip_factor(&mut self, grads: &[f32], clip_norm: f32) -> Result<f32> {
-        let step = self.step_buffer(&StepParams { clip_norm, ..step_for(None) });
+        let step = self.step_buffer(&StepParams {
+            clip_norm,
+            ..step_for(None)
+        });
         let g = self.ctx.storage_from("grads", grads)?;
-        let partials = self.ctx.storage("partials", Kernels::sum_squares_groups(grads.len()))?;
+        let partials = self
+            .ctx
+            .storage("partials", Kernels::sum_squares_groups(grads.len()))?;
         let factor = self.ctx.storage("factor", 1)?;
-        let d = self.kernels.sum_squares(&self.ctx, &step, View::whole(&g), View::whole(&partials))?;
+        let d =
+            self.kernels
+                .sum_squares(&self.ctx, &step, View::whole(&g), View::whole(&partials))?;
         self.submit(&d)?;
-        let d = self.kernels.clip_factor(&self.ctx, &step, View::whole(&partials), View::whole(&factor))?;
+        let d = self.kernels.clip_factor(
+            &self.ctx,
+            &step,
+            View::whole(&partials),
+            View::whole(&factor),
+        )?;
         self.submit(&d)?;
         Ok(self.ctx.read(&factor, 0, 1)?[0])
     }

@@ -6,7 +6,7 @@
 //! metrics, predictions or parameters are asked for.
 
 use super::device::{AdapterChoice, GpuContext};
-use super::kernels::{Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use super::kernels::{DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
 use crate::backend::{Backend, Metrics, Slot, StepParams};
 use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
@@ -26,13 +26,16 @@ enum DataKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Program {
     /// A training step; `clipped` adds gradient-norm clipping before the update.
-    Train { clipped: bool },
+    Train {
+        clipped: bool,
+    },
     Evaluate(Slot),
     Predict,
 }
 
 struct GpuData {
     x: wgpu::Buffer,
+    x_format: DataFormat,
     /// Targets; `None` for prediction inputs.
     y: Option<wgpu::Buffer>,
     /// Sample order; identity except for the training set, reshuffled each epoch.
@@ -144,7 +147,10 @@ impl GpuBackend {
             grads: ctx.storage("gradients", layout.len)?,
             state1: ctx.storage("optimizer state", state_len(used1))?,
             state2: ctx.storage("optimizer second moment", state_len(used2))?,
-            grad_norm_partials: ctx.storage("gradient norm partials", Kernels::sum_squares_groups(layout.len))?,
+            grad_norm_partials: ctx.storage(
+                "gradient norm partials",
+                Kernels::sum_squares_groups(layout.len),
+            )?,
             clip_factor: ctx.storage("gradient clipping factor", 1)?,
             one: ctx.storage_from("one", &[1.0f32])?,
         };
@@ -179,10 +185,11 @@ impl GpuBackend {
             DataKey::Predict => "the prediction inputs",
         };
         let x_std = x.as_standard_layout();
-        let x_buffer = self.ctx.storage_from(
-            &format!("{name} x {:?}", x.shape()),
-            x_std.as_slice().expect("standard layout is contiguous"),
-        )?;
+        let (x_format, x_words) =
+            DataFormat::encode(x_std.as_slice().expect("standard layout is contiguous"));
+        let x_buffer = self
+            .ctx
+            .storage_from(&format!("{name} x {:?}", x.shape()), &x_words)?;
         let y_buffer = match y {
             Some(y) => {
                 let y_std = y.as_standard_layout();
@@ -199,6 +206,7 @@ impl GpuBackend {
             key,
             GpuData {
                 x: x_buffer,
+                x_format,
                 y: y_buffer,
                 order,
                 rows: x.nrows(),
@@ -344,11 +352,8 @@ impl ProgramBuilder<'_> {
             &self.model.step,
             batch,
             input_width,
-            View {
-                buffer: &data.x,
-                offset: 0,
-                len: data.rows * input_width,
-            },
+            data.x_format,
+            View::whole(&data.x),
             order,
             View::whole(&self.work.activations[0]),
         )?;
@@ -360,11 +365,8 @@ impl ProgramBuilder<'_> {
                 &self.model.step,
                 batch,
                 out,
-                View {
-                    buffer: y,
-                    offset: 0,
-                    len: data.rows * out,
-                },
+                DataFormat::F32,
+                View::whole(y),
                 order,
                 View::whole(&self.work.targets),
             )?;
@@ -514,9 +516,19 @@ impl ProgramBuilder<'_> {
     /// Global gradient norm → clipping factor (in `model.clip_factor`).
     fn clip(&mut self) -> Result<()> {
         let partials = View::whole(&self.model.grad_norm_partials);
-        let d = self.kernels.sum_squares(self.ctx, &self.model.step, View::whole(&self.model.grads), partials)?;
+        let d = self.kernels.sum_squares(
+            self.ctx,
+            &self.model.step,
+            View::whole(&self.model.grads),
+            partials,
+        )?;
         self.dispatches.push(d);
-        let d = self.kernels.clip_factor(self.ctx, &self.model.step, partials, View::whole(&self.model.clip_factor))?;
+        let d = self.kernels.clip_factor(
+            self.ctx,
+            &self.model.step,
+            partials,
+            View::whole(&self.model.clip_factor),
+        )?;
         self.dispatches.push(d);
         Ok(())
     }
@@ -586,7 +598,13 @@ impl Backend for GpuBackend {
     }
 
     fn train_step(&mut self, step: &StepParams) -> Result<()> {
-        self.run(Program::Train { clipped: step.clip_norm > 0.0 }, step, |_| {})
+        self.run(
+            Program::Train {
+                clipped: step.clip_norm > 0.0,
+            },
+            step,
+            |_| {},
+        )
     }
 
     fn take_train_metrics(&mut self) -> Result<Metrics> {
