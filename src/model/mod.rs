@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 mod activation;
 mod loss;
 mod optimizer;
+mod summary;
 
 pub use activation::{Activation, LEAKY_RELU_SLOPE, sigmoid, softmax_in_place};
 pub use loss::Loss;

@@ -1,0 +1,164 @@
+//! Metrics computed on the host from predictions: per-class precision, recall and F1 with
+//! the confusion matrix for classification (scikit-learn's `classification_report`), and
+//! MSE, MAE and R² for regression.
+
+use ndarray::{Array2, ArrayView2};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassScores {
+    pub precision: f32,
+    pub recall: f32,
+    pub f1: f32,
+    /// Samples of this class in the truth.
+    pub support: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassificationReport {
+    /// confusion[[t, p]]: samples of true class t predicted as p.
+    pub confusion: Array2<usize>,
+    pub per_class: Vec<ClassScores>,
+    pub accuracy: f32,
+    /// Unweighted means over the classes, as scikit-learn's "macro avg".
+    pub macro_precision: f32,
+    pub macro_recall: f32,
+    pub macro_f1: f32,
+    /// Names to print for the classes (defaults to their indices).
+    pub class_names: Vec<String>,
+}
+
+fn ratio(num: usize, den: usize) -> f32 {
+    if den == 0 { 0.0 } else { num as f32 / den as f32 }
+}
+
+/// Scores `predicted` against `truth`, both class indices below `classes`.
+pub fn classification_report(truth: &[usize], predicted: &[usize], classes: usize) -> ClassificationReport {
+    let classes = classes.max(1 + truth.iter().chain(predicted).copied().max().unwrap_or(0));
+    let mut confusion = Array2::zeros((classes, classes));
+    for (&t, &p) in truth.iter().zip(predicted) {
+        confusion[[t, p]] += 1;
+    }
+    let per_class: Vec<ClassScores> = (0..classes)
+        .map(|c| {
+            let true_positive = confusion[[c, c]];
+            let predicted_c = confusion.column(c).sum();
+            let support = confusion.row(c).sum();
+            let precision = ratio(true_positive, predicted_c);
+            let recall = ratio(true_positive, support);
+            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+            ClassScores { precision, recall, f1, support }
+        })
+        .collect();
+    let mean = |f: fn(&ClassScores) -> f32| per_class.iter().map(f).sum::<f32>() / classes as f32;
+    ClassificationReport {
+        accuracy: ratio(confusion.diag().sum(), truth.len()),
+        macro_precision: mean(|s| s.precision),
+        macro_recall: mean(|s| s.recall),
+        macro_f1: mean(|s| s.f1),
+        class_names: (0..classes).map(|c| c.to_string()).collect(),
+        confusion,
+        per_class,
+    }
+}
+
+impl fmt::Display for ClassificationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self.class_names.iter().map(|n| n.len()).max().unwrap_or(5).max(9);
+        writeln!(f, "{:>width$}  precision  recall  f1-score  support", "class")?;
+        for (name, s) in self.class_names.iter().zip(&self.per_class) {
+            writeln!(f, "{name:>width$}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}", s.precision, s.recall, s.f1, s.support)?;
+        }
+        let total: usize = self.per_class.iter().map(|s| s.support).sum();
+        writeln!(
+            f,
+            "{:>width$}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}",
+            "macro avg", self.macro_precision, self.macro_recall, self.macro_f1, total
+        )?;
+        writeln!(f, "{:>width$}  {:>27.4}  {:>7}", "accuracy", self.accuracy, total)?;
+        writeln!(f, "\nconfusion matrix (rows: true class, columns: predicted)")?;
+        let cell = self.confusion.iter().map(|v| v.to_string().len()).max().unwrap_or(1).max(3);
+        write!(f, "{:>width$} ", "")?;
+        for name in &self.class_names {
+            write!(f, " {:>cell$}", truncate(name, cell))?;
+        }
+        writeln!(f)?;
+        for (name, row) in self.class_names.iter().zip(self.confusion.rows()) {
+            write!(f, "{name:>width$} ")?;
+            for v in row {
+                write!(f, " {v:>cell$}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegressionReport {
+    pub mse: f32,
+    pub mae: f32,
+    /// Coefficient of determination, 1 - SS_res / SS_tot, averaged over the outputs
+    /// (scikit-learn's `r2_score` with uniform averaging).
+    pub r2: f32,
+}
+
+pub fn regression_report(truth: ArrayView2<f32>, predicted: ArrayView2<f32>) -> RegressionReport {
+    let n = truth.len().max(1) as f64;
+    let diff = &predicted - &truth;
+    let mse = diff.iter().map(|&d| (d as f64) * (d as f64)).sum::<f64>() / n;
+    let mae = diff.iter().map(|&d| (d as f64).abs()).sum::<f64>() / n;
+    let r2: f64 = (0..truth.ncols())
+        .map(|j| {
+            let t = truth.column(j);
+            let mean = t.iter().map(|&v| v as f64).sum::<f64>() / t.len().max(1) as f64;
+            let total: f64 = t.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
+            let residual: f64 = diff.column(j).iter().map(|&d| (d as f64).powi(2)).sum();
+            if total > 0.0 { 1.0 - residual / total } else { 0.0 }
+        })
+        .sum::<f64>()
+        / truth.ncols().max(1) as f64;
+    RegressionReport { mse: mse as f32, mae: mae as f32, r2: r2 as f32 }
+}
+
+impl fmt::Display for RegressionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MSE {:.6}  MAE {:.6}  R² {:.4}", self.mse, self.mae, self.r2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn classification_matches_hand_counts() {
+        // truth 0,0,1,1,2,2 ; predicted 0,1,1,1,2,0
+        let r = classification_report(&[0, 0, 1, 1, 2, 2], &[0, 1, 1, 1, 2, 0], 3);
+        assert_eq!(r.confusion, array![[1, 1, 0], [0, 2, 0], [1, 0, 1]]);
+        assert_eq!(r.accuracy, 4.0 / 6.0);
+        assert_eq!(r.per_class[0].precision, 0.5);
+        assert_eq!(r.per_class[1].precision, 2.0 / 3.0);
+        assert_eq!(r.per_class[2].recall, 0.5);
+        assert!((r.per_class[1].f1 - 0.8).abs() < 1e-6);
+        assert!(r.to_string().contains("macro avg"));
+    }
+
+    #[test]
+    fn regression_matches_hand_values() {
+        let truth = array![[1.0f32], [2.0], [3.0], [4.0]];
+        let predicted = array![[1.5f32], [2.0], [2.0], [4.0]];
+        let r = regression_report(truth.view(), predicted.view());
+        assert!((r.mse - 1.25 / 4.0).abs() < 1e-6);
+        assert!((r.mae - 1.5 / 4.0).abs() < 1e-6);
+        assert!((r.r2 - (1.0 - 1.25 / 5.0)).abs() < 1e-6);
+    }
+}
