@@ -8,7 +8,8 @@ use ndarray::{Array2, ArrayView2};
 /// Which device a model runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Device {
-    /// The best GPU adapter found, else the CPU (with a note on stderr).
+    /// The best hardware GPU adapter found, else the CPU backend (software adapters such as
+    /// lavapipe are slower than the CPU backend on the same cores; pick them with `Gpu`).
     #[default]
     Auto,
     Cpu,

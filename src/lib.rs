@@ -20,11 +20,15 @@
 //! training loop both share; [`data`] holds built-in data sets.
 
 pub mod backend;
+pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod io;
+pub mod metrics;
 pub mod model;
+pub mod plot;
 pub mod rng;
 pub mod train;
 

@@ -29,11 +29,19 @@ pub struct ClassificationReport {
 }
 
 fn ratio(num: usize, den: usize) -> f32 {
-    if den == 0 { 0.0 } else { num as f32 / den as f32 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f32 / den as f32
+    }
 }
 
 /// Scores `predicted` against `truth`, both class indices below `classes`.
-pub fn classification_report(truth: &[usize], predicted: &[usize], classes: usize) -> ClassificationReport {
+pub fn classification_report(
+    truth: &[usize],
+    predicted: &[usize],
+    classes: usize,
+) -> ClassificationReport {
     let classes = classes.max(1 + truth.iter().chain(predicted).copied().max().unwrap_or(0));
     let mut confusion = Array2::zeros((classes, classes));
     for (&t, &p) in truth.iter().zip(predicted) {
@@ -46,8 +54,17 @@ pub fn classification_report(truth: &[usize], predicted: &[usize], classes: usiz
             let support = confusion.row(c).sum();
             let precision = ratio(true_positive, predicted_c);
             let recall = ratio(true_positive, support);
-            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-            ClassScores { precision, recall, f1, support }
+            let f1 = if precision + recall > 0.0 {
+                2.0 * precision * recall / (precision + recall)
+            } else {
+                0.0
+            };
+            ClassScores {
+                precision,
+                recall,
+                f1,
+                support,
+            }
         })
         .collect();
     let mean = |f: fn(&ClassScores) -> f32| per_class.iter().map(f).sum::<f32>() / classes as f32;
@@ -64,10 +81,24 @@ pub fn classification_report(truth: &[usize], predicted: &[usize], classes: usiz
 
 impl fmt::Display for ClassificationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self.class_names.iter().map(|n| n.len()).max().unwrap_or(5).max(9);
-        writeln!(f, "{:>width$}  precision  recall  f1-score  support", "class")?;
+        let width = self
+            .class_names
+            .iter()
+            .map(|n| n.len())
+            .max()
+            .unwrap_or(5)
+            .max(9);
+        writeln!(
+            f,
+            "{:>width$}  precision  recall  f1-score  support",
+            "class"
+        )?;
         for (name, s) in self.class_names.iter().zip(&self.per_class) {
-            writeln!(f, "{name:>width$}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}", s.precision, s.recall, s.f1, s.support)?;
+            writeln!(
+                f,
+                "{name:>width$}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}",
+                s.precision, s.recall, s.f1, s.support
+            )?;
         }
         let total: usize = self.per_class.iter().map(|s| s.support).sum();
         writeln!(
@@ -75,9 +106,22 @@ impl fmt::Display for ClassificationReport {
             "{:>width$}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}",
             "macro avg", self.macro_precision, self.macro_recall, self.macro_f1, total
         )?;
-        writeln!(f, "{:>width$}  {:>27.4}  {:>7}", "accuracy", self.accuracy, total)?;
-        writeln!(f, "\nconfusion matrix (rows: true class, columns: predicted)")?;
-        let cell = self.confusion.iter().map(|v| v.to_string().len()).max().unwrap_or(1).max(3);
+        writeln!(
+            f,
+            "{:>width$}  {:>27.4}  {:>7}",
+            "accuracy", self.accuracy, total
+        )?;
+        writeln!(
+            f,
+            "\nconfusion matrix (rows: true class, columns: predicted)"
+        )?;
+        let cell = self
+            .confusion
+            .iter()
+            .map(|v| v.to_string().len())
+            .max()
+            .unwrap_or(1)
+            .max(3);
         write!(f, "{:>width$} ", "")?;
         for name in &self.class_names {
             write!(f, " {:>cell$}", truncate(name, cell))?;
@@ -121,16 +165,28 @@ pub fn regression_report(truth: ArrayView2<f32>, predicted: ArrayView2<f32>) -> 
             let mean = t.iter().map(|&v| v as f64).sum::<f64>() / t.len().max(1) as f64;
             let total: f64 = t.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
             let residual: f64 = diff.column(j).iter().map(|&d| (d as f64).powi(2)).sum();
-            if total > 0.0 { 1.0 - residual / total } else { 0.0 }
+            if total > 0.0 {
+                1.0 - residual / total
+            } else {
+                0.0
+            }
         })
         .sum::<f64>()
         / truth.ncols().max(1) as f64;
-    RegressionReport { mse: mse as f32, mae: mae as f32, r2: r2 as f32 }
+    RegressionReport {
+        mse: mse as f32,
+        mae: mae as f32,
+        r2: r2 as f32,
+    }
 }
 
 impl fmt::Display for RegressionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MSE {:.6}  MAE {:.6}  R² {:.4}", self.mse, self.mae, self.r2)
+        write!(
+            f,
+            "MSE {:.6}  MAE {:.6}  R² {:.4}",
+            self.mse, self.mae, self.r2
+        )
     }
 }
 

@@ -4,7 +4,10 @@
 mod common;
 
 use wgrad::train::{Callback, EarlyStopping, Monitor, Schedule};
-use wgrad::{Activation, Device, FitConfig, History, Model, Optimizer, Result, Sequential, Targets, WgradError, data};
+use wgrad::{
+    Activation, Device, FitConfig, History, Model, Optimizer, Result, Sequential, Targets,
+    WgradError, data,
+};
 
 fn spiral_model(seed: u64) -> Model {
     let spec = Sequential::new(2)
@@ -20,12 +23,28 @@ fn validation_metrics_each_epoch() {
     let (x, y) = data::spirals(100, 3, 0.2, 0);
     let (vx, vy) = data::spirals(30, 3, 0.2, 1);
     let mut model = spiral_model(0);
-    let config = FitConfig { epochs: 3, batch_size: 16, ..Default::default() };
-    let history = model.fit_with(&x, &Targets::from(y), &config, Some((&vx, &Targets::from(vy.clone()))), &mut []).unwrap();
+    let config = FitConfig {
+        epochs: 3,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let history = model
+        .fit_with(
+            &x,
+            &Targets::from(y),
+            &config,
+            Some((&vx, &Targets::from(vy.clone()))),
+            &mut [],
+        )
+        .unwrap();
     assert_eq!(history.epochs.len(), 3);
     let last = history.last().unwrap();
     let evaluation = model.evaluate(&vx, &Targets::from(vy)).unwrap();
-    assert_eq!(last.val_loss, Some(evaluation.loss), "the last epoch's validation loss is the model's");
+    assert_eq!(
+        last.val_loss,
+        Some(evaluation.loss),
+        "the last epoch's validation loss is the model's"
+    );
     assert_eq!(last.val_accuracy, evaluation.accuracy);
 }
 
@@ -34,16 +53,33 @@ fn schedules_give_the_documented_rates() {
     let base = 0.1;
     let rates = |s: Schedule| (0..5).map(|e| s.learning_rate(base, e)).collect::<Vec<_>>();
     assert_eq!(rates(Schedule::Constant), vec![0.1; 5]);
-    let step = rates(Schedule::Step { every: 2, factor: 0.5 });
+    let step = rates(Schedule::Step {
+        every: 2,
+        factor: 0.5,
+    });
     assert_eq!(step, vec![0.1, 0.1, 0.05, 0.05, 0.025]);
     let exponential = rates(Schedule::Exponential { rate: 0.9 });
     assert!((exponential[3] - 0.1 * 0.9f32.powi(3)).abs() < 1e-7);
-    let cosine = rates(Schedule::Cosine { epochs: 4, min_lr: 0.01 });
-    assert!((cosine[0] - 0.1).abs() < 1e-7 && (cosine[2] - 0.055).abs() < 1e-6 && (cosine[4] - 0.01).abs() < 1e-7);
+    let cosine = rates(Schedule::Cosine {
+        epochs: 4,
+        min_lr: 0.01,
+    });
+    assert!(
+        (cosine[0] - 0.1).abs() < 1e-7
+            && (cosine[2] - 0.055).abs() < 1e-6
+            && (cosine[4] - 0.01).abs() < 1e-7
+    );
     // The history records the rate each epoch trained with.
     let (x, y) = data::spirals(50, 3, 0.2, 0);
     let mut model = spiral_model(1);
-    let config = FitConfig { epochs: 4, schedule: Schedule::Step { every: 2, factor: 0.5 }, ..Default::default() };
+    let config = FitConfig {
+        epochs: 4,
+        schedule: Schedule::Step {
+            every: 2,
+            factor: 0.5,
+        },
+        ..Default::default()
+    };
     let history = model.fit(&x, &Targets::from(y), &config).unwrap();
     let recorded: Vec<f32> = history.epochs.iter().map(|e| e.learning_rate).collect();
     assert_eq!(recorded, vec![0.01, 0.01, 0.005, 0.005]);
@@ -54,26 +90,61 @@ fn invalid_schedule_and_clip_norm_are_errors() {
     let (x, y) = data::spirals(20, 3, 0.2, 0);
     let y = Targets::from(y);
     let mut model = spiral_model(0);
-    let bad_schedule = FitConfig { schedule: Schedule::Step { every: 0, factor: 0.5 }, ..Default::default() };
-    assert!(matches!(model.fit(&x, &y, &bad_schedule), Err(WgradError::InvalidModel(m)) if m.contains("every")));
-    let bad_clip = FitConfig { clip_norm: Some(-1.0), ..Default::default() };
-    assert!(matches!(model.fit(&x, &y, &bad_clip), Err(WgradError::InvalidModel(m)) if m.contains("clip")));
-    let no_validation = FitConfig { early_stopping: Some(EarlyStopping::new(Monitor::ValLoss, 2)), ..Default::default() };
-    assert!(matches!(model.fit(&x, &y, &no_validation), Err(WgradError::InvalidModel(m)) if m.contains("validation")));
+    let bad_schedule = FitConfig {
+        schedule: Schedule::Step {
+            every: 0,
+            factor: 0.5,
+        },
+        ..Default::default()
+    };
+    assert!(
+        matches!(model.fit(&x, &y, &bad_schedule), Err(WgradError::InvalidModel(m)) if m.contains("every"))
+    );
+    let bad_clip = FitConfig {
+        clip_norm: Some(-1.0),
+        ..Default::default()
+    };
+    assert!(
+        matches!(model.fit(&x, &y, &bad_clip), Err(WgradError::InvalidModel(m)) if m.contains("clip"))
+    );
+    let no_validation = FitConfig {
+        early_stopping: Some(EarlyStopping::new(Monitor::ValLoss, 2)),
+        ..Default::default()
+    };
+    assert!(
+        matches!(model.fit(&x, &y, &no_validation), Err(WgradError::InvalidModel(m)) if m.contains("validation"))
+    );
 }
 
 #[test]
 fn clipping_bounds_the_update() {
     // With plain SGD, one step moves the weights by lr·g; clipped, by at most lr·clip_norm.
     let (x, y) = data::spirals(40, 3, 0.2, 2);
-    let spec = Sequential::new(2).dense(16, Activation::Tanh).dense(3, Activation::Softmax).optimizer(Optimizer::sgd(1.0)).seed(4);
+    let spec = Sequential::new(2)
+        .dense(16, Activation::Tanh)
+        .dense(3, Activation::Softmax)
+        .optimizer(Optimizer::sgd(1.0))
+        .seed(4);
     let mut model = Model::new(spec.clone(), Device::Cpu).unwrap();
     let before = model.params().unwrap();
-    let config = FitConfig { epochs: 1, batch_size: 120, clip_norm: Some(0.01), ..Default::default() };
+    let config = FitConfig {
+        epochs: 1,
+        batch_size: 120,
+        clip_norm: Some(0.01),
+        ..Default::default()
+    };
     model.fit(&x, &Targets::from(y), &config).unwrap();
     let after = model.params().unwrap();
-    let moved: f32 = before.iter().zip(&after).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt();
-    assert!(moved > 0.0 && moved <= 0.01 * 1.0001, "one clipped SGD step moved the weights by {moved}");
+    let moved: f32 = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    assert!(
+        moved > 0.0 && moved <= 0.01 * 1.0001,
+        "one clipped SGD step moved the weights by {moved}"
+    );
 }
 
 #[test]
@@ -82,19 +153,43 @@ fn early_stopping_stops_and_restores_the_best_weights() {
     let (x, y) = data::spirals(60, 3, 0.3, 0);
     let (vx, vy) = data::spirals(30, 3, 0.3, 1);
     let (y, vy) = (Targets::from(y), Targets::from(vy));
-    let spec = Sequential::new(2).dense(64, Activation::Relu).dense(3, Activation::Softmax).optimizer(Optimizer::sgd(3.0)).seed(0);
+    let spec = Sequential::new(2)
+        .dense(64, Activation::Relu)
+        .dense(3, Activation::Softmax)
+        .optimizer(Optimizer::sgd(3.0))
+        .seed(0);
     let mut model = Model::new(spec, Device::Cpu).unwrap();
-    let rule = EarlyStopping { monitor: Monitor::ValLoss, patience: 3, min_delta: 0.0, restore_best: true };
-    let config = FitConfig { epochs: 200, batch_size: 8, early_stopping: Some(rule), ..Default::default() };
-    let history = model.fit_with(&x, &y, &config, Some((&vx, &vy)), &mut []).unwrap();
+    let rule = EarlyStopping {
+        monitor: Monitor::ValLoss,
+        patience: 3,
+        min_delta: 0.0,
+        restore_best: true,
+    };
+    let config = FitConfig {
+        epochs: 200,
+        batch_size: 8,
+        early_stopping: Some(rule),
+        ..Default::default()
+    };
+    let history = model
+        .fit_with(&x, &y, &config, Some((&vx, &vy)), &mut [])
+        .unwrap();
     let epochs = history.epochs.len();
     assert!(epochs < 200, "never stopped");
     let losses: Vec<f32> = history.epochs.iter().map(|e| e.val_loss.unwrap()).collect();
     let best = losses.iter().copied().fold(f32::INFINITY, f32::min);
     let best_epoch = losses.iter().position(|&l| l == best).unwrap();
-    assert_eq!(epochs, best_epoch + 1 + 3, "stopped {epochs} epochs in; best was epoch {}", best_epoch + 1);
+    assert_eq!(
+        epochs,
+        best_epoch + 1 + 3,
+        "stopped {epochs} epochs in; best was epoch {}",
+        best_epoch + 1
+    );
     let restored = model.evaluate(&vx, &vy).unwrap().loss;
-    assert!((restored - best).abs() <= 1e-6 * best.max(1.0), "restored weights give {restored}, best epoch had {best}");
+    assert!(
+        (restored - best).abs() <= 1e-6 * best.max(1.0),
+        "restored weights give {restored}, best epoch had {best}"
+    );
 }
 
 struct Counter {
@@ -119,10 +214,24 @@ impl Callback for Counter {
 fn callbacks_see_every_step_and_epoch() {
     let (x, y) = data::spirals(35, 3, 0.2, 0);
     let mut model = spiral_model(0);
-    let mut counter = Counter { steps: 0, rows: 0, epochs: vec![] };
-    let config = FitConfig { epochs: 3, batch_size: 10, ..Default::default() };
-    model.fit_with(&x, &Targets::from(y), &config, None, &mut [&mut counter]).unwrap();
-    assert_eq!(counter.steps, 3 * 11, "105 rows in batches of 10 is 11 steps an epoch");
+    let mut counter = Counter {
+        steps: 0,
+        rows: 0,
+        epochs: vec![],
+    };
+    let config = FitConfig {
+        epochs: 3,
+        batch_size: 10,
+        ..Default::default()
+    };
+    model
+        .fit_with(&x, &Targets::from(y), &config, None, &mut [&mut counter])
+        .unwrap();
+    assert_eq!(
+        counter.steps,
+        3 * 11,
+        "105 rows in batches of 10 is 11 steps an epoch"
+    );
     assert_eq!(counter.rows, 3 * 105);
     assert_eq!(counter.epochs, vec![1, 2, 3]);
 }
@@ -131,29 +240,79 @@ fn callbacks_see_every_step_and_epoch() {
 fn resuming_matches_an_uninterrupted_run() {
     let (x, y) = data::spirals(40, 3, 0.2, 5);
     let y = Targets::from(y);
-    let config = FitConfig { epochs: 4, batch_size: 16, seed: 9, ..Default::default() };
+    let config = FitConfig {
+        epochs: 4,
+        batch_size: 16,
+        seed: 9,
+        ..Default::default()
+    };
     let mut straight = spiral_model(3);
     straight.fit(&x, &y, &config).unwrap();
 
     let mut first = spiral_model(3);
-    first.fit(&x, &y, &FitConfig { epochs: 2, ..config.clone() }).unwrap();
-    let (params, state, steps) = (first.params().unwrap(), first.optimizer_state().unwrap(), first.steps());
+    first
+        .fit(
+            &x,
+            &y,
+            &FitConfig {
+                epochs: 2,
+                ..config.clone()
+            },
+        )
+        .unwrap();
+    let (params, state, steps) = (
+        first.params().unwrap(),
+        first.optimizer_state().unwrap(),
+        first.steps(),
+    );
     let mut resumed = spiral_model(77);
     resumed.set_params(&params).unwrap();
     resumed.set_optimizer_state(&state).unwrap();
     resumed.set_steps(steps);
-    let history = resumed.fit(&x, &y, &FitConfig { initial_epoch: 2, ..config }).unwrap();
-    assert_eq!(history.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![3, 4]);
-    assert_eq!(resumed.params().unwrap(), straight.params().unwrap(), "resumed training diverged from the straight run");
+    let history = resumed
+        .fit(
+            &x,
+            &y,
+            &FitConfig {
+                initial_epoch: 2,
+                ..config
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        history.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert_eq!(
+        resumed.params().unwrap(),
+        straight.params().unwrap(),
+        "resumed training diverged from the straight run"
+    );
 }
 
 #[test]
 fn divergence_is_an_error_naming_the_epoch() {
     let (x, _) = data::spirals(20, 3, 0.2, 0);
     let y = Targets::Values(x.mapv(|v| v * 1e30));
-    let spec = Sequential::new(2).dense(8, Activation::Relu).dense(2, Activation::Linear).optimizer(Optimizer::sgd(10.0)).seed(0);
+    let spec = Sequential::new(2)
+        .dense(8, Activation::Relu)
+        .dense(2, Activation::Linear)
+        .optimizer(Optimizer::sgd(10.0))
+        .seed(0);
     let mut model = Model::new(spec, Device::Cpu).unwrap();
-    let error = model.fit(&x, &y, &FitConfig { epochs: 50, ..Default::default() }).unwrap_err();
-    assert!(matches!(error, WgradError::Diverged { epoch, .. } if epoch >= 1), "{error:?}");
+    let error = model
+        .fit(
+            &x,
+            &y,
+            &FitConfig {
+                epochs: 50,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, WgradError::Diverged { epoch, .. } if epoch >= 1),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("epoch"));
 }

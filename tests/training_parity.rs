@@ -10,7 +10,12 @@ use wgrad::{Activation, Device, FitConfig, Loss, Model, Optimizer, Sequential, T
 
 const TOLERANCE: f32 = 1e-4;
 
-fn train(spec: &Sequential, device: Device, y: &Targets, config: &FitConfig) -> (Vec<f32>, Vec<f32>) {
+fn train(
+    spec: &Sequential,
+    device: Device,
+    y: &Targets,
+    config: &FitConfig,
+) -> (Vec<f32>, Vec<f32>) {
     let x = random_matrix(37, spec.input_dim, 1.0, 3);
     let mut model = Model::new(spec.clone(), device).unwrap_or_else(|e| panic!("{e}"));
     let history = model.fit(&x, y, config).unwrap();
@@ -19,7 +24,13 @@ fn train(spec: &Sequential, device: Device, y: &Targets, config: &FitConfig) -> 
 
 /// 37 rows in batches of 8: 5 steps an epoch (the last one 5 rows), 2 epochs = 10 steps.
 fn ten_steps() -> FitConfig {
-    FitConfig { epochs: 2, batch_size: 8, shuffle: true, seed: 21, ..Default::default() }
+    FitConfig {
+        epochs: 2,
+        batch_size: 8,
+        shuffle: true,
+        seed: 21,
+        ..Default::default()
+    }
 }
 
 fn compare(spec: Sequential, y: Targets, what: &str) {
@@ -114,5 +125,10 @@ fn gradient_clipping_and_schedule() {
         schedule: Schedule::Exponential { rate: 0.5 },
         ..ten_steps()
     };
-    compare_with(classifier(Optimizer::momentum(0.1, 0.9)), classes(37, 5), &config, "13-17-9-5 clipped, exponential schedule");
+    compare_with(
+        classifier(Optimizer::momentum(0.1, 0.9)),
+        classes(37, 5),
+        &config,
+        "13-17-9-5 clipped, exponential schedule",
+    );
 }

@@ -195,7 +195,11 @@ impl CpuBackend {
         };
         for slot in &self.layout.tensors {
             let range = slot.offset..slot.offset + slot.len;
-            let (l1, l2) = if slot.regularized { (self.spec.l1, self.spec.l2) } else { (0.0, 0.0) };
+            let (l1, l2) = if slot.regularized {
+                (self.spec.l1, self.spec.l2)
+            } else {
+                (0.0, 0.0)
+            };
             ops::optimizer_update(
                 &self.spec.optimizer,
                 &mut self.params[range.clone()],

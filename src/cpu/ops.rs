@@ -237,7 +237,11 @@ pub fn output_loss(
 /// min(1, clip_norm / ‖grads‖₂): the factor that rescales the gradient to the clip norm
 /// (`shaders/reduce.wgsl`, `sum_squares` and `clip_factor`).
 pub fn gradient_clip_factor(grads: &[f32], clip_norm: f32) -> f32 {
-    let norm = grads.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt() as f32;
+    let norm = grads
+        .iter()
+        .map(|&g| (g as f64) * (g as f64))
+        .sum::<f64>()
+        .sqrt() as f32;
     (clip_norm / (norm + 1e-6)).min(1.0)
 }
 

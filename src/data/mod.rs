@@ -1,13 +1,158 @@
-//! Data: built-in synthetic sets (seeded, so every run sees the same points) and feature
-//! scaling ([`scale`]).
+//! Data: labelled data sets in memory ([`Dataset`]), loaders for real data ([`mnist`] IDX
+//! files, [`csv`] files), built-in synthetic sets (seeded, so every run sees the same points)
+//! and feature scaling ([`scale`]).
 
+pub mod csv;
+pub mod mnist;
 pub mod scale;
 
+pub use self::csv::{CsvTask, load_csv, load_csv_with_classes, load_features};
+pub use mnist::{load_dir as load_mnist_dir, load_shipped as load_mnist};
 pub use scale::Scaler;
 
-use ndarray::Array2;
+use crate::error::{Result, WgradError};
+use crate::train::Targets;
+use ndarray::{Array2, Axis};
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// A labelled data set in memory: one row of `x` and one target of `y` per sample, with the
+/// names needed to report on it and to check prediction inputs against it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Features, [samples, features].
+    pub x: Array2<f32>,
+    /// One target per sample: class indices or values.
+    pub y: Targets,
+    /// One name per column of `x`.
+    pub feature_names: Vec<String>,
+    /// The name of each class index, for classification; `None` for regression.
+    pub class_names: Option<Vec<String>>,
+}
+
+/// A training set and the held-out set it is evaluated on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainTest {
+    pub train: Dataset,
+    pub test: Dataset,
+}
+
+impl Dataset {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// Whether the set holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of feature columns.
+    pub fn n_features(&self) -> usize {
+        self.x.ncols()
+    }
+
+    /// Number of classes: the class names if known, else one more than the largest label;
+    /// `None` for regression targets.
+    pub fn n_classes(&self) -> Option<usize> {
+        match (&self.y, &self.class_names) {
+            (_, Some(names)) => Some(names.len()),
+            (Targets::Classes(labels), None) => Some(labels.iter().max().map_or(0, |m| m + 1)),
+            (Targets::Values(_), None) => None,
+        }
+    }
+
+    /// The samples at `rows`, in that order (repeats allowed), with the same names.
+    ///
+    /// # Panics
+    /// If a row index is out of range.
+    pub fn select(&self, rows: &[usize]) -> Dataset {
+        let y = match &self.y {
+            Targets::Classes(labels) => Targets::Classes(rows.iter().map(|&r| labels[r]).collect()),
+            Targets::Values(values) => Targets::Values(values.select(Axis(0), rows)),
+        };
+        Dataset {
+            x: self.x.select(Axis(0), rows),
+            y,
+            feature_names: self.feature_names.clone(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
+    /// Splits the samples, shuffled from `seed`, into (training, validation), the validation
+    /// part holding `validation_fraction` of them (rounded). Errors if the fraction is not in
+    /// (0, 1) or leaves either part empty.
+    pub fn split(&self, validation_fraction: f32, seed: u64) -> Result<(Dataset, Dataset)> {
+        let n = self.len();
+        if !(validation_fraction > 0.0 && validation_fraction < 1.0) {
+            return Err(WgradError::data(
+                "validation split",
+                format!("fraction {validation_fraction} is not in (0, 1)"),
+            ));
+        }
+        let n_validation = (n as f64 * f64::from(validation_fraction)).round() as usize;
+        if n_validation == 0 || n_validation == n {
+            return Err(WgradError::data(
+                "validation split",
+                format!(
+                    "fraction {validation_fraction} of {n} samples leaves {} for training and \
+                     {n_validation} for validation; both parts need at least one",
+                    n - n_validation
+                ),
+            ));
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let (validation, train) = order.split_at(n_validation);
+        Ok((self.select(train), self.select(validation)))
+    }
+}
+
+/// Names of the built-in synthetic sets that [`synthetic`] knows.
+pub const SYNTHETIC_NAMES: &[&str] = &["xor", "moons", "spirals", "blobs", "regression"];
+
+/// A built-in synthetic set by name (one of [`SYNTHETIC_NAMES`]) at a default size, drawn from
+/// `seed` (`xor` has four fixed points): `moons` 2 × 250 points, `spirals` 3 × 300, `blobs`
+/// 4 × 250 in 2 dimensions, `regression` 500 points of [`regression_curve`]. Features are
+/// named `x0`, `x1`, ...; classes `"0"`, `"1"`, ....
+pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
+    let classes = |(x, y): (Array2<f32>, Vec<usize>), n_classes: usize| Dataset {
+        feature_names: feature_names(x.ncols()),
+        class_names: Some((0..n_classes).map(|c| c.to_string()).collect()),
+        x,
+        y: Targets::Classes(y),
+    };
+    Some(match name {
+        "xor" => classes(xor(), 2),
+        "moons" => classes(moons(250, 0.1, seed), 2),
+        "spirals" => classes(spirals(300, 3, 0.2, seed), 3),
+        "blobs" => classes(blobs(250, 4, 2, 1.0, seed), 4),
+        "regression" => {
+            let (x, y) = regression_curve(500, 0.1, seed);
+            Dataset {
+                feature_names: feature_names(x.ncols()),
+                class_names: None,
+                x,
+                y: Targets::Values(y),
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// `x0`, `x1`, ... for `n` columns.
+fn feature_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("x{i}")).collect()
+}
+
+/// A standard normal draw (Box-Muller), for the newer synthetic sets.
+fn normal(rng: &mut ChaCha8Rng) -> f32 {
+    let u1: f32 = 1.0 - rng.random_range(0.0f32..1.0); // in (0, 1], so ln is finite
+    let u2: f32 = rng.random_range(0.0f32..1.0);
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
 
 /// The four XOR points and their classes (0, 1, 1, 0).
 pub fn xor() -> (Array2<f32>, Vec<usize>) {
@@ -65,6 +210,44 @@ pub fn blobs(
             }
             y.push(class);
         }
+    }
+    (x, y)
+}
+
+/// Two interleaving half circles of `per_class` points each (class 0 the upper arc of radius 1
+/// around the origin, class 1 the lower arc around (1, 0.5)), in about [-1, 2] × [-0.5, 1], with
+/// Gaussian noise of standard deviation `noise` on both coordinates. Not linearly separable.
+pub fn moons(per_class: usize, noise: f32, seed: u64) -> (Array2<f32>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Array2::zeros((2 * per_class, 2));
+    let mut y = Vec::with_capacity(2 * per_class);
+    for class in 0..2 {
+        for i in 0..per_class {
+            let t = std::f32::consts::PI * i as f32 / (per_class.max(2) - 1) as f32;
+            let (px, py) = if class == 0 {
+                (t.cos(), t.sin())
+            } else {
+                (1.0 - t.cos(), 0.5 - t.sin())
+            };
+            let row = class * per_class + i;
+            x[[row, 0]] = px + noise * normal(&mut rng);
+            x[[row, 1]] = py + noise * normal(&mut rng);
+            y.push(class);
+        }
+    }
+    (x, y)
+}
+
+/// `n` points of a 1-D regression problem: x uniform in [-3, 3], y = sin(x) + 0.1 x² plus
+/// Gaussian noise of standard deviation `noise`. Returns x as [n, 1] and y as [n, 1].
+pub fn regression_curve(n: usize, noise: f32, seed: u64) -> (Array2<f32>, Array2<f32>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Array2::zeros((n, 1));
+    let mut y = Array2::zeros((n, 1));
+    for i in 0..n {
+        let v = rng.random_range(-3.0f32..=3.0);
+        x[[i, 0]] = v;
+        y[[i, 0]] = v.sin() + 0.1 * v * v + noise * normal(&mut rng);
     }
     (x, y)
 }

@@ -48,6 +48,9 @@ pub struct AdapterChoice {
     pub name: Option<String>,
     /// Only software adapters (Mesa's lavapipe/llvmpipe, WARP).
     pub software: bool,
+    /// Skip software adapters: `Device::Auto` uses the CPU backend instead, which is faster
+    /// than a software rasterizer on the same cores.
+    pub hardware_only: bool,
     /// Cap on the bytes one storage binding may hold, below the adapter's own limit: to
     /// mimic a smaller GPU, and to test what happens at the limit.
     pub max_storage_binding: Option<u64>,
@@ -71,8 +74,10 @@ impl AdapterChoice {
         {
             if name.eq_ignore_ascii_case("software") {
                 self.software = true;
+                self.hardware_only = false;
             } else if !name.is_empty() {
                 self.name = Some(name);
+                self.hardware_only = false;
             }
         }
         Ok(self)
@@ -92,7 +97,8 @@ impl AdapterChoice {
             .name
             .as_ref()
             .is_none_or(|n| info.name.to_lowercase().contains(&n.to_lowercase()));
-        name_ok && (!self.software || info.device_type == wgpu::DeviceType::Cpu)
+        let is_software = info.device_type == wgpu::DeviceType::Cpu;
+        name_ok && (!self.software || is_software) && !(self.hardware_only && is_software)
     }
 }
 
@@ -155,6 +161,9 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
             }
             if choice.software {
                 detail += " of the software kind";
+            }
+            if choice.hardware_only {
+                detail += " other than a software one";
             }
             if !found.is_empty() {
                 detail += &format!(" (adapters present: {})", found.join(", "));

@@ -13,8 +13,9 @@ use std::num::NonZeroU64;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
-/// Edge of the output tile one matmul workgroup computes (`TILE` in matmul.wgsl).
-const MATMUL_TILE: u32 = 64;
+/// Columns and rows of C one matmul workgroup computes (matmul.wgsl's dispatch geometry).
+const MATMUL_COLUMNS: u32 = 32;
+const MATMUL_ROWS: u32 = 32;
 /// Invocations per workgroup of the one-dimensional kernels.
 const LINEAR_GROUP: u32 = 64;
 const MAX_GROUPS: u32 = 65_535;
@@ -226,10 +227,11 @@ impl Family {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let descriptor = wgpu::ShaderModuleDescriptor {
             label: Some(name),
             source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
-        });
+        };
+        let module = device.create_shader_module(descriptor);
         Family {
             layout,
             pipeline_layout,
@@ -449,8 +451,8 @@ impl Kernels {
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("matmul dims", &dims);
         let groups = [
-            dims.n.div_ceil(MATMUL_TILE),
-            dims.m.div_ceil(MATMUL_TILE),
+            dims.n.div_ceil(MATMUL_COLUMNS),
+            dims.m.div_ceil(MATMUL_ROWS),
             1,
         ];
         let bindings = [

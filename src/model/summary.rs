@@ -9,14 +9,28 @@ impl Sequential {
         let mut out = String::new();
         let rule = "─".repeat(72);
         let _ = writeln!(out, "{rule}");
-        let _ = writeln!(out, "{:<18}{:<16}{:>12}  {:<12}{:>8}", "Layer", "Output shape", "Params", "Activation", "Dropout");
+        let _ = writeln!(
+            out,
+            "{:<18}{:<16}{:>12}  {:<12}{:>8}",
+            "Layer", "Output shape", "Params", "Activation", "Dropout"
+        );
         let _ = writeln!(out, "{rule}");
-        let _ = writeln!(out, "{:<18}{:<16}{:>12}", "input", format!("(None, {})", self.input_dim), 0);
+        let _ = writeln!(
+            out,
+            "{:<18}{:<16}{:>12}",
+            "input",
+            format!("(None, {})", self.input_dim),
+            0
+        );
         let mut total = 0;
         for (i, layer) in self.layers.iter().enumerate() {
             let params = layer.units * self.fan_in(i) + layer.units;
             total += params;
-            let dropout = if layer.dropout > 0.0 { format!("{}", layer.dropout) } else { "-".into() };
+            let dropout = if layer.dropout > 0.0 {
+                format!("{}", layer.dropout)
+            } else {
+                "-".into()
+            };
             let _ = writeln!(
                 out,
                 "{:<18}{:<16}{:>12}  {:<12}{:>8}",
@@ -28,8 +42,18 @@ impl Sequential {
             );
         }
         let _ = writeln!(out, "{rule}");
-        let _ = writeln!(out, "Total params: {} ({:.2} MiB as f32)", group_thousands(total), total as f64 * 4.0 / 1048576.0);
-        let mut training = format!("Loss: {}; optimizer: {} (lr {})", self.resolved_loss().name(), self.optimizer.name(), self.optimizer.learning_rate());
+        let _ = writeln!(
+            out,
+            "Total params: {} ({:.2} MiB as f32)",
+            group_thousands(total),
+            total as f64 * 4.0 / 1048576.0
+        );
+        let mut training = format!(
+            "Loss: {}; optimizer: {} (lr {})",
+            self.resolved_loss().name(),
+            self.optimizer.name(),
+            self.optimizer.learning_rate()
+        );
         if self.l1 > 0.0 {
             let _ = write!(training, "; L1 {}", self.l1);
         }
@@ -45,7 +69,7 @@ fn group_thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -60,7 +84,13 @@ mod tests {
     #[test]
     fn counts_match_keras() {
         // Keras: Dense(128) on 784 inputs has 100,480 parameters, Dense(10) on 128 has 1,290.
-        let s = Sequential::new(784).dense(128, Activation::Relu).dense(10, Activation::Softmax).summary();
-        assert!(s.contains("100,480") && s.contains("1,290") && s.contains("Total params: 101,770"), "{s}");
+        let s = Sequential::new(784)
+            .dense(128, Activation::Relu)
+            .dense(10, Activation::Softmax)
+            .summary();
+        assert!(
+            s.contains("100,480") && s.contains("1,290") && s.contains("Total params: 101,770"),
+            "{s}"
+        );
     }
 }

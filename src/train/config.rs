@@ -46,11 +46,19 @@ impl Default for FitConfig {
 pub enum Schedule {
     Constant,
     /// Multiply by `factor` every `every` epochs.
-    Step { every: usize, factor: f32 },
+    Step {
+        every: usize,
+        factor: f32,
+    },
     /// Multiply by `rate` every epoch.
-    Exponential { rate: f32 },
+    Exponential {
+        rate: f32,
+    },
     /// Cosine annealing from the base rate down to `min_lr` over `epochs` epochs, then flat.
-    Cosine { epochs: usize, min_lr: f32 },
+    Cosine {
+        epochs: usize,
+        min_lr: f32,
+    },
 }
 
 impl Schedule {
@@ -69,7 +77,11 @@ impl Schedule {
     /// Checks the schedule's own numbers; `Err` says what is wrong.
     pub fn check(&self) -> Result<(), String> {
         let positive = |name: &str, v: f32| {
-            if v.is_finite() && v > 0.0 { Ok(()) } else { Err(format!("{name} must be finite and > 0, got {v}")) }
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} must be finite and > 0, got {v}"))
+            }
         };
         match *self {
             Schedule::Constant => Ok(()),
@@ -87,7 +99,9 @@ impl Schedule {
                 if min_lr.is_finite() && min_lr >= 0.0 {
                     Ok(())
                 } else {
-                    Err(format!("cosine schedule min_lr must be finite and ≥ 0, got {min_lr}"))
+                    Err(format!(
+                        "cosine schedule min_lr must be finite and ≥ 0, got {min_lr}"
+                    ))
                 }
             }
         }
@@ -128,7 +142,9 @@ impl std::str::FromStr for Monitor {
             "accuracy" => Ok(Monitor::Accuracy),
             "val_loss" => Ok(Monitor::ValLoss),
             "val_accuracy" => Ok(Monitor::ValAccuracy),
-            _ => Err(format!("unknown metric '{s}' (expected loss, accuracy, val_loss or val_accuracy)")),
+            _ => Err(format!(
+                "unknown metric '{s}' (expected loss, accuracy, val_loss or val_accuracy)"
+            )),
         }
     }
 }
@@ -145,6 +161,11 @@ pub struct EarlyStopping {
 
 impl EarlyStopping {
     pub fn new(monitor: Monitor, patience: usize) -> Self {
-        EarlyStopping { monitor, patience, min_delta: 0.0, restore_best: true }
+        EarlyStopping {
+            monitor,
+            patience,
+            min_delta: 0.0,
+            restore_best: true,
+        }
     }
 }

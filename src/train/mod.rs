@@ -115,14 +115,21 @@ impl Model {
         let backend: Box<dyn Backend> = match device {
             Device::Cpu => Box::new(CpuBackend::new(&spec, &params)),
             Device::Gpu(choice) => Box::new(GpuBackend::new(&spec, &params, &choice)?),
-            Device::Auto => match GpuBackend::new(&spec, &params, &AdapterChoice::default()) {
-                Ok(gpu) => Box::new(gpu),
-                Err(e @ (WgradError::NoAdapter { .. } | WgradError::Gpu(_))) => {
-                    eprintln!("wgrad: no usable GPU ({e}); training on the CPU");
-                    Box::new(CpuBackend::new(&spec, &params))
+            Device::Auto => {
+                let hardware = AdapterChoice {
+                    hardware_only: true,
+                    ..Default::default()
+                };
+                match GpuBackend::new(&spec, &params, &hardware) {
+                    Ok(gpu) => Box::new(gpu),
+                    Err(WgradError::NoAdapter { .. }) => Box::new(CpuBackend::new(&spec, &params)),
+                    Err(e @ WgradError::Gpu(_)) => {
+                        eprintln!("wgrad: the GPU failed to start ({e}); training on the CPU");
+                        Box::new(CpuBackend::new(&spec, &params))
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
         };
         Ok(Model {
             spec,
@@ -160,7 +167,9 @@ impl Model {
         if let Some(clip) = config.clip_norm
             && !(clip.is_finite() && clip > 0.0)
         {
-            return Err(WgradError::InvalidModel(format!("clip norm must be finite and > 0, got {clip}")));
+            return Err(WgradError::InvalidModel(format!(
+                "clip norm must be finite and > 0, got {clip}"
+            )));
         }
         let targets = self.encode(x.view(), y)?;
         let n = x.nrows();
@@ -168,9 +177,12 @@ impl Model {
         self.backend.upload(Slot::Train, x.view(), targets.view())?;
         if let Some((val_x, val_y)) = validation {
             let val_targets = self.encode(val_x.view(), val_y)?;
-            self.backend.upload(Slot::Eval, val_x.view(), val_targets.view())?;
+            self.backend
+                .upload(Slot::Eval, val_x.view(), val_targets.view())?;
         }
-        let mut stopper = config.early_stopping.map(|rule| EarlyStopper::new(rule, validation.is_some()));
+        let mut stopper = config
+            .early_stopping
+            .map(|rule| EarlyStopper::new(rule, validation.is_some()));
         if let Some(stopper) = &stopper {
             stopper.check(y.is_classification())?;
         }
@@ -182,7 +194,9 @@ impl Model {
             let started = Instant::now();
             if config.shuffle {
                 order.sort_unstable();
-                order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                    config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                ));
             }
             self.backend.set_order(&order)?;
             let learning_rate = config.schedule.learning_rate(base_rate, epoch - 1);
@@ -191,7 +205,8 @@ impl Model {
             }
             for batch_start in (0..n).step_by(config.batch_size) {
                 self.steps += 1;
-                let (bias_correction1, bias_correction2) = self.spec.optimizer.bias_corrections(self.steps);
+                let (bias_correction1, bias_correction2) =
+                    self.spec.optimizer.bias_corrections(self.steps);
                 let rows = config.batch_size.min(n - batch_start);
                 self.backend.train_step(&StepParams {
                     rows,
@@ -211,7 +226,10 @@ impl Model {
             let metrics = self.backend.take_train_metrics()?;
             let train_seconds = started.elapsed().as_secs_f64();
             if !metrics.mean_loss().is_finite() {
-                return Err(WgradError::Diverged { epoch, loss: metrics.mean_loss() });
+                return Err(WgradError::Diverged {
+                    epoch,
+                    loss: metrics.mean_loss(),
+                });
             }
             let validation_metrics = match validation {
                 Some(_) => Some(self.backend.evaluate(Slot::Eval)?),
@@ -222,7 +240,9 @@ impl Model {
                 loss: metrics.mean_loss(),
                 accuracy: y.is_classification().then(|| metrics.accuracy()),
                 val_loss: validation_metrics.map(|m| m.mean_loss()),
-                val_accuracy: validation_metrics.filter(|_| y.is_classification()).map(|m| m.accuracy()),
+                val_accuracy: validation_metrics
+                    .filter(|_| y.is_classification())
+                    .map(|m| m.accuracy()),
                 learning_rate,
                 seconds: started.elapsed().as_secs_f64(),
                 samples_per_second: n as f64 / train_seconds,
@@ -440,7 +460,13 @@ struct EarlyStopper {
 
 impl EarlyStopper {
     fn new(rule: EarlyStopping, has_validation: bool) -> Self {
-        EarlyStopper { rule, has_validation, best: None, best_params: None, epochs_without_improvement: 0 }
+        EarlyStopper {
+            rule,
+            has_validation,
+            best: None,
+            best_params: None,
+            epochs_without_improvement: 0,
+        }
     }
 
     fn check(&self, classification: bool) -> Result<()> {
@@ -469,8 +495,14 @@ impl EarlyStopper {
             Monitor::ValAccuracy => record.val_accuracy,
         }
         .expect("checked before training");
-        let sign = if self.rule.monitor.maximize() { 1.0 } else { -1.0 };
-        let improved = self.best.is_none_or(|best| sign * (value - best) > self.rule.min_delta);
+        let sign = if self.rule.monitor.maximize() {
+            1.0
+        } else {
+            -1.0
+        };
+        let improved = self
+            .best
+            .is_none_or(|best| sign * (value - best) > self.rule.min_delta);
         if improved {
             self.best = Some(value);
             self.epochs_without_improvement = 0;
@@ -491,7 +523,8 @@ impl EarlyStopper {
     }
 }
 
-fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
+/// One line per epoch: losses, accuracies, time and throughput.
+pub fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
     let validation = match (record.val_loss, record.val_accuracy) {
         (Some(l), Some(a)) => format!("  val_loss {l:.5}  val_accuracy {a:.4}"),
         (Some(l), None) => format!("  val_loss {l:.5}"),
@@ -503,6 +536,12 @@ fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
         .unwrap_or_default();
     format!(
         "epoch {}/{}  loss {:.5}{}{}  ({:.2} s, {:.0} samples/s)",
-        record.epoch, epochs, record.loss, accuracy, validation, record.seconds, record.samples_per_second
+        record.epoch,
+        epochs,
+        record.loss,
+        accuracy,
+        validation,
+        record.seconds,
+        record.samples_per_second
     )
 }

@@ -1,0 +1,128 @@
+//! `--data` specifications: `mnist`, `mnist:DIR`, `csv:PATH`, or a built-in synthetic set.
+
+use crate::data::{self, CsvTask, Dataset};
+use crate::error::{Result, WgradError};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataSpec {
+    /// The MNIST copy shipped in the repository (`None`) or the one in a directory.
+    Mnist(Option<PathBuf>),
+    Csv(PathBuf),
+    Synthetic(String),
+}
+
+/// Training data and the held-out data the finished model is tested on.
+pub struct Loaded {
+    pub train: Dataset,
+    pub test: Option<Dataset>,
+}
+
+impl DataSpec {
+    pub fn parse(spec: &str) -> Result<DataSpec> {
+        let bad = |why: String| WgradError::InvalidModel(format!("--data {spec}: {why}"));
+        match spec.split_once(':') {
+            Some(("mnist", dir)) if !dir.is_empty() => Ok(DataSpec::Mnist(Some(dir.into()))),
+            Some(("csv", path)) if !path.is_empty() => Ok(DataSpec::Csv(path.into())),
+            Some((kind, _)) => Err(bad(format!(
+                "'{kind}:' needs a path after the colon (mnist:DIR or csv:PATH)"
+            ))),
+            None if spec == "mnist" => Ok(DataSpec::Mnist(None)),
+            None if data::SYNTHETIC_NAMES.contains(&spec) => {
+                Ok(DataSpec::Synthetic(spec.to_string()))
+            }
+            None => Err(bad(format!(
+                "unknown data set (expected mnist, mnist:DIR, csv:PATH or one of {})",
+                data::SYNTHETIC_NAMES.join(", ")
+            ))),
+        }
+    }
+
+    /// A short name for output directories and messages.
+    pub fn name(&self) -> String {
+        match self {
+            DataSpec::Mnist(_) => "mnist".into(),
+            DataSpec::Csv(path) => path
+                .file_stem()
+                .map_or("csv".into(), |s| s.to_string_lossy().into_owned()),
+            DataSpec::Synthetic(name) => name.clone(),
+        }
+    }
+
+    pub fn is_mnist(&self) -> bool {
+        matches!(self, DataSpec::Mnist(_))
+    }
+
+    /// Loads the data. MNIST comes with its test set; a built-in set keeps a fifth of its
+    /// points apart as a test set (XOR, all four points, is its own test); a CSV file has none.
+    pub fn load_with(&self, target: Option<&str>, task: CsvTask, seed: u64) -> Result<Loaded> {
+        match self {
+            DataSpec::Mnist(dir) => {
+                let sets = match dir {
+                    Some(dir) => data::load_mnist_dir(dir)?,
+                    None => data::load_mnist()?,
+                };
+                Ok(Loaded {
+                    train: sets.train,
+                    test: Some(sets.test),
+                })
+            }
+            DataSpec::Csv(path) => Ok(Loaded {
+                train: data::load_csv(path, target, task)?,
+                test: None,
+            }),
+            DataSpec::Synthetic(name) => {
+                let all = data::synthetic(name, seed).expect("parse accepts only known names");
+                if name == "xor" {
+                    return Ok(Loaded {
+                        test: Some(all.clone()),
+                        train: all,
+                    });
+                }
+                let (train, test) = all.split(0.2, seed)?;
+                Ok(Loaded {
+                    train,
+                    test: Some(test),
+                })
+            }
+        }
+    }
+
+    pub fn load(&self, seed: u64) -> Result<Loaded> {
+        self.load_with(None, CsvTask::Auto, seed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataSpec;
+
+    #[test]
+    fn parses_every_form_and_rejects_the_rest() {
+        assert_eq!(DataSpec::parse("mnist").unwrap(), DataSpec::Mnist(None));
+        assert_eq!(
+            DataSpec::parse("mnist:/tmp/m").unwrap(),
+            DataSpec::Mnist(Some("/tmp/m".into()))
+        );
+        assert_eq!(
+            DataSpec::parse("csv:a.csv").unwrap(),
+            DataSpec::Csv("a.csv".into())
+        );
+        assert_eq!(
+            DataSpec::parse("moons").unwrap(),
+            DataSpec::Synthetic("moons".into())
+        );
+        assert!(
+            DataSpec::parse("csv:")
+                .unwrap_err()
+                .to_string()
+                .contains("needs a path")
+        );
+        assert!(
+            DataSpec::parse("cifar")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown data set")
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The `wgrad` command line: `train`, `eval`, `predict`, `devices` and `summary`, and, with
+//! no arguments, the main job (MNIST 784-128-10 on the best device found).
+
+mod data_spec;
+mod progress;
+mod train;
+
+use crate::backend::Device;
+use crate::data::{CsvTask, Dataset};
+use crate::error::{Result, WgradError};
+use crate::gpu::{AdapterChoice, GpuApi};
+use crate::io::{self, ModelMeta};
+use crate::metrics::{classification_report, regression_report};
+use crate::train::Targets;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub use train::TrainArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "wgrad",
+    version,
+    about = "Train multilayer perceptrons on the GPU (wgpu: Vulkan, Metal, DX12, GL) or the CPU",
+    after_help = "With no command, runs the main job: MNIST 784-128-10 for a few epochs on the best device found."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Where the main job runs (without a command).
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model and save it (weights, description, history, plots, checkpoints).
+    Train(Box<TrainArgs>),
+    /// Loss, accuracy and a per-class report (or MSE/MAE/R²) of a saved model on a data set.
+    Eval(EvalArgs),
+    /// Write the predicted class and the probabilities (or values) for each row of a CSV.
+    Predict(PredictArgs),
+    /// List every GPU adapter wgpu finds, best first.
+    Devices,
+    /// Print a saved model's layers, shapes and parameter counts.
+    Summary {
+        #[arg(long)]
+        model: PathBuf,
+    },
+}
+
+/// Where to run; shared by the commands that run a model.
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DeviceArgs {
+    /// auto: the best GPU adapter, else the CPU.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceKind,
+    /// GPU API: vulkan, metal, dx12 or gl (also WGRAD_BACKEND).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Part of the GPU adapter's name, or "software" (also WGRAD_ADAPTER).
+    #[arg(long)]
+    pub adapter: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl DeviceArgs {
+    pub fn device(&self) -> Result<Device> {
+        let mut choice = AdapterChoice::default();
+        if let Some(api) = &self.backend {
+            choice.api = Some(
+                api.parse::<GpuApi>()
+                    .map_err(|e| WgradError::Gpu(format!("--backend: {e}")))?,
+            );
+        }
+        match self.adapter.as_deref() {
+            Some(a) if a.eq_ignore_ascii_case("software") => choice.software = true,
+            Some(a) => choice.name = Some(a.to_string()),
+            None => {}
+        }
+        Ok(match self.device {
+            DeviceKind::Cpu => Device::Cpu,
+            DeviceKind::Gpu => Device::Gpu(choice),
+            DeviceKind::Auto if choice != AdapterChoice::default() => Device::Gpu(choice),
+            DeviceKind::Auto => Device::Auto,
+        })
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// A model directory written by `wgrad train`.
+    #[arg(long)]
+    model: PathBuf,
+    /// mnist | mnist:DIR | csv:PATH | xor | moons | spirals | blobs | regression
+    #[arg(long)]
+    data: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    #[arg(long)]
+    model: PathBuf,
+    /// A CSV file with a header row holding the model's feature columns.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write the predictions (CSV).
+    #[arg(long)]
+    output: PathBuf,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// Runs the command line; the binary only reports the error.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train::run(TrainArgs {
+            device: cli.device,
+            ..TrainArgs::main_job()
+        }),
+        Some(Command::Train(args)) => train::run(*args),
+        Some(Command::Eval(args)) => eval(args),
+        Some(Command::Predict(args)) => predict(args),
+        Some(Command::Devices) => {
+            devices();
+            Ok(())
+        }
+        Some(Command::Summary { model }) => summary(&model),
+    }
+}
+
+fn devices() {
+    let adapters = crate::gpu::list_adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapter found; install a Vulkan driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1) or use --device cpu"
+        );
+    }
+    for adapter in adapters {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        println!(
+            "{} | {:?} | {:?} | driver: {} {} | max buffer {} MiB, max storage binding {} MiB, max workgroup invocations {}",
+            info.name,
+            info.backend,
+            info.device_type,
+            info.driver,
+            info.driver_info,
+            limits.max_buffer_size >> 20,
+            limits.max_storage_buffer_binding_size >> 20,
+            limits.max_compute_invocations_per_workgroup,
+        );
+    }
+}
+
+fn summary(dir: &Path) -> Result<()> {
+    let (model, meta) = io::load_model(dir, Device::Cpu)?;
+    print!("{}", model.spec().summary());
+    if let Some(target) = &meta.target {
+        println!("Target column: {target}");
+    }
+    if let Some(classes) = &meta.class_names {
+        println!("Classes: {}", classes.join(", "));
+    }
+    if let Some(scaler) = &meta.scaler {
+        let kind = match scaler {
+            crate::data::Scaler::Standard { .. } => "standardised",
+            crate::data::Scaler::MinMax { .. } => "min-max scaled",
+        };
+        println!("Inputs are {kind} with statistics of the training data");
+    }
+    Ok(())
+}
+
+/// Loads evaluation data for a saved model: the held-out part of a built-in set, or a CSV
+/// read with the model's own label mapping.
+fn evaluation_data(spec: &str, meta: &ModelMeta, seed: u64) -> Result<Dataset> {
+    let source = data_spec::DataSpec::parse(spec)?;
+    match (&source, &meta.class_names) {
+        (data_spec::DataSpec::Csv(path), Some(classes)) => {
+            crate::data::load_csv_with_classes(path, meta.target.as_deref(), classes)
+        }
+        (data_spec::DataSpec::Csv(path), None) => {
+            crate::data::load_csv(path, meta.target.as_deref(), CsvTask::Regression)
+        }
+        _ => Ok(source
+            .load(seed)?
+            .test
+            .unwrap_or_else(|| unreachable!("built-in sets have a test part"))),
+    }
+}
+
+fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32>> {
+    if let Some(scaler) = &meta.scaler {
+        if scaler.width() != x.ncols() {
+            return Err(WgradError::data(
+                path,
+                format!(
+                    "has {} feature columns, the model was trained on {}",
+                    x.ncols(),
+                    scaler.width()
+                ),
+            ));
+        }
+        scaler.transform(&mut x);
+    }
+    Ok(x)
+}
+
+fn eval(args: EvalArgs) -> Result<()> {
+    let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
+    let data = evaluation_data(&args.data, &meta, args.seed)?;
+    let x = scaled(&meta, data.x, &args.data)?;
+    let evaluation = model.evaluate(&x, &data.y)?;
+    println!("{} samples on {}", x.nrows(), model.device());
+    match evaluation.accuracy {
+        Some(accuracy) => println!(
+            "loss {:.5}  accuracy {:.2}%",
+            evaluation.loss,
+            100.0 * accuracy
+        ),
+        None => println!("loss {:.5}", evaluation.loss),
+    }
+    print_report(&mut model, &x, &data.y, meta.class_names.as_deref())
+}
+
+/// Precision/recall/F1 and the confusion matrix, or MSE/MAE/R².
+fn print_report(
+    model: &mut crate::Model,
+    x: &Array2<f32>,
+    y: &Targets,
+    class_names: Option<&[String]>,
+) -> Result<()> {
+    match y {
+        Targets::Classes(truth) => {
+            let predicted = model.predict_classes(x)?;
+            let classes = class_names.map_or(model.spec().output_dim().max(2), |c| c.len());
+            let mut report = classification_report(truth, &predicted, classes);
+            if let Some(names) = class_names {
+                report.class_names = names.to_vec();
+            }
+            println!("{report}");
+        }
+        Targets::Values(truth) => {
+            let predicted = model.predict(x)?;
+            println!("{}", regression_report(truth.view(), predicted.view()));
+        }
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
+    let (x, _) = crate::data::load_features(&args.input, meta.feature_names.as_deref())?;
+    let x = scaled(&meta, x, &args.input.display().to_string())?;
+    let outputs = model.predict(&x)?;
+    let mut writer = csv::Writer::from_path(&args.output)
+        .map_err(|e| WgradError::data(&args.output, e.to_string()))?;
+    let write_error = |e: csv::Error| WgradError::data(&args.output, e.to_string());
+    match &meta.class_names {
+        Some(classes) => {
+            let mut header = vec!["class".to_string()];
+            if outputs.ncols() == 1 {
+                header.push(format!("p_{}", classes[1]));
+            } else {
+                header.extend(classes.iter().map(|c| format!("p_{c}")));
+            }
+            writer.write_record(&header).map_err(write_error)?;
+            for row in outputs.rows() {
+                let class = crate::cpu::ops::predicted_class(
+                    row.as_slice().expect("owned rows are contiguous"),
+                );
+                let mut record = vec![classes[class].clone()];
+                record.extend(row.iter().map(|p| p.to_string()));
+                writer.write_record(&record).map_err(write_error)?;
+            }
+        }
+        None => {
+            let target = meta.target.clone().unwrap_or_else(|| "value".into());
+            let header: Vec<String> = if outputs.ncols() == 1 {
+                vec![target]
+            } else {
+                (0..outputs.ncols())
+                    .map(|j| format!("{target}_{j}"))
+                    .collect()
+            };
+            writer.write_record(&header).map_err(write_error)?;
+            for row in outputs.rows() {
+                writer
+                    .write_record(row.iter().map(|v| v.to_string()))
+                    .map_err(write_error)?;
+            }
+        }
+    }
+    writer
+        .flush()
+        .map_err(|e| WgradError::io(&args.output, e))?;
+    println!(
+        "wrote {} predictions to {}",
+        outputs.nrows(),
+        args.output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,628 @@
+//! `wgrad train`: load data, scale it, build the model from the options, fit with
+//! validation, early stopping, schedules and checkpoints, then save the model, its history
+//! (CSV, JSON, PNG) and report on the test data.
+
+use super::data_spec::{DataSpec, Loaded};
+use super::progress::ProgressDisplay;
+use super::{DeviceArgs, print_report};
+use crate::data::{CsvTask, Dataset, Scaler};
+use crate::error::{Result, WgradError};
+use crate::io::{self, ModelMeta, Progress};
+use crate::model::{Activation, Loss, Optimizer, Sequential};
+use crate::train::{
+    Callback, EarlyStopping, FitConfig, History, Model, Monitor, Schedule, Targets,
+};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+pub struct TrainArgs {
+    /// mnist | mnist:DIR | csv:PATH | xor | moons | spirals | blobs | regression
+    #[arg(long, default_value = "mnist")]
+    pub data: String,
+    /// CSV: the target column's name (default: the last column).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// CSV: classification, regression, or auto (from the target's values).
+    #[arg(long, default_value = "auto")]
+    pub task: String,
+    /// Layer widths from inputs to outputs, e.g. 784,128,10 (default: inputs,128,outputs).
+    #[arg(long)]
+    pub layers: Option<String>,
+    /// Activation of the hidden layers.
+    #[arg(long, default_value = "relu")]
+    pub activation: String,
+    /// Activation of the output layer (default: softmax for classes, sigmoid for one output
+    /// unit with two classes, linear for regression).
+    #[arg(long)]
+    pub output_activation: Option<String>,
+    /// mse | bce | ce (default: from the output activation).
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// sgd | momentum | nesterov | rmsprop | adam
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// Learning rate (default: 0.01 for SGD and momentum, 0.001 for RMSprop and Adam).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// Train until this epoch (default 10; when resuming, the saved run's target).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Model directory to write (default: runs/<data>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run checkpointed in this directory.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Print only the final figures.
+    #[arg(long)]
+    pub quiet: bool,
+    #[arg(long, default_value_t = 0.0)]
+    pub l1: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub l2: f32,
+    /// Dropout rate after every hidden layer.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// Fraction of the training data held out for validation.
+    #[arg(long)]
+    pub validation_split: Option<f32>,
+    /// A separate validation file (CSV with the training file's columns).
+    #[arg(long)]
+    pub validation_data: Option<PathBuf>,
+    /// Stop after this many epochs without improvement of --monitor.
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// loss | accuracy | val_loss | val_accuracy (default: val_loss with validation data).
+    #[arg(long)]
+    pub monitor: Option<String>,
+    /// constant | step:EVERY:FACTOR | exp:RATE | cosine[:MIN_LR]
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+    /// Clip the gradient's global L2 norm to this.
+    #[arg(long)]
+    pub clip_norm: Option<f32>,
+    /// standard | minmax | none (default: standard, none for MNIST's [0, 1] pixels).
+    #[arg(long)]
+    pub scale: Option<String>,
+    /// Do not write the PNG plots.
+    #[arg(long)]
+    pub no_plots: bool,
+}
+
+impl TrainArgs {
+    /// The main job: MNIST 784-128-10, ReLU, Adam, batch 128, 5 epochs, on the best device.
+    pub fn main_job() -> TrainArgs {
+        TrainArgs {
+            data: "mnist".into(),
+            target: None,
+            task: "auto".into(),
+            layers: Some("784,128,10".into()),
+            activation: "relu".into(),
+            output_activation: None,
+            loss: None,
+            optimizer: "adam".into(),
+            lr: None,
+            momentum: 0.9,
+            epochs: Some(5),
+            batch_size: 128,
+            device: DeviceArgs::default(),
+            seed: 0,
+            out: None,
+            resume: None,
+            quiet: false,
+            l1: 0.0,
+            l2: 0.0,
+            dropout: 0.0,
+            validation_split: None,
+            validation_data: None,
+            early_stopping: None,
+            monitor: None,
+            schedule: "constant".into(),
+            clip_norm: None,
+            scale: None,
+            no_plots: false,
+        }
+    }
+
+    fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(10)
+    }
+}
+
+fn invalid(option: &str, message: impl std::fmt::Display) -> WgradError {
+    WgradError::InvalidModel(format!("--{option}: {message}"))
+}
+
+/// `step:EVERY:FACTOR`, `exp:RATE`, `cosine[:MIN_LR]` or `constant`.
+fn parse_schedule(text: &str, epochs: usize) -> Result<Schedule> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let number = |s: &str| {
+        s.parse::<f32>()
+            .map_err(|_| invalid("schedule", format!("'{s}' is not a number in '{text}'")))
+    };
+    let schedule = match parts.as_slice() {
+        ["constant"] => Schedule::Constant,
+        ["step", every, factor] => Schedule::Step {
+            every: every.parse().map_err(|_| {
+                invalid(
+                    "schedule",
+                    format!("'{every}' is not a whole number of epochs"),
+                )
+            })?,
+            factor: number(factor)?,
+        },
+        ["exp", rate] => Schedule::Exponential {
+            rate: number(rate)?,
+        },
+        ["cosine"] => Schedule::Cosine {
+            epochs,
+            min_lr: 0.0,
+        },
+        ["cosine", min] => Schedule::Cosine {
+            epochs,
+            min_lr: number(min)?,
+        },
+        _ => {
+            return Err(invalid(
+                "schedule",
+                format!("'{text}' is not constant, step:EVERY:FACTOR, exp:RATE or cosine[:MIN_LR]"),
+            ));
+        }
+    };
+    schedule.check().map_err(|e| invalid("schedule", e))?;
+    Ok(schedule)
+}
+
+fn parse_layers(text: &str) -> Result<Vec<usize>> {
+    let widths = text
+        .split(',')
+        .map(|w| {
+            w.trim()
+                .parse::<usize>()
+                .map_err(|_| invalid("layers", format!("'{w}' is not a layer width in '{text}'")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if widths.len() < 2 {
+        return Err(invalid(
+            "layers",
+            format!("'{text}' needs at least an input and an output width, e.g. 784,128,10"),
+        ));
+    }
+    Ok(widths)
+}
+
+fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
+    let default_lr = match args.optimizer.as_str() {
+        "sgd" | "momentum" | "nesterov" => 0.01,
+        _ => 0.001,
+    };
+    let lr = args.lr.unwrap_or(default_lr);
+    Ok(match args.optimizer.as_str() {
+        "sgd" => Optimizer::sgd(lr),
+        "momentum" => Optimizer::momentum(lr, args.momentum),
+        "nesterov" => Optimizer::nesterov(lr, args.momentum),
+        "rmsprop" => Optimizer::rmsprop(lr),
+        "adam" => Optimizer::adam(lr),
+        other => {
+            return Err(invalid(
+                "optimizer",
+                format!("unknown optimizer '{other}' (sgd, momentum, nesterov, rmsprop, adam)"),
+            ));
+        }
+    })
+}
+
+/// The model the options describe, for data with `inputs` features and `classes` classes
+/// (`None` for regression with `outputs` values).
+fn build_spec(
+    args: &TrainArgs,
+    inputs: usize,
+    classes: Option<usize>,
+    outputs: usize,
+) -> Result<Sequential> {
+    let default_outputs = match classes {
+        Some(2) if args.output_activation.as_deref() == Some("sigmoid") => 1,
+        Some(k) => k,
+        None => outputs,
+    };
+    let widths = match &args.layers {
+        Some(text) => parse_layers(text)?,
+        None => vec![inputs, 128, default_outputs],
+    };
+    if widths[0] != inputs {
+        return Err(invalid(
+            "layers",
+            format!(
+                "the first width is {}, but the data has {inputs} feature columns",
+                widths[0]
+            ),
+        ));
+    }
+    let out = *widths.last().expect("at least two widths");
+    match classes {
+        Some(k) if out != k && !(k == 2 && out == 1) => {
+            return Err(invalid(
+                "layers",
+                format!("the output width is {out}, but the data has {k} classes"),
+            ));
+        }
+        None if out != outputs => {
+            return Err(invalid(
+                "layers",
+                format!("the output width is {out}, but the data has {outputs} target values"),
+            ));
+        }
+        _ => {}
+    }
+    let hidden: Activation = args
+        .activation
+        .parse()
+        .map_err(|e| invalid("activation", e))?;
+    let output = match &args.output_activation {
+        Some(a) => a.parse().map_err(|e| invalid("output-activation", e))?,
+        None if classes.is_some() && out == 1 => Activation::Sigmoid,
+        None if classes.is_some() => Activation::Softmax,
+        None => Activation::Linear,
+    };
+    let mut spec = Sequential::new(inputs);
+    for &width in &widths[1..widths.len() - 1] {
+        spec = spec.dense(width, hidden);
+        if args.dropout > 0.0 {
+            spec = spec.dropout(args.dropout);
+        }
+    }
+    spec = spec
+        .dense(out, output)
+        .optimizer(optimizer(args)?)
+        .l1(args.l1)
+        .l2(args.l2)
+        .seed(args.seed);
+    if let Some(loss) = &args.loss {
+        spec = spec.loss(loss.parse::<Loss>().map_err(|e| invalid("loss", e))?);
+    }
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn fit_config(args: &TrainArgs, has_validation: bool, classification: bool) -> Result<FitConfig> {
+    let early_stopping = match args.early_stopping {
+        Some(patience) => {
+            let monitor = match &args.monitor {
+                Some(m) => m.parse::<Monitor>().map_err(|e| invalid("monitor", e))?,
+                None if has_validation => Monitor::ValLoss,
+                None => Monitor::Loss,
+            };
+            if monitor.maximize() && !classification {
+                return Err(invalid(
+                    "monitor",
+                    format!("{} needs classification targets", monitor.name()),
+                ));
+            }
+            Some(EarlyStopping::new(monitor, patience))
+        }
+        None => None,
+    };
+    Ok(FitConfig {
+        epochs: args.epochs(),
+        batch_size: args.batch_size,
+        shuffle: true,
+        seed: args.seed,
+        verbose: false,
+        initial_epoch: 0,
+        schedule: parse_schedule(&args.schedule, args.epochs())?,
+        clip_norm: args.clip_norm,
+        early_stopping,
+    })
+}
+
+/// Training, validation and test sets, scaled with statistics of the training part only.
+struct Prepared {
+    train: Dataset,
+    validation: Option<Dataset>,
+    test: Option<Dataset>,
+    meta: ModelMeta,
+}
+
+fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Result<Prepared> {
+    let task: CsvTask = args.task.parse().map_err(|e| invalid("task", e))?;
+    let Loaded { train, test } = source.load_with(args.target.as_deref(), task, args.seed)?;
+    let (mut train, mut validation) = match (args.validation_split, &args.validation_data) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "validation-split",
+                "give either --validation-split or --validation-data, not both",
+            ));
+        }
+        (Some(fraction), None) => {
+            let (train, validation) = train.split(fraction, args.seed)?;
+            (train, Some(validation))
+        }
+        (None, Some(path)) => {
+            let validation = match &train.class_names {
+                Some(classes) => {
+                    crate::data::load_csv_with_classes(path, args.target.as_deref(), classes)?
+                }
+                None => crate::data::load_csv(path, args.target.as_deref(), CsvTask::Regression)?,
+            };
+            (train, Some(validation))
+        }
+        (None, None) => (train, None),
+    };
+    let scaler = match scaler {
+        Some(saved) => Some(saved),
+        None => match args.scale.as_deref().unwrap_or(if source.is_mnist() {
+            "none"
+        } else {
+            "standard"
+        }) {
+            "standard" => Some(Scaler::fit_standard(&train.x)),
+            "minmax" => Some(Scaler::fit_min_max(&train.x)),
+            "none" => None,
+            other => {
+                return Err(invalid(
+                    "scale",
+                    format!("'{other}' is not standard, minmax or none"),
+                ));
+            }
+        },
+    };
+    let mut test = test;
+    if let Some(scaler) = &scaler {
+        for set in [Some(&mut train), validation.as_mut(), test.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if set.x.ncols() != scaler.width() {
+                return Err(invalid(
+                    "data",
+                    format!(
+                        "a data set has {} columns, the training data {}",
+                        set.x.ncols(),
+                        scaler.width()
+                    ),
+                ));
+            }
+            scaler.transform(&mut set.x);
+        }
+    }
+    let meta = ModelMeta {
+        scaler,
+        class_names: train.class_names.clone(),
+        feature_names: Some(train.feature_names.clone()),
+        target: match source {
+            DataSpec::Csv(_) => args.target.clone(),
+            _ => None,
+        },
+    };
+    Ok(Prepared {
+        train,
+        validation,
+        test,
+        meta,
+    })
+}
+
+/// Writes a checkpoint and the history after every epoch.
+struct Checkpointer<'a> {
+    dir: &'a Path,
+    meta: &'a ModelMeta,
+    args: &'a TrainArgs,
+    /// Epochs of earlier runs (when resuming).
+    earlier: History,
+}
+
+impl Checkpointer<'_> {
+    fn full_history(&self, history: &History) -> History {
+        let mut all = self.earlier.clone();
+        all.epochs.extend(history.epochs.iter().cloned());
+        all
+    }
+}
+
+impl Callback for Checkpointer<'_> {
+    fn on_epoch_end(&mut self, model: &mut Model, history: &History) -> Result<()> {
+        let all = self.full_history(history);
+        let progress = Progress {
+            epochs_done: all.last().map_or(0, |r| r.epoch),
+            fit: serde_json::to_value(self.args).expect("the options serialize"),
+            history: all.clone(),
+        };
+        io::save_checkpoint(self.dir, model, self.meta, &progress)?;
+        write_history(self.dir, &all)
+    }
+}
+
+fn write_history(dir: &Path, history: &History) -> Result<()> {
+    let mut csv = String::from(
+        "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,samples_per_second\n",
+    );
+    let opt = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
+    for r in &history.epochs {
+        csv += &format!(
+            "{},{},{},{},{},{},{:.4},{:.1}\n",
+            r.epoch,
+            r.loss,
+            opt(r.accuracy),
+            opt(r.val_loss),
+            opt(r.val_accuracy),
+            r.learning_rate,
+            r.seconds,
+            r.samples_per_second
+        );
+    }
+    let json = serde_json::to_string_pretty(history).expect("history serializes");
+    io::write_files_atomically(
+        dir,
+        &[
+            ("history.csv", csv.as_bytes()),
+            ("history.json", json.as_bytes()),
+        ],
+    )
+}
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let started = Instant::now();
+    let (args, mut model, meta, earlier, out) = match &args.resume {
+        Some(dir) => {
+            let (model, meta, progress) = io::load_checkpoint(dir, args.device.device()?)?;
+            let mut saved: TrainArgs =
+                serde_json::from_value(progress.fit.clone()).map_err(|e| {
+                    WgradError::data(
+                        dir.join(io::CHECKPOINT_JSON),
+                        format!("training options: {e}"),
+                    )
+                })?;
+            // What may change on resuming: the target epoch, the device, the verbosity.
+            saved.epochs = args.epochs.or(saved.epochs);
+            saved.device = args.device.clone();
+            saved.quiet = args.quiet;
+            saved.resume = None;
+            (
+                saved,
+                Some(model),
+                Some(meta),
+                progress.history,
+                dir.clone(),
+            )
+        }
+        None => {
+            let out = match &args.out {
+                Some(out) => out.clone(),
+                None => PathBuf::from("runs").join(DataSpec::parse(&args.data)?.name()),
+            };
+            (args, None, None, History::default(), out)
+        }
+    };
+    let source = DataSpec::parse(&args.data)?;
+    let data = prepare(&args, &source, meta.as_ref().and_then(|m| m.scaler.clone()))?;
+    let classes = data.train.n_classes();
+    let outputs = match &data.train.y {
+        Targets::Values(v) => v.ncols(),
+        Targets::Classes(_) => classes.unwrap_or(2),
+    };
+    let mut model = match model.take() {
+        Some(model) => model,
+        None => Model::new(
+            build_spec(&args, data.train.n_features(), classes, outputs)?,
+            args.device.device()?,
+        )?,
+    };
+    let meta = meta.unwrap_or(data.meta.clone());
+    let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
+    config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
+    if !args.quiet {
+        eprintln!(
+            "training {} on {} ({} samples{}), {}",
+            layer_widths(model.spec()),
+            source.name(),
+            data.train.len(),
+            data.validation
+                .as_ref()
+                .map_or(String::new(), |v| format!(", {} for validation", v.len())),
+            model.device()
+        );
+        if config.initial_epoch > 0 {
+            eprintln!(
+                "resuming after epoch {} from {}",
+                config.initial_epoch,
+                out.display()
+            );
+        }
+    }
+    let mut display = ProgressDisplay::new(config.epochs, args.quiet);
+    let mut checkpointer = Checkpointer {
+        dir: &out,
+        meta: &meta,
+        args: &args,
+        earlier,
+    };
+    let validation = data.validation.as_ref().map(|v| (&v.x, &v.y));
+    let history = model.fit_with(
+        &data.train.x,
+        &data.train.y,
+        &config,
+        validation,
+        &mut [&mut display, &mut checkpointer],
+    )?;
+    let history = checkpointer.full_history(&history);
+    // The final state, as a checkpoint: a model directory that can also be resumed (after
+    // early stopping it holds the restored best weights).
+    let progress = Progress {
+        epochs_done: history.last().map_or(0, |r| r.epoch),
+        fit: serde_json::to_value(&args).expect("the options serialize"),
+        history: history.clone(),
+    };
+    io::save_checkpoint(&out, &mut model, &meta, &progress)?;
+    write_history(&out, &history)?;
+    if !args.no_plots {
+        crate::plot::plot_history(&history, &out.join("history.png"))?;
+        if let (2, Some(test), Targets::Classes(labels)) = (
+            data.train.n_features(),
+            &data.test,
+            &data
+                .test
+                .as_ref()
+                .map(|t| t.y.clone())
+                .unwrap_or(data.train.y.clone()),
+        ) {
+            crate::plot::plot_decision_boundary(
+                &mut model,
+                &test.x,
+                labels,
+                &out.join("boundary.png"),
+            )?;
+        }
+    }
+    let evaluated = data.test.as_ref().or(data.validation.as_ref());
+    if let Some(test) = evaluated {
+        let which = if data.test.is_some() {
+            "test"
+        } else {
+            "validation"
+        };
+        let evaluation = model.evaluate(&test.x, &test.y)?;
+        match evaluation.accuracy {
+            Some(a) => println!(
+                "{which} accuracy {:.2}% (loss {:.4}) on {} samples",
+                100.0 * a,
+                evaluation.loss,
+                test.len()
+            ),
+            None => println!(
+                "{which} loss {:.5} on {} samples",
+                evaluation.loss,
+                test.len()
+            ),
+        }
+        if !args.quiet {
+            print_report(&mut model, &test.x, &test.y, meta.class_names.as_deref())?;
+        }
+    }
+    println!(
+        "{} epochs in {:.1} s on {}; model saved in {}",
+        history.epochs.len(),
+        started.elapsed().as_secs_f64(),
+        model.device(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn layer_widths(spec: &Sequential) -> String {
+    std::iter::once(spec.input_dim)
+        .chain(spec.layers.iter().map(|l| l.units))
+        .map(|w| w.to_string())
+        .collect::<Vec<_>>()
+        .join("-")
+}

@@ -1,0 +1,424 @@
+//! Comma-separated files with a header row: training and evaluation sets ([`load_csv`],
+//! [`load_csv_with_classes`]) and prediction inputs ([`load_features`]).
+//!
+//! Fields are trimmed of surrounding spaces; blank lines are skipped; a UTF-8 byte-order mark is
+//! ignored. Feature columns must hold finite numbers in every row: missing values, `NaN` and
+//! infinities are errors. Every error names the file, the 1-based line, the column and the
+//! offending value, e.g. `line 17, column "petal_width": "abc" is not a number`.
+
+use super::Dataset;
+use crate::error::{Result, WgradError};
+use crate::train::Targets;
+use ::csv::{ReaderBuilder, StringRecord, Trim};
+use ndarray::Array2;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Under [`CsvTask::Auto`], an all-integer target column with at most this many distinct values
+/// is read as class labels.
+pub const AUTO_MAX_CLASSES: usize = 20;
+
+/// How to read the target column of a CSV file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CsvTask {
+    /// Decide from the values: any non-numeric value → classification; only integers, with
+    /// at most [`AUTO_MAX_CLASSES`] distinct values → classification; otherwise regression.
+    #[default]
+    Auto,
+    /// Labels (integers or strings) mapped to class indices.
+    Classification,
+    /// One finite number per row, as a [n, 1] [`Targets::Values`].
+    Regression,
+}
+
+impl FromStr for CsvTask {
+    type Err = String;
+
+    /// Parses `auto`, `classification` or `regression` (any case), e.g. from a command line.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(CsvTask::Auto),
+            "classification" => Ok(CsvTask::Classification),
+            "regression" => Ok(CsvTask::Regression),
+            _ => Err(format!(
+                "unknown task {s:?}: expected auto, classification or regression"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CsvTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CsvTask::Auto => "auto",
+            CsvTask::Classification => "classification",
+            CsvTask::Regression => "regression",
+        })
+    }
+}
+
+/// Loads a labelled data set: the `target` column (by name; default the last column) is the
+/// target, every other column a numeric feature.
+///
+/// Classification labels may be integers or strings: the distinct labels, sorted (numerically
+/// when all are integers, else as strings), become class indices 0, 1, ... and their text the
+/// `class_names`. Regression targets give `class_names: None`.
+pub fn load_csv(path: &Path, target: Option<&str>, task: CsvTask) -> Result<Dataset> {
+    let table = Table::read(path)?;
+    let target_col = table.target_column(target)?;
+    let (x, feature_names) = table.features_except(target_col)?;
+    let task = match task {
+        CsvTask::Auto => table.infer_task(target_col),
+        explicit => explicit,
+    };
+    let (y, class_names) = match task {
+        CsvTask::Regression => (Targets::Values(table.column_values(target_col)?), None),
+        _ => {
+            let (labels, names) = table.class_labels(target_col)?;
+            (Targets::Classes(labels), Some(names))
+        }
+    };
+    Ok(Dataset {
+        x,
+        y,
+        feature_names,
+        class_names,
+    })
+}
+
+/// Loads a labelled classification set whose labels must come from `class_names` (class `i`
+/// is `class_names[i]`), as when evaluating a trained model on a new file. A label matches
+/// a class name by its text, or by its integer value when both are integers (`"01"` is `"1"`);
+/// an unknown label is an error naming its line and value.
+pub fn load_csv_with_classes(
+    path: &Path,
+    target: Option<&str>,
+    class_names: &[String],
+) -> Result<Dataset> {
+    let table = Table::read(path)?;
+    let target_col = table.target_column(target)?;
+    let (x, feature_names) = table.features_except(target_col)?;
+    let mut labels = Vec::with_capacity(table.rows.len());
+    for row in 0..table.rows.len() {
+        let label = table.label(row, target_col)?;
+        let index = class_names
+            .iter()
+            .position(|name| name == label)
+            .or_else(|| {
+                let value = label.parse::<i64>().ok()?;
+                class_names
+                    .iter()
+                    .position(|name| name.parse::<i64>() == Ok(value))
+            })
+            .ok_or_else(|| {
+                table.cell_error(
+                    row,
+                    target_col,
+                    format!(
+                        "unknown class {label:?}; the known classes are {}",
+                        list(class_names)
+                    ),
+                )
+            })?;
+        labels.push(index);
+    }
+    Ok(Dataset {
+        x,
+        y: Targets::Classes(labels),
+        feature_names,
+        class_names: Some(class_names.to_vec()),
+    })
+}
+
+/// Loads prediction inputs: every column as a numeric feature, or, if `expected_columns` is
+/// given, those columns by name in that order (other columns, such as a target, are ignored;
+/// a missing one is an error). Returns the features and their column names.
+pub fn load_features(
+    path: &Path,
+    expected_columns: Option<&[String]>,
+) -> Result<(Array2<f32>, Vec<String>)> {
+    let table = Table::read(path)?;
+    let columns: Vec<usize> = match expected_columns {
+        None => (0..table.headers.len()).collect(),
+        Some(names) => {
+            let missing: Vec<&String> = names
+                .iter()
+                .filter(|name| table.find(name).is_none())
+                .collect();
+            if !missing.is_empty() {
+                return Err(WgradError::data(
+                    path,
+                    format!(
+                        "missing column{} {}; the file has {}",
+                        if missing.len() == 1 { "" } else { "s" },
+                        list(&missing),
+                        list(&table.headers)
+                    ),
+                ));
+            }
+            names.iter().filter_map(|name| table.find(name)).collect()
+        }
+    };
+    let x = table.numeric(&columns)?;
+    let names = columns.iter().map(|&c| table.headers[c].clone()).collect();
+    Ok((x, names))
+}
+
+/// A CSV file read into memory: header names and the rows, each as long as the header.
+struct Table {
+    path: PathBuf,
+    headers: Vec<String>,
+    rows: Vec<StringRecord>,
+}
+
+impl Table {
+    /// Reads and checks the shape: a header naming every column uniquely, then at least one
+    /// row, every row as wide as the header.
+    fn read(path: &Path) -> Result<Table> {
+        let file = std::fs::File::open(path).map_err(|e| WgradError::io(path, e))?;
+        let mut reader = ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(Trim::All)
+            .from_reader(std::io::BufReader::new(file));
+        let csv_error = |e: ::csv::Error| {
+            if e.is_io_error() {
+                match e.into_kind() {
+                    ::csv::ErrorKind::Io(io) => WgradError::io(path, io),
+                    other => WgradError::data(path, format!("{other:?}")),
+                }
+            } else {
+                WgradError::data(path, e.to_string())
+            }
+        };
+        let headers: Vec<String> = reader
+            .headers()
+            .map_err(csv_error)?
+            .iter()
+            .map(str::to_string)
+            .collect();
+        if headers.is_empty() || headers == [""] {
+            return Err(WgradError::data(
+                path,
+                "the file is empty: expected a header row naming the columns, then data rows",
+            ));
+        }
+        if let Some(i) = headers.iter().position(|h| h.is_empty()) {
+            return Err(WgradError::data(
+                path,
+                format!(
+                    "line 1: column {} of the header has no name; every column needs one",
+                    i + 1
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
+            return Err(WgradError::data(
+                path,
+                format!("line 1: column name {dup:?} appears more than once in the header"),
+            ));
+        }
+        if headers.iter().all(|h| h.parse::<f64>().is_ok()) {
+            return Err(WgradError::data(
+                path,
+                format!(
+                    "line 1 holds only numbers ({}): a header row naming the columns is required",
+                    list(&headers)
+                ),
+            ));
+        }
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(csv_error)?;
+            if record.len() != headers.len() {
+                let line = record.position().map_or(0, |p| p.line());
+                return Err(WgradError::data(
+                    path,
+                    format!(
+                        "line {line}: {} fields, but the header has {} columns",
+                        record.len(),
+                        headers.len()
+                    ),
+                ));
+            }
+            rows.push(record);
+        }
+        if rows.is_empty() {
+            return Err(WgradError::data(
+                path,
+                "the file has a header but no data rows",
+            ));
+        }
+        Ok(Table {
+            path: path.to_path_buf(),
+            headers,
+            rows,
+        })
+    }
+
+    /// The column called `name`, if any.
+    fn find(&self, name: &str) -> Option<usize> {
+        self.headers.iter().position(|h| h == name)
+    }
+
+    /// The target column: `name` if given (an error lists the columns when it is missing),
+    /// else the last column.
+    fn target_column(&self, name: Option<&str>) -> Result<usize> {
+        match name {
+            None => Ok(self.headers.len() - 1),
+            Some(name) => self.find(name).ok_or_else(|| {
+                WgradError::data(
+                    &self.path,
+                    format!(
+                        "no target column {name:?}; the columns are {}",
+                        list(&self.headers)
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// Every column but `target` as numeric features, with their names.
+    fn features_except(&self, target: usize) -> Result<(Array2<f32>, Vec<String>)> {
+        let columns: Vec<usize> = (0..self.headers.len()).filter(|&c| c != target).collect();
+        if columns.is_empty() {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "no feature columns: the only column is the target {:?}",
+                    self.headers[target]
+                ),
+            ));
+        }
+        let names = columns.iter().map(|&c| self.headers[c].clone()).collect();
+        Ok((self.numeric(&columns)?, names))
+    }
+
+    /// The given columns as numbers, [rows, columns.len()].
+    fn numeric(&self, columns: &[usize]) -> Result<Array2<f32>> {
+        let mut x = Array2::zeros((self.rows.len(), columns.len()));
+        for (row, mut out) in x.rows_mut().into_iter().enumerate() {
+            for (j, &col) in columns.iter().enumerate() {
+                out[j] = self.number(row, col)?;
+            }
+        }
+        Ok(x)
+    }
+
+    /// One column as a [rows, 1] array of numbers (regression targets).
+    fn column_values(&self, col: usize) -> Result<Array2<f32>> {
+        self.numeric(&[col])
+    }
+
+    /// The finite number in a cell.
+    fn number(&self, row: usize, col: usize) -> Result<f32> {
+        let raw = &self.rows[row][col];
+        if raw.is_empty() {
+            return Err(self.cell_error(
+                row,
+                col,
+                "empty value; missing values are not supported".into(),
+            ));
+        }
+        let value: f32 = raw
+            .parse()
+            .map_err(|_| self.cell_error(row, col, format!("{raw:?} is not a number")))?;
+        if !value.is_finite() {
+            return Err(self.cell_error(
+                row,
+                col,
+                format!("{raw:?} is not a finite number (NaN and infinities are not allowed)"),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// The non-empty label text in a cell.
+    fn label(&self, row: usize, col: usize) -> Result<&str> {
+        let raw = &self.rows[row][col];
+        if raw.is_empty() {
+            return Err(self.cell_error(row, col, "empty label".into()));
+        }
+        Ok(raw)
+    }
+
+    /// Classification unless the target column is all numbers and not a few integers; see
+    /// [`CsvTask::Auto`].
+    fn infer_task(&self, col: usize) -> CsvTask {
+        let values = || self.rows.iter().map(|r| &r[col]);
+        if values().any(|v| v.parse::<f64>().is_err()) {
+            return CsvTask::Classification;
+        }
+        let mut distinct = BTreeSet::new();
+        for v in values() {
+            match v.parse::<i64>() {
+                Ok(i) => {
+                    distinct.insert(i);
+                    if distinct.len() > AUTO_MAX_CLASSES {
+                        return CsvTask::Regression;
+                    }
+                }
+                Err(_) => return CsvTask::Regression,
+            }
+        }
+        CsvTask::Classification
+    }
+
+    /// Class indices for a label column and the class names, sorted numerically when every
+    /// label is an integer, else as text.
+    fn class_labels(&self, col: usize) -> Result<(Vec<usize>, Vec<String>)> {
+        let labels = (0..self.rows.len())
+            .map(|row| self.label(row, col))
+            .collect::<Result<Vec<&str>>>()?;
+        let integers: Option<Vec<i64>> = labels.iter().map(|l| l.parse().ok()).collect();
+        Ok(match integers {
+            Some(integers) => {
+                let classes: Vec<i64> = BTreeSet::from_iter(integers.iter().copied())
+                    .into_iter()
+                    .collect();
+                let indices = integers
+                    .iter()
+                    .map(|i| classes.binary_search(i).expect("every label is a class"))
+                    .collect();
+                (indices, classes.iter().map(i64::to_string).collect())
+            }
+            None => {
+                let classes: Vec<&str> = BTreeSet::from_iter(labels.iter().copied())
+                    .into_iter()
+                    .collect();
+                let indices = labels
+                    .iter()
+                    .map(|l| classes.binary_search(l).expect("every label is a class"))
+                    .collect();
+                (indices, classes.iter().map(|c| c.to_string()).collect())
+            }
+        })
+    }
+
+    /// An error about one cell: `line L, column "name": message`.
+    fn cell_error(&self, row: usize, col: usize, message: String) -> WgradError {
+        let line = self.rows[row].position().map_or(0, |p| p.line());
+        WgradError::data(
+            &self.path,
+            format!("line {line}, column {:?}: {message}", self.headers[col]),
+        )
+    }
+}
+
+/// Up to 20 names, quoted and comma-separated, then how many more.
+fn list<S: AsRef<str>>(names: &[S]) -> String {
+    const SHOWN: usize = 20;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("{:?}", n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}

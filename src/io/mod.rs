@@ -1,0 +1,161 @@
+//! Saving and loading trained models, and checkpoints to resume training from.
+//!
+//! # The model directory
+//!
+//! [`save_model`] writes two files into a directory (created if needed), and [`load_model`]
+//! reads them back into a [`Model`] whose predictions are bit-identical to the saved one's:
+//!
+//! - `model.safetensors`: the weights, named and shaped as in the `state_dict` of a PyTorch
+//!   module holding its `nn.Linear` layers in an `nn.ModuleList` called `layers`: for each
+//!   dense layer `i`, `layers.{i}.weight` (F32, `[out, in]`) and `layers.{i}.bias` (F32,
+//!   `[out]`), little-endian, without the alignment padding of the flat parameter vector
+//!   ([`crate::model::ParamLayout`]); the safetensors metadata is `{"format": "pt"}`.
+//!   `safetensors.torch.load_file` reads it as it is.
+//! - `model.json`: pretty-printed [`ModelMeta`] plus the model description, as
+//!   `{"format_version": 1, "spec": <Sequential>, "scaler": …, "class_names": …,
+//!   "feature_names": …, "target": …}`.
+//!
+//! Loading checks everything against the description in `model.json`: every tensor present,
+//! none extra, F32, of the layer's shape (`layers.1.weight has shape [10, 64], the model
+//! description says [10, 128]`), finite; the description valid and of a known
+//! `format_version`; the scaler and names as wide as the inputs and outputs.
+//!
+//! # Checkpoints
+//!
+//! [`save_checkpoint`] (called after every epoch) writes the model directory's two files plus:
+//!
+//! - `checkpoint.safetensors`: the optimizer's state vectors ([`Model::optimizer_state`]) as
+//!   `optimizer.state1` and `optimizer.state2` (F32, `[n]` with `n` the number of parameters,
+//!   the tensors concatenated in the order of `model.safetensors`, without padding); a vector
+//!   the optimizer does not use is not stored.
+//! - `checkpoint.json`: `{"format_version": 1, "epochs_done", "steps", "history", "fit",
+//!   "files"}` — [`Progress`], the optimizer step count ([`Model::steps`]), and the manifest
+//!   `files`: for each of the three other files its size and FNV-1a 64-bit hash.
+//!
+//! [`load_checkpoint`] restores the parameters, the optimizer state and the step count, so that
+//! training continues exactly as if it had not stopped. The checkpoint directory is also a
+//! model directory: [`load_model`] reads it as the model of the last epoch.
+//!
+//! # Atomicity
+//!
+//! Every file is replaced atomically: written under a unique temporary name in the same
+//! directory (`.{name}.tmp-{pid}-{n}`), flushed and fsynced, renamed over the target, and the
+//! directory fsynced; on error the temporary file is removed. A checkpoint's four files are
+//! consistent as a whole even if the process is killed (or the power fails) at any point:
+//!
+//! 1. All four files are staged (written and fsynced under temporary names), `checkpoint.json`
+//!    last, and the directory is fsynced, before anything is renamed.
+//! 2. The three data files are renamed over their targets, then `checkpoint.json` — whose
+//!    manifest names the exact contents of the other three — and the directory is fsynced.
+//!
+//! `checkpoint.json` is the commit record. On load, a `checkpoint.json` is used only if each
+//! file it lists is found with the recorded size and hash, under its own name or under one of
+//! its temporary names. After an interruption between two renames, the new `checkpoint.json`
+//! (renamed or still temporary) finds its files partly renamed and partly still temporary:
+//! [`load_checkpoint`] completes the renames and loads the new epoch. An interruption while
+//! staging leaves the previous checkpoint intact beside incomplete temporary files, which are
+//! ignored. A staged `checkpoint.json` whose files are all present is preferred to the
+//! renamed one (it is newer); then leftover temporary files are removed. A checkpoint whose
+//! files do not match its manifest in any of these ways (edited, or damaged on disk) is an
+//! error naming the file.
+//!
+//! [`save_model`] replaces its two files the same way, weights first; it has no manifest, so
+//! a kill between its two renames, while a *different* model is saved over an existing one,
+//! could pair new weights with the old description (loading then fails on the shapes, if they
+//! differ). [`load_model`] never writes: it ignores temporary files and leaves them alone, since
+//! they may belong to a training run still writing checkpoints into the directory.
+//!
+//! One process at a time may write into a directory: [`save_model`] and [`save_checkpoint`]
+//! remove temporary files left by earlier interrupted writes before they stage their own. If a
+//! rename fails after an earlier one of the same set succeeded, the files not yet renamed are
+//! left under their temporary names for [`load_checkpoint`] to complete.
+
+mod atomic;
+mod checkpoint;
+mod model_dir;
+
+use crate::backend::Device;
+use crate::data::Scaler;
+use crate::error::Result;
+use crate::train::{History, Model};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The `format_version` of `model.json` and `checkpoint.json` that this version writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The weights of a model directory.
+pub const MODEL_WEIGHTS: &str = "model.safetensors";
+/// The description and metadata of a model directory.
+pub const MODEL_JSON: &str = "model.json";
+/// A checkpoint's optimizer state.
+pub const CHECKPOINT_WEIGHTS: &str = "checkpoint.safetensors";
+/// A checkpoint's progress, step count and manifest.
+pub const CHECKPOINT_JSON: &str = "checkpoint.json";
+
+/// What is saved beside the weights: everything needed to use the model on raw data.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// The feature scaling fitted on the training data, applied to inputs before the model.
+    pub scaler: Option<Scaler>,
+    /// A name per class (`max(2, outputs)` of them), for classifiers.
+    pub class_names: Option<Vec<String>>,
+    /// A name per input column.
+    pub feature_names: Option<Vec<String>>,
+    /// The name of the target column.
+    pub target: Option<String>,
+}
+
+/// How far training has come: saved with each checkpoint, returned when it is loaded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Epochs completed, over all runs so far.
+    pub epochs_done: usize,
+    /// The records of those epochs.
+    pub history: History,
+    /// The caller's training settings, stored as given (opaque here).
+    pub fit: serde_json::Value,
+}
+
+/// Saves `model`'s weights and description, with `meta`, into the directory `dir` (created if
+/// it does not exist), replacing `model.safetensors` and `model.json` atomically.
+///
+/// Fails without writing anything if a weight is not finite, or if `meta` does not fit the
+/// model (scaler or feature names not as wide as the inputs, wrong number of class names).
+pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()> {
+    model_dir::save_model(dir, model, meta)
+}
+
+/// Loads the model saved in `dir` by [`save_model`] (or [`save_checkpoint`]) onto `device`.
+///
+/// Errors name the directory or file and what is wrong: a missing file, a truncated or corrupt
+/// safetensors file, a tensor missing, extra, not F32 or of the wrong shape, a non-finite
+/// weight, malformed JSON (with line and column), an unknown `format_version`.
+pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
+    model_dir::load_model(dir, device)
+}
+
+/// Saves a checkpoint into `dir` (created if needed): the model directory's files plus the
+/// optimizer state, the step count and `progress`, consistent as a whole (see the module doc).
+pub fn save_checkpoint(
+    dir: &Path,
+    model: &mut Model,
+    meta: &ModelMeta,
+    progress: &Progress,
+) -> Result<()> {
+    checkpoint::save_checkpoint(dir, model, meta, progress)
+}
+
+/// Loads the checkpoint in `dir` onto `device`: the model with its parameters, optimizer state
+/// and step count restored, its metadata, and the training progress. Completes a checkpoint
+/// whose writing was interrupted between renames, and removes leftover temporary files.
+pub fn load_checkpoint(dir: &Path, device: Device) -> Result<(Model, ModelMeta, Progress)> {
+    checkpoint::load_checkpoint(dir, device)
+}
+
+/// Replaces `files` (name, contents) in `dir` atomically, each through a temporary file and a
+/// rename, so a reader never sees a half-written file: for outputs beside a model, such as
+/// the training history.
+pub fn write_files_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::error::WgradError::io(dir, e))?;
+    atomic::replace_files(dir, files)
+}

@@ -1,0 +1,340 @@
+//! The model directory: `model.safetensors` (the weights, as PyTorch's `nn.Linear` layers
+//! save them) and `model.json` (the description and what is needed to use it on raw data).
+
+use super::atomic;
+use super::{FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta};
+use crate::backend::Device;
+use crate::data::Scaler;
+use crate::error::{Result, WgradError};
+use crate::model::{ParamLayout, Sequential};
+use crate::train::Model;
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+/// The contents of `model.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ModelFile {
+    pub format_version: u32,
+    pub spec: Sequential,
+    pub scaler: Option<Scaler>,
+    pub class_names: Option<Vec<String>>,
+    pub feature_names: Option<Vec<String>>,
+    pub target: Option<String>,
+}
+
+/// Just the version, read first so that a newer file gets a clear message rather than a
+/// complaint about some field this version does not know.
+#[derive(Deserialize)]
+pub(crate) struct Versioned {
+    pub format_version: u32,
+}
+
+impl ModelFile {
+    fn new(spec: &Sequential, meta: &ModelMeta) -> Self {
+        ModelFile {
+            format_version: FORMAT_VERSION,
+            spec: spec.clone(),
+            scaler: meta.scaler.clone(),
+            class_names: meta.class_names.clone(),
+            feature_names: meta.feature_names.clone(),
+            target: meta.target.clone(),
+        }
+    }
+
+    fn into_parts(self) -> (Sequential, ModelMeta) {
+        let meta = ModelMeta {
+            scaler: self.scaler,
+            class_names: self.class_names,
+            feature_names: self.feature_names,
+            target: self.target,
+        };
+        (self.spec, meta)
+    }
+}
+
+pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()> {
+    let files = ModelFiles::new(model, meta)?;
+    fs::create_dir_all(dir).map_err(|e| WgradError::io(dir, e))?;
+    atomic::remove_temp_files(dir, &[MODEL_WEIGHTS, MODEL_JSON]);
+    atomic::replace_files(
+        dir,
+        &[(MODEL_WEIGHTS, &files.weights), (MODEL_JSON, &files.json)],
+    )
+}
+
+pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
+    check_dir(dir)?;
+    let json_path = dir.join(MODEL_JSON);
+    let json = fs::read(&json_path).map_err(|e| WgradError::io(&json_path, e))?;
+    let (spec, meta) = parse_model_json(&json_path, &json)?;
+    let weights_path = dir.join(MODEL_WEIGHTS);
+    let weights = fs::read(&weights_path).map_err(|e| WgradError::io(&weights_path, e))?;
+    let params = parse_weights(&weights_path, &weights, &spec)?;
+    let model = build_model(spec, device, &params)?;
+    Ok((model, meta))
+}
+
+/// The bytes of a model directory's two files.
+pub(crate) struct ModelFiles {
+    pub weights: Vec<u8>,
+    pub json: Vec<u8>,
+}
+
+impl ModelFiles {
+    /// Reads the model's weights (refusing non-finite ones, which could not be loaded back) and
+    /// checks `meta` against the model.
+    pub(crate) fn new(model: &mut Model, meta: &ModelMeta) -> Result<Self> {
+        let spec = model.spec().clone();
+        check_meta(&spec, meta).map_err(WgradError::InvalidModel)?;
+        let layout = spec.param_layout();
+        let params = model.params()?;
+        if let Some(msg) = find_non_finite(&layout, &params) {
+            return Err(WgradError::InvalidModel(format!(
+                "cannot save a model with non-finite weights: {msg}"
+            )));
+        }
+        let tensors = layout.tensors.iter().map(|t| {
+            (
+                t.name.clone(),
+                t.shape.clone(),
+                &params[t.offset..t.offset + t.len],
+            )
+        });
+        let weights = serialize_f32(tensors)?;
+        let json = serde_json::to_vec_pretty(&ModelFile::new(&spec, meta))
+            .map_err(|e| WgradError::InvalidModel(format!("cannot describe the model: {e}")))?;
+        Ok(ModelFiles { weights, json })
+    }
+}
+
+/// Fails with an I/O error naming `dir` when it does not exist or is not a directory.
+pub(crate) fn check_dir(dir: &Path) -> Result<()> {
+    let metadata = fs::metadata(dir).map_err(|e| WgradError::io(dir, e))?;
+    if !metadata.is_dir() {
+        return Err(WgradError::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    Ok(())
+}
+
+/// A model on `device` holding `params` (in the flat layout of `spec`).
+pub(crate) fn build_model(spec: Sequential, device: Device, params: &[f32]) -> Result<Model> {
+    let mut model = Model::new(spec, device)?;
+    model.set_params(params)?;
+    Ok(model)
+}
+
+/// Serializes `(name, shape, values)` tensors as F32 (little-endian) to safetensors bytes, with
+/// the metadata `{"format": "pt"}` that Hugging Face's loaders look for.
+pub(crate) fn serialize_f32<'a>(
+    tensors: impl IntoIterator<Item = (String, Vec<usize>, &'a [f32])>,
+) -> Result<Vec<u8>> {
+    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, values)| {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views = owned
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (name.as_str(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| WgradError::InvalidModel(format!("cannot build a safetensors view: {e}")))?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| WgradError::InvalidModel(format!("cannot serialize tensors: {e}")))
+}
+
+/// Parses safetensors bytes read from `path`.
+pub(crate) fn parse_safetensors<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| {
+        WgradError::data(
+            path,
+            format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+        )
+    })
+}
+
+/// The values of an F32 tensor of exactly `shape`, or an error naming the tensor.
+pub(crate) fn read_f32(
+    path: &Path,
+    file: &SafeTensors,
+    name: &str,
+    shape: &[usize],
+    what: &str,
+) -> Result<Vec<f32>> {
+    let view = file
+        .tensor(name)
+        .map_err(|_| WgradError::data(path, format!("tensor {name} is missing")))?;
+    if view.dtype() != Dtype::F32 {
+        return Err(WgradError::data(
+            path,
+            format!("{name} has dtype {}, expected F32", view.dtype()),
+        ));
+    }
+    if view.shape() != shape {
+        return Err(WgradError::data(
+            path,
+            format!("{name} has shape {:?}, {what} says {shape:?}", view.shape()),
+        ));
+    }
+    Ok(view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Fails naming the first tensor in `file` that is not one of `expected` (which `owner`, e.g.
+/// "the model", has).
+pub(crate) fn check_no_extra(
+    path: &Path,
+    file: &SafeTensors,
+    expected: &[&str],
+    owner: &str,
+) -> Result<()> {
+    let mut extra: Vec<&str> = file
+        .names()
+        .into_iter()
+        .filter(|name| !expected.contains(name))
+        .collect();
+    extra.sort_unstable();
+    let Some(name) = extra.first() else {
+        return Ok(());
+    };
+    let has = if expected.is_empty() {
+        "none".to_string()
+    } else {
+        expected.join(", ")
+    };
+    Err(WgradError::data(
+        path,
+        format!("unexpected tensor {name}: {owner} has {has}"),
+    ))
+}
+
+/// The flat parameter vector (padding zero) from the weights file of a `spec` model.
+pub(crate) fn parse_weights(path: &Path, bytes: &[u8], spec: &Sequential) -> Result<Vec<f32>> {
+    let file = parse_safetensors(path, bytes)?;
+    let layout = spec.param_layout();
+    let names: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();
+    // Missing tensors first: they explain most mismatches (e.g. a model with fewer layers).
+    if let Some(missing) = names.iter().find(|name| file.tensor(name).is_err()) {
+        return Err(WgradError::data(
+            path,
+            format!(
+                "tensor {missing} is missing: the model description has {} layers ({})",
+                spec.layers.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    check_no_extra(path, &file, &names, "the model")?;
+    let mut params = vec![0.0; layout.len];
+    for t in &layout.tensors {
+        let values = read_f32(path, &file, &t.name, &t.shape, "the model description")?;
+        params[t.offset..t.offset + t.len].copy_from_slice(&values);
+    }
+    if let Some(msg) = find_non_finite(&layout, &params) {
+        return Err(WgradError::data(path, msg));
+    }
+    Ok(params)
+}
+
+/// "layers.0.weight holds NaN at [2, 1]" for the first non-finite value in the tensors.
+pub(crate) fn find_non_finite(layout: &ParamLayout, params: &[f32]) -> Option<String> {
+    layout.tensors.iter().find_map(|t| {
+        let values = &params[t.offset..t.offset + t.len];
+        let i = values.iter().position(|v| !v.is_finite())?;
+        let index = match t.shape[..] {
+            [_, cols] => format!("[{}, {}]", i / cols, i % cols),
+            _ => format!("[{i}]"),
+        };
+        Some(format!("{} holds {} at {index}", t.name, values[i]))
+    })
+}
+
+/// Parses `model.json` (read from `path`) into the description and its metadata, and checks
+/// them against each other.
+pub(crate) fn parse_model_json(path: &Path, bytes: &[u8]) -> Result<(Sequential, ModelMeta)> {
+    check_version(path, bytes)?;
+    let file: ModelFile = serde_json::from_slice(bytes)
+        .map_err(|e| WgradError::data(path, format!("malformed model description: {e}")))?;
+    let (spec, meta) = file.into_parts();
+    spec.validate()
+        .map_err(|e| WgradError::data(path, format!("the model description is invalid: {e}")))?;
+    check_meta(&spec, &meta).map_err(|msg| WgradError::data(path, msg))?;
+    Ok((spec, meta))
+}
+
+/// Fails unless `bytes` is a JSON object whose `format_version` this code reads.
+pub(crate) fn check_version(path: &Path, bytes: &[u8]) -> Result<()> {
+    let versioned: Versioned = serde_json::from_slice(bytes)
+        .map_err(|e| WgradError::data(path, format!("malformed JSON: {e}")))?;
+    if versioned.format_version != FORMAT_VERSION {
+        return Err(WgradError::data(
+            path,
+            format!(
+                "unknown format_version {}: this version of wgrad reads format_version {FORMAT_VERSION}",
+                versioned.format_version
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the metadata fits the model: one scaler column and one feature name per input,
+/// one class name per class, finite scaler values.
+fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), String> {
+    if let Some(scaler) = &meta.scaler {
+        if scaler.width() != spec.input_dim {
+            return Err(format!(
+                "the scaler has {} columns, the model has {} inputs",
+                scaler.width(),
+                spec.input_dim
+            ));
+        }
+        let (a, b) = match scaler {
+            Scaler::Standard { mean, std } => (mean, std),
+            Scaler::MinMax { min, max } => (min, max),
+        };
+        if a.len() != b.len() {
+            return Err(format!(
+                "the scaler's two vectors have {} and {} values",
+                a.len(),
+                b.len()
+            ));
+        }
+        if let Some(v) = a.iter().chain(b).find(|v| !v.is_finite()) {
+            return Err(format!("the scaler holds a non-finite value ({v})"));
+        }
+    }
+    if let Some(names) = &meta.feature_names
+        && names.len() != spec.input_dim
+    {
+        return Err(format!(
+            "{} feature names for a model with {} inputs",
+            names.len(),
+            spec.input_dim
+        ));
+    }
+    let classes = spec.output_dim().max(2);
+    if let Some(names) = &meta.class_names
+        && names.len() != classes
+    {
+        return Err(format!(
+            "{} class names for a model with {classes} classes ({} outputs)",
+            names.len(),
+            spec.output_dim()
+        ));
+    }
+    Ok(())
+}

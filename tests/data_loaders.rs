@@ -1,0 +1,718 @@
+//! The data loaders on good and bad files: MNIST IDX files (the shipped copy and small
+//! synthetic ones, gzipped and plain), CSV files, the train/validation split and the built-in
+//! synthetic sets. Every bad file must give a `WgradError::Data` (or `Io`) naming the problem,
+//! never a panic.
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use ndarray::Array2;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use wgrad::data::{self, CsvTask, Dataset, mnist};
+use wgrad::{Targets, WgradError};
+
+/// A fresh, empty directory under the system temp dir, unique to this process and test,
+/// removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(test: &str) -> TempDir {
+    let dir =
+        std::env::temp_dir().join(format!("wgrad-data-loaders-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    TempDir(dir)
+}
+
+/// Writes `bytes` to `dir/name` and returns the path.
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write test file");
+    path
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+/// An IDX image file: magic 0x00000803, count, rows, cols, then the pixels.
+fn idx_images(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, 3];
+    for v in [count, rows, cols] {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(pixels);
+    out
+}
+
+/// An IDX label file: magic 0x00000801, count, then the labels.
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 0x08, 1];
+    out.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    out.extend_from_slice(labels);
+    out
+}
+
+/// Three 2×2 images with known pixels, and their labels.
+fn small_images() -> (Vec<u8>, Vec<u8>) {
+    let pixels = [0, 255, 51, 102, 255, 255, 0, 0, 1, 2, 3, 4];
+    (idx_images(3, 2, 2, &pixels), idx_labels(&[7, 0, 9]))
+}
+
+/// Writes the four MNIST files into `dir` under the given file names.
+fn write_mnist_dir(dir: &Path, names: [&str; 4], gzipped: [bool; 4]) {
+    let (images, labels) = small_images();
+    let test_images = idx_images(1, 2, 2, &[10, 20, 30, 40]);
+    let test_labels = idx_labels(&[4]);
+    let contents = [images, labels, test_images, test_labels];
+    for ((name, gz), bytes) in names.iter().zip(gzipped).zip(contents) {
+        write(dir, name, &if gz { gzip(&bytes) } else { bytes });
+    }
+}
+
+/// The message of a `WgradError::Data`; panics on success or on any other error.
+fn data_error<T>(result: wgrad::Result<T>) -> String {
+    match result {
+        Err(e @ WgradError::Data { .. }) => e.to_string(),
+        Err(other) => panic!("expected WgradError::Data, got {other:?}"),
+        Ok(_) => panic!("expected an error, got Ok"),
+    }
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "error message {message:?} should mention {part:?}"
+        );
+    }
+}
+
+fn classes(y: &Targets) -> &[usize] {
+    match y {
+        Targets::Classes(c) => c,
+        Targets::Values(_) => panic!("expected class targets"),
+    }
+}
+
+fn values(y: &Targets) -> &Array2<f32> {
+    match y {
+        Targets::Values(v) => v,
+        Targets::Classes(_) => panic!("expected value targets"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MNIST
+
+#[test]
+fn mnist_shipped_copy_loads() {
+    let mnist = data::load_mnist().expect("the shipped MNIST loads");
+    for (set, n, per_class) in [
+        (&mnist.train, 60_000, 5_000..7_000),
+        (&mnist.test, 10_000, 800..1_200),
+    ] {
+        assert_eq!(set.x.dim(), (n, 784));
+        assert_eq!(set.len(), n);
+        assert_eq!(set.feature_names.len(), 784);
+        assert_eq!(set.feature_names[0], "pixel0");
+        assert_eq!(
+            set.class_names.as_deref(),
+            Some(&(0..10).map(|c| c.to_string()).collect::<Vec<_>>()[..])
+        );
+        let labels = classes(&set.y);
+        assert_eq!(labels.len(), n);
+        let mut counts = [0usize; 10];
+        for &label in labels {
+            counts[label] += 1; // panics if a label is > 9
+        }
+        for (digit, count) in counts.iter().enumerate() {
+            assert!(
+                per_class.contains(count),
+                "{count} samples of digit {digit} out of {n}"
+            );
+        }
+        let min = set.x.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = set.x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!((min, max), (0.0, 1.0));
+    }
+    assert_eq!(classes(&mnist.train.y)[0], 5);
+    assert_eq!(classes(&mnist.test.y)[0], 7);
+    assert!(mnist::shipped_dir().ends_with("data/mnist"));
+}
+
+#[test]
+fn mnist_gzipped_and_plain_idx_load_alike() {
+    let (images, labels) = small_images();
+    let dir = temp_dir("gz-plain");
+    // The gzipped copies have no .gz ending: the format is detected from the content.
+    let plain = mnist::load_pair(
+        &write(&dir, "images-plain", &images),
+        &write(&dir, "labels-plain", &labels),
+    )
+    .expect("plain IDX loads");
+    let gzipped = mnist::load_pair(
+        &write(&dir, "images-gz", &gzip(&images)),
+        &write(&dir, "labels-gz", &gzip(&labels)),
+    )
+    .expect("gzipped IDX loads");
+    assert_eq!(plain, gzipped);
+    assert_eq!(plain.x.dim(), (3, 4));
+    assert_eq!(classes(&plain.y), &[7, 0, 9]);
+    let row0: Vec<f32> = plain.x.row(0).to_vec();
+    assert_eq!(row0, vec![0.0, 1.0, 0.2, 0.4]);
+    assert_eq!(
+        plain.feature_names,
+        ["pixel0", "pixel1", "pixel2", "pixel3"]
+    );
+
+    let raw = mnist::read_images(&dir.join("images-gz")).expect("images");
+    assert_eq!((raw.count, raw.rows, raw.cols), (3, 2, 2));
+    assert_eq!(raw.pixels[..4], [0, 255, 51, 102]);
+}
+
+#[test]
+fn mnist_dir_accepts_standard_gz_and_dotted_names() {
+    let standard = temp_dir("names-standard");
+    write_mnist_dir(
+        &standard,
+        [
+            "train-images-idx3-ubyte.gz",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte.gz",
+        ],
+        [true, false, false, true],
+    );
+    let dotted = temp_dir("names-dotted");
+    write_mnist_dir(
+        &dotted,
+        [
+            "train-images.idx3-ubyte",
+            "train-labels.idx1-ubyte.gz",
+            "t10k-images.idx3-ubyte.gz",
+            "t10k-labels.idx1-ubyte",
+        ],
+        [false, true, true, false],
+    );
+    let a = mnist::load_dir(&standard).expect("standard names load");
+    let b = data::load_mnist_dir(&dotted).expect("dotted names load");
+    assert_eq!(a, b);
+    assert_eq!(a.train.len(), 3);
+    assert_eq!(a.test.len(), 1);
+    assert_eq!(classes(&a.test.y), &[4]);
+    assert_eq!(
+        a.test.x.row(0).to_vec(),
+        [10.0, 20.0, 30.0, 40.0].map(|p| p / 255.0)
+    );
+}
+
+#[test]
+fn mnist_missing_file_in_dir_names_dir_and_candidates() {
+    let dir = temp_dir("missing");
+    write_mnist_dir(
+        &dir,
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+        [false; 4],
+    );
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    let message = data_error(mnist::load_dir(&dir));
+    assert_mentions(
+        &message,
+        &[
+            &dir.display().to_string(),
+            "t10k labels",
+            "t10k-labels-idx1-ubyte.gz",
+            "t10k-labels.idx1-ubyte",
+        ],
+    );
+    let message = data_error(mnist::load_dir(&dir.join("does-not-exist")));
+    assert_mentions(&message, &["not a directory"]);
+}
+
+#[test]
+fn mnist_truncated_files_are_rejected() {
+    let (images, labels) = small_images();
+    let dir = temp_dir("truncated");
+    let labels = write(&dir, "labels", &labels);
+
+    // Data cut short, plain and gzipped (the gzip stream itself intact).
+    for (name, bytes) in [
+        ("short", images[..images.len() - 1].to_vec()),
+        ("short.gz", gzip(&images[..images.len() - 5])),
+    ] {
+        let message = data_error(mnist::load_pair(&write(&dir, name, &bytes), &labels));
+        assert_mentions(&message, &["truncated", "12 bytes", "16-byte header"]);
+    }
+    // Cut inside the header.
+    let message = data_error(mnist::read_images(&write(&dir, "header", &images[..10])));
+    assert_mentions(&message, &["truncated header", "byte 10"]);
+    let message = data_error(mnist::read_images(&write(&dir, "tiny", &images[..2])));
+    assert_mentions(&message, &["truncated", "magic"]);
+    let message = data_error(mnist::read_images(&write(&dir, "empty", &[])));
+    assert_mentions(&message, &["truncated"]);
+    // A gzip stream cut in the middle.
+    let compressed = gzip(&images);
+    let message = data_error(mnist::read_images(&write(
+        &dir,
+        "cut.gz",
+        &compressed[..compressed.len() - 6],
+    )));
+    assert_mentions(&message, &["gzip"]);
+    // Bytes past the announced data are not silently ignored.
+    let mut long = images.clone();
+    long.extend_from_slice(&[1, 2, 3]);
+    let message = data_error(mnist::read_images(&write(&dir, "long", &long)));
+    assert_mentions(&message, &["unexpected data at byte 28", "3 bytes"]);
+}
+
+#[test]
+fn mnist_foreign_files_are_rejected_by_magic() {
+    let (images, labels) = small_images();
+    let dir = temp_dir("magic");
+    let message = data_error(mnist::read_images(&write(
+        &dir,
+        "zip",
+        b"PK\x03\x04 this is not an IDX file at all",
+    )));
+    assert_mentions(&message, &["not an IDX file", "0x504b0304", "0x00000803"]);
+    // A label file where images are expected, and the other way round.
+    let message = data_error(mnist::read_images(&write(&dir, "labels", &labels)));
+    assert_mentions(&message, &["byte 3", "label file", "0x00000803"]);
+    let message = data_error(mnist::read_labels(&write(
+        &dir,
+        "images.gz",
+        &gzip(&images),
+    )));
+    assert_mentions(&message, &["byte 3", "image file", "0x00000801"]);
+    // IDX, but of 32-bit floats.
+    let mut floats = images.clone();
+    floats[2] = 0x0d;
+    let message = data_error(mnist::read_images(&write(&dir, "floats", &floats)));
+    assert_mentions(&message, &["byte 2", "data type 0x0d"]);
+}
+
+#[test]
+fn mnist_absurd_claimed_sizes_are_rejected_before_allocating() {
+    let dir = temp_dir("huge");
+    let pixels = [0u8; 784];
+    let huge = idx_images(u32::MAX, 28, 28, &pixels);
+    for (name, bytes) in [("huge", huge.clone()), ("huge.gz", gzip(&huge))] {
+        let message = data_error(mnist::read_images(&write(&dir, name, &bytes)));
+        assert_mentions(
+            &message,
+            &["header claims", "4294967295 images of 28 x 28 pixels"],
+        );
+    }
+    let all_max = idx_images(u32::MAX, u32::MAX, u32::MAX, &pixels);
+    let message = data_error(mnist::read_images(&write(&dir, "max", &all_max)));
+    assert_mentions(
+        &message,
+        &[
+            "header claims",
+            "4294967295 images of 4294967295 x 4294967295 pixels",
+        ],
+    );
+
+    let mut huge_labels = idx_labels(&[1, 2, 3]);
+    huge_labels[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    let message = data_error(mnist::read_labels(&write(&dir, "labels", &huge_labels)));
+    assert_mentions(&message, &["truncated", "4294967295 labels", "only 3"]);
+
+    let zero = idx_images(0, 28, 28, &[]);
+    let message = data_error(mnist::read_images(&write(&dir, "zero", &zero)));
+    assert_mentions(&message, &["dimension 0 has size 0"]);
+}
+
+#[test]
+fn mnist_count_mismatch_and_bad_labels_are_rejected() {
+    let (images, _) = small_images();
+    let dir = temp_dir("mismatch");
+    let images = write(&dir, "images", &images);
+    let two_labels = write(&dir, "labels", &idx_labels(&[1, 2]));
+    let message = data_error(mnist::load_pair(&images, &two_labels));
+    assert_mentions(&message, &["2 labels", "3 images"]);
+
+    let bad = write(&dir, "bad-labels", &idx_labels(&[1, 12, 3]));
+    let message = data_error(mnist::load_pair(&images, &bad));
+    assert_mentions(&message, &["label 12", "index 1", "byte offset 9"]);
+}
+
+#[test]
+fn mnist_unreadable_file_is_an_io_error() {
+    let dir = temp_dir("io");
+    match mnist::read_images(&dir.join("nope")) {
+        Err(WgradError::Io { path, .. }) => assert!(path.ends_with("nope")),
+        other => panic!("expected WgradError::Io, got {:?}", other.map(|_| ())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+#[test]
+fn csv_integer_labels_map_in_numeric_order() {
+    let dir = temp_dir("csv-int");
+    let path = write(
+        &dir,
+        "int.csv",
+        b"a,b,label\n1,2,10\n3,4,2\n5,6,3\n7,8,2\n9,10,03\n",
+    );
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("loads");
+    assert_eq!(set.x.dim(), (5, 2));
+    assert_eq!(set.x.row(4).to_vec(), [9.0, 10.0]);
+    assert_eq!(set.feature_names, ["a", "b"]);
+    assert_eq!(
+        set.class_names.as_deref(),
+        Some(&["2", "3", "10"].map(String::from)[..])
+    );
+    assert_eq!(classes(&set.y), &[2, 0, 1, 0, 1]);
+    assert_eq!(set.n_classes(), Some(3));
+}
+
+#[test]
+fn csv_string_labels_and_target_by_name() {
+    let dir = temp_dir("csv-str");
+    let path = write(
+        &dir,
+        "iris.csv",
+        b"sepal_length, species ,petal_width\n5.1,setosa,0.2\n\n6.3,virginica,1.8\n5.8 , versicolor, 1.2\n",
+    );
+    let set = data::load_csv(&path, Some("species"), CsvTask::Auto).expect("loads");
+    assert_eq!(set.feature_names, ["sepal_length", "petal_width"]);
+    assert_eq!(set.x.row(2).to_vec(), [5.8, 1.2]);
+    assert_eq!(
+        set.class_names.as_deref(),
+        Some(&["setosa", "versicolor", "virginica"].map(String::from)[..])
+    );
+    assert_eq!(classes(&set.y), &[0, 2, 1]);
+
+    // Known classes for an evaluation file: same indices, unknown labels rejected.
+    let names = set.class_names.clone().unwrap();
+    let again = data::load_csv_with_classes(&path, Some("species"), &names).expect("loads");
+    assert_eq!(again, set);
+    let reordered = ["virginica", "setosa", "versicolor"].map(String::from);
+    let again = data::load_csv_with_classes(&path, Some("species"), &reordered).unwrap();
+    assert_eq!(classes(&again.y), &[1, 0, 2]);
+    let message = data_error(data::load_csv_with_classes(
+        &path,
+        Some("species"),
+        &["setosa", "virginica"].map(String::from),
+    ));
+    assert_mentions(
+        &message,
+        &[
+            "line 5",
+            "column \"species\"",
+            "\"versicolor\"",
+            "\"setosa\"",
+        ],
+    );
+}
+
+#[test]
+fn csv_regression_and_task_choice() {
+    let dir = temp_dir("csv-reg");
+    let path = write(&dir, "reg.csv", b"x,y\n0.5,1.25\n-1,3\n2,-0.5\n");
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("loads");
+    assert_eq!(set.class_names, None);
+    assert_eq!(set.n_classes(), None);
+    assert_eq!(values(&set.y).column(0).to_vec(), [1.25, 3.0, -0.5]);
+
+    // Few integers: classes under Auto, values when asked for regression.
+    let ints = write(&dir, "ints.csv", b"x,y\n1,0\n2,1\n3,1\n");
+    let auto = data::load_csv(&ints, None, CsvTask::Auto).unwrap();
+    assert_eq!(classes(&auto.y), &[0, 1, 1]);
+    let reg = data::load_csv(&ints, None, CsvTask::Regression).unwrap();
+    assert_eq!(values(&reg.y).column(0).to_vec(), [0.0, 1.0, 1.0]);
+    // Many distinct integers: regression under Auto.
+    let mut many = String::from("x,y\n");
+    for i in 0..=data::csv::AUTO_MAX_CLASSES {
+        many.push_str(&format!("{i},{}\n", i * 7));
+    }
+    let many = write(&dir, "many.csv", many.as_bytes());
+    assert!(matches!(
+        data::load_csv(&many, None, CsvTask::Auto).unwrap().y,
+        Targets::Values(_)
+    ));
+    // Numbers forced into classes.
+    let forced = data::load_csv(&path, None, CsvTask::Classification).unwrap();
+    assert_eq!(forced.class_names.unwrap(), ["-0.5", "1.25", "3"]);
+    // Text can't be regressed.
+    let text = write(&dir, "text.csv", b"x,y\n1,cat\n");
+    let message = data_error(data::load_csv(&text, None, CsvTask::Regression));
+    assert_mentions(
+        &message,
+        &["line 2", "column \"y\"", "\"cat\" is not a number"],
+    );
+
+    assert_eq!("Regression".parse::<CsvTask>(), Ok(CsvTask::Regression));
+    assert_eq!("auto".parse::<CsvTask>(), Ok(CsvTask::Auto));
+    assert!("guess".parse::<CsvTask>().is_err());
+}
+
+#[test]
+fn csv_malformed_files_are_rejected_with_line_and_column() {
+    let dir = temp_dir("csv-bad");
+    let cases: &[(&str, &[u8], &[&str])] = &[
+        (
+            "number.csv",
+            b"sepal,petal_width,label\n1,2,a\n3,abc,b\n",
+            &[
+                "line 3",
+                "column \"petal_width\"",
+                "\"abc\" is not a number",
+            ],
+        ),
+        (
+            "nan.csv",
+            b"a,b,label\n1,NaN,a\n",
+            &["line 2", "column \"b\"", "not a finite number"],
+        ),
+        (
+            "inf.csv",
+            b"a,b,label\n1,2,a\n1e99,2,a\n",
+            &["line 3", "column \"a\"", "not a finite number"],
+        ),
+        (
+            "blank.csv",
+            b"a,b,label\n1,,a\n",
+            &["line 2", "column \"b\"", "empty value"],
+        ),
+        (
+            "ragged.csv",
+            b"a,b,label\n1,2,x\n1,2\n",
+            &["line 3", "2 fields", "3 columns"],
+        ),
+        ("empty.csv", b"", &["empty"]),
+        ("header-only.csv", b"a,b,label\n", &["no data rows"]),
+        (
+            "no-header.csv",
+            b"1,2,3\n4,5,6\n",
+            &["header row", "required"],
+        ),
+        (
+            "dup.csv",
+            b"a,a,label\n1,2,x\n",
+            &["\"a\"", "more than once"],
+        ),
+        ("one-column.csv", b"label\nx\n", &["no feature columns"]),
+        (
+            "empty-label.csv",
+            b"a,label\n1,\n",
+            &["line 2", "empty label"],
+        ),
+    ];
+    for (name, content, parts) in cases {
+        let path = write(&dir, name, content);
+        let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+        assert_mentions(&message, parts);
+        assert_mentions(&message, &[name]);
+    }
+    let path = write(&dir, "cols.csv", b"a,b,label\n1,2,x\n");
+    let message = data_error(data::load_csv(&path, Some("species"), CsvTask::Auto));
+    assert_mentions(&message, &["\"species\"", "\"a\", \"b\", \"label\""]);
+    match data::load_csv(&dir.join("absent.csv"), None, CsvTask::Auto) {
+        Err(WgradError::Io { .. }) => {}
+        other => panic!("expected WgradError::Io, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn csv_features_for_prediction() {
+    let dir = temp_dir("csv-features");
+    let path = write(&dir, "predict.csv", b"b,a,label\n1,2,x\n3,4,y\n");
+    let message = data_error(data::load_features(&path, None));
+    assert_mentions(&message, &["column \"label\"", "\"x\" is not a number"]);
+
+    let numbers = write(&dir, "numbers.csv", b"b,a\n1,2\n3,4\n");
+    let (x, names) = data::load_features(&numbers, None).expect("all columns");
+    assert_eq!(names, ["b", "a"]);
+    assert_eq!(x.row(1).to_vec(), [3.0, 4.0]);
+
+    let expected = ["a", "b"].map(String::from);
+    let (x, names) = data::load_features(&path, Some(&expected)).expect("selected columns");
+    assert_eq!(names, expected);
+    assert_eq!(x.row(0).to_vec(), [2.0, 1.0]);
+
+    let message = data_error(data::load_features(
+        &path,
+        Some(&["a", "c", "d"].map(String::from)),
+    ));
+    assert_mentions(
+        &message,
+        &["missing columns \"c\", \"d\"", "\"b\", \"a\", \"label\""],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dataset, split, synthetic sets
+
+/// 10 samples whose single feature is their index, labelled by parity.
+fn indexed(n: usize) -> Dataset {
+    Dataset {
+        x: Array2::from_shape_fn((n, 1), |(i, _)| i as f32),
+        y: Targets::Classes((0..n).map(|i| i % 2).collect()),
+        feature_names: vec!["i".into()],
+        class_names: Some(vec!["even".into(), "odd".into()]),
+    }
+}
+
+#[test]
+fn select_keeps_rows_in_order_and_names() {
+    let set = indexed(10);
+    let picked = set.select(&[7, 2, 2]);
+    assert_eq!(picked.x.column(0).to_vec(), [7.0, 2.0, 2.0]);
+    assert_eq!(classes(&picked.y), &[1, 0, 0]);
+    assert_eq!(picked.feature_names, set.feature_names);
+    assert_eq!(picked.class_names, set.class_names);
+
+    let (x, y) = data::regression_curve(5, 0.0, 1);
+    let reg = Dataset {
+        x,
+        y: Targets::Values(y.clone()),
+        feature_names: vec!["x0".into()],
+        class_names: None,
+    };
+    assert_eq!(
+        values(&reg.select(&[4, 0]).y).column(0).to_vec(),
+        [y[[4, 0]], y[[0, 0]]]
+    );
+    assert!(!reg.is_empty());
+}
+
+#[test]
+fn split_sizes_disjoint_and_seeded() {
+    let set = indexed(100);
+    let (train, validation) = set.split(0.2, 42).expect("splits");
+    assert_eq!((train.len(), validation.len()), (80, 20));
+    let mut all: Vec<usize> = train
+        .x
+        .iter()
+        .chain(validation.x.iter())
+        .map(|&v| v as usize)
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..100).collect::<Vec<_>>(), "disjoint and complete");
+    for part in [&train, &validation] {
+        for (x, &y) in part.x.iter().zip(classes(&part.y)) {
+            assert_eq!(*x as usize % 2, y, "labels follow their rows");
+        }
+    }
+    let ordered: Vec<f32> = validation.x.iter().copied().collect();
+    assert_ne!(
+        ordered,
+        (0..20).map(|i| i as f32).collect::<Vec<_>>(),
+        "shuffled"
+    );
+    assert_eq!(
+        set.split(0.2, 42).unwrap(),
+        (train.clone(), validation.clone())
+    );
+    assert_ne!(set.split(0.2, 43).unwrap().1, validation);
+
+    for bad in [0.0, 1.0, -0.5, 1.5, f32::NAN] {
+        let message = data_error(set.split(bad, 0));
+        assert_mentions(&message, &["not in (0, 1)"]);
+    }
+    let message = data_error(indexed(3).split(0.1, 0));
+    assert_mentions(&message, &["0 for validation"]);
+    let message = data_error(indexed(3).split(0.9, 0));
+    assert_mentions(&message, &["0 for training"]);
+}
+
+#[test]
+fn synthetic_sets_have_advertised_shapes_and_are_seeded() {
+    let expected: [(&str, usize, usize, Option<usize>); 5] = [
+        ("xor", 4, 2, Some(2)),
+        ("moons", 500, 2, Some(2)),
+        ("spirals", 900, 2, Some(3)),
+        ("blobs", 1000, 2, Some(4)),
+        ("regression", 500, 1, None),
+    ];
+    assert_eq!(
+        data::SYNTHETIC_NAMES,
+        expected.map(|(name, ..)| name).as_slice()
+    );
+    for (name, n, features, n_classes) in expected {
+        let set = data::synthetic(name, 7).unwrap_or_else(|| panic!("{name} is known"));
+        assert_eq!(set.x.dim(), (n, features), "{name}");
+        assert_eq!(set.y.len(), n, "{name}");
+        assert_eq!(set.feature_names.len(), features, "{name}");
+        assert_eq!(set.feature_names[0], "x0");
+        assert_eq!(set.n_classes(), n_classes, "{name}");
+        if let Some(k) = n_classes {
+            let names = set.class_names.as_ref().unwrap();
+            assert_eq!(names, &(0..k).map(|c| c.to_string()).collect::<Vec<_>>());
+            assert!(classes(&set.y).iter().all(|&c| c < k));
+        }
+        assert!(set.x.iter().all(|v| v.is_finite()));
+        assert_eq!(
+            data::synthetic(name, 7).unwrap(),
+            set,
+            "{name} is reproducible"
+        );
+        if name != "xor" {
+            assert_ne!(
+                data::synthetic(name, 8).unwrap(),
+                set,
+                "{name} depends on the seed"
+            );
+        }
+    }
+    assert!(data::synthetic("mnist", 0).is_none());
+}
+
+#[test]
+fn moons_and_regression_curve_follow_their_formulas() {
+    let (x, y) = data::moons(50, 0.0, 3);
+    assert_eq!(x.dim(), (100, 2));
+    assert_eq!(y.iter().filter(|&&c| c == 1).count(), 50);
+    for (row, &class) in x.rows().into_iter().zip(&y) {
+        let (cx, cy) = if class == 0 { (0.0, 0.0) } else { (1.0, 0.5) };
+        let radius = ((row[0] - cx).powi(2) + (row[1] - cy).powi(2)).sqrt();
+        assert!(
+            (radius - 1.0).abs() < 1e-5,
+            "noise-free moons lie on unit arcs"
+        );
+        assert!(if class == 0 {
+            row[1] >= -1e-6
+        } else {
+            row[1] <= 0.5 + 1e-6
+        });
+    }
+    let (noisy, _) = data::moons(50, 0.1, 3);
+    assert_ne!(noisy, x);
+
+    let (x, y) = data::regression_curve(2000, 0.1, 5);
+    assert_eq!((x.dim(), y.dim()), ((2000, 1), (2000, 1)));
+    assert!(x.iter().all(|v| (-3.0..=3.0).contains(v)));
+    let residuals: Vec<f32> = x
+        .iter()
+        .zip(y.iter())
+        .map(|(&x, &y)| y - (x.sin() + 0.1 * x * x))
+        .collect();
+    let mean = residuals.iter().sum::<f32>() / 2000.0;
+    let std = (residuals.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / 2000.0).sqrt();
+    assert!(mean.abs() < 0.02, "noise mean {mean}");
+    assert!((std - 0.1).abs() < 0.01, "noise std {std}");
+}
