@@ -101,7 +101,8 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// The main job: MNIST 784-128-10, ReLU, Adam, batch 128, 5 epochs, on the best device.
+    /// The main job: MNIST 784-128-10, ReLU, Adam (lr 0.002), batch 128, 5 epochs, on the best
+    /// device.
     pub fn main_job() -> TrainArgs {
         TrainArgs {
             data: "mnist".into(),
@@ -112,7 +113,7 @@ impl TrainArgs {
             output_activation: None,
             loss: None,
             optimizer: "adam".into(),
-            lr: None,
+            lr: Some(0.002),
             momentum: 0.9,
             epochs: Some(5),
             batch_size: 128,
