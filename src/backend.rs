@@ -38,6 +38,23 @@ pub struct StepParams {
     pub clip_norm: f32,
 }
 
+impl StepParams {
+    /// A forward pass without training (no dropout, no update) over `rows` rows from row 0.
+    pub fn inference(rows: usize) -> StepParams {
+        StepParams {
+            rows,
+            batch_start: 0,
+            step: 0,
+            seed: 0,
+            training: false,
+            learning_rate: 0.0,
+            bias_correction1: 1.0,
+            bias_correction2: 1.0,
+            clip_norm: 0.0,
+        }
+    }
+}
+
 /// Loss and accuracy counts accumulated on the device since the last read.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Metrics {

@@ -234,20 +234,6 @@ impl CpuBackend {
         self.backward(&step);
         (metrics.mean_loss(), self.grads.clone())
     }
-
-    fn inference_step(rows: usize) -> StepParams {
-        StepParams {
-            rows,
-            batch_start: 0,
-            step: 0,
-            seed: 0,
-            training: false,
-            learning_rate: 0.0,
-            bias_correction1: 1.0,
-            bias_correction2: 1.0,
-            clip_norm: 0.0,
-        }
-    }
 }
 
 impl Backend for CpuBackend {
@@ -297,7 +283,7 @@ impl Backend for CpuBackend {
         for start in (0..n).step_by(batch) {
             let rows = batch.min(n - start);
             self.gather(slot, start..start + rows);
-            self.forward(&Self::inference_step(rows));
+            self.forward(&StepParams::inference(rows));
             let m = self.output_stage(rows);
             total.loss_sum += m.loss_sum;
             total.correct += m.correct;
@@ -318,7 +304,7 @@ impl Backend for CpuBackend {
             input
                 .slice_mut(s![..rows, ..])
                 .assign(&x.slice(s![start..start + rows, ..]));
-            self.forward(&Self::inference_step(rows));
+            self.forward(&StepParams::inference(rows));
             out.slice_mut(s![start..start + rows, ..])
                 .assign(&self.work.activations[last].slice(s![..rows, ..]));
         }

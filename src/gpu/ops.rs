@@ -20,17 +20,13 @@ fn flat(a: ArrayView2<f32>) -> Vec<f32> {
     a.as_standard_layout().iter().copied().collect()
 }
 
+/// The step whose dropout masks are `dropout`'s (no dropout: an inference step).
 fn step_for(dropout: Option<Dropout>) -> StepParams {
     StepParams {
-        rows: 0,
-        batch_start: 0,
         step: dropout.map_or(0, |d| d.step),
         seed: dropout.map_or(0, |d| d.seed),
         training: dropout.is_some(),
-        learning_rate: 0.0,
-        bias_correction1: 1.0,
-        bias_correction2: 1.0,
-        clip_norm: 0.0,
+        ..StepParams::inference(0)
     }
 }
 

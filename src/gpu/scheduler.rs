@@ -142,7 +142,7 @@ impl GpuBackend {
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
         let [used1, used2] = spec.optimizer.state_vectors();
         let model = ModelBuffers {
-            step: ctx.uniform("step", &StepUniform::from(&inference_step(0))),
+            step: ctx.uniform("step", &StepUniform::from(&StepParams::inference(0))),
             params: ctx.storage_from("parameters", params)?,
             grads: ctx.storage("gradients", layout.len)?,
             state1: ctx.storage("optimizer state", state_len(used1))?,
@@ -303,20 +303,6 @@ impl GpuBackend {
             correct: values[1] as f64,
             count: values[2] as f64,
         })
-    }
-}
-
-fn inference_step(rows: usize) -> StepParams {
-    StepParams {
-        rows,
-        batch_start: 0,
-        step: 0,
-        seed: 0,
-        training: false,
-        learning_rate: 0.0,
-        bias_correction1: 1.0,
-        bias_correction2: 1.0,
-        clip_norm: 0.0,
     }
 }
 
@@ -617,7 +603,7 @@ impl Backend for GpuBackend {
         for start in (0..rows).step_by(batch) {
             let step = StepParams {
                 batch_start: start,
-                ..inference_step(batch.min(rows - start))
+                ..StepParams::inference(batch.min(rows - start))
             };
             self.run(Program::Evaluate(slot), &step, |_| {})?;
         }
@@ -636,7 +622,7 @@ impl Backend for GpuBackend {
             let rows = batch.min(n - start);
             let step = StepParams {
                 batch_start: start,
-                ..inference_step(rows)
+                ..StepParams::inference(rows)
             };
             let probabilities = &self.work.probabilities.clone();
             self.run(Program::Predict, &step, |encoder| {
