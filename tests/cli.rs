@@ -6,16 +6,27 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn wgrad(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).output().expect("the wgrad binary runs")
+    Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(args)
+        .output()
+        .expect("the wgrad binary runs")
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn ok(args: &[&str]) -> String {
     let output = wgrad(args);
-    assert!(output.status.success(), "wgrad {args:?} failed:\n{}", text(&output));
+    assert!(
+        output.status.success(),
+        "wgrad {args:?} failed:\n{}",
+        text(&output)
+    );
     text(&output)
 }
 
@@ -36,7 +47,10 @@ fn train_eval_predict_summary_on_a_csv_file() {
     // Two string classes separated by x0 + x1, a third column of noise.
     let mut csv = String::from("x0,x1,noise,label\n");
     for i in 0..200 {
-        let (a, b) = (((i * 37) % 101) as f32 / 50.0 - 1.0, ((i * 53) % 97) as f32 / 48.0 - 1.0);
+        let (a, b) = (
+            ((i * 37) % 101) as f32 / 50.0 - 1.0,
+            ((i * 53) % 97) as f32 / 48.0 - 1.0,
+        );
         let label = if a + b > 0.0 { "up" } else { "down" };
         csv += &format!("{a},{b},{},{label}\n", (i % 7) as f32);
     }
@@ -44,42 +58,114 @@ fn train_eval_predict_summary_on_a_csv_file() {
     std::fs::write(&data, &csv).unwrap();
     let model = dir.join("model");
     let out = ok(&[
-        "train", "--data", &format!("csv:{}", s(&data)), "--layers", "3,16,2", "--epochs", "30", "--batch-size", "16",
-        "--lr", "0.01", "--validation-split", "0.2", "--device", "cpu", "--out", s(&model),
+        "train",
+        "--data",
+        &format!("csv:{}", s(&data)),
+        "--layers",
+        "3,16,2",
+        "--epochs",
+        "30",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--validation-split",
+        "0.2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&model),
     ]);
     assert!(out.contains("validation accuracy"), "{out}");
-    for file in ["model.safetensors", "model.json", "history.csv", "history.json", "history.png", "checkpoint.json"] {
+    for file in [
+        "model.safetensors",
+        "model.json",
+        "history.csv",
+        "history.json",
+        "history.png",
+        "checkpoint.json",
+    ] {
         assert!(model.join(file).exists(), "{file} missing");
     }
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 31, "a header and 30 epochs");
-    assert!(std::fs::read(model.join("history.png")).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        std::fs::read(model.join("history.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG\r\n\x1a\n")
+    );
 
-    let eval = ok(&["eval", "--model", s(&model), "--data", &format!("csv:{}", s(&data)), "--device", "cpu"]);
-    let accuracy: f32 = eval.split("accuracy ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    let eval = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        &format!("csv:{}", s(&data)),
+        "--device",
+        "cpu",
+    ]);
+    let accuracy: f32 = eval
+        .split("accuracy ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(accuracy > 90.0, "{eval}");
-    assert!(eval.contains("confusion matrix") && eval.contains("down") && eval.contains("up"), "{eval}");
+    assert!(
+        eval.contains("confusion matrix") && eval.contains("down") && eval.contains("up"),
+        "{eval}"
+    );
 
     // Prediction inputs: the feature columns in another order, without the label.
     let mut inputs = String::from("noise,x1,x0\n");
     inputs += "1,0.9,0.8\n2,-0.9,-0.7\n";
     std::fs::write(dir.join("new.csv"), inputs).unwrap();
     let predictions = dir.join("predictions.csv");
-    ok(&["predict", "--model", s(&model), "--input", s(&dir.join("new.csv")), "--output", s(&predictions), "--device", "cpu"]);
+    ok(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&dir.join("new.csv")),
+        "--output",
+        s(&predictions),
+        "--device",
+        "cpu",
+    ]);
     let written = std::fs::read_to_string(&predictions).unwrap();
     let lines: Vec<&str> = written.lines().collect();
     assert_eq!(lines[0], "class,p_down,p_up");
-    assert!(lines[1].starts_with("up,") && lines[2].starts_with("down,"), "{written}");
+    assert!(
+        lines[1].starts_with("up,") && lines[2].starts_with("down,"),
+        "{written}"
+    );
 
     let summary = ok(&["summary", "--model", s(&model)]);
-    assert!(summary.contains("layers.0 (Dense)") && summary.contains("Total params: 98"), "{summary}");
+    assert!(
+        summary.contains("layers.0 (Dense)") && summary.contains("Total params: 98"),
+        "{summary}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn synthetic_data_writes_a_decision_boundary() {
     let dir = temp_dir("moons");
-    let out = ok(&["train", "--data", "moons", "--epochs", "5", "--device", "cpu", "--out", s(&dir), "--quiet"]);
+    let out = ok(&[
+        "train",
+        "--data",
+        "moons",
+        "--epochs",
+        "5",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
+        "--quiet",
+    ]);
     assert!(out.contains("test accuracy"), "{out}");
     let png = std::fs::read(dir.join("boundary.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5000);
@@ -93,25 +179,49 @@ fn devices_lists_the_adapters() {
         eprintln!("SKIPPED adapter check of devices_lists_the_adapters: WGRAD_SKIP_GPU=1 is set");
         return;
     }
-    assert!(out.contains("| Vulkan |") || out.contains("| Metal |") || out.contains("| Dx12 |"), "no adapter listed:\n{out}");
+    assert!(
+        out.contains("| Vulkan |") || out.contains("| Metal |") || out.contains("| Dx12 |"),
+        "no adapter listed:\n{out}"
+    );
 }
 
 #[test]
 fn bad_options_are_clear_errors() {
     let cases: [(&[&str], &str); 6] = [
         (&["train", "--data", "cifar"], "unknown data set"),
-        (&["train", "--data", "xor", "--layers", "3,4,1"], "the data has 2 feature columns"),
-        (&["train", "--data", "xor", "--layers", "2,x,1"], "'x' is not a layer width"),
-        (&["train", "--data", "xor", "--schedule", "step:0:0.5"], "every"),
-        (&["train", "--data", "csv:/no/such/file.csv"], "/no/such/file.csv"),
-        (&["eval", "--model", "/no/such/model", "--data", "xor"], "/no/such/model"),
+        (
+            &["train", "--data", "xor", "--layers", "3,4,1"],
+            "the data has 2 feature columns",
+        ),
+        (
+            &["train", "--data", "xor", "--layers", "2,x,1"],
+            "'x' is not a layer width",
+        ),
+        (
+            &["train", "--data", "xor", "--schedule", "step:0:0.5"],
+            "every",
+        ),
+        (
+            &["train", "--data", "csv:/no/such/file.csv"],
+            "/no/such/file.csv",
+        ),
+        (
+            &["eval", "--model", "/no/such/model", "--data", "xor"],
+            "/no/such/model",
+        ),
     ];
     for (args, expected) in cases {
         let output = wgrad(args);
         assert!(!output.status.success(), "wgrad {args:?} succeeded");
         let message = text(&output);
-        assert!(message.contains(expected), "wgrad {args:?}: {message:?} does not mention {expected:?}");
-        assert!(!message.contains("panicked"), "wgrad {args:?} panicked: {message}");
+        assert!(
+            message.contains(expected),
+            "wgrad {args:?}: {message:?} does not mention {expected:?}"
+        );
+        assert!(
+            !message.contains("panicked"),
+            "wgrad {args:?} panicked: {message}"
+        );
     }
 }
 
@@ -119,10 +229,28 @@ fn bad_options_are_clear_errors() {
 fn a_killed_run_resumes_from_its_last_checkpoint() {
     let dir = temp_dir("resume");
     let args = [
-        "train", "--data", "spirals", "--layers", "2,256,256,3", "--epochs", "400", "--batch-size", "8", "--device", "cpu",
-        "--quiet", "--no-plots", "--out", s(&dir),
+        "train",
+        "--data",
+        "spirals",
+        "--layers",
+        "2,256,256,3",
+        "--epochs",
+        "400",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--no-plots",
+        "--out",
+        s(&dir),
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Kill it (SIGKILL) once a few checkpoints exist, mid-epoch or mid-write.
     let started = Instant::now();
     loop {
@@ -130,18 +258,44 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         if history.lines().count() > 3 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint after 2 minutes");
-        assert!(child.try_wait().unwrap().is_none(), "training finished before it could be killed");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 2 minutes"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "training finished before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let out = ok(&["train", "--resume", s(&dir), "--epochs", "12", "--device", "cpu"]);
+    let out = ok(&[
+        "train",
+        "--resume",
+        s(&dir),
+        "--epochs",
+        "12",
+        "--device",
+        "cpu",
+    ]);
     assert!(out.contains("12 epochs in"), "{out}");
     let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
-    let epochs: Vec<usize> = history.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
-    assert_eq!(epochs, (1..=12).collect::<Vec<_>>(), "every epoch once, in order");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().contains(".tmp")).collect();
+    let epochs: Vec<usize> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        epochs,
+        (1..=12).collect::<Vec<_>>(),
+        "every epoch once, in order"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     ok(&["summary", "--model", s(&dir)]);
     std::fs::remove_dir_all(dir).unwrap();
