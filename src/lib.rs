@@ -20,6 +20,7 @@
 //! training loop both share; [`data`] holds built-in data sets.
 
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod cpu;
 pub mod data;

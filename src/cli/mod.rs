@@ -44,6 +44,8 @@ enum Command {
     Predict(PredictArgs),
     /// List every GPU adapter wgpu finds, best first.
     Devices,
+    /// Time the standard benchmark set (matmul GFLOP/s, training samples/s) per device.
+    Bench(BenchArgs),
     /// Print a saved model's layers, shapes and parameter counts.
     Summary {
         #[arg(long)]
@@ -112,6 +114,18 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct BenchArgs {
+    /// Devices to time: cpu, gpu or both.
+    #[arg(long, default_value = "both")]
+    devices: String,
+    /// Smaller sizes and fewer steps, and no (d); for software adapters or a first look.
+    #[arg(long)]
+    quick: bool,
+    #[command(flatten)]
+    gpu: DeviceArgs,
+}
+
+#[derive(Args)]
 struct PredictArgs {
     #[arg(long)]
     model: PathBuf,
@@ -140,7 +154,26 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Summary { model }) => summary(&model),
+        Some(Command::Bench(args)) => bench(args),
     }
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let gpu = match args.gpu.device()? {
+        Device::Gpu(choice) => Device::Gpu(choice),
+        _ => Device::Gpu(AdapterChoice::default()),
+    };
+    let devices = match args.devices.as_str() {
+        "cpu" => vec![Device::Cpu],
+        "gpu" => vec![gpu],
+        "both" => vec![Device::Cpu, gpu],
+        other => {
+            return Err(WgradError::InvalidModel(format!(
+                "--devices: '{other}' is not cpu, gpu or both"
+            )));
+        }
+    };
+    crate::bench::run(&devices, args.quick)
 }
 
 fn devices() {

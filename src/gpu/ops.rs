@@ -95,6 +95,48 @@ impl KernelRunner {
         self.read2(&c_buf, m, n)
     }
 
+    /// Seconds per C[M,N] = A·B on random-free constant inputs, timed over `repeats`
+    /// dispatches recorded into one submission after one warm-up dispatch: the kernel's own
+    /// speed, without uploads or read-backs.
+    pub fn time_matmul(&mut self, m: usize, n: usize, k: usize, repeats: usize) -> Result<f64> {
+        let step = self.step_buffer(&StepParams::inference(0));
+        let a = self.ctx.storage_from("a", &vec![0.5f32; m * k])?;
+        let b = self.ctx.storage_from("b", &vec![0.25f32; k * n])?;
+        let c = self.ctx.storage("c", m * n)?;
+        let dims = MatmulDims {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            layer: 0,
+            dropout_rate: 0.0,
+            _pad: [0; 3],
+        };
+        let d = self.kernels.matmul(
+            &self.ctx,
+            &step,
+            MatmulForm::AB,
+            Epilogue::None,
+            dims,
+            View::whole(&a),
+            View::whole(&b),
+            View::whole(&a),
+            View::whole(&c),
+        )?;
+        self.submit(&d)?;
+        self.ctx.read(&c, 0, 1)?;
+        let started = std::time::Instant::now();
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for _ in 0..repeats {
+                d.record(&mut pass);
+            }
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.read(&c, 0, 1)?;
+        Ok(started.elapsed().as_secs_f64() / repeats as f64)
+    }
+
     /// Twin of [`crate::cpu::ops::matmul`].
     pub fn matmul(
         &mut self,
