@@ -120,7 +120,7 @@ pub fn training_samples_per_second(case: &TrainCase, device: &Device, steps: usi
 /// steps (for software adapters, or a first look).
 pub fn run(devices: &[Device], quick: bool) -> Result<()> {
     let sizes: &[usize] = if quick { &[256, 1024] } else { &[1024, 4096] };
-    println!("{:<28} {:>16}  {}", "benchmark", "figure", "device");
+    println!("{:<28} {:>16}  device", "benchmark", "figure");
     for device in devices {
         let name = match device {
             Device::Cpu => "CPU".to_string(),
