@@ -15,8 +15,8 @@
 // Dispatch: workgroups (ceil(N/32), ceil(M/32), 1) of 8×8 invocations; invocation (x, y)
 // computes the 4×4 block of C at rows 4y.., columns 4x.., straight from memory (on lavapipe
 // this measured twice as fast as staging 64×64 tiles through workgroup memory; tiling per
-// adapter is the speed issue's work). Out-of-range rows and columns read as 0 and are not
-// written.
+// adapter is the speed issue's work). Rows and columns past the edge are computed from
+// clamped indices and not written.
 
 override FORM: u32 = 0u;
 override EPILOGUE: u32 = 0u;
@@ -39,28 +39,6 @@ struct Dims {
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
-
-// op(A)[row, kk], 0 outside the matrix.
-fn load_a(row: u32, kk: u32) -> f32 {
-    if (row >= dims.m || kk >= dims.k) {
-        return 0.0;
-    }
-    if (FORM == 2u) {
-        return a[kk * dims.m + row];
-    }
-    return a[row * dims.k + kk];
-}
-
-// op(B)[kk, col], 0 outside the matrix.
-fn load_b(kk: u32, col: u32) -> f32 {
-    if (kk >= dims.k || col >= dims.n) {
-        return 0.0;
-    }
-    if (FORM == 1u) {
-        return b[col * dims.k + kk];
-    }
-    return b[kk * dims.n + col];
-}
 
 // The epilogue for one output element.
 fn finish(row: u32, col: u32, acc: f32) {
@@ -89,17 +67,47 @@ fn finish_row(row: u32, col: u32, acc: vec4<f32>) {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y * 4u;
     let col = gid.x * 4u;
+    if (row >= dims.m || col >= dims.n) {
+        return;
+    }
+    // Element strides of op(A) along rows and K, and of op(B) along K and columns.
+    var a_row_stride = dims.k;
+    var a_k_stride = 1u;
+    if (FORM == 2u) {
+        a_row_stride = 1u;
+        a_k_stride = dims.m;
+    }
+    var b_k_stride = dims.n;
+    var b_col_stride = 1u;
+    if (FORM == 1u) {
+        b_k_stride = 1u;
+        b_col_stride = dims.k;
+    }
+    // Rows and columns past the edge repeat the last one: their results are never written,
+    // and the loop needs no bounds checks.
+    let last_row = dims.m - 1u;
+    let last_col = dims.n - 1u;
+    let a0 = min(row, last_row) * a_row_stride;
+    let a1 = min(row + 1u, last_row) * a_row_stride;
+    let a2 = min(row + 2u, last_row) * a_row_stride;
+    let a3 = min(row + 3u, last_row) * a_row_stride;
+    let b0 = min(col, last_col) * b_col_stride;
+    let b1 = min(col + 1u, last_col) * b_col_stride;
+    let b2 = min(col + 2u, last_col) * b_col_stride;
+    let b3 = min(col + 3u, last_col) * b_col_stride;
     // Rows row .. row+4 and columns col .. col+4 of C, one vec4 per row.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var k = 0u; k < dims.k; k++) {
-        let b = vec4<f32>(load_b(k, col), load_b(k, col + 1u), load_b(k, col + 2u), load_b(k, col + 3u));
-        acc0 = fma(vec4<f32>(load_a(row, k)), b, acc0);
-        acc1 = fma(vec4<f32>(load_a(row + 1u, k)), b, acc1);
-        acc2 = fma(vec4<f32>(load_a(row + 2u, k)), b, acc2);
-        acc3 = fma(vec4<f32>(load_a(row + 3u, k)), b, acc3);
+        let ak = k * a_k_stride;
+        let bk = k * b_k_stride;
+        let b = vec4<f32>(b[bk + b0], b[bk + b1], b[bk + b2], b[bk + b3]);
+        acc0 = fma(vec4<f32>(a[ak + a0]), b, acc0);
+        acc1 = fma(vec4<f32>(a[ak + a1]), b, acc1);
+        acc2 = fma(vec4<f32>(a[ak + a2]), b, acc2);
+        acc3 = fma(vec4<f32>(a[ak + a3]), b, acc3);
     }
     finish_row(row, col, acc0);
     finish_row(row + 1u, col, acc1);
