@@ -89,8 +89,10 @@ pub trait Backend {
     fn upload(&mut self, slot: Slot, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()>;
     /// The order in which [`Backend::train_step`] visits the `Train` slot's rows this epoch.
     fn set_order(&mut self, order: &[u32]) -> Result<()>;
-    /// Forward, loss, backward and update on rows `order[batch_start .. batch_start + rows]`.
-    fn train_step(&mut self, step: &StepParams) -> Result<()>;
+    /// For each step in order: forward, loss, backward and update on rows
+    /// `order[batch_start .. batch_start + rows]`. Several steps at once let the GPU record
+    /// them into one submission.
+    fn train_steps(&mut self, steps: &[StepParams]) -> Result<()>;
     /// Training metrics accumulated since the last call (then reset).
     fn take_train_metrics(&mut self) -> Result<Metrics>;
     /// Loss and accuracy over a whole slot, without training.

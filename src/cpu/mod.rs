@@ -214,6 +214,22 @@ impl CpuBackend {
         }
     }
 
+    fn train_step(&mut self, step: &StepParams) {
+        let order = std::mem::take(&mut self.order);
+        let rows = order[step.batch_start..step.batch_start + step.rows]
+            .iter()
+            .map(|&i| i as usize);
+        self.gather(Slot::Train, rows);
+        self.order = order;
+        self.forward(step);
+        let metrics = self.output_stage(step.rows);
+        self.train_metrics.loss_sum += metrics.loss_sum;
+        self.train_metrics.correct += metrics.correct;
+        self.train_metrics.count += metrics.count;
+        self.backward(step);
+        self.update(step);
+    }
+
     /// The mean loss of one batch and its gradient with respect to every parameter (flat
     /// layout, penalties excluded), without updating anything: what a finite-difference
     /// check compares against.
@@ -258,17 +274,10 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn train_step(&mut self, step: &StepParams) -> Result<()> {
-        let order = &self.order[step.batch_start..step.batch_start + step.rows];
-        let rows: Vec<usize> = order.iter().map(|&i| i as usize).collect();
-        self.gather(Slot::Train, rows.into_iter());
-        self.forward(step);
-        let metrics = self.output_stage(step.rows);
-        self.train_metrics.loss_sum += metrics.loss_sum;
-        self.train_metrics.correct += metrics.correct;
-        self.train_metrics.count += metrics.count;
-        self.backward(step);
-        self.update(step);
+    fn train_steps(&mut self, steps: &[StepParams]) -> Result<()> {
+        for step in steps {
+            self.train_step(step);
+        }
         Ok(())
     }
 

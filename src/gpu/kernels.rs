@@ -53,6 +53,30 @@ impl From<&StepParams> for StepUniform {
     }
 }
 
+/// Bytes between consecutive steps' uniforms in a step buffer: dynamic uniform offsets must
+/// be multiples of `min_uniform_buffer_offset_alignment`, which is at most 256.
+pub const STEP_STRIDE: u64 = 256;
+
+/// The step uniforms of consecutive steps, laid out at [`STEP_STRIDE`] for one write.
+pub fn step_buffer_bytes(steps: &[StepParams]) -> Vec<u8> {
+    let mut bytes = vec![0u8; steps.len() * STEP_STRIDE as usize];
+    for (chunk, step) in bytes.chunks_mut(STEP_STRIDE as usize).zip(steps) {
+        let uniform = StepUniform::from(step);
+        let raw = bytemuck::bytes_of(&uniform);
+        chunk[..raw.len()].copy_from_slice(raw);
+    }
+    bytes
+}
+
+/// Binding 0 of every kernel: one step's uniform, chosen by the dynamic offset.
+fn step_binding(step: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer: step,
+        offset: 0,
+        size: NonZeroU64::new(std::mem::size_of::<StepUniform>() as u64),
+    })
+}
+
 /// `Dims` in matmul.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -176,9 +200,10 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    pub fn record(&self, pass: &mut wgpu::ComputePass) {
+    /// Records the launch for the step whose uniform sits at entry `step` of the step buffer.
+    pub fn record(&self, pass: &mut wgpu::ComputePass, step: usize) {
         pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.set_bind_group(0, &self.bind_group, &[(step as u64 * STEP_STRIDE) as u32]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
@@ -211,7 +236,8 @@ impl Family {
                         Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
                         Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                     },
-                    has_dynamic_offset: false,
+                    // Binding 0 is the step uniform, one entry per step of a submission.
+                    has_dynamic_offset: i == 0,
                     min_binding_size: None,
                 },
                 count: None,
@@ -456,7 +482,7 @@ impl Kernels {
             1,
         ];
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             a.resource(),
             b.resource(),
@@ -483,7 +509,7 @@ impl Kernels {
         let n = logits.len / batch;
         let uniform = ctx.uniform("output dims", &SmallDims([n as u32, batch as u32, 0, 0]));
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             logits.resource(),
             targets.resource(),
@@ -516,7 +542,7 @@ impl Kernels {
         let n = logits.len / batch;
         let uniform = ctx.uniform("output dims", &SmallDims([n as u32, batch as u32, 0, 0]));
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             logits.resource(),
             logits.resource(),
@@ -544,7 +570,7 @@ impl Kernels {
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("reduce dims", &SmallDims([rows as u32, cols as u32, 0, 0]));
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             input.resource(),
             out.resource(),
@@ -563,7 +589,7 @@ impl Kernels {
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("reduce dims", &SmallDims([0; 4]));
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             row_stats.resource(),
             metrics.resource(),
@@ -591,7 +617,7 @@ impl Kernels {
             &SmallDims([input.len as u32, groups as u32, 0, 0]),
         );
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             input.resource(),
             partials.resource(),
@@ -615,7 +641,7 @@ impl Kernels {
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("reduce dims", &SmallDims([partials.len as u32, 0, 0, 0]));
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             partials.resource(),
             factor.resource(),
@@ -639,7 +665,7 @@ impl Kernels {
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("gather dims", &SmallDims([width as u32, 0, 0, 0]));
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             source.resource(),
             order.resource(),
@@ -676,7 +702,7 @@ impl Kernels {
         };
         let uniform = ctx.uniform("optimizer hyper-parameters", &hyper);
         let bindings = [
-            step.as_entire_binding(),
+            step_binding(step),
             uniform.as_entire_binding(),
             grads.resource(),
             params.resource(),

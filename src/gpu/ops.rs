@@ -45,7 +45,7 @@ impl KernelRunner {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            dispatch.record(&mut pass);
+            dispatch.record(&mut pass, 0);
         }
         self.ctx.queue.submit([encoder.finish()]);
         self.ctx.check()
@@ -129,7 +129,7 @@ impl KernelRunner {
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             for _ in 0..repeats {
-                d.record(&mut pass);
+                d.record(&mut pass, 0);
             }
         }
         self.ctx.queue.submit([encoder.finish()]);

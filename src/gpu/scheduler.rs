@@ -6,7 +6,9 @@
 //! metrics, predictions or parameters are asked for.
 
 use super::device::{AdapterChoice, GpuContext};
-use super::kernels::{DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use super::kernels::{
+    DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, STEP_STRIDE, View, step_buffer_bytes,
+};
 use crate::backend::{Backend, Metrics, Slot, StepParams};
 use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
@@ -129,6 +131,21 @@ pub struct GpuBackend {
 
 const DEFAULT_BATCH: usize = 256;
 
+/// Steps recorded into one command buffer and submitted together (the step buffer holds
+/// this many uniforms).
+const STEPS_PER_SUBMISSION: usize = 64;
+
+/// Inference steps covering `rows` rows in batches of `batch`.
+fn batch_steps(rows: usize, batch: usize) -> Vec<StepParams> {
+    (0..rows)
+        .step_by(batch)
+        .map(|start| StepParams {
+            batch_start: start,
+            ..StepParams::inference(batch.min(rows - start))
+        })
+        .collect()
+}
+
 impl GpuBackend {
     pub fn new(spec: &Sequential, params: &[f32], choice: &AdapterChoice) -> Result<Self> {
         let ctx = GpuContext::new(choice)?;
@@ -142,7 +159,12 @@ impl GpuBackend {
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
         let [used1, used2] = spec.optimizer.state_vectors();
         let model = ModelBuffers {
-            step: ctx.uniform("step", &StepUniform::from(&StepParams::inference(0))),
+            step: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("step uniforms"),
+                size: STEPS_PER_SUBMISSION as u64 * STEP_STRIDE,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
             params: ctx.storage_from("parameters", params)?,
             grads: ctx.storage("gradients", layout.len)?,
             state1: ctx.storage("optimizer state", state_len(used1))?,
@@ -267,29 +289,32 @@ impl GpuBackend {
         Ok(())
     }
 
-    /// Writes the step uniform, then records `program` into one compute pass (plus whatever
-    /// `after` adds to the encoder) and submits it.
+    /// Runs `program` once per step: the steps' uniforms are written in one go, then each
+    /// step is recorded as a compute pass (plus whatever `after` adds for it, given the step's
+    /// index), [`STEPS_PER_SUBMISSION`] steps to a command buffer and a submission.
     fn run(
         &mut self,
         program: Program,
-        step: &StepParams,
-        after: impl FnOnce(&mut wgpu::CommandEncoder),
+        steps: &[StepParams],
+        mut after: impl FnMut(usize, &mut wgpu::CommandEncoder),
     ) -> Result<()> {
         self.ensure_program(program)?;
-        self.ctx.queue.write_buffer(
-            &self.model.step,
-            0,
-            bytemuck::bytes_of(&StepUniform::from(step)),
-        );
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for dispatch in &self.programs[&program] {
-                dispatch.record(&mut pass);
+        for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMISSION).enumerate() {
+            self.ctx
+                .queue
+                .write_buffer(&self.model.step, 0, &step_buffer_bytes(chunk));
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            for i in 0..chunk.len() {
+                {
+                    let mut pass = encoder.begin_compute_pass(&Default::default());
+                    for dispatch in &self.programs[&program] {
+                        dispatch.record(&mut pass, i);
+                    }
+                }
+                after(chunk_index * STEPS_PER_SUBMISSION + i, &mut encoder);
             }
+            self.ctx.queue.submit([encoder.finish()]);
         }
-        after(&mut encoder);
-        self.ctx.queue.submit([encoder.finish()]);
         Ok(())
     }
 
@@ -583,14 +608,9 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
-    fn train_step(&mut self, step: &StepParams) -> Result<()> {
-        self.run(
-            Program::Train {
-                clipped: step.clip_norm > 0.0,
-            },
-            step,
-            |_| {},
-        )
+    fn train_steps(&mut self, steps: &[StepParams]) -> Result<()> {
+        let clipped = steps.iter().any(|s| s.clip_norm > 0.0);
+        self.run(Program::Train { clipped }, steps, |_, _| {})
     }
 
     fn take_train_metrics(&mut self) -> Result<Metrics> {
@@ -599,14 +619,8 @@ impl Backend for GpuBackend {
 
     fn evaluate(&mut self, slot: Slot) -> Result<Metrics> {
         let rows = self.data.get(&DataKey::User(slot)).map_or(0, |d| d.rows);
-        let batch = self.work.batch;
-        for start in (0..rows).step_by(batch) {
-            let step = StepParams {
-                batch_start: start,
-                ..StepParams::inference(batch.min(rows - start))
-            };
-            self.run(Program::Evaluate(slot), &step, |_| {})?;
-        }
+        let steps = batch_steps(rows, self.work.batch);
+        self.run(Program::Evaluate(slot), &steps, |_, _| {})?;
         self.read_metrics(&self.work.eval_metrics)
     }
 
@@ -617,24 +631,13 @@ impl Backend for GpuBackend {
         let results = self
             .ctx
             .storage(&format!("predictions [{n}, {out}]"), n * out)?;
-        let batch = self.work.batch;
-        for start in (0..n).step_by(batch) {
-            let rows = batch.min(n - start);
-            let step = StepParams {
-                batch_start: start,
-                ..StepParams::inference(rows)
-            };
-            let probabilities = &self.work.probabilities.clone();
-            self.run(Program::Predict, &step, |encoder| {
-                encoder.copy_buffer_to_buffer(
-                    probabilities,
-                    0,
-                    &results,
-                    (start * out * 4) as u64,
-                    (rows * out * 4) as u64,
-                );
-            })?;
-        }
+        let steps = batch_steps(n, self.work.batch);
+        let probabilities = self.work.probabilities.clone();
+        self.run(Program::Predict, &steps, |i, encoder| {
+            let (start, rows) = (steps[i].batch_start, steps[i].rows);
+            let (offset, bytes) = ((start * out * 4) as u64, (rows * out * 4) as u64);
+            encoder.copy_buffer_to_buffer(&probabilities, 0, &results, offset, bytes);
+        })?;
         let values = self.ctx.read(&results, 0, n * out)?;
         Ok(Array2::from_shape_vec((n, out), values).expect("read-back has n × outputs values"))
     }

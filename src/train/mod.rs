@@ -203,24 +203,32 @@ impl Model {
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, n);
             }
-            for batch_start in (0..n).step_by(config.batch_size) {
-                self.steps += 1;
-                let (bias_correction1, bias_correction2) =
-                    self.spec.optimizer.bias_corrections(self.steps);
-                let rows = config.batch_size.min(n - batch_start);
-                self.backend.train_step(&StepParams {
-                    rows,
-                    batch_start,
-                    step: self.steps as u32,
-                    seed: dropout_seed,
-                    training: true,
-                    learning_rate,
-                    bias_correction1,
-                    bias_correction2,
-                    clip_norm: config.clip_norm.unwrap_or(0.0),
-                })?;
+            let batch_starts: Vec<usize> = (0..n).step_by(config.batch_size).collect();
+            for chunk in batch_starts.chunks(STEPS_PER_CALL) {
+                let steps: Vec<StepParams> = chunk
+                    .iter()
+                    .map(|&batch_start| {
+                        self.steps += 1;
+                        let (bias_correction1, bias_correction2) =
+                            self.spec.optimizer.bias_corrections(self.steps);
+                        StepParams {
+                            rows: config.batch_size.min(n - batch_start),
+                            batch_start,
+                            step: self.steps as u32,
+                            seed: dropout_seed,
+                            training: true,
+                            learning_rate,
+                            bias_correction1,
+                            bias_correction2,
+                            clip_norm: config.clip_norm.unwrap_or(0.0),
+                        }
+                    })
+                    .collect();
+                self.backend.train_steps(&steps)?;
                 for callback in callbacks.iter_mut() {
-                    callback.on_step(rows);
+                    for step in &steps {
+                        callback.on_step(step.rows);
+                    }
                 }
             }
             let metrics = self.backend.take_train_metrics()?;
@@ -438,10 +446,15 @@ fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
     }
 }
 
+/// Training steps handed to the backend at once: the GPU records them into one submission;
+/// callbacks hear of them when the call returns.
+const STEPS_PER_CALL: usize = 64;
+
 /// Hooks into `fit_with`, like Keras callbacks: progress display, checkpoints.
 pub trait Callback {
     fn on_epoch_begin(&mut self, _epoch: usize, _samples: usize) {}
-    /// After each training step, with the rows it trained on (nothing is read from the device).
+    /// After each training step, with the rows it trained on (nothing is read from the device;
+    /// steps are reported in groups, as the backend finishes recording them).
     fn on_step(&mut self, _rows: usize) {}
     /// After each epoch, with the model and the history so far; an error stops training.
     fn on_epoch_end(&mut self, _model: &mut Model, _history: &History) -> Result<()> {
