@@ -154,10 +154,7 @@ impl CpuBackend {
 
     fn backward(&mut self, step: &StepParams) {
         for layer in (0..self.spec.layers.len()).rev() {
-            let (w, b) = (
-                self.layout.weight(layer).clone(),
-                self.layout.bias(layer).clone(),
-            );
+            let (w, b) = (self.layout.weight(layer), self.layout.bias(layer));
             let grad_weight = ArrayViewMut2::from_shape(
                 (w.shape[0], w.shape[1]),
                 &mut self.grads[w.offset..w.offset + w.len],
@@ -177,7 +174,7 @@ impl CpuBackend {
                 let (lower, upper) = self.work.grad_outputs.split_at_mut(layer);
                 ops::dense_backward_input(
                     upper[0].view(),
-                    matrix(&self.params, &w),
+                    matrix(&self.params, w),
                     self.work.activations[layer].view(),
                     below.activation,
                     Dropout::for_step(below.dropout, layer - 1, step),

@@ -6,7 +6,7 @@ use crate::backend::StepParams;
 use crate::model::{Activation, Loss, Optimizer, sigmoid, softmax_in_place};
 use crate::rng::dropout_scale;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, Zip};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
 /// Which operands of `C = op(A)·op(B)` are transposed (`shaders/matmul.wgsl`'s `FORM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,7 +121,10 @@ pub fn grad_weights(
 
 /// db = column sums of dz (`shaders/reduce.wgsl`).
 pub fn grad_bias(grad_output: ArrayView2<f32>, mut grad_bias: ArrayViewMut1<f32>) {
-    grad_bias.assign(&grad_output.sum_axis(Axis(0)));
+    grad_bias.fill(0.0);
+    for row in grad_output.rows() {
+        grad_bias += &row;
+    }
 }
 
 fn log1p_exp_neg_abs(z: f32) -> f32 {
@@ -186,8 +189,11 @@ pub fn output_loss(
         let y = targets.row(r);
         probs.iter_mut().zip(z.iter()).for_each(|(p, &v)| *p = v);
         output_probabilities_row(loss, declared, &mut probs);
-        let y_slice: Vec<f32> = y.to_vec();
-        row_correct[r] = f32::from(predicted_class(&probs) == predicted_class(&y_slice));
+        let target_class = match y.as_slice() {
+            Some(row) => predicted_class(row),
+            None => predicted_class(&y.to_vec()),
+        };
+        row_correct[r] = f32::from(predicted_class(&probs) == target_class);
         let batch = rows as f32;
         row_loss[r] = match loss {
             Loss::MeanSquaredError => {
