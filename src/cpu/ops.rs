@@ -267,8 +267,8 @@ pub fn optimizer_update(
 ) {
     let lr = step.learning_rate;
     let [h1, h2, eps] = optimizer.hyper_parameters();
-    for i in 0..params.len() {
-        let w = params[i];
+    // The gradient with the clip factor and the penalties, as the shader forms it.
+    let g = |w: f32, grad: f32| {
         let sign = if w > 0.0 {
             1.0
         } else if w < 0.0 {
@@ -276,28 +276,38 @@ pub fn optimizer_update(
         } else {
             0.0
         };
-        let g = grad_scale * grads[i] + l1 * sign + 2.0 * l2 * w;
-        params[i] = match optimizer.gpu_code() {
-            0 => w - lr * g,
-            1 => {
-                state1[i] = h1 * state1[i] + g;
-                w - lr * state1[i]
-            }
-            2 => {
-                state1[i] = h1 * state1[i] + g;
-                w - lr * (g + h1 * state1[i])
-            }
-            3 => {
-                state1[i] = h1 * state1[i] + (1.0 - h1) * g * g;
-                w - lr * g / (state1[i].sqrt() + eps)
-            }
-            _ => {
-                state1[i] = h1 * state1[i] + (1.0 - h1) * g;
-                state2[i] = h2 * state2[i] + (1.0 - h2) * g * g;
-                let m_hat = state1[i] / step.bias_correction1;
-                let v_hat = state2[i] / step.bias_correction2;
-                w - lr * m_hat / (v_hat.sqrt() + eps)
-            }
-        };
+        grad_scale * grad + l1 * sign + 2.0 * l2 * w
+    };
+    // One loop per rule, so that each compiles to a tight, vectorisable loop.
+    let with_state = params.iter_mut().zip(grads).zip(state1.iter_mut());
+    match optimizer.gpu_code() {
+        0 => params
+            .iter_mut()
+            .zip(grads)
+            .for_each(|(w, &grad)| *w -= lr * g(*w, grad)),
+        1 => with_state.for_each(|((w, &grad), v)| {
+            *v = h1 * *v + g(*w, grad);
+            *w -= lr * *v;
+        }),
+        2 => with_state.for_each(|((w, &grad), v)| {
+            let gradient = g(*w, grad);
+            *v = h1 * *v + gradient;
+            *w -= lr * (gradient + h1 * *v);
+        }),
+        3 => with_state.for_each(|((w, &grad), s)| {
+            let gradient = g(*w, grad);
+            *s = h1 * *s + (1.0 - h1) * gradient * gradient;
+            *w -= lr * gradient / (s.sqrt() + eps);
+        }),
+        _ => with_state
+            .zip(state2.iter_mut())
+            .for_each(|(((w, &grad), m), v)| {
+                let gradient = g(*w, grad);
+                *m = h1 * *m + (1.0 - h1) * gradient;
+                *v = h2 * *v + (1.0 - h2) * gradient * gradient;
+                let m_hat = *m / step.bias_correction1;
+                let v_hat = *v / step.bias_correction2;
+                *w -= lr * m_hat / (v_hat.sqrt() + eps);
+            }),
     }
 }

@@ -1,9 +1,10 @@
 //! The GPU scheduler. Parameters, gradients, optimizer state, activations and data sets live
 //! in GPU buffers made once per model, batch size and data set; every kernel launch of a
 //! training step is prepared once as a [`Dispatch`] (pipeline + bind group) and the whole step
-//! — gather, forward, loss, backward, update — is replayed into one compute pass and one
-//! submission. Only a 32-byte step uniform is written per step; nothing is read back until
-//! metrics, predictions or parameters are asked for.
+//! — gather, forward, loss, backward, update — is replayed as one compute pass, up to 64 steps
+//! to a submission. Per step only a 48-byte uniform changes (all steps of a submission are
+//! written at once, read at dynamic offsets); nothing is read back until metrics,
+//! predictions or parameters are asked for.
 
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{

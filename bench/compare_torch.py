@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""The standard benchmark set of `wgrad bench` (src/bench.rs), in PyTorch, for comparison.
+
+What it measures, per device (the CPU, and CUDA when present):
+
+  (a) matmul n^3, fp32, GFLOP/s: 1024^3 and 4096^3 (--quick: 256^3 and 1024^3, as
+      `wgrad bench --quick`). On CUDA, TF32 is disabled for the fp32 figure
+      (torch.backends.cuda.matmul.allow_tf32 = False, torch.backends.cudnn.allow_tf32 = False)
+      and the TF32 figure is reported on the next row.
+  (b) 784-128-10, batch 128, Adam 1e-3, samples/s
+  (c) 784-800-10, batch 128, SGD 0.01 with momentum 0.9, samples/s
+  (d) 1024-4096-4096-4096-10, batch 1024, Adam 1e-3, samples/s (skipped by --quick)
+  (e) 2-16-1, batch 4, Adam 1e-3, steps/s (the per-step overhead)
+
+How, mirroring wgrad's `training_samples_per_second`: hidden layers are Linear + ReLU; the
+output is softmax with cross-entropy (CrossEntropyLoss on the logits), or for one output
+sigmoid with binary cross-entropy (BCEWithLogitsLoss). The data are deterministic, not
+constant (x[r, c] = ((r*31 + c*17) % 255) / 255, class r % max(outputs, 2)) and resident on
+the device. One epoch is `steps` batches (as wgrad: 500 for (e); 20 with --quick, else 100
+for (b) and (c) and 10 for (d)) in a fresh random order each epoch (gathered by index, as
+wgrad does), with the loss and accuracy summed on the device and read back once at the end
+of the epoch. After one warm-up epoch, the figure is the median of 3 timed epochs; matmul
+figures are the median of 5 timings of enough back-to-back products to last about 0.1 s,
+after a warm-up. On CUDA, torch.cuda.synchronize() precedes every clock reading.
+
+With --wgrad PATH it also runs `PATH bench --devices cpu|gpu|both [--quick]`, parses its table
+(lines `name  figure unit  device`, as src/bench.rs `run` prints them) and prints the ratio
+wgrad / PyTorch per row (above 1: wgrad is faster). wgrad's GPU rows are compared with
+PyTorch's CUDA rows; wgrad reaches the GPU through Vulkan/Metal/DX12, PyTorch through CUDA.
+
+--parse-only FILE parses a saved `wgrad bench` table and prints its rows; it does not need
+PyTorch (torch is imported only when benchmarks run).
+
+Examples:
+  python3 bench/compare_torch.py --quick --device cpu
+  cargo build --release && python3 bench/compare_torch.py --wgrad target/release/wgrad
+  ./target/release/wgrad bench --devices cpu --quick > /tmp/wb.txt
+  python3 bench/compare_torch.py --parse-only /tmp/wb.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows and wgrad's table
+
+
+@dataclass
+class Row:
+    """One benchmark figure: `name` as src/bench.rs spells it, `device` as printed."""
+
+    name: str
+    figure: float
+    unit: str
+    device: str
+
+    @property
+    def key(self) -> str:
+        """What identifies the benchmark across tools: the set's letter, plus the size for (a)
+        and a TF32 mark ("a:1024", "a:1024:tf32", "b", ...)."""
+        letter = re.match(r"\s*\((\w)\)", self.name)
+        key = letter.group(1) if letter else self.name.strip()
+        size = re.search(r"(\d+)\s*(?:³|\^3)", self.name)
+        if key == "a" and size:
+            key += ":" + size.group(1)
+        if "tf32" in self.name.lower():
+            key += ":tf32"
+        return key
+
+    @property
+    def device_class(self) -> str:
+        """"cpu" or "gpu": what a wgrad row and a PyTorch row must share to be compared."""
+        d = self.device.strip().lower()
+        return "cpu" if d.startswith("cpu") else "gpu"
+
+
+# `name  figure unit  device`, e.g.
+#   (a) matmul 1024³                  109.1 GFLOP/s  CPU
+#   (e) 2-16-1 adam                     833 steps/s  GPU: llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan (Cpu)
+# The name is padded to 28 characters and may hold digits and spaces; the figure is the first
+# number followed by a unit ending in "/s"; the device is the rest of the line.
+TABLE_LINE = re.compile(
+    r"^(?P<name>\S.*?)\s+(?P<figure>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)\s+"
+    r"(?P<unit>[A-Za-z]+/s)\s+(?P<device>\S.*?)\s*$"
+)
+
+
+def parse_wgrad_table(text: str) -> list[Row]:
+    """The rows of a `wgrad bench` table; the header and any other line (warnings a driver
+    printed, blank lines) are skipped."""
+    rows = []
+    for line in text.splitlines():
+        if line.strip().startswith("benchmark"):
+            continue
+        m = TABLE_LINE.match(line)
+        if m:
+            rows.append(
+                Row(m["name"].strip(), float(m["figure"]), m["unit"], m["device"].strip())
+            )
+    return rows
+
+
+def run_wgrad(binary: str, device: str, quick: bool) -> list[Row]:
+    """Runs `binary bench` for the devices asked and parses its table (its stderr passes
+    through). An error is reported and gives no rows, so the PyTorch table still prints."""
+    devices = {"cpu": "cpu", "cuda": "gpu", "all": "both"}[device]
+    command = [binary, "bench", "--devices", devices] + (["--quick"] if quick else [])
+    print(f"running {' '.join(command)}", file=sys.stderr, flush=True)
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    except OSError as e:
+        print(f"wgrad: cannot run {binary}: {e}", file=sys.stderr)
+        return []
+    if done.returncode != 0:
+        print(f"wgrad: {binary} exited with status {done.returncode}", file=sys.stderr)
+    rows = parse_wgrad_table(done.stdout)
+    if not rows:
+        print(f"wgrad: no table rows in its output:\n{done.stdout}", file=sys.stderr)
+    return rows
+
+
+def print_rows(rows: list[Row]) -> None:
+    """The parsed rows of a wgrad table, one per line (--parse-only)."""
+    print(f"{'key':<12} {'benchmark':<28} {'figure':>12} {'unit':<10} {'class':<5} device")
+    for r in rows:
+        print(
+            f"{r.key:<12} {r.name:<28} {r.figure:>12.1f} {r.unit:<10} "
+            f"{r.device_class:<5} {r.device}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The machine
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_machine(torch) -> None:
+    print(f"CPU:     {cpu_model()}, {os.cpu_count()} logical cores")
+    print(f"OS:      {platform.platform()}, Python {platform.python_version()}")
+    print(f"PyTorch: {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        print(
+            f"GPU:     {torch.cuda.get_device_name(0)}, {props.total_memory / 2**30:.0f} GiB, "
+            f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
+        )
+    else:
+        print("GPU:     none (torch.cuda.is_available() is False)")
+    print(flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmarks
+
+
+@dataclass
+class TrainCase:
+    """A training benchmark of the standard set (src/bench.rs `standard_cases`)."""
+
+    name: str
+    widths: tuple[int, ...]
+    batch: int
+    optimizer: str  # "adam" or "momentum"
+    lr: float
+
+
+CASES = [
+    TrainCase("(b) 784-128-10 adam", (784, 128, 10), 128, "adam", 1e-3),
+    TrainCase("(c) 784-800-10 momentum", (784, 800, 10), 128, "momentum", 0.01),
+    TrainCase("(d) 1024-4096x3-10 adam", (1024, 4096, 4096, 4096, 10), 1024, "adam", 1e-3),
+    TrainCase("(e) 2-16-1 adam", (2, 16, 1), 4, "adam", 1e-3),
+]
+
+
+def steps_for(case: TrainCase, quick: bool) -> int:
+    """Steps of one timed epoch, as src/bench.rs `run` chooses them."""
+    if case.batch == 4:
+        return 500
+    if quick:
+        return 20
+    return 10 if case.batch == 1024 else 100
+
+
+class Clock:
+    """Wall-clock seconds that wait for the device's queued work first."""
+
+    def __init__(self, torch, device: str):
+        self.torch = torch
+        self.cuda = device == "cuda"
+
+    def now(self) -> float:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+def matmul_gflops(torch, device: str, n: int, repeats: int = 5) -> float:
+    """fp32 GFLOP/s of an n×n×n product (TF32 as the caller's flags say)."""
+    clock = Clock(torch, device)
+    a = torch.rand(n, n, device=device, dtype=torch.float32)
+    b = torch.rand(n, n, device=device, dtype=torch.float32)
+    c = torch.empty(n, n, device=device, dtype=torch.float32)
+    for _ in range(3):
+        torch.mm(a, b, out=c)
+    started = clock.now()
+    torch.mm(a, b, out=c)
+    once = max(clock.now() - started, 1e-6)
+    inner = max(1, min(1000, int(0.1 / once)))
+    times = []
+    for _ in range(repeats):
+        started = clock.now()
+        for _ in range(inner):
+            torch.mm(a, b, out=c)
+        times.append((clock.now() - started) / inner)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+def training_samples_per_second(torch, device: str, case: TrainCase, steps: int) -> float:
+    """Training samples/s of `case`: one warm-up epoch of `steps` steps, then the median of 3."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    widths = case.widths
+    layers = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers).to(device)
+    if case.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=case.lr)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=case.lr, momentum=0.9)
+    inputs, outputs = widths[0], widths[-1]
+    rows = steps * case.batch
+    r = torch.arange(rows, device=device).unsqueeze(1)
+    col = torch.arange(inputs, device=device).unsqueeze(0)
+    x = ((r * 31 + col * 17) % 255).to(torch.float32) / 255.0
+    classes = torch.arange(rows, device=device) % max(outputs, 2)
+    if outputs == 1:
+        loss_fn = nn.BCEWithLogitsLoss()
+        y = classes.to(torch.float32).unsqueeze(1)
+    else:
+        loss_fn = nn.CrossEntropyLoss()
+        y = classes
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0)
+    clock = Clock(torch, device)
+
+    def epoch() -> float:
+        started = clock.now()
+        order = torch.randperm(rows, device=device, generator=generator)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        for start in range(0, rows, case.batch):
+            index = order[start : start + case.batch]
+            xb, yb = x[index], y[index]
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(index)
+                if outputs == 1:
+                    correct += ((logits > 0) == (yb > 0.5)).sum()
+                else:
+                    correct += (logits.argmax(dim=1) == yb).sum()
+        # The end-of-epoch metrics read-back, as wgrad's `take_train_metrics`.
+        _ = (loss_sum / rows).item(), correct.item() / rows
+        return clock.now() - started
+
+    epoch()
+    seconds = statistics.median(epoch() for _ in range(3))
+    return rows / seconds
+
+
+def run_torch(devices: list[str], quick: bool) -> list[Row]:
+    """The standard set on each device, printing each row as it is measured."""
+    import torch  # imported here so that --parse-only works without PyTorch
+
+    describe_machine(torch)
+    sizes = [256, 1024] if quick else [1024, 4096]
+    rows: list[Row] = []
+
+    def add(row: Row) -> None:
+        rows.append(row)
+        print(f"{row.name:<28} {row.figure:>10.1f} {row.unit:<10} {row.device}", flush=True)
+
+    for device in devices:
+        label = "CPU" if device == "cpu" else f"CUDA: {torch.cuda.get_device_name(0)}"
+        for n in sizes:
+            if device == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = False
+                add(Row(f"(a) matmul {n}³", matmul_gflops(torch, device, n), "GFLOP/s", label))
+                torch.backends.cuda.matmul.allow_tf32 = True
+                torch.backends.cudnn.allow_tf32 = True
+                tf32 = matmul_gflops(torch, device, n)
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = False
+                add(Row(f"(a) matmul {n}³ TF32", tf32, "GFLOP/s", label))
+            else:
+                add(Row(f"(a) matmul {n}³", matmul_gflops(torch, device, n), "GFLOP/s", label))
+        for case in CASES:
+            if quick and len(case.widths) > 3:
+                continue
+            samples = training_samples_per_second(torch, device, case, steps_for(case, quick))
+            if case.batch == 4:
+                add(Row(case.name, samples / case.batch, "steps/s", label))
+            else:
+                add(Row(case.name, samples, "samples/s", label))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The comparison
+
+
+def print_comparison(torch_rows: list[Row], wgrad_rows: list[Row]) -> None:
+    """One line per benchmark and device class: PyTorch, wgrad, and wgrad / PyTorch."""
+    print()
+    header = (
+        f"{'benchmark':<28} {'device':<5} {'unit':<10} {'PyTorch':>12} {'wgrad':>12} "
+        f"{'wgrad/PyTorch':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    wgrad_by_key = {(r.key, r.device_class): r for r in wgrad_rows}
+    seen = set()
+    for t in torch_rows:
+        k = (t.key, t.device_class)
+        seen.add(k)
+        w = wgrad_by_key.get(k)
+        wgrad_figure = f"{w.figure:>12.1f}" if w else f"{'-':>12}"
+        ratio = f"{w.figure / t.figure:>14.3f}" if w and t.figure > 0 else f"{'-':>14}"
+        print(f"{t.name:<28} {t.device_class:<5} {t.unit:<10} {t.figure:>12.1f} {wgrad_figure} {ratio}")
+    for w in wgrad_rows:
+        if (w.key, w.device_class) not in seen:
+            print(
+                f"{w.name:<28} {w.device_class:<5} {w.unit:<10} {'-':>12} {w.figure:>12.1f} "
+                f"{'-':>14}"
+            )
+    devices = sorted({r.device for r in wgrad_rows})
+    if devices:
+        print()
+        print("wgrad devices: " + "; ".join(devices))
+    print("Device 'gpu' is CUDA for PyTorch and wgpu (Vulkan/Metal/DX12) for wgrad.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="wgrad's standard benchmark set in PyTorch, optionally beside wgrad's own."
+    )
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "all"],
+        default="all",
+        help="where to run: cpu, cuda, or all (the CPU, and CUDA when present; default)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer steps; no (d) and no 4096³ (as wgrad --quick)"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="PyTorch CPU threads (torch.set_num_threads); default: its own"
+    )
+    parser.add_argument(
+        "--wgrad", metavar="PATH", help="also run `PATH bench` and print wgrad / PyTorch per row"
+    )
+    parser.add_argument(
+        "--parse-only",
+        metavar="FILE",
+        help="parse a saved `wgrad bench` table, print its rows and exit (no PyTorch needed)",
+    )
+    args = parser.parse_args(argv)
+
+    if args.parse_only:
+        with open(args.parse_only, encoding="utf-8") as f:
+            rows = parse_wgrad_table(f.read())
+        print_rows(rows)
+        if not rows:
+            print(f"no wgrad table rows in {args.parse_only}", file=sys.stderr)
+            return 1
+        return 0
+
+    if args.wgrad and not os.access(args.wgrad, os.X_OK):
+        parser.error(f"--wgrad {args.wgrad}: not an executable file")
+
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed (pip install torch); only --parse-only works without it")
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        devices = ["cpu"]
+    elif args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("--device cuda: torch.cuda.is_available() is False", file=sys.stderr)
+            return 2
+        devices = ["cuda"]
+    else:
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+    torch_rows = run_torch(devices, args.quick)
+    wgrad_rows: list[Row] = []
+    if args.wgrad:
+        # wgrad's GPU runs only where PyTorch has a GPU to compare with, unless asked for.
+        wgrad_device = args.device if args.device != "all" or "cuda" in devices else "cpu"
+        wgrad_rows = run_wgrad(args.wgrad, wgrad_device, args.quick)
+    print_comparison(torch_rows, wgrad_rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
