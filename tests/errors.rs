@@ -700,3 +700,30 @@ fn set_params_rejects_non_finite_values() {
     assert!(matches!(error, WgradError::InvalidModel(_)), "{error:?}");
     assert_mentions(&error, &["parameter 5", "layers.0.weight", "NaN"]);
 }
+
+#[test]
+fn gpu_batch_and_layer_extent_limits() {
+    if common::skip_gpu("gpu_batch_and_layer_extent_limits") {
+        return;
+    }
+    let gpu = || Device::Gpu(AdapterChoice::default());
+    let spec = Sequential::new(3)
+        .dense(4, Activation::Tanh)
+        .dense(2, Activation::Softmax);
+    let mut model =
+        Model::new(spec, gpu()).unwrap_or_else(|e| panic!("{}: {e}", common::NO_ADAPTER_HELP));
+    let x = x_data(70_001, 3, 1);
+    let config = FitConfig {
+        epochs: 1,
+        batch_size: 70_001,
+        ..Default::default()
+    };
+    let error = model.fit(&x, &labels(70_001, 2), &config).unwrap_err();
+    assert!(matches!(error, WgradError::InvalidModel(_)), "{error:?}");
+    assert_mentions(&error, &["batch size 70001", "65535"]);
+    let wide = Sequential::new(70_000).dense(2, Activation::Softmax);
+    let error = Model::new(wide, gpu())
+        .err()
+        .expect("a 70,000-wide layer is refused on the GPU");
+    assert_mentions(&error, &["layer 0 is 70000 wide", "65535"]);
+}

@@ -132,6 +132,11 @@ pub struct GpuBackend {
 
 const DEFAULT_BATCH: usize = 256;
 
+/// Most rows per step and most units per layer: the matmul and reduction kernels loop over
+/// them, and llvmpipe (lavapipe) silently ends any shader loop after 65535 iterations
+/// (measured: a 70,001-row weight gradient came out 37% wrong).
+const MAX_EXTENT: usize = 65_535;
+
 /// Steps recorded into one command buffer and submitted together (the step buffer holds
 /// this many uniforms).
 const STEPS_PER_SUBMISSION: usize = 64;
@@ -150,6 +155,14 @@ fn batch_steps(rows: usize, batch: usize) -> Vec<StepParams> {
 impl GpuBackend {
     pub fn new(spec: &Sequential, params: &[f32], choice: &AdapterChoice) -> Result<Self> {
         let ctx = GpuContext::new(choice)?;
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let widest = layer.units.max(spec.fan_in(i));
+            if widest > MAX_EXTENT {
+                return Err(WgradError::InvalidModel(format!(
+                    "layer {i} is {widest} wide, more than the GPU backend's {MAX_EXTENT}; use the CPU"
+                )));
+            }
+        }
         let layout = spec.param_layout();
         for slot in &layout.tensors {
             ctx.check_size(
@@ -588,6 +601,12 @@ impl Backend for GpuBackend {
     }
 
     fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {
+        if batch_size > MAX_EXTENT {
+            return Err(WgradError::InvalidModel(format!(
+                "batch size {batch_size} is more than the GPU backend's {MAX_EXTENT} rows per step; \
+                 use a smaller batch (or the CPU)"
+            )));
+        }
         if self.work.batch != batch_size {
             self.work = Workspace::new(&self.ctx, &self.spec, batch_size)?;
             self.programs.clear();
