@@ -30,7 +30,7 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use ndarray::Array2;
 use std::time::Duration;
 use wgrad::bench::{TrainCase, standard_cases};
-use wgrad::{Activation, AdapterChoice, Device, FitConfig, Model, Sequential, Targets, WgradError};
+use wgrad::{AdapterChoice, Device, FitConfig, Model, Targets, WgradError};
 
 /// What to tell the user when no GPU adapter is found.
 const NO_ADAPTER_HELP: &str = "no GPU adapter: install Mesa's lavapipe \
@@ -80,32 +80,13 @@ struct Bench {
 
 impl Bench {
     fn new(case: &TrainCase, steps: usize, device: Device) -> Bench {
-        let (inputs, outputs) = (case.widths[0], *case.widths.last().expect("widths"));
-        let mut spec = Sequential::new(inputs);
-        for &width in &case.widths[1..case.widths.len() - 1] {
-            spec = spec.dense(width, Activation::Relu);
-        }
-        let output = if outputs == 1 {
-            Activation::Sigmoid
-        } else {
-            Activation::Softmax
-        };
-        spec = spec.dense(outputs, output).optimizer(case.optimizer);
-        let model = match Model::new(spec, device) {
+        let model = match Model::new(case.spec(), device) {
             Ok(model) => model,
             Err(e @ WgradError::NoAdapter { .. }) => panic!("{NO_ADAPTER_HELP}\n  ({e})"),
             Err(e) => panic!("cannot build {}: {e}", case.name),
         };
-        let rows = steps * case.batch;
-        let x = Array2::from_shape_fn((rows, inputs), |(r, c)| {
-            ((r * 31 + c * 17) % 255) as f32 / 255.0
-        });
-        let y = Targets::Classes((0..rows).map(|r| r % outputs.max(2)).collect());
-        let config = FitConfig {
-            epochs: 1,
-            batch_size: case.batch,
-            ..Default::default()
-        };
+        let (x, y) = case.data(steps);
+        let config = case.config();
         let mut bench = Bench {
             model,
             x,

@@ -21,6 +21,45 @@ pub struct TrainCase {
     pub optimizer: Optimizer,
 }
 
+impl TrainCase {
+    /// ReLU hidden layers; softmax output, or sigmoid for one output.
+    pub fn spec(&self) -> Sequential {
+        let (inputs, outputs) = (self.widths[0], *self.widths.last().expect("widths"));
+        let mut spec = Sequential::new(inputs);
+        for &width in &self.widths[1..self.widths.len() - 1] {
+            spec = spec.dense(width, Activation::Relu);
+        }
+        let output = if outputs == 1 {
+            Activation::Sigmoid
+        } else {
+            Activation::Softmax
+        };
+        spec.dense(outputs, output).optimizer(self.optimizer)
+    }
+
+    /// `steps` batches of deterministic, varied 8-bit-like inputs and cycling labels.
+    pub fn data(&self, steps: usize) -> (Array2<f32>, Targets) {
+        let (inputs, outputs) = (self.widths[0], *self.widths.last().expect("widths"));
+        let rows = steps * self.batch;
+        let x = Array2::from_shape_fn((rows, inputs), |(r, c)| {
+            ((r * 31 + c * 17) % 255) as f32 / 255.0
+        });
+        (
+            x,
+            Targets::Classes((0..rows).map(|r| r % outputs.max(2)).collect()),
+        )
+    }
+
+    /// One epoch over [`TrainCase::data`], in the case's batches.
+    pub fn config(&self) -> FitConfig {
+        FitConfig {
+            epochs: 1,
+            batch_size: self.batch,
+            ..Default::default()
+        }
+    }
+}
+
 /// The standard set: (b) MNIST-sized, (c) wide hidden layer, (d) a large MLP, (e) a tiny net.
 pub fn standard_cases() -> Vec<TrainCase> {
     vec![
@@ -83,28 +122,9 @@ pub fn gpu_matmul_gflops(runner: &mut KernelRunner, n: usize, repeats: usize) ->
 /// Training samples per second of `case` on `device`: `steps` steps on random data (after
 /// a warm-up epoch), median of three runs. Includes the end-of-epoch metric read-back.
 pub fn training_samples_per_second(case: &TrainCase, device: &Device, steps: usize) -> Result<f64> {
-    let (inputs, outputs) = (case.widths[0], *case.widths.last().expect("widths"));
-    let mut spec = Sequential::new(inputs);
-    for &w in &case.widths[1..case.widths.len() - 1] {
-        spec = spec.dense(w, Activation::Relu);
-    }
-    let output = if outputs == 1 {
-        Activation::Sigmoid
-    } else {
-        Activation::Softmax
-    };
-    spec = spec.dense(outputs, output).optimizer(case.optimizer);
-    let mut model = Model::new(spec, device.clone())?;
-    let rows = steps * case.batch;
-    let x = Array2::from_shape_fn((rows, inputs), |(r, c)| {
-        ((r * 31 + c * 17) % 255) as f32 / 255.0
-    });
-    let y = Targets::Classes((0..rows).map(|r| r % outputs.max(2)).collect());
-    let config = FitConfig {
-        epochs: 1,
-        batch_size: case.batch,
-        ..Default::default()
-    };
+    let mut model = Model::new(case.spec(), device.clone())?;
+    let (x, y) = case.data(steps);
+    let config = case.config();
     model.fit(&x, &y, &config)?;
     let runs = (0..3)
         .map(|_| {
