@@ -2,7 +2,7 @@
 //! single hidden layer of a few units) separates. A 2-64-64-3 network (ReLU, softmax output,
 //! categorical cross-entropy, Adam 0.01) learns them on 900 points and is scored on 300
 //! held-out points drawn with another seed. It runs on the best device found (`Device::Auto`:
-//! a GPU adapter, else the CPU).
+//! a hardware GPU adapter, else the CPU backend).
 //!
 //! ```text
 //! cargo run --release --example spirals

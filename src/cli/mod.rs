@@ -56,7 +56,7 @@ enum Command {
 /// Where to run; shared by the commands that run a model.
 #[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct DeviceArgs {
-    /// auto: the best GPU adapter, else the CPU.
+    /// auto: the best hardware GPU adapter, else the CPU (software adapters need `gpu`).
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceKind,
     /// GPU API: vulkan, metal, dx12 or gl (also WGRAD_BACKEND).
