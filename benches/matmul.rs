@@ -31,13 +31,10 @@ use std::hint::black_box;
 use std::time::Duration;
 use wgrad::cpu::ops::{MatmulForm, matmul};
 use wgrad::gpu::ops::KernelRunner;
+use wgrad::gpu::policy::{NO_ADAPTER_HELP, skip_requested};
 use wgrad::{AdapterChoice, WgradError};
 
 /// What to tell the user when no GPU adapter is found.
-const NO_ADAPTER_HELP: &str = "no GPU adapter: install Mesa's lavapipe \
-     (apt-get install mesa-vulkan-drivers libvulkan1) or set WGRAD_SKIP_GPU=1 to skip the GPU \
-     benchmarks explicitly";
-
 /// At most this many dispatches go into one GPU submission (a larger iteration count is split
 /// into several `time_matmul` calls), so that one submission on a slow software adapter stays
 /// in the seconds.
@@ -139,15 +136,6 @@ fn cpu_matmul(c: &mut Criterion) {
     group.finish();
 }
 
-/// True when told to run without a GPU (`WGRAD_SKIP_GPU=1`); says so.
-fn skip_gpu(what: &str) -> bool {
-    let skip = std::env::var("WGRAD_SKIP_GPU").is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("SKIPPED {what}: WGRAD_SKIP_GPU=1 is set");
-    }
-    skip
-}
-
 /// A kernel runner on the default adapter; panics with [`NO_ADAPTER_HELP`] when there is none.
 fn kernel_runner() -> KernelRunner {
     match KernelRunner::new(&AdapterChoice::default()) {
@@ -161,7 +149,7 @@ fn kernel_runner() -> KernelRunner {
 }
 
 fn gpu_matmul(c: &mut Criterion) {
-    if skip_gpu("the GPU matmul benchmarks") {
+    if skip_requested("the GPU matmul benchmarks") {
         return;
     }
     // Made on first use, so that a filter selecting only CPU benchmarks never opens an adapter.

@@ -30,13 +30,10 @@ use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_
 use ndarray::Array2;
 use std::time::Duration;
 use wgrad::bench::{TrainCase, standard_cases};
+use wgrad::gpu::policy::{NO_ADAPTER_HELP, skip_requested};
 use wgrad::{AdapterChoice, Device, FitConfig, Model, Targets, WgradError};
 
 /// What to tell the user when no GPU adapter is found.
-const NO_ADAPTER_HELP: &str = "no GPU adapter: install Mesa's lavapipe \
-     (apt-get install mesa-vulkan-drivers libvulkan1) or set WGRAD_SKIP_GPU=1 to skip the GPU \
-     benchmarks explicitly";
-
 /// The benchmarked cases of the standard set, by their prefix, with the steps of one epoch
 /// (one criterion iteration): a few dozen for the MNIST-sized model (half a GPU submission;
 /// about a second on lavapipe), a few hundred for the tiny one.
@@ -114,15 +111,6 @@ impl Bench {
     }
 }
 
-/// True when told to run without a GPU (`WGRAD_SKIP_GPU=1`); says so.
-fn skip_gpu(what: &str) -> bool {
-    let skip = std::env::var("WGRAD_SKIP_GPU").is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("SKIPPED {what}: WGRAD_SKIP_GPU=1 is set");
-    }
-    skip
-}
-
 /// One group per device: each case's step time, and samples/s as throughput.
 fn bench_device(c: &mut Criterion, group_name: &str, device: &Device) {
     let mut group = c.benchmark_group(group_name);
@@ -149,7 +137,7 @@ fn cpu_train_step(c: &mut Criterion) {
 }
 
 fn gpu_train_step(c: &mut Criterion) {
-    if skip_gpu("the GPU training-step benchmarks") {
+    if skip_requested("the GPU training-step benchmarks") {
         return;
     }
     bench_device(

@@ -5,6 +5,7 @@
 pub mod device;
 pub mod kernels;
 pub mod ops;
+pub mod policy;
 pub mod scheduler;
 
 pub use device::{AdapterChoice, GpuApi, GpuContext, list_adapters};

@@ -7,17 +7,12 @@ use rand_chacha::ChaCha8Rng;
 use wgrad::gpu::ops::KernelRunner;
 use wgrad::{AdapterChoice, Device};
 
+pub use wgrad::gpu::policy::NO_ADAPTER_HELP;
+
 /// True when the tests were told to run without a GPU (`WGRAD_SKIP_GPU=1`); says so.
 pub fn skip_gpu(test: &str) -> bool {
-    let skip = std::env::var("WGRAD_SKIP_GPU").is_ok_and(|v| v == "1");
-    if skip {
-        eprintln!("SKIPPED GPU part of {test}: WGRAD_SKIP_GPU=1 is set");
-    }
-    skip
+    wgrad::gpu::policy::skip_requested(&format!("GPU part of {test}"))
 }
-
-pub const NO_ADAPTER_HELP: &str = "no GPU adapter: install Mesa's lavapipe (apt-get install mesa-vulkan-drivers libvulkan1) \
-     or set WGRAD_SKIP_GPU=1 to skip the GPU tests explicitly";
 
 /// The GPU device the tests run on, or `None` (after saying so) under `WGRAD_SKIP_GPU=1`.
 /// A test that gets `Some` and then finds no adapter fails, with [`NO_ADAPTER_HELP`].
