@@ -2,6 +2,7 @@
 //! user can pick (`Device::Cpu`). It runs the same steps as the GPU scheduler, in the same
 //! order, with the functions of [`ops`].
 
+pub mod gemm;
 pub mod ops;
 
 use crate::backend::{Backend, Metrics, Slot, StepParams};
@@ -9,7 +10,11 @@ use crate::error::Result;
 use crate::model::{Activation, Loss, ParamLayout, Sequential, TensorSlot};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
 use ops::Dropout;
+use rayon::prelude::*;
 use std::collections::HashMap;
+
+/// Elements per task of the parallel optimizer update (small tensors stay on one thread).
+const UPDATE_CHUNK: usize = 1 << 15;
 
 pub struct CpuBackend {
     spec: Sequential,
@@ -197,17 +202,25 @@ impl CpuBackend {
             } else {
                 (0.0, 0.0)
             };
-            ops::optimizer_update(
-                &self.spec.optimizer,
-                &mut self.params[range.clone()],
-                &self.grads[range.clone()],
-                &mut self.state1[range.clone()],
-                &mut self.state2[range],
-                l1,
-                l2,
-                grad_scale,
-                step,
-            );
+            // Element-wise, so chunks on several threads give the same bits as one pass.
+            self.params[range.clone()]
+                .par_chunks_mut(UPDATE_CHUNK)
+                .zip(self.grads[range.clone()].par_chunks(UPDATE_CHUNK))
+                .zip(self.state1[range.clone()].par_chunks_mut(UPDATE_CHUNK))
+                .zip(self.state2[range].par_chunks_mut(UPDATE_CHUNK))
+                .for_each(|(((params, grads), state1), state2)| {
+                    ops::optimizer_update(
+                        &self.spec.optimizer,
+                        params,
+                        grads,
+                        state1,
+                        state2,
+                        l1,
+                        l2,
+                        grad_scale,
+                        step,
+                    )
+                });
         }
     }
 

@@ -2,10 +2,10 @@
 //! file in `shaders/` and checked against it in `tests/kernel_parity.rs`. Outputs are written
 //! into caller-owned arrays so a training step allocates nothing.
 
+use super::gemm::gemm;
 use crate::backend::StepParams;
 use crate::model::{Activation, Loss, Optimizer, sigmoid, softmax_in_place};
 use crate::rng::dropout_scale;
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
 
 /// Which operands of `C = op(A)·op(B)` are transposed (`shaders/matmul.wgsl`'s `FORM`).
@@ -55,11 +55,11 @@ impl Dropout {
 }
 
 /// C = op(A)·op(B), shapes as [`MatmulForm`] says.
-pub fn matmul(form: MatmulForm, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+pub fn matmul(form: MatmulForm, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
     match form {
-        MatmulForm::AB => general_mat_mul(1.0, &a, &b, 0.0, &mut c),
-        MatmulForm::ABt => general_mat_mul(1.0, &a, &b.t(), 0.0, &mut c),
-        MatmulForm::AtB => general_mat_mul(1.0, &a.t(), &b, 0.0, &mut c),
+        MatmulForm::AB => gemm(a, b, c),
+        MatmulForm::ABt => gemm(a, b.t(), c),
+        MatmulForm::AtB => gemm(a.t(), b, c),
     }
 }
 

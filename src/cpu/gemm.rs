@@ -1,0 +1,604 @@
+//! The CPU backend's matrix product `C = A·B` (f32, any strides), fast and reproducible.
+//!
+//! Reproducible means every element of C is computed by the same sequence of operations
+//! whatever the shape of the product around it, the number of threads, or the CPU's vector
+//! width: a row predicted alone equals the same row predicted in a batch, and a resumed run
+//! repeats an uninterrupted one bit for bit. Each element is
+//!
+//! ```text
+//!     c = s₀ + s₁ + s₂ + …      sᵢ = Σ a·b over depths [i·KC, (i+1)·KC), by fused
+//!                                     multiply-adds in depth order, starting from 0
+//! ```
+//!
+//! with `KC` fixed, so any tile, thread split or micro-kernel gives the same bits (fused
+//! multiply-add is exactly rounded on every CPU). Libraries with shape-dependent blocking
+//! (the `gemm` crate) are not reproducible in this sense.
+//!
+//! Structure (the Goto/BLIS scheme): for each block of `NC` columns and `KC` depths, B's
+//! block is packed into `nr`-wide panels (it stays in L2); for each `mr`-row strip of A, the
+//! strip is packed (it stays in L1) and the micro-kernel runs over every panel of B, holding
+//! an `mr`×`nr` tile of C in registers. Zero padding fills partial strips and panels, and
+//! partial tiles go through a small buffer. Threads split C's columns (or, for narrow
+//! products, its rows) into disjoint parts.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+/// Depth block: fixed, because it sets the order of the sums (see the module comment).
+const KC: usize = 256;
+/// Column block: KC×NC floats of packed B (512 KiB) stay in a core's L2.
+const NC: usize = 512;
+/// Products smaller than this many multiply-adds run on one thread (a wake-up of the pool
+/// costs more than they take).
+const PARALLEL_MIN_WORK: usize = 1 << 20;
+/// The largest tile any kernel uses, for the edge buffer.
+const MAX_TILE: usize = 16 * 32;
+
+/// A micro-kernel: `tile = (accumulate ? tile : 0) + Σ_k a[k·mr + r]·b[k·nr + j]` over
+/// `depth` steps, for a full `mr`×`nr` tile of C at `c` with row stride `ldc` (unit column
+/// stride). `a` and `b` are packed panels.
+type KernelFn =
+    unsafe fn(depth: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool);
+
+#[derive(Clone, Copy)]
+struct Kernel {
+    mr: usize,
+    nr: usize,
+    run: KernelFn,
+}
+
+/// Every micro-kernel this CPU can run, widest first.
+fn available_kernels() -> Vec<Kernel> {
+    let mut kernels = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            kernels.push(Kernel {
+                mr: 8,
+                nr: 32,
+                run: x86::avx512::<8, 2>,
+            });
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            kernels.push(Kernel {
+                mr: 6,
+                nr: 16,
+                run: x86::avx2::<6, 2>,
+            });
+        }
+    }
+    kernels.push(Kernel {
+        mr: 4,
+        nr: 16,
+        run: portable::<4, 16>,
+    });
+    kernels
+}
+
+/// The widest kernel this CPU runs.
+fn kernel() -> Kernel {
+    static BEST: OnceLock<Kernel> = OnceLock::new();
+    *BEST.get_or_init(|| available_kernels()[0])
+}
+
+/// C = A·B. Shapes: A [m, k], B [k, n], C [m, n]; any strides.
+pub fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    assert_eq!(b.nrows(), k, "gemm: inner dimensions differ");
+    assert_eq!(c.dim(), (m, n), "gemm: output shape");
+    let kernel = kernel();
+    let threads = rayon::current_num_threads();
+    if threads == 1 || m * n * k < PARALLEL_MIN_WORK {
+        return gemm_serial(kernel, a, b, c);
+    }
+    // Disjoint parts of C, with the rows of A or columns of B they need.
+    let mut parts = Vec::with_capacity(threads);
+    if n.div_ceil(kernel.nr) >= threads {
+        let width = n.div_ceil(kernel.nr).div_ceil(threads) * kernel.nr;
+        let (mut b_rest, mut c_rest) = (b, c);
+        while b_rest.ncols() > 0 {
+            let cut = width.min(b_rest.ncols());
+            let (b_part, b_tail) = b_rest.split_at(Axis(1), cut);
+            let (c_part, c_tail) = c_rest.split_at(Axis(1), cut);
+            parts.push((a, b_part, c_part));
+            (b_rest, c_rest) = (b_tail, c_tail);
+        }
+    } else {
+        let height = m.div_ceil(kernel.mr).div_ceil(threads) * kernel.mr;
+        let (mut a_rest, mut c_rest) = (a, c);
+        while a_rest.nrows() > 0 {
+            let cut = height.min(a_rest.nrows());
+            let (a_part, a_tail) = a_rest.split_at(Axis(0), cut);
+            let (c_part, c_tail) = c_rest.split_at(Axis(0), cut);
+            parts.push((a_part, b, c_part));
+            (a_rest, c_rest) = (a_tail, c_tail);
+        }
+    }
+    rayon::scope(|scope| {
+        for (a_part, b_part, c_part) in parts {
+            scope.spawn(move |_| gemm_serial(kernel, a_part, b_part, c_part));
+        }
+    });
+}
+
+/// Packing buffers, one set per thread, grown on first use and then reused.
+struct Buffers {
+    packed_a: AlignedVec,
+    packed_b: AlignedVec,
+}
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = const {
+        RefCell::new(Buffers { packed_a: AlignedVec::new(), packed_b: AlignedVec::new() })
+    };
+}
+
+/// A matrix as the address of its element (0, 0) and element strides; the ndarray view it
+/// came from keeps the memory alive.
+#[derive(Clone, Copy)]
+struct Strided {
+    ptr: *const f32,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl Strided {
+    fn of(view: &ArrayView2<f32>) -> Self {
+        Strided {
+            ptr: view.as_ptr(),
+            row_stride: view.strides()[0],
+            col_stride: view.strides()[1],
+        }
+    }
+
+    /// # Safety
+    /// (row, col) lies inside the view this came from.
+    unsafe fn at(self, row: usize, col: usize) -> *const f32 {
+        // SAFETY: inside the view, by the caller's contract.
+        unsafe {
+            self.ptr
+                .offset(row as isize * self.row_stride + col as isize * self.col_stride)
+        }
+    }
+}
+
+fn gemm_serial(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return;
+    }
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let (a, b) = (Strided::of(&a), Strided::of(&b));
+    let c_strides = (c.strides()[0], c.strides()[1]);
+    let c = c.as_mut_ptr();
+    BUFFERS.with_borrow_mut(|buffers| {
+        let packed_a = buffers.packed_a.get(KC * m.div_ceil(mr) * mr);
+        let packed_b = buffers.packed_b.get(KC * NC.div_ceil(nr) * nr);
+        for depth0 in (0..k).step_by(KC) {
+            let depth = KC.min(k - depth0);
+            // SAFETY (packing and tiles): every index stays inside the m×k, k×n and m×n views.
+            unsafe { pack_a(a, m, depth0, depth, mr, packed_a) };
+            for col0 in (0..n).step_by(NC) {
+                let cols = NC.min(n - col0);
+                unsafe { pack_b(b, depth0, depth, col0, cols, nr, packed_b) };
+                for row0 in (0..m).step_by(mr) {
+                    let strip = &packed_a[row0 * depth..(row0 + mr) * depth];
+                    for panel0 in (0..cols).step_by(nr) {
+                        let tile = Tile {
+                            ptr: unsafe {
+                                c.offset(
+                                    row0 as isize * c_strides.0
+                                        + (col0 + panel0) as isize * c_strides.1,
+                                )
+                            },
+                            rows: mr.min(m - row0),
+                            cols: nr.min(cols - panel0),
+                            row_stride: c_strides.0,
+                            col_stride: c_strides.1,
+                        };
+                        let panel = &packed_b[panel0 * depth..(panel0 + nr) * depth];
+                        unsafe { run_tile(kernel, depth, strip, panel, tile, depth0 > 0) };
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Where one tile of C lies: its (0, 0) element, extent and strides.
+struct Tile {
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+/// One tile of C: straight from registers when it is full and its rows are contiguous,
+/// through a buffer at the edges.
+///
+/// # Safety
+/// `tile` lies inside C; `strip` and `panel` hold `depth` packed steps.
+unsafe fn run_tile(
+    kernel: Kernel,
+    depth: usize,
+    strip: &[f32],
+    panel: &[f32],
+    tile: Tile,
+    accumulate: bool,
+) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    debug_assert!(strip.len() >= depth * mr && panel.len() >= depth * nr);
+    let full = tile.rows == mr && tile.cols == nr;
+    // SAFETY: by the caller's contract; the edge buffer is an mr×nr tile of row stride nr.
+    unsafe {
+        if full && tile.col_stride == 1 && tile.row_stride >= nr as isize {
+            let ldc = tile.row_stride as usize;
+            (kernel.run)(
+                depth,
+                strip.as_ptr(),
+                panel.as_ptr(),
+                tile.ptr,
+                ldc,
+                accumulate,
+            );
+            return;
+        }
+        let mut buffer = [0.0f32; MAX_TILE];
+        (kernel.run)(
+            depth,
+            strip.as_ptr(),
+            panel.as_ptr(),
+            buffer.as_mut_ptr(),
+            nr,
+            false,
+        );
+        for r in 0..tile.rows {
+            for j in 0..tile.cols {
+                let out = tile
+                    .ptr
+                    .offset(r as isize * tile.row_stride + j as isize * tile.col_stride);
+                let sum = buffer[r * nr + j];
+                *out = if accumulate { *out + sum } else { sum };
+            }
+        }
+    }
+}
+
+/// Packs the depth block [depth0, depth0 + depth) of all `rows` rows of A into strips of
+/// `mr` rows, strip s at `packed[s·mr·depth..]` laid out as `strip[k·mr + r]`, zero past the
+/// last row.
+///
+/// # Safety
+/// The block lies inside A.
+unsafe fn pack_a(
+    a: Strided,
+    rows: usize,
+    depth0: usize,
+    depth: usize,
+    mr: usize,
+    packed: &mut [f32],
+) {
+    for row0 in (0..rows).step_by(mr) {
+        let height = mr.min(rows - row0);
+        let strip = &mut packed[row0 * depth..(row0 + mr) * depth];
+        if height < mr {
+            strip.fill(0.0);
+        }
+        for (k, step) in strip.chunks_exact_mut(mr).enumerate() {
+            // SAFETY: rows row0..row0 + height and column depth0 + k are inside A.
+            unsafe {
+                let src = a.at(row0, depth0 + k);
+                if a.row_stride == 1 {
+                    // A is stored transposed (dzᵀ in the weight gradient): a step is contiguous.
+                    std::ptr::copy_nonoverlapping(src, step.as_mut_ptr(), height);
+                } else {
+                    for (r, value) in step[..height].iter_mut().enumerate() {
+                        *value = *src.offset(r as isize * a.row_stride);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs B[depth0.., col0..] (depth × cols) into panels of `nr` columns, each laid out as
+/// `panel[k·nr + j]`, zero past `cols`.
+///
+/// # Safety
+/// The block lies inside B.
+unsafe fn pack_b(
+    b: Strided,
+    depth0: usize,
+    depth: usize,
+    col0: usize,
+    cols: usize,
+    nr: usize,
+    packed: &mut [f32],
+) {
+    for panel0 in (0..cols).step_by(nr) {
+        let width = nr.min(cols - panel0);
+        let panel = &mut packed[panel0 * depth..(panel0 + nr) * depth];
+        if width < nr {
+            panel.fill(0.0);
+        }
+        for (k, step) in panel.chunks_exact_mut(nr).enumerate() {
+            // SAFETY: row depth0 + k and columns col0 + panel0.. + width are inside B.
+            unsafe {
+                let src = b.at(depth0 + k, col0 + panel0);
+                if b.col_stride == 1 {
+                    std::ptr::copy_nonoverlapping(src, step.as_mut_ptr(), width);
+                } else {
+                    // B is stored transposed (a weight [out, in] used as Wᵀ).
+                    for (j, value) in step[..width].iter_mut().enumerate() {
+                        *value = *src.offset(j as isize * b.col_stride);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A growable f32 buffer whose slices start on a 64-byte boundary (a cache line, one
+/// AVX-512 vector).
+struct AlignedVec(Vec<f32>);
+
+impl AlignedVec {
+    const fn new() -> Self {
+        AlignedVec(Vec::new())
+    }
+
+    fn get(&mut self, len: usize) -> &mut [f32] {
+        if self.0.len() < len + 16 {
+            self.0 = vec![0.0; len + 16];
+        }
+        let offset = self.0.as_ptr().align_offset(64).min(16);
+        &mut self.0[offset..offset + len]
+    }
+}
+
+/// The fallback micro-kernel in plain Rust (`mul_add` is a fused multiply-add everywhere,
+/// so it gives the same bits as the vector kernels).
+///
+/// # Safety
+/// `a` holds `depth·MR` and `b` `depth·NR` floats; `c` is an MR×NR tile of row stride `ldc`.
+unsafe fn portable<const MR: usize, const NR: usize>(
+    depth: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: the caller's contract covers every access.
+    unsafe {
+        let a = std::slice::from_raw_parts(a, depth * MR);
+        let b = std::slice::from_raw_parts(b, depth * NR);
+        let mut acc = [[0.0f32; NR]; MR];
+        for (a_k, b_k) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            for r in 0..MR {
+                for j in 0..NR {
+                    acc[r][j] = a_k[r].mul_add(b_k[j], acc[r][j]);
+                }
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate() {
+            for (j, &sum) in acc_row.iter().enumerate() {
+                let out = c.add(r * ldc + j);
+                *out = if accumulate { *out + sum } else { sum };
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// AVX-512 micro-kernel: MR rows × NV vectors of 16 columns.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `a` holds `depth·MR` and `b` `depth·16·NV` floats; `c` is an
+    /// MR×(16·NV) tile of row stride `ldc`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512<const MR: usize, const NV: usize>(
+        depth: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's contract covers every access.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            for k in 0..depth {
+                let b_k = b.add(k * 16 * NV);
+                let mut b_vec = [_mm512_setzero_ps(); NV];
+                for (v, slot) in b_vec.iter_mut().enumerate() {
+                    *slot = _mm512_loadu_ps(b_k.add(16 * v));
+                }
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let a_r = _mm512_set1_ps(*a.add(k * MR + r));
+                    for (v, sum) in acc_row.iter_mut().enumerate() {
+                        *sum = _mm512_fmadd_ps(a_r, b_vec[v], *sum);
+                    }
+                }
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (v, &sum) in acc_row.iter().enumerate() {
+                    let out = c.add(r * ldc + 16 * v);
+                    let value = if accumulate {
+                        _mm512_add_ps(_mm512_loadu_ps(out), sum)
+                    } else {
+                        sum
+                    };
+                    _mm512_storeu_ps(out, value);
+                }
+            }
+        }
+    }
+
+    /// AVX2+FMA micro-kernel: MR rows × NV vectors of 8 columns.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` holds `depth·MR` and `b` `depth·8·NV` floats; `c` is an
+    /// MR×(8·NV) tile of row stride `ldc`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2<const MR: usize, const NV: usize>(
+        depth: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's contract covers every access.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+            for k in 0..depth {
+                let b_k = b.add(k * 8 * NV);
+                let mut b_vec = [_mm256_setzero_ps(); NV];
+                for (v, slot) in b_vec.iter_mut().enumerate() {
+                    *slot = _mm256_loadu_ps(b_k.add(8 * v));
+                }
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let a_r = _mm256_set1_ps(*a.add(k * MR + r));
+                    for (v, sum) in acc_row.iter_mut().enumerate() {
+                        *sum = _mm256_fmadd_ps(a_r, b_vec[v], *sum);
+                    }
+                }
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (v, &sum) in acc_row.iter().enumerate() {
+                    let out = c.add(r * ldc + 8 * v);
+                    let value = if accumulate {
+                        _mm256_add_ps(_mm256_loadu_ps(out), sum)
+                    } else {
+                        sum
+                    };
+                    _mm256_storeu_ps(out, value);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |_| rng.random_range(-1.0f32..1.0))
+    }
+
+    /// The product in f64, and the bound |A|·|B| that scales its rounding error.
+    fn reference(a: &ArrayView2<f32>, b: &ArrayView2<f32>) -> (Array2<f64>, Array2<f64>) {
+        let a64 = a.mapv(f64::from);
+        let b64 = b.mapv(f64::from);
+        (a64.dot(&b64), a64.mapv(f64::abs).dot(&b64.mapv(f64::abs)))
+    }
+
+    const SHAPES: [(usize, usize, usize); 7] = [
+        (1, 1, 1),
+        (3, 5, 7),
+        (8, 256, 32),
+        (9, 257, 33),
+        (127, 129, 65),
+        (128, 784, 130),
+        (37, 600, 1031),
+    ];
+
+    #[test]
+    fn matches_f64_reference_for_every_kernel_and_layout() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for (m, k, n) in SHAPES {
+            let a = random(m, k, &mut rng);
+            let b = random(k, n, &mut rng);
+            let a_t = a.t().as_standard_layout().into_owned();
+            let b_t = b.t().as_standard_layout().into_owned();
+            let (expected, bound) = reference(&a.view(), &b.view());
+            for kernel in available_kernels() {
+                // Row-major and transposed storage of each operand.
+                for (a_view, b_view) in [
+                    (a.view(), b.view()),
+                    (a_t.t(), b.view()),
+                    (a.view(), b_t.t()),
+                    (a_t.t(), b_t.t()),
+                ] {
+                    let mut c = Array2::from_elem((m, n), f32::NAN);
+                    gemm_serial(kernel, a_view, b_view, c.view_mut());
+                    for ((index, &got), &want) in c.indexed_iter().zip(expected.iter()) {
+                        let tolerance = 1e-6 * (k as f64) * bound[index] + 1e-30;
+                        assert!(
+                            (f64::from(got) - want).abs() <= tolerance,
+                            "{m}x{k}x{n} kernel {}x{} at {index:?}: {got} vs {want}",
+                            kernel.mr,
+                            kernel.nr
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bits_do_not_depend_on_kernel_threads_or_batch() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let (m, k, n) = (133, 700, 301);
+        let a = random(m, k, &mut rng);
+        let b = random(k, n, &mut rng);
+        let mut threaded = Array2::zeros((m, n));
+        gemm(a.view(), b.view(), threaded.view_mut());
+        for kernel in available_kernels() {
+            let mut serial = Array2::zeros((m, n));
+            gemm_serial(kernel, a.view(), b.view(), serial.view_mut());
+            assert_eq!(serial, threaded, "kernel {}x{}", kernel.mr, kernel.nr);
+        }
+        // A row computed alone, and a few columns alone, equal the same in the full product.
+        for row in [0, 57, m - 1] {
+            let mut alone = Array2::zeros((1, n));
+            gemm(
+                a.slice(ndarray::s![row..row + 1, ..]),
+                b.view(),
+                alone.view_mut(),
+            );
+            assert_eq!(alone.row(0), threaded.row(row));
+        }
+        let mut columns = Array2::zeros((m, 5));
+        gemm(
+            a.view(),
+            b.slice(ndarray::s![.., 200..205]),
+            columns.view_mut(),
+        );
+        assert_eq!(columns, threaded.slice(ndarray::s![.., 200..205]));
+    }
+
+    #[test]
+    fn zero_depth_gives_zeros_and_empty_shapes_do_nothing() {
+        let mut c = Array2::from_elem((3, 4), 7.0f32);
+        gemm(
+            Array2::zeros((3, 0)).view(),
+            Array2::zeros((0, 4)).view(),
+            c.view_mut(),
+        );
+        assert!(c.iter().all(|&v| v == 0.0));
+        let mut empty = Array2::<f32>::zeros((0, 4));
+        gemm(
+            Array2::zeros((0, 5)).view(),
+            Array2::ones((5, 4)).view(),
+            empty.view_mut(),
+        );
+    }
+}
