@@ -21,7 +21,7 @@
 //! partial tiles go through a small buffer. Threads split C's columns (or, for narrow
 //! products, its rows) into disjoint parts.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, ShapeBuilder};
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
@@ -85,43 +85,73 @@ fn kernel() -> Kernel {
 
 /// C = A·B. Shapes: A [m, k], B [k, n], C [m, n]; any strides.
 pub fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+    gemm_then(a, b, c, &|_, _, _| {});
+}
+
+/// C = A·B, then `finish(row0, col0, tile)` on each finished tile of C while it is still in
+/// cache (a fused epilogue: bias and activation, activation derivative). `row0` and `col0`
+/// place the tile in C.
+pub fn gemm_then<F>(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>, finish: &F)
+where
+    F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
+{
     let (m, k) = a.dim();
     let n = b.ncols();
     assert_eq!(b.nrows(), k, "gemm: inner dimensions differ");
     assert_eq!(c.dim(), (m, n), "gemm: output shape");
-    let kernel = kernel();
-    let threads = rayon::current_num_threads();
-    if threads == 1 || m * n * k < PARALLEL_MIN_WORK {
-        return gemm_serial(kernel, a, b, c);
-    }
-    // Disjoint parts of C, with the rows of A or columns of B they need.
-    let mut parts = Vec::with_capacity(threads);
-    if n.div_ceil(kernel.nr) >= threads {
-        let width = n.div_ceil(kernel.nr).div_ceil(threads) * kernel.nr;
-        let (mut b_rest, mut c_rest) = (b, c);
-        while b_rest.ncols() > 0 {
-            let cut = width.min(b_rest.ncols());
-            let (b_part, b_tail) = b_rest.split_at(Axis(1), cut);
-            let (c_part, c_tail) = c_rest.split_at(Axis(1), cut);
-            parts.push((a, b_part, c_part));
-            (b_rest, c_rest) = (b_tail, c_tail);
-        }
+    assert!(
+        c.strides().iter().all(|&s| s >= 0),
+        "gemm: C has a negative stride"
+    );
+    let parts = if m * n * k < PARALLEL_MIN_WORK {
+        1
     } else {
-        let height = m.div_ceil(kernel.mr).div_ceil(threads) * kernel.mr;
-        let (mut a_rest, mut c_rest) = (a, c);
-        while a_rest.nrows() > 0 {
-            let cut = height.min(a_rest.nrows());
-            let (a_part, a_tail) = a_rest.split_at(Axis(0), cut);
-            let (c_part, c_tail) = c_rest.split_at(Axis(0), cut);
-            parts.push((a_part, b, c_part));
-            (a_rest, c_rest) = (a_tail, c_tail);
-        }
+        rayon::current_num_threads()
+    };
+    gemm_parts(kernel(), a, b, c, (0, 0), parts, finish);
+}
+
+/// Splits C into `parts` disjoint blocks of whole tiles (by columns, or by rows when C is
+/// narrow) and computes them on as many threads.
+fn gemm_parts<F>(
+    kernel: Kernel,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: ArrayViewMut2<f32>,
+    origin: (usize, usize),
+    parts: usize,
+    finish: &F,
+) where
+    F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
+{
+    let (panels, strips) = (b.ncols().div_ceil(kernel.nr), a.nrows().div_ceil(kernel.mr));
+    if parts <= 1 || panels.max(strips) < 2 {
+        return gemm_serial(kernel, a, b, c, origin, finish);
     }
-    rayon::scope(|scope| {
-        for (a_part, b_part, c_part) in parts {
-            scope.spawn(move |_| gemm_serial(kernel, a_part, b_part, c_part));
-        }
-    });
+    let first = parts / 2;
+    if panels >= parts || panels >= strips {
+        let cut = (panels * first / parts).max(1) * kernel.nr;
+        let (b_left, b_right) = b.split_at(Axis(1), cut);
+        let (c_left, c_right) = c.split_at(Axis(1), cut);
+        rayon::join(
+            || gemm_parts(kernel, a, b_left, c_left, origin, first, finish),
+            || {
+                let origin = (origin.0, origin.1 + cut);
+                gemm_parts(kernel, a, b_right, c_right, origin, parts - first, finish)
+            },
+        );
+    } else {
+        let cut = (strips * first / parts).max(1) * kernel.mr;
+        let (a_top, a_bottom) = a.split_at(Axis(0), cut);
+        let (c_top, c_bottom) = c.split_at(Axis(0), cut);
+        rayon::join(
+            || gemm_parts(kernel, a_top, b, c_top, origin, first, finish),
+            || {
+                let origin = (origin.0 + cut, origin.1);
+                gemm_parts(kernel, a_bottom, b, c_bottom, origin, parts - first, finish)
+            },
+        );
+    }
 }
 
 /// Packing buffers, one set per thread, grown on first use and then reused.
@@ -165,7 +195,16 @@ impl Strided {
     }
 }
 
-fn gemm_serial(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
+fn gemm_serial<F>(
+    kernel: Kernel,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    mut c: ArrayViewMut2<f32>,
+    origin: (usize, usize),
+    finish: &F,
+) where
+    F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
+{
     let (m, k) = a.dim();
     let n = b.ncols();
     if m == 0 || n == 0 {
@@ -173,6 +212,7 @@ fn gemm_serial(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: Ar
     }
     if k == 0 {
         c.fill(0.0);
+        finish(origin.0, origin.1, c);
         return;
     }
     let (mr, nr) = (kernel.mr, kernel.nr);
@@ -205,7 +245,19 @@ fn gemm_serial(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: Ar
                             col_stride: c_strides.1,
                         };
                         let panel = &packed_b[panel0 * depth..(panel0 + nr) * depth];
+                        let (ptr, rows, cols, strides) =
+                            (tile.ptr, tile.rows, tile.cols, c_strides);
                         unsafe { run_tile(kernel, depth, strip, panel, tile, depth0 > 0) };
+                        if depth0 + depth == k {
+                            // SAFETY: the tile is inside C, and no other view of it is live.
+                            let tile = unsafe {
+                                ArrayViewMut2::from_shape_ptr(
+                                    (rows, cols).strides((strides.0 as usize, strides.1 as usize)),
+                                    ptr,
+                                )
+                            };
+                            finish(origin.0 + row0, origin.1 + col0 + panel0, tile);
+                        }
                     }
                 }
             }
@@ -538,7 +590,7 @@ mod tests {
                     (a_t.t(), b_t.t()),
                 ] {
                     let mut c = Array2::from_elem((m, n), f32::NAN);
-                    gemm_serial(kernel, a_view, b_view, c.view_mut());
+                    gemm_serial(kernel, a_view, b_view, c.view_mut(), (0, 0), &|_, _, _| {});
                     for ((index, &got), &want) in c.indexed_iter().zip(expected.iter()) {
                         let tolerance = 1e-6 * (k as f64) * bound[index] + 1e-30;
                         assert!(
@@ -563,7 +615,14 @@ mod tests {
         gemm(a.view(), b.view(), threaded.view_mut());
         for kernel in available_kernels() {
             let mut serial = Array2::zeros((m, n));
-            gemm_serial(kernel, a.view(), b.view(), serial.view_mut());
+            gemm_serial(
+                kernel,
+                a.view(),
+                b.view(),
+                serial.view_mut(),
+                (0, 0),
+                &|_, _, _| {},
+            );
             assert_eq!(serial, threaded, "kernel {}x{}", kernel.mr, kernel.nr);
         }
         // A row computed alone, and a few columns alone, equal the same in the full product.
@@ -583,6 +642,28 @@ mod tests {
             columns.view_mut(),
         );
         assert_eq!(columns, threaded.slice(ndarray::s![.., 200..205]));
+    }
+
+    #[test]
+    fn epilogue_sees_every_element_once_at_its_place() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        // Serial (small) and split across threads (large), with edge tiles.
+        for (m, k, n) in [(5, 9, 7), (150, 300, 333), (1000, 40, 30)] {
+            let a = random(m, k, &mut rng);
+            let b = random(k, n, &mut rng);
+            let mut plain = Array2::zeros((m, n));
+            gemm(a.view(), b.view(), plain.view_mut());
+            let mut finished = Array2::zeros((m, n));
+            let mark = |row0: usize, col0: usize, mut tile: ArrayViewMut2<f32>| {
+                for ((r, c), v) in tile.indexed_iter_mut() {
+                    *v += ((row0 + r) * 1000 + col0 + c) as f32;
+                }
+            };
+            gemm_then(a.view(), b.view(), finished.view_mut(), &mark);
+            for ((row, col), &v) in finished.indexed_iter() {
+                assert_eq!(v, plain[[row, col]] + (row * 1000 + col) as f32, "{m}x{k}x{n}");
+            }
+        }
     }
 
     #[test]

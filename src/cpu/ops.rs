@@ -2,11 +2,11 @@
 //! file in `shaders/` and checked against it in `tests/kernel_parity.rs`. Outputs are written
 //! into caller-owned arrays so a training step allocates nothing.
 
-use super::gemm::gemm;
+use super::gemm::gemm_then;
 use crate::backend::StepParams;
 use crate::model::{Activation, Loss, Optimizer, sigmoid, softmax_in_place};
 use crate::rng::dropout_scale;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Zip};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 /// Which operands of `C = op(A)·op(B)` are transposed (`shaders/matmul.wgsl`'s `FORM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,10 +56,24 @@ impl Dropout {
 
 /// C = op(A)·op(B), shapes as [`MatmulForm`] says.
 pub fn matmul(form: MatmulForm, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+    matmul_then(form, a, b, c, &|_, _, _| {});
+}
+
+/// [`matmul`], then `finish(row0, col0, tile)` on each finished tile of C (the kernel's
+/// fused epilogue; see [`gemm_then`]).
+fn matmul_then<F>(
+    form: MatmulForm,
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    c: ArrayViewMut2<f32>,
+    finish: &F,
+) where
+    F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
+{
     match form {
-        MatmulForm::AB => gemm(a, b, c),
-        MatmulForm::ABt => gemm(a, b.t(), c),
-        MatmulForm::AtB => gemm(a.t(), b, c),
+        MatmulForm::AB => gemm_then(a, b, c, finish),
+        MatmulForm::ABt => gemm_then(a, b.t(), c, finish),
+        MatmulForm::AtB => gemm_then(a.t(), b, c, finish),
     }
 }
 
@@ -71,18 +85,19 @@ pub fn dense_forward(
     bias: ArrayView1<f32>,
     activation: Activation,
     dropout: Option<Dropout>,
-    mut out: ArrayViewMut2<f32>,
+    out: ArrayViewMut2<f32>,
 ) {
-    matmul(MatmulForm::ABt, x, weight, out.view_mut());
     let width = out.ncols();
-    for (r, mut row) in out.rows_mut().into_iter().enumerate() {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = activation.apply(*v + bias[c]);
+    let finish = |row0: usize, col0: usize, mut tile: ArrayViewMut2<f32>| {
+        for ((r, c), v) in tile.indexed_iter_mut() {
+            let (row, col) = (row0 + r, col0 + c);
+            *v = activation.apply(*v + bias[col]);
             if let Some(d) = dropout {
-                *v *= d.scale(r * width + c);
+                *v *= d.scale(row * width + col);
             }
         }
-    }
+    };
+    matmul_then(MatmulForm::ABt, x, weight, out, &finish);
 }
 
 /// Backward through a dense layer to its input: `grad_input = (dz·W) ⊙ f'(input)`, where
@@ -94,20 +109,22 @@ pub fn dense_backward_input(
     input: ArrayView2<f32>,
     input_activation: Activation,
     input_dropout: Option<Dropout>,
-    mut grad_input: ArrayViewMut2<f32>,
+    grad_input: ArrayViewMut2<f32>,
 ) {
-    matmul(MatmulForm::AB, grad_output, weight, grad_input.view_mut());
     let width = grad_input.ncols();
-    Zip::indexed(&mut grad_input)
-        .and(&input)
-        .for_each(|(r, c), g, &y| {
-            let scale = input_dropout.map_or(1.0, |d| d.scale(r * width + c));
+    let finish = |row0: usize, col0: usize, mut tile: ArrayViewMut2<f32>| {
+        for ((r, c), g) in tile.indexed_iter_mut() {
+            let (row, col) = (row0 + r, col0 + c);
+            let scale = input_dropout.map_or(1.0, |d| d.scale(row * width + col));
+            let y = input[[row, col]];
             *g = if scale == 0.0 {
                 0.0
             } else {
                 *g * scale * input_activation.grad_from_output(y / scale)
             };
-        });
+        }
+    };
+    matmul_then(MatmulForm::AB, grad_output, weight, grad_input, &finish);
 }
 
 /// dW = dzᵀ·x (matmul form `AtB`).
