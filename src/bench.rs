@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::AdapterChoice;
 use crate::gpu::ops::KernelRunner;
 use crate::model::{Activation, Optimizer, Sequential};
-use crate::train::{FitConfig, Model, Targets};
+use crate::train::{Callback, FitConfig, History, Model, Targets};
 use ndarray::Array2;
 use std::time::Instant;
 
@@ -136,20 +136,103 @@ pub fn training_samples_per_second(case: &TrainCase, device: &Device, steps: usi
     Ok(median(runs))
 }
 
+/// The device's name as the tables print it.
+fn device_name(device: &Device) -> Result<String> {
+    Ok(match device {
+        Device::Cpu => "CPU".to_string(),
+        _ => Model::new(
+            Sequential::new(1).dense(1, Activation::Linear),
+            device.clone(),
+        )?
+        .device(),
+    })
+}
+
+/// The resident set size of this process in MiB (Linux; `None` elsewhere).
+fn resident_mib() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0 / (1024.0 * 1024.0))
+}
+
+fn format_mib(mib: Option<f64>) -> String {
+    mib.map_or("n/a".to_string(), |m| format!("{m:.0} MiB"))
+}
+
+/// Records the resident memory after each epoch.
+struct MemoryPerEpoch(Vec<Option<f64>>);
+
+impl Callback for MemoryPerEpoch {
+    fn on_epoch_end(&mut self, _model: &mut Model, _history: &History) -> Result<()> {
+        self.0.push(resident_mib());
+        Ok(())
+    }
+}
+
+/// How cost grows with the work, per device: case (b) trained for 3 epochs on 1×, 2× and 4×
+/// a base number of batches (samples/s should stay flat: epoch time linear in the data),
+/// then one fit of 20 epochs on the base data with the resident memory after the 1st epoch and
+/// the last (it should stay flat across epochs).
+pub fn scaling(devices: &[Device], quick: bool) -> Result<()> {
+    let case = &standard_cases()[0];
+    let base_steps = if quick { 25 } else { 100 };
+    println!(
+        "{:<34} {:>14} {:>16} {:>10}  device",
+        "run", "s/epoch", "samples/s", "memory"
+    );
+    for device in devices {
+        let name = device_name(device)?;
+        let mut model = Model::new(case.spec(), device.clone())?;
+        let config = FitConfig {
+            epochs: 3,
+            ..case.config()
+        };
+        for factor in [1, 2, 4] {
+            let (x, y) = case.data(base_steps * factor);
+            let history = model.fit(&x, &y, &config)?;
+            // The first epoch of a fit includes uploading the data; report the median.
+            let samples = median(
+                history
+                    .epochs
+                    .iter()
+                    .map(|e| e.samples_per_second)
+                    .collect(),
+            );
+            println!(
+                "{:<34} {:>14.3} {:>16.0} {:>10}  {name}",
+                format!("(b) {} samples x 3 epochs", x.nrows()),
+                x.nrows() as f64 / samples,
+                samples,
+                format_mib(resident_mib()),
+            );
+        }
+        let (x, y) = case.data(base_steps);
+        let mut memory = MemoryPerEpoch(Vec::new());
+        let epochs = FitConfig {
+            epochs: 20,
+            ..case.config()
+        };
+        model.fit_with(&x, &y, &epochs, None, &mut [&mut memory])?;
+        for (epoch, mib) in [(1, memory.0[0]), (20, memory.0[19])] {
+            println!(
+                "{:<34} {:>14} {:>16} {:>10}  {name}",
+                format!("memory after epoch {epoch} of 20"),
+                "",
+                "",
+                format_mib(mib)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the set on each device and prints one table. `quick` uses smaller sizes and fewer
 /// steps (for software adapters, or a first look).
 pub fn run(devices: &[Device], quick: bool) -> Result<()> {
     let sizes: &[usize] = if quick { &[256, 1024] } else { &[1024, 4096] };
     println!("{:<28} {:>16}  device", "benchmark", "figure");
     for device in devices {
-        let name = match device {
-            Device::Cpu => "CPU".to_string(),
-            _ => Model::new(
-                Sequential::new(1).dense(1, Activation::Linear),
-                device.clone(),
-            )?
-            .device(),
-        };
+        let name = device_name(device)?;
         for &n in sizes {
             let gflops = match device {
                 Device::Cpu => cpu_matmul_gflops(n, if n > 2048 { 3 } else { 10 }),

@@ -121,6 +121,10 @@ struct BenchArgs {
     /// Smaller sizes and fewer steps, and no (d); for software adapters or a first look.
     #[arg(long)]
     quick: bool,
+    /// Instead of the standard set: epoch time of (b) at 1×, 2× and 4× the data, and the
+    /// process's memory across epochs.
+    #[arg(long)]
+    scaling: bool,
     #[command(flatten)]
     gpu: DeviceArgs,
 }
@@ -173,7 +177,11 @@ fn bench(args: BenchArgs) -> Result<()> {
             )));
         }
     };
-    crate::bench::run(&devices, args.quick)
+    if args.scaling {
+        crate::bench::scaling(&devices, args.quick)
+    } else {
+        crate::bench::run(&devices, args.quick)
+    }
 }
 
 fn devices() {

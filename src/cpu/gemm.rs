@@ -661,7 +661,11 @@ mod tests {
             };
             gemm_then(a.view(), b.view(), finished.view_mut(), &mark);
             for ((row, col), &v) in finished.indexed_iter() {
-                assert_eq!(v, plain[[row, col]] + (row * 1000 + col) as f32, "{m}x{k}x{n}");
+                assert_eq!(
+                    v,
+                    plain[[row, col]] + (row * 1000 + col) as f32,
+                    "{m}x{k}x{n}"
+                );
             }
         }
     }
