@@ -300,3 +300,47 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
     ok(&["summary", "--model", s(&dir)]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The figure of a `wgrad bench` row whose first column starts with `name`.
+fn bench_figure(table: &str, name: &str) -> f64 {
+    let line = table
+        .lines()
+        .find(|line| line.starts_with(name))
+        .unwrap_or_else(|| panic!("no row '{name}' in:\n{table}"));
+    line[name.len()..]
+        .split_whitespace()
+        .find_map(|word| word.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no figure in '{line}'"))
+}
+
+#[test]
+fn bench_times_the_standard_set_and_the_scaling_on_each_device() {
+    let mut devices = vec!["cpu"];
+    if !wgrad::gpu::policy::skip_requested("the GPU part of the bench test") {
+        devices.push("gpu");
+    }
+    for device in devices {
+        let mut args = vec!["bench", "--quick", "--devices", device];
+        if device == "gpu" {
+            args.extend(["--adapter", "software"]);
+        }
+        let table = ok(&args);
+        for row in [
+            "(a) matmul 1024³",
+            "(b) 784-128-10 adam",
+            "(c) 784-800-10 momentum",
+            "(e) 2-16-1 adam",
+        ] {
+            assert!(bench_figure(&table, row) > 0.0, "{device}: {row}\n{table}");
+        }
+        args.push("--scaling");
+        let scaling = ok(&args);
+        for rows in [3200, 6400, 12800] {
+            let seconds = bench_figure(&scaling, &format!("(b) {rows} samples x 3 epochs"));
+            assert!(seconds > 0.0, "{device}:\n{scaling}");
+        }
+        let first = bench_figure(&scaling, "memory after epoch 1 of 20");
+        let last = bench_figure(&scaling, "memory after epoch 20 of 20");
+        assert!(first > 0.0 && last > 0.0, "{device}:\n{scaling}");
+    }
+}
