@@ -285,9 +285,13 @@ impl Backend for CpuBackend {
     }
 
     fn train_steps(&mut self, steps: &[StepParams]) -> Result<()> {
-        for step in steps {
-            self.train_step(step);
-        }
+        // On a pool thread, so that the parallel parts of each step hand work to the other
+        // threads directly instead of waking this one after each of them.
+        rayon::scope(|_| {
+            for step in steps {
+                self.train_step(step);
+            }
+        });
         Ok(())
     }
 
