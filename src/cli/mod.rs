@@ -19,6 +19,15 @@ use std::path::{Path, PathBuf};
 
 pub use train::TrainArgs;
 
+/// The parsers of the command line's specifications, each usable on its own (by the fuzz
+/// targets in `fuzz/` and the tests): `--data`, `--layers`, `--schedule`, and the model and
+/// training settings built from [`TrainArgs`]. Every one returns an error naming the option
+/// for any text it does not accept, and never panics.
+pub mod specs {
+    pub use super::data_spec::DataSpec;
+    pub use super::train::{build_spec, fit_config, parse_layers, parse_schedule};
+}
+
 #[derive(Parser)]
 #[command(
     name = "wgrad",

@@ -146,7 +146,7 @@ fn invalid(option: &str, message: impl std::fmt::Display) -> WgradError {
 }
 
 /// `step:EVERY:FACTOR`, `exp:RATE`, `cosine[:MIN_LR]` or `constant`.
-fn parse_schedule(text: &str, epochs: usize) -> Result<Schedule> {
+pub fn parse_schedule(text: &str, epochs: usize) -> Result<Schedule> {
     let parts: Vec<&str> = text.split(':').collect();
     let number = |s: &str| {
         s.parse::<f32>()
@@ -185,7 +185,7 @@ fn parse_schedule(text: &str, epochs: usize) -> Result<Schedule> {
     Ok(schedule)
 }
 
-fn parse_layers(text: &str) -> Result<Vec<usize>> {
+pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
     let widths = text
         .split(',')
         .map(|w| {
@@ -226,7 +226,7 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
 
 /// The model the options describe, for data with `inputs` features and `classes` classes
 /// (`None` for regression with `outputs` values).
-fn build_spec(
+pub fn build_spec(
     args: &TrainArgs,
     inputs: usize,
     classes: Option<usize>,
@@ -293,10 +293,14 @@ fn build_spec(
         spec = spec.loss(loss.parse::<Loss>().map_err(|e| invalid("loss", e))?);
     }
     spec.validate()?;
+    io::check_size(&spec).map_err(|e| match e {
+        WgradError::InvalidModel(message) => invalid("layers", message),
+        other => other,
+    })?;
     Ok(spec)
 }
 
-fn fit_config(args: &TrainArgs, has_validation: bool, classification: bool) -> Result<FitConfig> {
+pub fn fit_config(args: &TrainArgs, has_validation: bool, classification: bool) -> Result<FitConfig> {
     let early_stopping = match args.early_stopping {
         Some(patience) => {
             let monitor = match &args.monitor {

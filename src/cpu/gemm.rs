@@ -43,6 +43,7 @@ type KernelFn =
 
 #[derive(Clone, Copy)]
 struct Kernel {
+    name: &'static str,
     mr: usize,
     nr: usize,
     run: KernelFn,
@@ -55,6 +56,7 @@ fn available_kernels() -> Vec<Kernel> {
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             kernels.push(Kernel {
+                name: "AVX-512",
                 mr: 8,
                 nr: 32,
                 run: x86::avx512::<8, 2>,
@@ -63,6 +65,7 @@ fn available_kernels() -> Vec<Kernel> {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             kernels.push(Kernel {
+                name: "AVX2",
                 mr: 6,
                 nr: 16,
                 run: x86::avx2::<6, 2>,
@@ -70,6 +73,7 @@ fn available_kernels() -> Vec<Kernel> {
         }
     }
     kernels.push(Kernel {
+        name: "portable",
         mr: 4,
         nr: 16,
         run: portable::<4, 16>,
@@ -81,6 +85,11 @@ fn available_kernels() -> Vec<Kernel> {
 fn kernel() -> Kernel {
     static BEST: OnceLock<Kernel> = OnceLock::new();
     *BEST.get_or_init(|| available_kernels()[0])
+}
+
+/// The instruction set of the micro-kernel in use ("AVX-512", "AVX2" or "portable").
+pub fn kernel_name() -> &'static str {
+    kernel().name
 }
 
 /// C = A·B. Shapes: A [m, k], B [k, n], C [m, n]; any strides.

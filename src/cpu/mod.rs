@@ -264,7 +264,11 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
-        "CPU (ndarray)".to_string()
+        format!(
+            "CPU ({} GEMM, {} threads)",
+            gemm::kernel_name(),
+            rayon::current_num_threads()
+        )
     }
 
     fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {

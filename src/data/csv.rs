@@ -13,6 +13,8 @@ use ::csv::{ReaderBuilder, StringRecord, Trim};
 use ndarray::Array2;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -66,7 +68,17 @@ impl fmt::Display for CsvTask {
 /// when all are integers, else as strings), become class indices 0, 1, ... and their text the
 /// `class_names`. Regression targets give `class_names: None`.
 pub fn load_csv(path: &Path, target: Option<&str>, task: CsvTask) -> Result<Dataset> {
-    let table = Table::read(path)?;
+    load_csv_from_reader(path, open(path)?, target, task)
+}
+
+/// [`load_csv`] on CSV text from `reader`; `source` names it in error messages.
+pub fn load_csv_from_reader(
+    source: &Path,
+    reader: impl Read,
+    target: Option<&str>,
+    task: CsvTask,
+) -> Result<Dataset> {
+    let table = Table::read(source, reader)?;
     let target_col = table.target_column(target)?;
     let (x, feature_names) = table.features_except(target_col)?;
     let task = match task {
@@ -97,7 +109,17 @@ pub fn load_csv_with_classes(
     target: Option<&str>,
     class_names: &[String],
 ) -> Result<Dataset> {
-    let table = Table::read(path)?;
+    load_csv_with_classes_from_reader(path, open(path)?, target, class_names)
+}
+
+/// [`load_csv_with_classes`] on CSV text from `reader`; `source` names it in error messages.
+pub fn load_csv_with_classes_from_reader(
+    source: &Path,
+    reader: impl Read,
+    target: Option<&str>,
+    class_names: &[String],
+) -> Result<Dataset> {
+    let table = Table::read(source, reader)?;
     let target_col = table.target_column(target)?;
     let (x, feature_names) = table.features_except(target_col)?;
     let mut labels = Vec::with_capacity(table.rows.len());
@@ -139,7 +161,17 @@ pub fn load_features(
     path: &Path,
     expected_columns: Option<&[String]>,
 ) -> Result<(Array2<f32>, Vec<String>)> {
-    let table = Table::read(path)?;
+    load_features_from_reader(path, open(path)?, expected_columns)
+}
+
+/// [`load_features`] on CSV text from `reader`; `source` names it in error messages.
+pub fn load_features_from_reader(
+    source: &Path,
+    reader: impl Read,
+    expected_columns: Option<&[String]>,
+) -> Result<(Array2<f32>, Vec<String>)> {
+    let path = source;
+    let table = Table::read(source, reader)?;
     let columns: Vec<usize> = match expected_columns {
         None => (0..table.headers.len()).collect(),
         Some(names) => {
@@ -174,15 +206,14 @@ struct Table {
 }
 
 impl Table {
-    /// Reads and checks the shape: a header naming every column uniquely, then at least one
-    /// row, every row as wide as the header.
-    fn read(path: &Path) -> Result<Table> {
-        let file = std::fs::File::open(path).map_err(|e| WgradError::io(path, e))?;
+    /// Reads CSV text from `input` (read from `path`) and checks the shape: a header naming
+    /// every column uniquely, then at least one row, every row as wide as the header.
+    fn read(path: &Path, input: impl Read) -> Result<Table> {
         let mut reader = ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .trim(Trim::All)
-            .from_reader(std::io::BufReader::new(file));
+            .from_reader(input);
         let csv_error = |e: ::csv::Error| {
             if e.is_io_error() {
                 match e.into_kind() {
@@ -406,6 +437,12 @@ impl Table {
             format!("line {line}, column {:?}: {message}", self.headers[col]),
         )
     }
+}
+
+/// `path` opened for buffered reading.
+fn open(path: &Path) -> Result<BufReader<File>> {
+    let file = File::open(path).map_err(|e| WgradError::io(path, e))?;
+    Ok(BufReader::new(file))
 }
 
 /// Up to 20 names, quoted and comma-separated, then how many more.

@@ -55,7 +55,13 @@ impl IdxImages {
 
 /// Reads an IDX image file (magic `0x00000803`), gzipped or not.
 pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let (dims, pixels) = read_idx(path, 3, "image")?;
+    parse_images(path, &read_file(path)?)
+}
+
+/// Parses the bytes of an IDX image file (magic `0x00000803`), gzipped or not; `source` names
+/// the file in error messages.
+pub fn parse_images(source: &Path, bytes: &[u8]) -> Result<IdxImages> {
+    let (dims, pixels) = parse_idx(source, bytes, 3, "image")?;
     Ok(IdxImages {
         count: dims[0],
         rows: dims[1],
@@ -67,7 +73,14 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
 /// Reads an IDX label file (magic `0x00000801`), gzipped or not; every label must be a digit
 /// 0–9.
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
-    let (_, labels) = read_idx(path, 1, "label")?;
+    parse_labels(path, &read_file(path)?)
+}
+
+/// Parses the bytes of an IDX label file (magic `0x00000801`), gzipped or not; every label
+/// must be a digit 0–9. `source` names the file in error messages.
+pub fn parse_labels(source: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    let path = source;
+    let (_, labels) = parse_idx(path, bytes, 1, "label")?;
     let header_len = header_len(1);
     if let Some((i, &label)) = labels
         .iter()
@@ -188,15 +201,25 @@ fn header_len(dims: u8) -> usize {
     4 + 4 * usize::from(dims)
 }
 
-/// Reads an IDX file of unsigned bytes with `expected_dims` dimensions; returns the sizes of
-/// the dimensions and the data. `kind` ("image", "label") goes into the error messages.
-fn read_idx(path: &Path, expected_dims: u8, kind: &str) -> Result<(Vec<usize>, Vec<u8>)> {
-    let raw = std::fs::read(path).map_err(|e| WgradError::io(path, e))?;
+/// The whole contents of `path`.
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| WgradError::io(path, e))
+}
+
+/// Parses the bytes `raw` of an IDX file of unsigned bytes with `expected_dims` dimensions,
+/// read from `path`; returns the sizes of the dimensions and the data. `kind` ("image",
+/// "label") goes into the error messages.
+fn parse_idx(
+    path: &Path,
+    raw: &[u8],
+    expected_dims: u8,
+    kind: &str,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     let gzipped = raw.starts_with(&GZIP_MAGIC);
     let mut reader: Box<dyn Read + '_> = if gzipped {
-        Box::new(MultiGzDecoder::new(raw.as_slice()))
+        Box::new(MultiGzDecoder::new(raw))
     } else {
-        Box::new(raw.as_slice())
+        Box::new(raw)
     };
     // In a gzipped file, offsets count decompressed bytes.
     let where_ = if gzipped { " (decompressed)" } else { "" };

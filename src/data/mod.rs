@@ -6,7 +6,10 @@ pub mod csv;
 pub mod mnist;
 pub mod scale;
 
-pub use self::csv::{CsvTask, load_csv, load_csv_with_classes, load_features};
+pub use self::csv::{
+    CsvTask, load_csv, load_csv_from_reader, load_csv_with_classes,
+    load_csv_with_classes_from_reader, load_features, load_features_from_reader,
+};
 pub use mnist::{load_dir as load_mnist_dir, load_shipped as load_mnist};
 pub use scale::Scaler;
 

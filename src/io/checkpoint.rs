@@ -143,6 +143,27 @@ pub(crate) fn load_checkpoint(dir: &Path, device: Device) -> Result<(Model, Mode
     Ok((model, meta, progress))
 }
 
+/// Parses a checkpoint's own two files for a `spec` model (already parsed from the checkpoint's
+/// `model.json`): the record and the optimizer state.
+pub(crate) fn parse_checkpoint(
+    dir: &Path,
+    record: &[u8],
+    optimizer: &[u8],
+    spec: &Sequential,
+) -> Result<super::ParsedCheckpoint> {
+    let checkpoint = parse_checkpoint_json(&dir.join(CHECKPOINT_JSON), record)?;
+    let optimizer_state = parse_optimizer_state(&dir.join(CHECKPOINT_WEIGHTS), optimizer, spec)?;
+    Ok(super::ParsedCheckpoint {
+        progress: Progress {
+            epochs_done: checkpoint.epochs_done,
+            history: checkpoint.history,
+            fit: checkpoint.fit,
+        },
+        steps: checkpoint.steps,
+        optimizer_state,
+    })
+}
+
 /// The bytes of `checkpoint.safetensors` for `model`'s optimizer state.
 fn optimizer_file(model: &mut Model) -> Result<Vec<u8>> {
     let layout = model.spec().param_layout();

@@ -74,9 +74,12 @@ mod atomic;
 mod checkpoint;
 mod model_dir;
 
+pub use model_dir::{MAX_PARAMETERS, check_size};
+
 use crate::backend::Device;
 use crate::data::Scaler;
 use crate::error::Result;
+use crate::model::Sequential;
 use crate::train::{History, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -132,6 +135,42 @@ pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()>
 /// weight, malformed JSON (with line and column), an unknown `format_version`.
 pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
     model_dir::load_model(dir, device)
+}
+
+/// Parses a model directory's two files from their bytes (`json` of `model.json`, `weights` of
+/// `model.safetensors`) with every check of [`load_model`], without building a model: the
+/// description, its metadata and the flat parameter vector (in [`Sequential::param_layout`],
+/// padding zero). `dir` names the files in error messages. Any input gives a model or an
+/// error: no panic, and nothing allocated beyond what the bytes hold.
+pub fn parse_model(
+    dir: &Path,
+    json: &[u8],
+    weights: &[u8],
+) -> Result<(Sequential, ModelMeta, Vec<f32>)> {
+    model_dir::parse_model(dir, json, weights)
+}
+
+/// A checkpoint's own files, parsed: see [`parse_checkpoint`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedCheckpoint {
+    pub progress: Progress,
+    /// The optimizer step count.
+    pub steps: u64,
+    /// The optimizer's two state vectors in the padded flat layout (empty where unused).
+    pub optimizer_state: [Vec<f32>; 2],
+}
+
+/// Parses a checkpoint's own two files from their bytes (`record` of `checkpoint.json`,
+/// `optimizer` of `checkpoint.safetensors`) for the `spec` parsed from its `model.json`, with
+/// the checks of [`load_checkpoint`] except the manifest's sizes and hashes. `dir` names the
+/// files in error messages.
+pub fn parse_checkpoint(
+    dir: &Path,
+    record: &[u8],
+    optimizer: &[u8],
+    spec: &Sequential,
+) -> Result<ParsedCheckpoint> {
+    checkpoint::parse_checkpoint(dir, record, optimizer, spec)
 }
 
 /// Saves a checkpoint into `dir` (created if needed): the model directory's files plus the

@@ -69,12 +69,21 @@ pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
     check_dir(dir)?;
     let json_path = dir.join(MODEL_JSON);
     let json = fs::read(&json_path).map_err(|e| WgradError::io(&json_path, e))?;
-    let (spec, meta) = parse_model_json(&json_path, &json)?;
     let weights_path = dir.join(MODEL_WEIGHTS);
     let weights = fs::read(&weights_path).map_err(|e| WgradError::io(&weights_path, e))?;
-    let params = parse_weights(&weights_path, &weights, &spec)?;
+    let (spec, meta, params) = parse_model(dir, &json, &weights)?;
     let model = build_model(spec, device, &params)?;
     Ok((model, meta))
+}
+
+pub fn parse_model(
+    dir: &Path,
+    json: &[u8],
+    weights: &[u8],
+) -> Result<(Sequential, ModelMeta, Vec<f32>)> {
+    let (spec, meta) = parse_model_json(&dir.join(MODEL_JSON), json)?;
+    let params = parse_weights(&dir.join(MODEL_WEIGHTS), weights, &spec)?;
+    Ok((spec, meta, params))
 }
 
 /// The bytes of a model directory's two files.
@@ -222,6 +231,10 @@ pub(crate) fn check_no_extra(
 }
 
 /// The flat parameter vector (padding zero) from the weights file of a `spec` model.
+///
+/// `spec` must have passed [`check_size`]; nothing is allocated for the parameters before
+/// every tensor is found with its expected dtype and shape, so the file's own size bounds the
+/// allocation, whatever the description claims.
 pub(crate) fn parse_weights(path: &Path, bytes: &[u8], spec: &Sequential) -> Result<Vec<f32>> {
     let file = parse_safetensors(path, bytes)?;
     let layout = spec.param_layout();
@@ -238,9 +251,13 @@ pub(crate) fn parse_weights(path: &Path, bytes: &[u8], spec: &Sequential) -> Res
         ));
     }
     check_no_extra(path, &file, &names, "the model")?;
+    let values = layout
+        .tensors
+        .iter()
+        .map(|t| read_f32(path, &file, &t.name, &t.shape, "the model description"))
+        .collect::<Result<Vec<_>>>()?;
     let mut params = vec![0.0; layout.len];
-    for t in &layout.tensors {
-        let values = read_f32(path, &file, &t.name, &t.shape, "the model description")?;
+    for (t, values) in layout.tensors.iter().zip(values) {
         params[t.offset..t.offset + t.len].copy_from_slice(&values);
     }
     if let Some(msg) = find_non_finite(&layout, &params) {
@@ -271,8 +288,45 @@ pub(crate) fn parse_model_json(path: &Path, bytes: &[u8]) -> Result<(Sequential,
     let (spec, meta) = file.into_parts();
     spec.validate()
         .map_err(|e| WgradError::data(path, format!("the model description is invalid: {e}")))?;
+    check_size(&spec)
+        .map_err(|e| WgradError::data(path, format!("the model description is invalid: {e}")))?;
     check_meta(&spec, &meta).map_err(|msg| WgradError::data(path, msg))?;
     Ok((spec, meta))
+}
+
+/// The most parameters (weights and biases, with the flat layout's alignment padding) a
+/// model may have: 2^30, 4 GiB of `f32` weights, 16 GiB with gradients and Adam's state.
+/// Widths from a command line or a model file are checked against it before anything is
+/// allocated for them.
+pub const MAX_PARAMETERS: usize = 1 << 30;
+
+/// The number of values in `spec`'s flat parameter layout, alignment padding included, or an
+/// error naming the first layer at which it exceeds [`MAX_PARAMETERS`]; computed with checked
+/// arithmetic, so absurd widths (`784,1000000000000,10`) are an error, not an overflow or an
+/// allocation.
+pub fn check_size(spec: &Sequential) -> Result<usize> {
+    let align = ParamLayout::ALIGN;
+    let padded = |n: usize| n.checked_next_multiple_of(align);
+    let mut total: usize = 0;
+    for (i, layer) in spec.layers.iter().enumerate() {
+        let fan_in = spec.fan_in(i);
+        let tensors = fan_in
+            .checked_mul(layer.units)
+            .and_then(padded)
+            .zip(padded(layer.units))
+            .and_then(|(w, b)| w.checked_add(b));
+        match tensors.and_then(|n| total.checked_add(n)) {
+            Some(n) if n <= MAX_PARAMETERS => total = n,
+            _ => {
+                return Err(WgradError::InvalidModel(format!(
+                    "layer {i} ({fan_in} inputs x {} units) takes the model past {MAX_PARAMETERS} \
+                     parameters, the most wgrad supports",
+                    layer.units
+                )));
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Fails unless `bytes` is a JSON object whose `format_version` this code reads.
