@@ -28,6 +28,11 @@ With --wgrad PATH it also runs `PATH bench --devices cpu|gpu|both [--quick]`, pa
 wgrad / PyTorch per row (above 1: wgrad is faster). wgrad's GPU rows are compared with
 PyTorch's CUDA rows; wgrad reaches the GPU through Vulkan/Metal/DX12, PyTorch through CUDA.
 
+--mnist EPOCHS trains 784-128-10 (ReLU, softmax cross-entropy, Adam 1e-3, batch 128, shuffled
+each epoch) on the real MNIST files in data/mnist/ (pixels / 255) for EPOCHS epochs on the CPU
+and prints the test accuracy and training samples/s; with --wgrad it runs `PATH train` with the
+same settings beside it (equal accuracy after the same epochs is part of the speed target).
+
 --parse-only FILE parses a saved `wgrad bench` table and prints its rows; it does not need
 PyTorch (torch is imported only when benchmarks run).
 
@@ -340,6 +345,85 @@ def run_torch(devices: list[str], quick: bool) -> list[Row]:
 
 
 # ---------------------------------------------------------------------------------------------
+# MNIST accuracy after the same epochs
+
+MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "mnist")
+
+
+def read_idx(name: str):
+    """An IDX file of data/mnist (gzipped) as a numpy array."""
+    import gzip
+
+    import numpy as np
+
+    with gzip.open(os.path.join(MNIST_DIR, name + ".gz"), "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def torch_mnist(torch, epochs: int) -> tuple[float, float]:
+    """(test accuracy %, training samples/s) of 784-128-10 trained as `wgrad train` does."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    x = torch.from_numpy(read_idx("train-images-idx3-ubyte").reshape(-1, 784).astype("float32") / 255)
+    y = torch.from_numpy(read_idx("train-labels-idx1-ubyte").astype("int64"))
+    x_test = torch.from_numpy(read_idx("t10k-images-idx3-ubyte").reshape(-1, 784).astype("float32") / 255)
+    y_test = torch.from_numpy(read_idx("t10k-labels-idx1-ubyte").astype("int64"))
+    model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    seconds = 0.0
+    for _ in range(epochs):
+        started = time.perf_counter()
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), 128):
+            index = order[start : start + 128]
+            loss = loss_fn(model(x[index]), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - started
+    with torch.no_grad():
+        accuracy = (model(x_test).argmax(dim=1) == y_test).float().mean().item()
+    return 100.0 * accuracy, epochs * len(x) / seconds
+
+
+def wgrad_mnist(binary: str, epochs: int) -> tuple[float, float] | None:
+    """(test accuracy %, training samples/s) from `binary train` on the CPU, or None."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        command = [binary, "train", "--device", "cpu", "--epochs", str(epochs), "--batch-size",
+                   "128", "--optimizer", "adam", "--lr", "0.001", "--quiet", "--out", out]
+        print(f"running {' '.join(command)}", file=sys.stderr, flush=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        history = os.path.join(out, "history.csv")
+        lines = open(history, encoding="utf-8").read().splitlines() if os.path.exists(history) else []
+    text = done.stdout + done.stderr
+    accuracy = re.search(r"test accuracy ([0-9.]+)%", text)
+    if done.returncode != 0 or not accuracy or len(lines) < 2:
+        print(f"wgrad train failed:\n{text}", file=sys.stderr)
+        return None
+    # history.csv: one row per epoch; samples/s of the training steps alone, as PyTorch's.
+    column = lines[0].split(",").index("samples_per_second")
+    per_epoch = [float(line.split(",")[column]) for line in lines[1:]]
+    return float(accuracy[1]), epochs / sum(1.0 / s for s in per_epoch)
+
+
+def print_mnist(torch, binary: str | None, epochs: int) -> None:
+    print(f"MNIST 784-128-10, Adam 1e-3, batch 128, {epochs} epochs, CPU")
+    print(f"{'tool':<10} {'test accuracy':>14} {'samples/s':>12}")
+    results = [("PyTorch", torch_mnist(torch, epochs))]
+    if binary:
+        results.append(("wgrad", wgrad_mnist(binary, epochs)))
+    for tool, result in results:
+        if result:
+            print(f"{tool:<10} {result[0]:>13.2f}% {result[1]:>12.0f}")
+
+
+# ---------------------------------------------------------------------------------------------
 # The comparison
 
 
@@ -394,6 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         "--wgrad", metavar="PATH", help="also run `PATH bench` and print wgrad / PyTorch per row"
     )
     parser.add_argument(
+        "--mnist",
+        type=int,
+        metavar="EPOCHS",
+        help="instead of the set: MNIST test accuracy and samples/s after EPOCHS epochs (CPU)",
+    )
+    parser.add_argument(
         "--parse-only",
         metavar="FILE",
         help="parse a saved `wgrad bench` table, print its rows and exit (no PyTorch needed)",
@@ -419,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.mnist:
+        print_mnist(torch, args.wgrad, args.mnist)
+        return 0
     if args.device == "cpu":
         devices = ["cpu"]
     elif args.device == "cuda":
