@@ -14,61 +14,51 @@ pub struct MatmulConfig {
     /// Stage tiles in workgroup memory (`tiled` entry point) or read operands straight from
     /// memory (`direct`).
     pub staged: bool,
-    /// Rows of C per invocation (4 or 8); each invocation computes TM×4 of C.
+    /// Rows and columns of C per invocation (4 or 8 each).
     pub tm: u32,
+    pub tn: u32,
     /// Workgroup size (x: column blocks, y: row blocks).
     pub workgroup: [u32; 2],
     /// Depth of a staged tile (multiple of 4); unused by direct configurations.
     pub bk: u32,
 }
 
+const fn direct(name: &'static str, tm: u32, tn: u32) -> MatmulConfig {
+    MatmulConfig {
+        name,
+        staged: false,
+        tm,
+        tn,
+        workgroup: [8, 8],
+        bk: 4,
+    }
+}
+
+const fn tiled(name: &'static str, tm: u32, tn: u32, workgroup: [u32; 2], bk: u32) -> MatmulConfig {
+    MatmulConfig {
+        name,
+        staged: true,
+        tm,
+        tn,
+        workgroup,
+        bk,
+    }
+}
+
 /// Every configuration the autotuner may choose, the first being the default. Workgroups stay
 /// within WebGPU's default limits (256 invocations, 16 KiB of workgroup memory).
+///
+/// On lavapipe (llvmpipe) every load from a buffer or workgroup memory is a loop over the
+/// SIMD lanes, so what counts is loads per multiply-add: larger blocks per invocation win
+/// there, and staging through workgroup memory saves nothing. The staged configurations are
+/// for hardware GPUs.
 pub const MATMUL_CONFIGS: [MatmulConfig; 6] = [
-    // 32×32 of C per workgroup of 8×8, a 4×4 block per invocation: the kernel that was
-    // fastest on lavapipe before tiling.
-    MatmulConfig {
-        name: "direct4x4",
-        staged: false,
-        tm: 4,
-        workgroup: [8, 8],
-        bk: 4,
-    },
-    MatmulConfig {
-        name: "direct8x4",
-        staged: false,
-        tm: 8,
-        workgroup: [8, 8],
-        bk: 4,
-    },
-    MatmulConfig {
-        name: "tiled32x32-4x4",
-        staged: true,
-        tm: 4,
-        workgroup: [8, 8],
-        bk: 16,
-    },
-    MatmulConfig {
-        name: "tiled64x64-4x4",
-        staged: true,
-        tm: 4,
-        workgroup: [16, 16],
-        bk: 16,
-    },
-    MatmulConfig {
-        name: "tiled64x64-8x4",
-        staged: true,
-        tm: 8,
-        workgroup: [16, 8],
-        bk: 16,
-    },
-    MatmulConfig {
-        name: "tiled128x64-8x4",
-        staged: true,
-        tm: 8,
-        workgroup: [16, 16],
-        bk: 16,
-    },
+    direct("direct4x4", 4, 4),
+    direct("direct8x4", 8, 4),
+    direct("direct8x8", 8, 8),
+    tiled("tiled64x64-4x4", 4, 4, [16, 16], 16),
+    tiled("tiled128x64-8x4", 8, 4, [16, 16], 16),
+    tiled("tiled128x128-8x8", 8, 8, [16, 16], 8),
 ];
 
 impl MatmulConfig {
@@ -95,7 +85,7 @@ impl MatmulConfig {
 
     /// Columns of C one workgroup computes.
     pub fn tile_cols(&self) -> u32 {
-        self.workgroup[0] * 4
+        self.workgroup[0] * self.tn
     }
 
     pub fn entry_point(&self) -> &'static str {
@@ -105,8 +95,8 @@ impl MatmulConfig {
     /// The constants matmul.wgsl expects before its text.
     pub fn wgsl_constants(&self) -> String {
         format!(
-            "// Generated for matmul configuration {}.\nconst TM: u32 = {}u;\nconst WG_X: u32 = {}u;\nconst WG_Y: u32 = {}u;\nconst BK: u32 = {}u;\n",
-            self.name, self.tm, self.workgroup[0], self.workgroup[1], self.bk
+            "// Generated for matmul configuration {}.\nconst TM: u32 = {}u;\nconst TN: u32 = {}u;\nconst WG_X: u32 = {}u;\nconst WG_Y: u32 = {}u;\nconst BK: u32 = {}u;\n",
+            self.name, self.tm, self.tn, self.workgroup[0], self.workgroup[1], self.bk
         )
     }
 
@@ -156,6 +146,7 @@ mod tests {
         for (i, c) in MATMUL_CONFIGS.iter().enumerate() {
             assert_eq!(MatmulConfig::by_name(c.name), Some(i), "names are unique");
             assert!(c.tm == 4 || c.tm == 8, "{}: TM", c.name);
+            assert!(c.tn == 4 || c.tn == 8, "{}: TN", c.name);
             assert!(
                 c.workgroup[0] * c.workgroup[1] <= 256,
                 "{}: invocations",
