@@ -1,7 +1,9 @@
-// optimizer.wgsl — one optimizer step on one parameter tensor, in place.
+// optimizer.wgsl — one optimizer step on every parameter tensor at once, in place, over the
+// flat parameter vector [W0, b0, W1, b1, …] (one dispatch per step).
 //
-// g = clip·grad + l1·sign(w) + 2·l2·w (the penalties are 0 for biases; clip[0] is 1 or the
-// gradient-clipping factor of reduce.wgsl's clip_factor), then by OPTIMIZER:
+// g = s·grad + l1·sign(w) + 2·l2·w, where s is the gradient scale (1, or the clipping factor)
+// and the penalties apply only where `regions` says the tensor is regularized (weights, not
+// biases). Then by OPTIMIZER:
 //   0 SGD:       w -= lr·g
 //   1 momentum:  v = μ·v + g;  w -= lr·v
 //   2 Nesterov:  v = μ·v + g;  w -= lr·(g + μ·v)
@@ -9,10 +11,21 @@
 //   4 Adam:      m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;
 //                w -= lr·(m / (1-β1ᵗ)) / (√(v / (1-β2ᵗ)) + ε)
 // The Rust twin is `cpu::ops::optimizer_update`. state1 holds v, s or m; state2 Adam's v.
-// Dispatch: one invocation per element; workgroups of 64 spread over (x, y) when the tensor
-// needs more than 65535 workgroups (see flat_index).
+// regions holds, per tensor in order, (end, regularized): element i belongs to the first
+// tensor whose end is > i. Alignment padding between tensors holds zeros and stays zero.
+//
+// The gradient scale: with CLIPPED, every workgroup sums `clip` = the partial squared norms
+// of reduce.wgsl's sum_squares (a fixed-order tree, so all workgroups agree) and takes
+// s = min(1, step.clip_norm / (√Σ + 1e-6)); otherwise s = clip[0].
+//
+// Entry points:
+//   main         the update. Dispatch: one invocation per element; workgroups of 64 spread
+//                over (x, y) when the vector needs more than 65535 workgroups (flat_index).
+//   clip_factor  params[0] = s, from the same function (the parity tests' view of it).
+//                Dispatch: (1, 1, 1).
 
 override OPTIMIZER: u32 = 0u;
+override CLIPPED: bool = false;
 
 struct Hyper {
     len: u32,
@@ -32,15 +45,57 @@ struct Hyper {
 @group(0) @binding(4) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> state2: array<f32>;
 @group(0) @binding(6) var<storage, read> clip: array<f32>;
+@group(0) @binding(7) var<storage, read> regions: array<vec2<u32>>;
+
+const GROUP: u32 = 64u;
+var<workgroup> partial: array<f32, GROUP>;
+
+// The gradient scale; called by every invocation of the workgroup (it may hold barriers).
+fn gradient_scale(thread: u32) -> f32 {
+    if (!CLIPPED) {
+        return clip[0];
+    }
+    var sum = 0.0;
+    for (var i = thread; i < arrayLength(&clip); i += GROUP) {
+        sum += clip[i];
+    }
+    partial[thread] = sum;
+    workgroupBarrier();
+    for (var width = GROUP / 2u; width > 0u; width /= 2u) {
+        if (thread < width) {
+            partial[thread] += partial[thread + width];
+        }
+        workgroupBarrier();
+    }
+    return min(1.0, step.clip_norm / (sqrt(partial[0]) + 1e-6));
+}
+
+fn regularized(i: u32) -> bool {
+    for (var t = 0u; t < arrayLength(&regions); t++) {
+        let region = regions[t];
+        if (i < region.x) {
+            return region.y != 0u;
+        }
+    }
+    return false;
+}
 
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) thread: u32,
+) {
+    let scale = gradient_scale(thread);
     let i = flat_index(gid, groups);
     if (i >= hyper.len) {
         return;
     }
     let w = params[i];
-    let g = clip[0] * grads[i] + hyper.l1 * sign(w) + 2.0 * hyper.l2 * w;
+    let penalized = regularized(i);
+    let l1 = select(0.0, hyper.l1, penalized);
+    let l2 = select(0.0, hyper.l2, penalized);
+    let g = scale * grads[i] + l1 * sign(w) + 2.0 * l2 * w;
     let lr = step.learning_rate;
     switch OPTIMIZER {
         case 0u: {
@@ -68,5 +123,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             state2[i] = v;
             params[i] = w - lr * (m / step.bias_correction1) / (sqrt(v / step.bias_correction2) + hyper.eps);
         }
+    }
+}
+
+@compute @workgroup_size(64)
+fn clip_factor(@builtin(local_invocation_index) thread: u32) {
+    let scale = gradient_scale(thread);
+    if (thread == 0u) {
+        params[0] = scale;
     }
 }

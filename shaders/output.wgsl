@@ -9,9 +9,14 @@
 //                    MSE: Σ(p-y)²/N,                       g = 2(p-y)/(rows·N) through f'
 //                    BCE: Σ(max(z,0) - z·y + ln(1+e^-|z|))/N, g = (σ(z)-y)/(rows·N)
 //                    CE:  Σ y·(logsumexp(z) - z),            g = (p·Σy - y)/rows
-//   probabilities  out[r, :] = p for every row.
+//                  Then metrics[0] += Σ loss, metrics[1] += Σ correct, metrics[2] += rows:
+//                  the running loss and accuracy counts, accumulated on the GPU until the
+//                  host reads them (a fixed-order tree sum, the same run to run).
+//                  Dispatch: exactly one workgroup, (1, 1, 1); its 256 threads take the rows
+//                  in turn.
+//   probabilities  out[r, :] = p for every row. Dispatch: one invocation per row,
+//                  workgroups (ceil(B/64), 1, 1).
 // A class is argmax over the row (first on ties), or (v ≥ 0.5) for a single output.
-// Dispatch: one invocation per row, workgroups (ceil(B/64), 1, 1).
 
 override LOSS: u32 = 0u;              // 0 MSE, 1 binary CE, 2 categorical CE
 override OUTPUT_ACTIVATION: u32 = 0u;
@@ -29,6 +34,7 @@ struct Dims {
 @group(0) @binding(3) var<storage, read> targets: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;       // grad or probabilities
 @group(0) @binding(5) var<storage, read_write> row_stats: array<f32>; // [B, 2]
+@group(0) @binding(6) var<storage, read_write> metrics: array<f32>;   // [4]
 
 // Outputs per row. Read from the binding's length rather than the uniform: lavapipe (Mesa
 // 22.3) leaks memory on every dispatch of this kernel when its loops are bounded by a
@@ -65,12 +71,8 @@ fn log1p_exp_neg_abs(z: f32) -> f32 {
     return select(log(1.0 + e), e - 0.5 * e * e, e < 1e-4);
 }
 
-@compute @workgroup_size(64)
-fn loss_and_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let r = gid.x;
-    if (r >= dims.batch) {
-        return;
-    }
+// Loss, gradient and row_stats of row r; returns (loss, correct), 0 for padding rows.
+fn row_loss(r: u32) -> vec2<f32> {
     let base = r * row_width();
     if (r >= step.rows) {
         for (var j = 0u; j < row_width(); j++) {
@@ -78,7 +80,7 @@ fn loss_and_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         row_stats[2u * r] = 0.0;
         row_stats[2u * r + 1u] = 0.0;
-        return;
+        return vec2<f32>(0.0);
     }
     let s = row_softmax(base);
     let rows = f32(step.rows);
@@ -105,7 +107,8 @@ fn loss_and_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    row_stats[2u * r + 1u] = select(0.0, 1.0, predicted == target_class);
+    let correct = select(0.0, 1.0, predicted == target_class);
+    row_stats[2u * r + 1u] = correct;
 
     var loss = 0.0;
     if (LOSS == 0u) {
@@ -148,6 +151,33 @@ fn loss_and_grad(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }
     row_stats[2u * r] = loss;
+    return vec2<f32>(loss, correct);
+}
+
+const THREADS: u32 = 256u;
+var<workgroup> partial: array<vec2<f32>, THREADS>;
+
+@compute @workgroup_size(256)
+fn loss_and_grad(@builtin(local_invocation_index) thread: u32) {
+    // Rows from the binding's length, not a uniform (see row_width).
+    let batch = arrayLength(&row_stats) / 2u;
+    var sum = vec2<f32>(0.0);
+    for (var r = thread; r < batch; r += THREADS) {
+        sum += row_loss(r);
+    }
+    partial[thread] = sum;
+    workgroupBarrier();
+    for (var width = THREADS / 2u; width > 0u; width /= 2u) {
+        if (thread < width) {
+            partial[thread] += partial[thread + width];
+        }
+        workgroupBarrier();
+    }
+    if (thread == 0u) {
+        metrics[0] += partial[0].x;
+        metrics[1] += partial[0].y;
+        metrics[2] += f32(step.rows);
+    }
 }
 
 @compute @workgroup_size(64)

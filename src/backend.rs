@@ -107,4 +107,17 @@ pub trait Backend {
     /// optimizer does not use are empty.
     fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]>;
     fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()>;
+    /// Start (`true`) or stop timing every kernel; returns whether kernels are being timed
+    /// (never on the CPU, nor on a GPU without timestamp queries).
+    fn set_profiling(&mut self, _on: bool) -> bool {
+        false
+    }
+    /// The kernel times measured since profiling started or the last call.
+    fn take_profile(&mut self) -> Option<crate::gpu::profile::Profile> {
+        None
+    }
+    /// What starting a GPU backend cost (pipelines, matmul choice); `None` on the CPU.
+    fn gpu_startup(&self) -> Option<crate::gpu::scheduler::Startup> {
+        None
+    }
 }

@@ -1,6 +1,8 @@
 //! Every GPU kernel against its CPU twin (`cpu::ops`) on random inputs, at shapes that are
-//! not multiples of any tile (64) or workgroup (16, 64, 256) size. Each comparison prints its
-//! error; all must stay within 1e-4 of the reference's magnitude.
+//! not multiples of any tile (64) or workgroup (16, 64, 256) size, and at shapes whose
+//! dimensions are multiples of 4 (the matmul's vec4 reads). Every matmul configuration the
+//! autotuner may choose runs every product. Each comparison prints its error; all must stay
+//! within 1e-4 of the reference's magnitude.
 
 mod common;
 
@@ -11,17 +13,22 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgrad::backend::StepParams;
 use wgrad::cpu::ops::{self, Dropout, MatmulForm};
+use wgrad::gpu::matmul::MATMUL_CONFIGS;
 use wgrad::{Activation, Loss, Optimizer};
 
 const TOLERANCE: f32 = 1e-4;
 
-/// (M, N, K) of C[M,N] = op(A)·op(B) with inner dimension K.
-const SHAPES: [(usize, usize, usize); 5] = [
+/// (M, N, K) of C[M,N] = op(A)·op(B) with inner dimension K: odd ones, all multiples of 4
+/// (every operand read as vec4s), and mixed.
+const SHAPES: [(usize, usize, usize); 8] = [
     (1, 1, 1),
     (3, 5, 7),
     (127, 129, 65),
     (257, 784, 130),
     (600, 1031, 777),
+    (36, 12, 20),
+    (128, 800, 784),
+    (68, 10, 132),
 ];
 
 const HIDDEN_ACTIVATIONS: [Activation; 5] = [
@@ -31,6 +38,18 @@ const HIDDEN_ACTIVATIONS: [Activation; 5] = [
     Activation::Sigmoid,
     Activation::Tanh,
 ];
+
+/// The activations to test an epilogue with in matmul configuration `config` at shape
+/// `shape`: all of them in the default configuration; one per shape in turn in the others
+/// (each still meets every activation across the shapes), which keeps the test short on a
+/// software adapter.
+fn activations(config: usize, shape: usize) -> Vec<Activation> {
+    if config == 0 {
+        HIDDEN_ACTIVATIONS.to_vec()
+    } else {
+        vec![HIDDEN_ACTIVATIONS[(shape + config) % HIDDEN_ACTIVATIONS.len()]]
+    }
+}
 
 fn check(what: &str, error: f32) {
     println!("{what:<60} max relative error {error:.2e}");
@@ -50,27 +69,31 @@ fn dropout(rate: f32, layer: u32) -> Dropout {
 }
 
 #[test]
-fn matmul_all_forms() {
+fn matmul_all_forms_every_configuration() {
     let Some(mut gpu) = kernel_runner("matmul_all_forms") else {
         return;
     };
-    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
-        for form in [MatmulForm::AB, MatmulForm::ABt, MatmulForm::AtB] {
-            let a = match form {
-                MatmulForm::AtB => random_matrix(k, m, 1.0, 10 + i as u64),
-                _ => random_matrix(m, k, 1.0, 10 + i as u64),
-            };
-            let b = match form {
-                MatmulForm::ABt => random_matrix(n, k, 1.0, 20 + i as u64),
-                _ => random_matrix(k, n, 1.0, 20 + i as u64),
-            };
-            let mut expected = Array2::zeros((m, n));
-            ops::matmul(form, a.view(), b.view(), expected.view_mut());
-            let actual = gpu.matmul(form, a.view(), b.view()).unwrap();
-            check(
-                &format!("matmul {form:?} {m}x{n}x{k}"),
-                relative_error(&actual, &expected),
-            );
+    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+        gpu.set_matmul_config(config);
+        let name = spec.name;
+        for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+            for form in [MatmulForm::AB, MatmulForm::ABt, MatmulForm::AtB] {
+                let a = match form {
+                    MatmulForm::AtB => random_matrix(k, m, 1.0, 10 + i as u64),
+                    _ => random_matrix(m, k, 1.0, 10 + i as u64),
+                };
+                let b = match form {
+                    MatmulForm::ABt => random_matrix(n, k, 1.0, 20 + i as u64),
+                    _ => random_matrix(k, n, 1.0, 20 + i as u64),
+                };
+                let mut expected = Array2::zeros((m, n));
+                ops::matmul(form, a.view(), b.view(), expected.view_mut());
+                let actual = gpu.matmul(form, a.view(), b.view()).unwrap();
+                check(
+                    &format!("{name} matmul {form:?} {m}x{n}x{k}"),
+                    relative_error(&actual, &expected),
+                );
+            }
         }
     }
 }
@@ -80,37 +103,42 @@ fn dense_forward_every_activation_with_and_without_dropout() {
     let Some(mut gpu) = kernel_runner("dense_forward") else {
         return;
     };
-    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
-        let x = random_matrix(m, k, 1.0, 30 + i as u64);
-        let w = random_matrix(n, k, 0.5, 40 + i as u64);
-        let b = random_vector(n, 0.5, 50 + i as u64);
-        for activation in HIDDEN_ACTIVATIONS {
-            for drop in [None, Some(dropout(0.3, 2))] {
-                let mut expected = Array2::zeros((m, n));
-                ops::dense_forward(
-                    x.view(),
-                    w.view(),
-                    b.view(),
-                    activation,
-                    drop,
-                    expected.view_mut(),
-                );
-                let actual = gpu
-                    .dense_forward(x.view(), w.view(), b.view(), activation, drop)
-                    .unwrap();
-                if let Some(d) = drop {
-                    // The masks must match exactly, not just be close.
-                    let kept = |a: &Array2<f32>| a.iter().map(|v| *v != 0.0).collect::<Vec<_>>();
-                    if activation != Activation::Relu {
-                        assert_eq!(kept(&actual), kept(&expected), "dropout masks differ");
+    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+        gpu.set_matmul_config(config);
+        let name = spec.name;
+        for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+            let x = random_matrix(m, k, 1.0, 30 + i as u64);
+            let w = random_matrix(n, k, 0.5, 40 + i as u64);
+            let b = random_vector(n, 0.5, 50 + i as u64);
+            for activation in activations(config, i) {
+                for drop in [None, Some(dropout(0.3, 2))] {
+                    let mut expected = Array2::zeros((m, n));
+                    ops::dense_forward(
+                        x.view(),
+                        w.view(),
+                        b.view(),
+                        activation,
+                        drop,
+                        expected.view_mut(),
+                    );
+                    let actual = gpu
+                        .dense_forward(x.view(), w.view(), b.view(), activation, drop)
+                        .unwrap();
+                    if let Some(d) = drop {
+                        // The masks must match exactly, not just be close.
+                        let kept =
+                            |a: &Array2<f32>| a.iter().map(|v| *v != 0.0).collect::<Vec<_>>();
+                        if activation != Activation::Relu {
+                            assert_eq!(kept(&actual), kept(&expected), "dropout masks differ");
+                        }
+                        assert!(d.rate > 0.0);
                     }
-                    assert!(d.rate > 0.0);
+                    let what = format!(
+                        "{name} dense forward {activation:?} dropout={} {m}x{n}x{k}",
+                        drop.is_some()
+                    );
+                    check(&what, relative_error(&actual, &expected));
                 }
-                let what = format!(
-                    "dense forward {activation:?} dropout={} {m}x{n}x{k}",
-                    drop.is_some()
-                );
-                check(&what, relative_error(&actual, &expected));
             }
         }
     }
@@ -121,68 +149,78 @@ fn dense_backward_input_every_activation_with_and_without_dropout() {
     let Some(mut gpu) = kernel_runner("dense_backward_input") else {
         return;
     };
-    for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
-        // dz [M, K] of a layer with weights [K, N]; its input [M, N].
-        let grad_output = random_matrix(m, k, 1.0, 60 + i as u64);
-        let w = random_matrix(k, n, 0.5, 70 + i as u64);
-        for activation in HIDDEN_ACTIVATIONS {
-            for drop in [None, Some(dropout(0.25, 1))] {
-                // A plausible stored input: the activation's outputs, after dropout.
-                let mut input =
-                    random_matrix(m, n, 2.0, 80 + i as u64).mapv(|z| activation.apply(z));
-                if let Some(d) = drop {
-                    for (index, v) in input.iter_mut().enumerate() {
-                        *v *= wgrad::rng::dropout_scale(
-                            d.rate,
-                            d.seed,
-                            d.step,
-                            d.layer,
-                            index as u32,
-                        );
+    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+        gpu.set_matmul_config(config);
+        let name = spec.name;
+        for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+            // dz [M, K] of a layer with weights [K, N]; its input [M, N].
+            let grad_output = random_matrix(m, k, 1.0, 60 + i as u64);
+            let w = random_matrix(k, n, 0.5, 70 + i as u64);
+            for activation in activations(config, i) {
+                for drop in [None, Some(dropout(0.25, 1))] {
+                    // A plausible stored input: the activation's outputs, after dropout.
+                    let mut input =
+                        random_matrix(m, n, 2.0, 80 + i as u64).mapv(|z| activation.apply(z));
+                    if let Some(d) = drop {
+                        for (index, v) in input.iter_mut().enumerate() {
+                            *v *= wgrad::rng::dropout_scale(
+                                d.rate,
+                                d.seed,
+                                d.step,
+                                d.layer,
+                                index as u32,
+                            );
+                        }
                     }
-                }
-                let mut expected = Array2::zeros((m, n));
-                ops::dense_backward_input(
-                    grad_output.view(),
-                    w.view(),
-                    input.view(),
-                    activation,
-                    drop,
-                    expected.view_mut(),
-                );
-                let actual = gpu
-                    .dense_backward_input(
+                    let mut expected = Array2::zeros((m, n));
+                    ops::dense_backward_input(
                         grad_output.view(),
                         w.view(),
                         input.view(),
                         activation,
                         drop,
-                    )
-                    .unwrap();
-                let what = format!(
-                    "dense backward {activation:?} dropout={} {m}x{n}x{k}",
-                    drop.is_some()
-                );
-                check(&what, relative_error(&actual, &expected));
+                        expected.view_mut(),
+                    );
+                    let actual = gpu
+                        .dense_backward_input(
+                            grad_output.view(),
+                            w.view(),
+                            input.view(),
+                            activation,
+                            drop,
+                        )
+                        .unwrap();
+                    let what = format!(
+                        "{name} dense backward {activation:?} dropout={} {m}x{n}x{k}",
+                        drop.is_some()
+                    );
+                    check(&what, relative_error(&actual, &expected));
+                }
             }
         }
     }
 }
 
 #[test]
-fn bias_gradient_column_sums() {
-    let Some(mut gpu) = kernel_runner("bias_gradient") else {
+fn weight_and_bias_gradients_in_one_pass_every_configuration() {
+    let Some(mut gpu) = kernel_runner("weight_and_bias_gradients") else {
         return;
     };
-    for (i, &(m, n, _)) in SHAPES.iter().enumerate() {
-        let dz = random_matrix(m, n, 1.0, 90 + i as u64);
-        let mut expected = Array1::zeros(n);
-        ops::grad_bias(dz.view(), expected.view_mut());
-        let actual = gpu.grad_bias(dz.view()).unwrap();
-        check(
-            &format!("bias gradient {m}x{n}"),
-            relative_error(&actual, &expected),
-        );
+    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+        gpu.set_matmul_config(config);
+        // dW [units, fan_in] = dzᵀ·x with dz [batch, units], x [batch, fan_in]; db = Σ_rows dz.
+        for (i, &(units, fan_in, batch)) in SHAPES.iter().enumerate() {
+            let dz = random_matrix(batch, units, 1.0, 90 + i as u64);
+            let x = random_matrix(batch, fan_in, 1.0, 95 + i as u64);
+            let mut expected_w = Array2::zeros((units, fan_in));
+            ops::grad_weights(dz.view(), x.view(), expected_w.view_mut());
+            let mut expected_b = Array1::zeros(units);
+            ops::grad_bias(dz.view(), expected_b.view_mut());
+            let (w, b) = gpu.grad_weights_and_bias(dz.view(), x.view()).unwrap();
+            let what = format!("{} gradients {units}x{fan_in} batch {batch}", spec.name);
+            check(&format!("{what} weights"), relative_error(&w, &expected_w));
+            check(&format!("{what} bias"), relative_error(&b, &expected_b));
+        }
     }
 }
 
@@ -265,9 +303,15 @@ fn output_loss_gradient_and_metrics() {
                     correct_cpu.view_mut(),
                     grad_cpu.view_mut(),
                 );
-                let (loss_gpu, correct_gpu, grad_gpu) = gpu
+                let (loss_gpu, correct_gpu, grad_gpu, sums) = gpu
                     .output_loss(loss, activation, logits.view(), targets.view(), rows)
                     .unwrap();
+                // The metrics the same dispatch accumulates: its own rows' sums.
+                let rows_loss: f32 = loss_gpu.iter().take(rows).sum();
+                let rows_correct: f32 = correct_gpu.iter().take(rows).sum();
+                assert!((sums[0] - rows_loss).abs() <= 1e-4 * rows_loss.abs().max(1.0));
+                assert_eq!(sums[1], rows_correct);
+                assert_eq!(sums[2], rows as f32);
                 let what = format!(
                     "{loss:?}+{activation:?} batch {batch} rows {rows} n {n} scale {scale}"
                 );
@@ -307,19 +351,47 @@ fn output_loss_gradient_and_metrics() {
 }
 
 #[test]
-fn metrics_reduction() {
-    let Some(mut gpu) = kernel_runner("metrics_reduction") else {
+fn loss_metrics_over_large_batches() {
+    let Some(mut gpu) = kernel_runner("loss_metrics") else {
         return;
     };
-    for (batch, rows) in [(1, 1), (300, 297), (1000, 1000)] {
-        let mut stats = random_matrix(batch, 2, 1.0, batch as u64).mapv(f32::abs);
-        stats.column_mut(1).mapv_inplace(|v| f32::from(v > 0.5));
-        let [loss, correct, count] = gpu.metrics(stats.view(), rows).unwrap();
-        let expected_loss: f32 = stats.column(0).iter().take(rows).sum();
-        let expected_correct: f32 = stats.column(1).iter().take(rows).sum();
+    // More rows than the kernel's 256 threads, and short batches.
+    for (batch, rows) in [(1, 1), (300, 297), (1000, 1000), (2049, 1500)] {
+        let logits = random_matrix(batch, 3, 3.0, batch as u64);
+        let targets = targets_for(Loss::CategoricalCrossEntropy, batch, 3, rows as u64);
+        let (mut loss_cpu, mut correct_cpu, mut grad_cpu) = (
+            Array1::zeros(batch),
+            Array1::zeros(batch),
+            Array2::zeros((batch, 3)),
+        );
+        ops::output_loss(
+            Loss::CategoricalCrossEntropy,
+            Activation::Softmax,
+            logits.view(),
+            targets.view(),
+            rows,
+            loss_cpu.view_mut(),
+            correct_cpu.view_mut(),
+            grad_cpu.view_mut(),
+        );
+        let (_, _, grad, [loss, correct, count]) = gpu
+            .output_loss(
+                Loss::CategoricalCrossEntropy,
+                Activation::Softmax,
+                logits.view(),
+                targets.view(),
+                rows,
+            )
+            .unwrap();
+        let expected_loss: f32 = loss_cpu.iter().take(rows).sum();
+        let expected_correct: f32 = correct_cpu.iter().take(rows).sum();
         check(
             &format!("metrics loss sum, {rows} of {batch} rows"),
             relative_error(&[loss], &[expected_loss]),
+        );
+        check(
+            &format!("gradient, {rows} of {batch} rows"),
+            relative_error(&grad, &grad_cpu),
         );
         assert_eq!(correct, expected_correct);
         assert_eq!(count, rows as f32);
@@ -332,12 +404,12 @@ fn gather_batches_in_epoch_order() {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    for (n, width, batch, start, bytes) in [
-        (1, 1, 1, 0, false),
-        (100, 7, 32, 96, false),
-        (1000, 785, 129, 258, false),
-        (1000, 785, 129, 258, true),
-        (33, 3, 16, 17, true),
+    for (n, width, batch, start, bytes, y_width) in [
+        (1, 1, 1, 0, false, 1),
+        (100, 7, 32, 96, false, 3),
+        (1000, 785, 129, 258, false, 10),
+        (1000, 785, 129, 258, true, 0),
+        (33, 3, 16, 17, true, 70),
     ] {
         // 8-bit data (k/255) is stored as bytes on the GPU and must come back bit-identical.
         let source = if bytes {
@@ -359,18 +431,30 @@ fn gather_batches_in_epoch_order() {
             bias_correction2: 1.0,
             clip_norm: 0.0,
         };
-        let actual = gpu.gather(source.view(), &order, batch, &step).unwrap();
+        let targets = random_matrix(n, y_width, 1.0, n as u64 + 1);
+        let y = (y_width > 0).then_some(targets.view());
+        let (actual, actual_y) = gpu.gather(source.view(), y, &order, batch, &step).unwrap();
+        assert_eq!(actual_y.is_some(), y_width > 0);
         for i in 0..batch {
-            let expected: Vec<f32> = if i < rows {
-                source.row(order[start + i] as usize).to_vec()
-            } else {
-                vec![0.0; width]
+            let pick = |m: &Array2<f32>| -> Vec<f32> {
+                if i < rows {
+                    m.row(order[start + i] as usize).to_vec()
+                } else {
+                    vec![0.0; m.ncols()]
+                }
             };
             assert_eq!(
                 actual.row(i).to_vec(),
-                expected,
+                pick(&source),
                 "row {i} of a batch of {batch} from {n}"
             );
+            if let Some(actual_y) = &actual_y {
+                assert_eq!(
+                    actual_y.row(i).to_vec(),
+                    pick(&targets),
+                    "target row {i} of a batch of {batch} from {n}"
+                );
+            }
         }
     }
 }
@@ -388,7 +472,19 @@ fn optimizer_updates() {
         Optimizer::adam(0.01),
     ];
     for optimizer in optimizers {
-        for (len, l1, l2) in [(1, 0.0, 0.0), (1003, 1e-3, 1e-2), (70_001, 0.0, 5e-3)] {
+        // Tensors as (end, regularized), like a layout's [W0, b0, W1, b1]: the penalties apply
+        // to the regularized ones only.
+        for (len, l1, l2, regions) in [
+            (1, 0.0, 0.0, vec![(1, true)]),
+            (
+                1003,
+                1e-3,
+                1e-2,
+                vec![(640, true), (700, false), (1000, true), (1003, false)],
+            ),
+            (70_001, 0.0, 5e-3, vec![(70_001, true)]),
+            (70_001, 1e-3, 5e-3, vec![(69_000, true), (70_001, false)]),
+        ] {
             let params = random_vector(len, 1.0, len as u64).to_vec();
             let grads = random_vector(len, 0.1, len as u64 + 1).to_vec();
             let state1: Vec<f32> = random_vector(len, 0.1, len as u64 + 2)
@@ -413,15 +509,33 @@ fn optimizer_updates() {
             };
             let (mut p, mut s1, mut s2) = (params.clone(), state1.clone(), state2.clone());
             let grad_scale = 0.75;
-            ops::optimizer_update(
-                &optimizer, &mut p, &grads, &mut s1, &mut s2, l1, l2, grad_scale, &step,
-            );
+            let mut start = 0;
+            for &(end, regularized) in &regions {
+                let (l1, l2) = if regularized { (l1, l2) } else { (0.0, 0.0) };
+                ops::optimizer_update(
+                    &optimizer,
+                    &mut p[start..end],
+                    &grads[start..end],
+                    &mut s1[start..end],
+                    &mut s2[start..end],
+                    l1,
+                    l2,
+                    grad_scale,
+                    &step,
+                );
+                start = end;
+            }
             let (gp, gs1, gs2) = gpu
                 .optimizer_update(
-                    &optimizer, &params, &grads, &state1, &state2, l1, l2, grad_scale, &step,
+                    &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale,
+                    &step,
                 )
                 .unwrap();
-            let what = format!("{} len {len} l1 {l1} l2 {l2}", optimizer.name());
+            let what = format!(
+                "{} len {len} l1 {l1} l2 {l2} {} tensors",
+                optimizer.name(),
+                regions.len()
+            );
             check(&format!("params {what}"), relative_error(&gp, &p));
             check(&format!("state1 {what}"), relative_error(&gs1, &s1));
             check(&format!("state2 {what}"), relative_error(&gs2, &s2));

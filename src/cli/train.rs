@@ -98,6 +98,14 @@ pub struct TrainArgs {
     /// Do not write the PNG plots.
     #[arg(long)]
     pub no_plots: bool,
+    /// Time every GPU kernel (timestamp queries) and print a table per kernel family.
+    #[arg(long)]
+    #[serde(default)]
+    pub profile: bool,
+    /// Say what starting the device cost (pipelines built, matmul configuration chosen).
+    #[arg(long)]
+    #[serde(default)]
+    pub verbose: bool,
 }
 
 impl TrainArgs {
@@ -133,6 +141,8 @@ impl TrainArgs {
             clip_norm: None,
             scale: None,
             no_plots: false,
+            profile: false,
+            verbose: false,
         }
     }
 
@@ -492,6 +502,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             saved.epochs = args.epochs.or(saved.epochs);
             saved.device = args.device.clone();
             saved.quiet = args.quiet;
+            saved.profile = args.profile;
+            saved.verbose = args.verbose;
             saved.resume = None;
             (
                 saved,
@@ -545,6 +557,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
             );
         }
     }
+    if (args.verbose || args.profile)
+        && let Some(startup) = model.gpu_startup()
+    {
+        eprintln!("{}", startup.describe());
+    }
+    let profiling = args.profile && model.set_profiling(true);
+    if args.profile && !profiling {
+        eprintln!(
+            "--profile: {} has no timestamp queries; training without kernel times",
+            model.device()
+        );
+    }
     let mut display = ProgressDisplay::new(config.epochs, args.quiet);
     let mut checkpointer = Checkpointer {
         dir: &out,
@@ -560,6 +584,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         validation,
         &mut [&mut display, &mut checkpointer],
     )?;
+    if profiling {
+        if let Some(profile) = model.take_profile() {
+            println!(
+                "GPU kernel profile (timestamp queries):\n{}",
+                profile.table()
+            );
+        }
+        model.set_profiling(false);
+    }
     let history = checkpointer.full_history(&history);
     // The final state, as a checkpoint: a model directory that can also be resumed (after
     // early stopping it holds the restored best weights).

@@ -193,8 +193,11 @@ impl GpuContext {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(cap);
         }
+        // Timestamp queries, where offered, for `--profile`.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
+            required_features: features,
             required_limits: limits.clone(),
             ..Default::default()
         }))

@@ -3,19 +3,19 @@
 //! builders of [`Dispatch`]es. Every GPU launch in wgrad is made here.
 
 use super::device::GpuContext;
+use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
 use crate::backend::StepParams;
 use crate::cpu::ops::MatmulForm;
-use crate::error::Result;
+use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, Optimizer};
 use bytemuck::{Pod, Zeroable};
 use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::time::Instant;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
+const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 
-/// Columns and rows of C one matmul workgroup computes (matmul.wgsl's dispatch geometry).
-const MATMUL_COLUMNS: u32 = 32;
-const MATMUL_ROWS: u32 = 32;
 /// Invocations per workgroup of the one-dimensional kernels.
 const LINEAR_GROUP: u32 = 64;
 const MAX_GROUPS: u32 = 65_535;
@@ -86,10 +86,28 @@ pub struct MatmulDims {
     pub k: u32,
     pub layer: u32,
     pub dropout_rate: f32,
-    pub _pad: [u32; 3],
+    /// `Epilogue::WithRowSums`: where the row sums start in C's binding, in elements.
+    pub row_sums: u32,
+    pub _pad: [u32; 2],
 }
 
-/// Four u32: the `Dims` of output.wgsl (n, batch), reduce.wgsl (m, n) and gather.wgsl (width).
+impl MatmulDims {
+    /// C[m, n] with inner dimension k, no dropout.
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        MatmulDims {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            layer: 0,
+            dropout_rate: 0.0,
+            row_sums: 0,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Four u32: the `Dims` of output.wgsl (n, batch), reduce.wgsl (m, n) and gather.wgsl
+/// (x width, y width).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct SmallDims([u32; 4]);
@@ -115,19 +133,80 @@ pub enum Epilogue {
     BiasActivation(Activation),
     /// acc · f'(input), dropout undone; aux = the layer input.
     ActivationGrad(Activation),
+    /// C as is, and the row sums of op(A) written at `MatmulDims::row_sums` of C's binding:
+    /// the weight gradient dzᵀ·x with the bias gradient Σ_rows dz.
+    WithRowSums,
+}
+
+impl Epilogue {
+    fn code(self) -> (u32, Activation) {
+        match self {
+            Epilogue::None => (0, Activation::Linear),
+            Epilogue::BiasActivation(a) => (1, a),
+            Epilogue::ActivationGrad(a) => (2, a),
+            Epilogue::WithRowSums => (3, Activation::Linear),
+        }
+    }
+}
+
+/// A matmul pipeline: configuration (index into [`MATMUL_CONFIGS`]), form, epilogue, and
+/// whether A and B are read as vec4s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MatmulVariant {
+    pub config: usize,
+    pub form: MatmulForm,
+    pub epilogue: Epilogue,
+    pub a_vec4: bool,
+    pub b_vec4: bool,
+}
+
+impl MatmulVariant {
+    /// The variant for C[m, n] = op(A)·op(B) with depth k, with A and B bound at element
+    /// offsets `a_offset` and `b_offset`: vec4 reads where the operand's contiguous dimension
+    /// and its offset are multiples of 4.
+    pub fn for_shape(
+        config: usize,
+        form: MatmulForm,
+        epilogue: Epilogue,
+        (m, n, k): (usize, usize, usize),
+        a_offset: usize,
+        b_offset: usize,
+    ) -> Self {
+        let a_contiguous = if form == MatmulForm::AtB { m } else { k };
+        let b_contiguous = if form == MatmulForm::ABt { k } else { n };
+        MatmulVariant {
+            config,
+            form,
+            epilogue,
+            a_vec4: a_contiguous.is_multiple_of(4) && a_offset.is_multiple_of(4),
+            b_vec4: b_contiguous.is_multiple_of(4) && b_offset.is_multiple_of(4),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum PipelineKey {
-    Matmul(MatmulForm, Epilogue),
+    Matmul(MatmulVariant),
     Loss(Loss, Activation),
     Probabilities(Loss, Activation),
-    ColumnSums,
-    Metrics,
     SumSquares,
-    ClipFactor,
     Gather(DataFormat),
-    Optimizer(u32),
+    Optimizer { code: u32, clipped: bool },
+    ClipFactor,
+}
+
+impl PipelineKey {
+    /// The kernel family, as the profile names it.
+    fn family(self) -> &'static str {
+        match self {
+            PipelineKey::Matmul(_) => "matmul",
+            PipelineKey::Loss(..) => "loss",
+            PipelineKey::Probabilities(..) => "probabilities",
+            PipelineKey::SumSquares => "sum_squares",
+            PipelineKey::Gather(_) => "gather",
+            PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => "optimizer",
+        }
+    }
 }
 
 /// How a resident data set is stored (`SOURCE_FORMAT` in gather.wgsl).
@@ -190,6 +269,15 @@ impl<'a> View<'a> {
             size: NonZeroU64::new((self.len.max(1) * 4) as u64),
         })
     }
+
+    /// The view as vec4s: its length rounded down to a multiple of 4.
+    fn vec4_resource(&self) -> wgpu::BindingResource<'a> {
+        View {
+            len: (self.len / 4 * 4).max(4),
+            ..*self
+        }
+        .resource()
+    }
 }
 
 /// One recorded kernel launch: replayed as is every step, nothing created on the way.
@@ -197,6 +285,8 @@ pub struct Dispatch {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+    /// The kernel family (matmul, loss, gather, optimizer, …), for the profile.
+    pub family: &'static str,
 }
 
 impl Dispatch {
@@ -216,14 +306,14 @@ enum Slot {
     ReadWrite,
 }
 
-struct Family {
-    layout: wgpu::BindGroupLayout,
-    pipeline_layout: wgpu::PipelineLayout,
-    module: wgpu::ShaderModule,
+/// A kernel family's bind-group layout and pipeline layout.
+struct Layout {
+    bind_group: wgpu::BindGroupLayout,
+    pipeline: wgpu::PipelineLayout,
 }
 
-impl Family {
-    fn new(ctx: &GpuContext, name: &str, source: &str, slots: &[Slot]) -> Self {
+impl Layout {
+    fn new(ctx: &GpuContext, name: &str, slots: &[Slot]) -> Self {
         let entries: Vec<_> = slots
             .iter()
             .enumerate()
@@ -244,78 +334,129 @@ impl Family {
             })
             .collect();
         let device = &ctx.device;
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        let bind_group = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(name),
             entries: &entries,
         });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        let pipeline = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(name),
-            bind_group_layouts: &[Some(&layout)],
+            bind_group_layouts: &[Some(&bind_group)],
             immediate_size: 0,
         });
-        let descriptor = wgpu::ShaderModuleDescriptor {
-            label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{source}").into()),
-        };
-        let module = device.create_shader_module(descriptor);
-        Family {
-            layout,
-            pipeline_layout,
-            module,
+        Layout {
+            bind_group,
+            pipeline,
         }
     }
 }
 
+fn module(ctx: &GpuContext, name: &str, source: &str) -> wgpu::ShaderModule {
+    ctx.device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(name),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        })
+}
+
+/// What building pipelines has cost so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BuildStats {
+    pub pipelines: usize,
+    pub seconds: f64,
+}
+
 /// All kernel families of one device, with their pipelines made on first use.
 pub struct Kernels {
-    matmul: Family,
-    output: Family,
-    reduce: Family,
-    gather: Family,
-    optimizer: Family,
+    matmul: Layout,
+    output: Layout,
+    reduce: Layout,
+    gather: Layout,
+    optimizer: Layout,
+    /// One module per matmul configuration, made on first use.
+    matmul_modules: HashMap<usize, wgpu::ShaderModule>,
+    output_module: wgpu::ShaderModule,
+    reduce_module: wgpu::ShaderModule,
+    gather_module: wgpu::ShaderModule,
+    optimizer_module: wgpu::ShaderModule,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
+    /// The matmul configuration of each form; chosen on first use (see `autotune.rs`).
+    matmul_choice: Option<MatmulChoice>,
+    /// 16 bytes bound where a read-only binding is not used.
+    dummy: wgpu::Buffer,
+    build: BuildStats,
 }
 
 impl Kernels {
     pub fn new(ctx: &GpuContext) -> Result<Self> {
         use Slot::*;
+        let with_common =
+            |name: &str, source: &str| module(ctx, name, &format!("{COMMON}\n{source}"));
         let kernels = Kernels {
-            matmul: Family::new(
+            matmul: Layout::new(
                 ctx,
                 "matmul",
-                include_str!("../../shaders/matmul.wgsl"),
-                &[Uniform, Uniform, Read, Read, Read, ReadWrite],
+                &[Uniform, Uniform, Read, Read, Read, ReadWrite, Read, Read],
             ),
-            output: Family::new(
+            output: Layout::new(
                 ctx,
                 "output",
-                include_str!("../../shaders/output.wgsl"),
-                &[Uniform, Uniform, Read, Read, ReadWrite, ReadWrite],
-            ),
-            reduce: Family::new(
-                ctx,
-                "reduce",
-                include_str!("../../shaders/reduce.wgsl"),
-                &[Uniform, Uniform, Read, ReadWrite],
-            ),
-            gather: Family::new(
-                ctx,
-                "gather",
-                include_str!("../../shaders/gather.wgsl"),
-                &[Uniform, Uniform, Read, Read, ReadWrite],
-            ),
-            optimizer: Family::new(
-                ctx,
-                "optimizer",
-                include_str!("../../shaders/optimizer.wgsl"),
                 &[
-                    Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read,
+                    Uniform, Uniform, Read, Read, ReadWrite, ReadWrite, ReadWrite,
                 ],
             ),
+            reduce: Layout::new(ctx, "reduce", &[Uniform, Uniform, Read, ReadWrite]),
+            gather: Layout::new(
+                ctx,
+                "gather",
+                &[Uniform, Uniform, Read, Read, Read, ReadWrite, ReadWrite],
+            ),
+            optimizer: Layout::new(
+                ctx,
+                "optimizer",
+                &[
+                    Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read,
+                ],
+            ),
+            matmul_modules: HashMap::new(),
+            output_module: with_common("output", include_str!("../../shaders/output.wgsl")),
+            reduce_module: with_common("reduce", include_str!("../../shaders/reduce.wgsl")),
+            gather_module: with_common("gather", include_str!("../../shaders/gather.wgsl")),
+            optimizer_module: with_common(
+                "optimizer",
+                include_str!("../../shaders/optimizer.wgsl"),
+            ),
             pipelines: HashMap::new(),
+            matmul_choice: None,
+            dummy: ctx.storage("unused binding", 4)?,
+            build: BuildStats::default(),
         };
         ctx.check()?;
         Ok(kernels)
+    }
+
+    /// The matmul configuration of each form, once chosen.
+    pub fn matmul_choice(&self) -> Option<MatmulChoice> {
+        self.matmul_choice
+    }
+
+    /// Sets the matmul configuration of each form (the autotuner's or a forced one).
+    pub fn set_matmul_choice(&mut self, choice: MatmulChoice) {
+        self.matmul_choice = Some(choice);
+    }
+
+    /// The configuration for `form`, chosen (autotuned, read from the cache or forced by
+    /// `WGRAD_MATMUL`) on first use.
+    fn matmul_config(&mut self, ctx: &GpuContext, form: MatmulForm) -> Result<usize> {
+        if self.matmul_choice.is_none() {
+            let choice = super::autotune::choose(ctx, self)?;
+            self.matmul_choice = Some(choice);
+        }
+        Ok(self.matmul_choice.expect("chosen above").get(form))
+    }
+
+    /// Pipelines built so far and the time spent building them.
+    pub fn build_stats(&self) -> BuildStats {
+        self.build
     }
 
     /// Builds every pipeline a model's training step and inference use, so that all shader
@@ -326,31 +467,48 @@ impl Kernels {
         let mut keys = vec![
             PipelineKey::Gather(DataFormat::F32),
             PipelineKey::Gather(DataFormat::Bytes),
-            PipelineKey::Matmul(MatmulForm::AtB, Epilogue::None),
-            PipelineKey::ColumnSums,
             PipelineKey::Loss(loss, output),
             PipelineKey::Probabilities(loss, output),
-            PipelineKey::Metrics,
             PipelineKey::SumSquares,
-            PipelineKey::ClipFactor,
-            PipelineKey::Optimizer(spec.optimizer.gpu_code()),
+            PipelineKey::Optimizer {
+                code: spec.optimizer.gpu_code(),
+                clipped: false,
+            },
+            PipelineKey::Optimizer {
+                code: spec.optimizer.gpu_code(),
+                clipped: true,
+            },
         ];
         let last = spec.layers.len() - 1;
         for (i, layer) in spec.layers.iter().enumerate() {
+            let (units, fan_in) = (layer.units, spec.fan_in(i));
             let activation = if i == last {
                 Activation::Linear
             } else {
                 layer.activation
             };
-            keys.push(PipelineKey::Matmul(
-                MatmulForm::ABt,
-                Epilogue::BiasActivation(activation),
-            ));
-            if i < last {
-                keys.push(PipelineKey::Matmul(
+            // The products of the scheduler's step, with their operands at aligned offsets.
+            let mut products = vec![
+                (
+                    MatmulForm::ABt,
+                    Epilogue::BiasActivation(activation),
+                    (1, units, fan_in),
+                ),
+                (MatmulForm::AtB, Epilogue::WithRowSums, (units, fan_in, 1)),
+            ];
+            if i > 0 {
+                let below = spec.layers[i - 1].activation;
+                products.push((
                     MatmulForm::AB,
-                    Epilogue::ActivationGrad(layer.activation),
+                    Epilogue::ActivationGrad(below),
+                    (1, fan_in, units),
                 ));
+            }
+            for (form, epilogue, shape) in products {
+                let config = self.matmul_config(ctx, form)?;
+                keys.push(PipelineKey::Matmul(MatmulVariant::for_shape(
+                    config, form, epilogue, shape, 0, 0,
+                )));
             }
         }
         for key in keys {
@@ -359,20 +517,42 @@ impl Kernels {
         Ok(())
     }
 
-    fn family(&self, key: PipelineKey) -> (&Family, &'static str, Vec<(&'static str, f64)>) {
+    fn layout(&self, key: PipelineKey) -> &Layout {
         match key {
-            PipelineKey::Matmul(form, epilogue) => {
-                let (code, act) = match epilogue {
-                    Epilogue::None => (0, Activation::Linear),
-                    Epilogue::BiasActivation(a) => (1, a),
-                    Epilogue::ActivationGrad(a) => (2, a),
-                };
+            PipelineKey::Matmul(_) => &self.matmul,
+            PipelineKey::Loss(..) | PipelineKey::Probabilities(..) => &self.output,
+            PipelineKey::SumSquares => &self.reduce,
+            PipelineKey::Gather(_) => &self.gather,
+            PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => &self.optimizer,
+        }
+    }
+
+    /// The module, entry point and constants of a pipeline.
+    fn stage(
+        &mut self,
+        ctx: &GpuContext,
+        key: PipelineKey,
+    ) -> (wgpu::ShaderModule, &'static str, Vec<(&'static str, f64)>) {
+        match key {
+            PipelineKey::Matmul(v) => {
+                let config = MATMUL_CONFIGS[v.config];
+                let module = self
+                    .matmul_modules
+                    .entry(v.config)
+                    .or_insert_with(|| {
+                        let source = format!("{COMMON}\n{}\n{MATMUL}", config.wgsl_constants());
+                        module(ctx, config.name, &source)
+                    })
+                    .clone();
+                let (code, act) = v.epilogue.code();
                 let constants = vec![
-                    ("FORM", form.gpu_code() as f64),
+                    ("FORM", v.form.gpu_code() as f64),
                     ("EPILOGUE", code as f64),
                     ("ACTIVATION", act.gpu_code() as f64),
+                    ("A_VEC4", f64::from(u8::from(v.a_vec4))),
+                    ("B_VEC4", f64::from(u8::from(v.b_vec4))),
                 ];
-                (&self.matmul, "main", constants)
+                (module, config.entry_point(), constants)
             }
             PipelineKey::Loss(loss, act) | PipelineKey::Probabilities(loss, act) => {
                 let entry = if matches!(key, PipelineKey::Loss(..)) {
@@ -387,22 +567,33 @@ impl Kernels {
                         loss.output_activation(act).gpu_code() as f64,
                     ),
                 ];
-                (&self.output, entry, constants)
+                (self.output_module.clone(), entry, constants)
             }
-            PipelineKey::ColumnSums => (&self.reduce, "column_sums", vec![]),
-            PipelineKey::Metrics => (&self.reduce, "metrics", vec![]),
-            PipelineKey::SumSquares => (&self.reduce, "sum_squares", vec![]),
-            PipelineKey::ClipFactor => (&self.reduce, "clip_factor", vec![]),
+            PipelineKey::SumSquares => (self.reduce_module.clone(), "sum_squares", vec![]),
             PipelineKey::Gather(format) => {
                 let code = match format {
                     DataFormat::F32 => 0.0,
                     DataFormat::Bytes => 1.0,
                 };
-                (&self.gather, "main", vec![("SOURCE_FORMAT", code)])
+                (
+                    self.gather_module.clone(),
+                    "main",
+                    vec![("SOURCE_FORMAT", code)],
+                )
             }
-            PipelineKey::Optimizer(code) => {
-                (&self.optimizer, "main", vec![("OPTIMIZER", code as f64)])
-            }
+            PipelineKey::Optimizer { code, clipped } => (
+                self.optimizer_module.clone(),
+                "main",
+                vec![
+                    ("OPTIMIZER", code as f64),
+                    ("CLIPPED", f64::from(u8::from(clipped))),
+                ],
+            ),
+            PipelineKey::ClipFactor => (
+                self.optimizer_module.clone(),
+                "clip_factor",
+                vec![("CLIPPED", 1.0)],
+            ),
         }
     }
 
@@ -410,13 +601,14 @@ impl Kernels {
         if let Some(p) = self.pipelines.get(&key) {
             return Ok(p.clone());
         }
-        let (family, entry, constants) = self.family(key);
+        let started = Instant::now();
+        let (module, entry, constants) = self.stage(ctx, key);
         let pipeline = ctx
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
-                layout: Some(&family.pipeline_layout),
-                module: &family.module,
+                layout: Some(&self.layout(key).pipeline),
+                module: &module,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &constants,
@@ -425,7 +617,10 @@ impl Kernels {
                 },
                 cache: None,
             });
-        ctx.check()?;
+        ctx.check()
+            .map_err(|e| WgradError::Gpu(format!("building the {key:?} pipeline: {e}")))?;
+        self.build.pipelines += 1;
+        self.build.seconds += started.elapsed().as_secs_f64();
         self.pipelines.insert(key, pipeline.clone());
         Ok(pipeline)
     }
@@ -438,7 +633,6 @@ impl Kernels {
         workgroups: [u32; 3],
     ) -> Result<Dispatch> {
         let pipeline = self.pipeline(ctx, key)?;
-        let (family, ..) = self.family(key);
         let entries: Vec<_> = bindings
             .iter()
             .enumerate()
@@ -449,7 +643,7 @@ impl Kernels {
             .collect();
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
-            layout: &family.layout,
+            layout: &self.layout(key).bind_group,
             entries: &entries,
         });
         ctx.check()?;
@@ -457,11 +651,13 @@ impl Kernels {
             pipeline,
             bind_group,
             workgroups,
+            family: key.family(),
         })
     }
 
-    /// C = op(A)·op(B) with an epilogue (matmul.wgsl). `aux` is the bias for
-    /// `BiasActivation`, the layer input for `ActivationGrad`, and ignored for `None`.
+    /// C = op(A)·op(B) with an epilogue (matmul.wgsl), in the configuration chosen for the
+    /// form. `aux` is the bias for `BiasActivation`, the layer input for `ActivationGrad`,
+    /// and ignored otherwise; for `WithRowSums`, `c` spans C and the row sums.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
         &mut self,
@@ -475,12 +671,37 @@ impl Kernels {
         aux: View,
         c: View,
     ) -> Result<Dispatch> {
+        let config = self.matmul_config(ctx, form)?;
+        self.matmul_with(ctx, config, step, form, epilogue, dims, a, b, aux, c)
+    }
+
+    /// [`Kernels::matmul`] in configuration `config` (an index into [`MATMUL_CONFIGS`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_with(
+        &mut self,
+        ctx: &GpuContext,
+        config: usize,
+        step: &wgpu::Buffer,
+        form: MatmulForm,
+        epilogue: Epilogue,
+        dims: MatmulDims,
+        a: View,
+        b: View,
+        aux: View,
+        c: View,
+    ) -> Result<Dispatch> {
+        let variant = MatmulVariant::for_shape(
+            config,
+            form,
+            epilogue,
+            (dims.m as usize, dims.n as usize, dims.k as usize),
+            a.offset,
+            b.offset,
+        );
         let uniform = ctx.uniform("matmul dims", &dims);
-        let groups = [
-            dims.n.div_ceil(MATMUL_COLUMNS),
-            dims.m.div_ceil(MATMUL_ROWS),
-            1,
-        ];
+        let groups = MATMUL_CONFIGS[config].workgroups(dims.m, dims.n);
+        let dummy_buffer = self.dummy.clone();
+        let dummy = View::whole(&dummy_buffer).resource();
         let bindings = [
             step_binding(step),
             uniform.as_entire_binding(),
@@ -488,11 +709,22 @@ impl Kernels {
             b.resource(),
             aux.resource(),
             c.resource(),
+            if variant.a_vec4 {
+                a.vec4_resource()
+            } else {
+                dummy.clone()
+            },
+            if variant.b_vec4 {
+                b.vec4_resource()
+            } else {
+                dummy.clone()
+            },
         ];
-        self.dispatch(ctx, PipelineKey::Matmul(form, epilogue), &bindings, groups)
+        self.dispatch(ctx, PipelineKey::Matmul(variant), &bindings, groups)
     }
 
-    /// Loss, per-row metrics and logit gradient (output.wgsl, `loss_and_grad`).
+    /// Loss, per-row metrics and logit gradient, and the metrics' running sums
+    /// (output.wgsl, `loss_and_grad`).
     #[allow(clippy::too_many_arguments)]
     pub fn loss(
         &mut self,
@@ -505,6 +737,7 @@ impl Kernels {
         targets: View,
         grad: View,
         row_stats: View,
+        metrics: View,
     ) -> Result<Dispatch> {
         let n = logits.len / batch;
         let uniform = ctx.uniform("output dims", &SmallDims([n as u32, batch as u32, 0, 0]));
@@ -515,18 +748,18 @@ impl Kernels {
             targets.resource(),
             grad.resource(),
             row_stats.resource(),
+            metrics.resource(),
         ];
-        let groups = [(batch as u32).div_ceil(LINEAR_GROUP), 1, 1];
         self.dispatch(
             ctx,
             PipelineKey::Loss(loss, output_activation),
             &bindings,
-            groups,
+            [1, 1, 1],
         )
     }
 
-    /// Output probabilities (output.wgsl, `probabilities`). `targets` and `row_stats` are
-    /// bound but not read; pass any buffers.
+    /// Output probabilities (output.wgsl, `probabilities`). `unused1` and `unused2` are
+    /// bound read-write but not touched; pass two different buffers.
     #[allow(clippy::too_many_arguments)]
     pub fn probabilities(
         &mut self,
@@ -537,7 +770,8 @@ impl Kernels {
         batch: usize,
         logits: View,
         probabilities: View,
-        unused: View,
+        unused1: View,
+        unused2: View,
     ) -> Result<Dispatch> {
         let n = logits.len / batch;
         let uniform = ctx.uniform("output dims", &SmallDims([n as u32, batch as u32, 0, 0]));
@@ -547,7 +781,8 @@ impl Kernels {
             logits.resource(),
             logits.resource(),
             probabilities.resource(),
-            unused.resource(),
+            unused1.resource(),
+            unused2.resource(),
         ];
         let groups = [(batch as u32).div_ceil(LINEAR_GROUP), 1, 1];
         self.dispatch(
@@ -558,48 +793,9 @@ impl Kernels {
         )
     }
 
-    /// out[n] = Σ_m input[m, n] for input [rows, cols] (reduce.wgsl, `column_sums`).
-    pub fn column_sums(
-        &mut self,
-        ctx: &GpuContext,
-        step: &wgpu::Buffer,
-        rows: usize,
-        cols: usize,
-        input: View,
-        out: View,
-    ) -> Result<Dispatch> {
-        let uniform = ctx.uniform("reduce dims", &SmallDims([rows as u32, cols as u32, 0, 0]));
-        let bindings = [
-            step_binding(step),
-            uniform.as_entire_binding(),
-            input.resource(),
-            out.resource(),
-        ];
-        let groups = [(cols as u32).div_ceil(LINEAR_GROUP), 1, 1];
-        self.dispatch(ctx, PipelineKey::ColumnSums, &bindings, groups)
-    }
-
-    /// metrics += (Σ loss, Σ correct, rows) over row_stats (reduce.wgsl, `metrics`).
-    pub fn metrics(
-        &mut self,
-        ctx: &GpuContext,
-        step: &wgpu::Buffer,
-        row_stats: View,
-        metrics: View,
-    ) -> Result<Dispatch> {
-        let uniform = ctx.uniform("reduce dims", &SmallDims([0; 4]));
-        let bindings = [
-            step_binding(step),
-            uniform.as_entire_binding(),
-            row_stats.resource(),
-            metrics.resource(),
-        ];
-        self.dispatch(ctx, PipelineKey::Metrics, &bindings, [1, 1, 1])
-    }
-
     /// Number of partial sums [`Kernels::sum_squares`] writes for `len` elements.
     pub fn sum_squares_groups(len: usize) -> usize {
-        len.div_ceil(256).clamp(1, 1024)
+        len.div_ceil(256).clamp(1, 256)
     }
 
     /// partials[w] = squared norm of workgroup w's share of `input` (reduce.wgsl,
@@ -630,52 +826,51 @@ impl Kernels {
         )
     }
 
-    /// factor[0] = min(1, clip_norm / ‖gradient‖) from the partial squared norms
-    /// (reduce.wgsl, `clip_factor`).
-    pub fn clip_factor(
-        &mut self,
-        ctx: &GpuContext,
-        step: &wgpu::Buffer,
-        partials: View,
-        factor: View,
-    ) -> Result<Dispatch> {
-        let uniform = ctx.uniform("reduce dims", &SmallDims([partials.len as u32, 0, 0, 0]));
-        let bindings = [
-            step_binding(step),
-            uniform.as_entire_binding(),
-            partials.resource(),
-            factor.resource(),
-        ];
-        self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
-    }
-
-    /// dest[i, :] = source[order[batch_start + i], :] (gather.wgsl), `source` stored as
-    /// `format` says.
+    /// The inputs and targets of a batch in one dispatch (gather.wgsl):
+    /// x_dest[i, :] = x_source[order[batch_start + i], :], likewise y. `y` is `None` for
+    /// prediction inputs; `x_format` says how x_source is stored.
     #[allow(clippy::too_many_arguments)]
     pub fn gather(
         &mut self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
         batch: usize,
-        width: usize,
-        format: DataFormat,
-        source: View,
+        x_width: usize,
+        x_format: DataFormat,
+        x_source: View,
         order: View,
-        dest: View,
+        x_dest: View,
+        y: Option<(usize, View, View)>,
     ) -> Result<Dispatch> {
-        let uniform = ctx.uniform("gather dims", &SmallDims([width as u32, 0, 0, 0]));
+        let y_width = y.map_or(0, |(w, ..)| w);
+        let uniform = ctx.uniform(
+            "gather dims",
+            &SmallDims([x_width as u32, y_width as u32, 0, 0]),
+        );
+        let dummy_buffer = self.dummy.clone();
+        let dummy = View::whole(&dummy_buffer);
+        let (y_source, y_dest) = y.map_or((dummy, x_dest), |(_, s, d)| (s, d));
         let bindings = [
             step_binding(step),
             uniform.as_entire_binding(),
-            source.resource(),
+            x_source.resource(),
+            y_source.resource(),
             order.resource(),
-            dest.resource(),
+            x_dest.resource(),
+            y_dest.resource(),
         ];
-        let groups = [(width as u32).div_ceil(LINEAR_GROUP), batch as u32, 1];
-        self.dispatch(ctx, PipelineKey::Gather(format), &bindings, groups)
+        let groups = [
+            ((x_width + y_width) as u32).div_ceil(LINEAR_GROUP),
+            batch as u32,
+            1,
+        ];
+        self.dispatch(ctx, PipelineKey::Gather(x_format), &bindings, groups)
     }
 
-    /// One optimizer step on one tensor (optimizer.wgsl); the gradient is scaled by `clip[0]`.
+    /// One optimizer step on every tensor of a flat parameter vector (optimizer.wgsl).
+    /// `regions` holds (end, regularized) per tensor; the penalties apply to regularized ones.
+    /// The gradient is scaled by `clip[0]`, or with `clipped` by the clipping factor of the
+    /// partial squared norms in `clip`.
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer(
         &mut self,
@@ -684,11 +879,13 @@ impl Kernels {
         optimizer: &Optimizer,
         l1: f32,
         l2: f32,
+        clipped: bool,
         grads: View,
         params: View,
         state1: View,
         state2: View,
         clip: View,
+        regions: View,
     ) -> Result<Dispatch> {
         let [h1, h2, eps] = optimizer.hyper_parameters();
         let hyper = OptimizerHyper {
@@ -709,13 +906,40 @@ impl Kernels {
             state1.resource(),
             state2.resource(),
             clip.resource(),
+            regions.resource(),
         ];
-        self.dispatch(
-            ctx,
-            PipelineKey::Optimizer(optimizer.gpu_code()),
-            &bindings,
-            linear_groups(params.len),
-        )
+        let key = PipelineKey::Optimizer {
+            code: optimizer.gpu_code(),
+            clipped,
+        };
+        self.dispatch(ctx, key, &bindings, linear_groups(params.len))
+    }
+
+    /// out[0] = min(1, clip_norm / ‖gradient‖) from the partial squared norms, by the
+    /// optimizer's own function (optimizer.wgsl, `clip_factor`). `scratch` is bound to the
+    /// other slots.
+    pub fn clip_factor(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        partials: View,
+        out: View,
+        scratch: [View; 3],
+    ) -> Result<Dispatch> {
+        let uniform = ctx.uniform("optimizer hyper-parameters", &[0u32; 8]);
+        let dummy_buffer = self.dummy.clone();
+        let dummy = View::whole(&dummy_buffer).resource();
+        let bindings = [
+            step_binding(step),
+            uniform.as_entire_binding(),
+            dummy.clone(),
+            out.resource(),
+            scratch[0].resource(),
+            scratch[1].resource(),
+            partials.resource(),
+            scratch[2].resource(),
+        ];
+        self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
     }
 }
 

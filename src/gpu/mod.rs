@@ -1,11 +1,16 @@
 //! The GPU backend on wgpu: the device ([`device`]), the kernel families ([`kernels`]), the
 //! scheduler that lays out a model's buffers and records its training step ([`scheduler`]),
-//! and single-kernel entry points for tests ([`ops`]).
+//! single-kernel entry points for tests ([`ops`]), the matmul kernel's configurations
+//! ([`matmul`]), the choice among them per adapter ([`autotune`]) and per-kernel timing
+//! ([`profile`]).
 
+pub mod autotune;
 pub mod device;
 pub mod kernels;
+pub mod matmul;
 pub mod ops;
 pub mod policy;
+pub mod profile;
 pub mod scheduler;
 
 pub use device::{AdapterChoice, GpuApi, GpuContext, list_adapters};

@@ -3,8 +3,10 @@
 //! Each call uploads its inputs, runs one dispatch and reads the result back; the scheduler
 //! never goes through here.
 
+use super::autotune::time_dispatch;
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
 use crate::backend::StepParams;
 use crate::cpu::ops::{Dropout, MatmulForm};
 use crate::error::Result;
@@ -35,6 +37,22 @@ impl KernelRunner {
         let ctx = GpuContext::new(choice)?;
         let kernels = Kernels::new(&ctx)?;
         Ok(KernelRunner { ctx, kernels })
+    }
+
+    /// Runs every matmul in configuration `config` (an index into
+    /// [`MATMUL_CONFIGS`](super::matmul::MATMUL_CONFIGS)) instead of the adapter's choice.
+    pub fn set_matmul_config(&mut self, config: usize) {
+        self.kernels.set_matmul_choice(MatmulChoice::all(config));
+    }
+
+    /// Pipelines built so far and the time that took.
+    pub fn build_stats(&self) -> super::kernels::BuildStats {
+        self.kernels.build_stats()
+    }
+
+    /// The matmul configuration of each form (chosen on first use, see `autotune.rs`).
+    pub fn matmul_choice(&self) -> Option<MatmulChoice> {
+        self.kernels.matmul_choice()
     }
 
     fn step_buffer(&self, step: &StepParams) -> wgpu::Buffer {
@@ -73,12 +91,9 @@ impl KernelRunner {
         let aux_buf = self.ctx.storage_from("aux", aux)?;
         let c_buf = self.ctx.storage("c", m * n)?;
         let dims = MatmulDims {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
             layer: dropout.map_or(0, |d| d.layer),
             dropout_rate: dropout.map_or(0.0, |d| d.rate),
-            _pad: [0; 3],
+            ..MatmulDims::new(m, n, k)
         };
         let d = self.kernels.matmul(
             &self.ctx,
@@ -99,42 +114,48 @@ impl KernelRunner {
     /// dispatches recorded into one submission after one warm-up dispatch: the kernel's own
     /// speed, without uploads or read-backs.
     pub fn time_matmul(&mut self, m: usize, n: usize, k: usize, repeats: usize) -> Result<f64> {
+        self.time_matmul_form(MatmulForm::AB, m, n, k, repeats)
+    }
+
+    /// [`KernelRunner::time_matmul`] for any form (m, n, k are those of C = op(A)·op(B)).
+    pub fn time_matmul_form(
+        &mut self,
+        form: MatmulForm,
+        m: usize,
+        n: usize,
+        k: usize,
+        repeats: usize,
+    ) -> Result<f64> {
         let step = self.step_buffer(&StepParams::inference(0));
         let a = self.ctx.storage_from("a", &vec![0.5f32; m * k])?;
         let b = self.ctx.storage_from("b", &vec![0.25f32; k * n])?;
         let c = self.ctx.storage("c", m * n)?;
-        let dims = MatmulDims {
-            m: m as u32,
-            n: n as u32,
-            k: k as u32,
-            layer: 0,
-            dropout_rate: 0.0,
-            _pad: [0; 3],
-        };
         let d = self.kernels.matmul(
             &self.ctx,
             &step,
-            MatmulForm::AB,
+            form,
             Epilogue::None,
-            dims,
+            MatmulDims::new(m, n, k),
             View::whole(&a),
             View::whole(&b),
             View::whole(&a),
             View::whole(&c),
         )?;
-        self.submit(&d)?;
-        self.ctx.read(&c, 0, 1)?;
-        let started = std::time::Instant::now();
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            for _ in 0..repeats {
-                d.record(&mut pass, 0);
+        time_dispatch(&self.ctx, &d, 1)?;
+        time_dispatch(&self.ctx, &d, repeats)
+    }
+
+    /// Name of the matmul configuration used for `form`.
+    pub fn matmul_config_name(&mut self, form: MatmulForm) -> Result<&'static str> {
+        let choice = match self.kernels.matmul_choice() {
+            Some(choice) => choice,
+            None => {
+                let choice = super::autotune::choose(&self.ctx, &mut self.kernels)?;
+                self.kernels.set_matmul_choice(choice);
+                choice
             }
-        }
-        self.ctx.queue.submit([encoder.finish()]);
-        self.ctx.read(&c, 0, 1)?;
-        Ok(started.elapsed().as_secs_f64() / repeats as f64)
+        };
+        Ok(MATMUL_CONFIGS[choice.get(form)].name)
     }
 
     /// Twin of [`crate::cpu::ops::matmul`].
@@ -200,25 +221,46 @@ impl KernelRunner {
         )
     }
 
-    /// Twin of [`crate::cpu::ops::grad_bias`].
-    pub fn grad_bias(&mut self, grad_output: ArrayView2<f32>) -> Result<Array1<f32>> {
-        let (rows, cols) = grad_output.dim();
+    /// Twins of [`crate::cpu::ops::grad_weights`] and [`crate::cpu::ops::grad_bias`], in
+    /// one dispatch as the training step computes them: (dzᵀ·x, Σ_rows dz).
+    pub fn grad_weights_and_bias(
+        &mut self,
+        grad_output: ArrayView2<f32>,
+        input: ArrayView2<f32>,
+    ) -> Result<(Array2<f32>, Array1<f32>)> {
+        let (batch, units) = grad_output.dim();
+        let fan_in = input.ncols();
         let step = self.step_buffer(&step_for(None));
-        let input = self.ctx.storage_from("dz", &flat(grad_output))?;
-        let out = self.ctx.storage("db", cols)?;
-        let d = self.kernels.column_sums(
+        let dz = self.ctx.storage_from("dz", &flat(grad_output))?;
+        let x = self.ctx.storage_from("x", &flat(input))?;
+        // dW then db, at an aligned offset after it, as in the parameter layout.
+        let bias_at = (units * fan_in).div_ceil(64) * 64;
+        let grads = self.ctx.storage("dW and db", bias_at + units)?;
+        let dims = MatmulDims {
+            row_sums: bias_at as u32,
+            ..MatmulDims::new(units, fan_in, batch)
+        };
+        let d = self.kernels.matmul(
             &self.ctx,
             &step,
-            rows,
-            cols,
-            View::whole(&input),
-            View::whole(&out),
+            MatmulForm::AtB,
+            Epilogue::WithRowSums,
+            dims,
+            View::whole(&dz),
+            View::whole(&x),
+            View::whole(&dz),
+            View::whole(&grads),
         )?;
         self.submit(&d)?;
-        Ok(Array1::from(self.ctx.read(&out, 0, cols)?))
+        let values = self.ctx.read(&grads, 0, bias_at + units)?;
+        let weights = Array2::from_shape_vec((units, fan_in), values[..units * fan_in].to_vec())
+            .expect("units × fan_in values");
+        Ok((weights, Array1::from(values[bias_at..].to_vec())))
     }
 
-    /// Twin of [`crate::cpu::ops::output_loss`]: (row losses, row correctness, logit gradient).
+    /// Twin of [`crate::cpu::ops::output_loss`]: (row losses, row correctness, logit
+    /// gradient), and the metrics the same dispatch accumulates: [Σ loss, Σ correct, rows].
+    #[allow(clippy::type_complexity)]
     pub fn output_loss(
         &mut self,
         loss: Loss,
@@ -226,7 +268,7 @@ impl KernelRunner {
         logits: ArrayView2<f32>,
         targets: ArrayView2<f32>,
         rows: usize,
-    ) -> Result<(Array1<f32>, Array1<f32>, Array2<f32>)> {
+    ) -> Result<(Array1<f32>, Array1<f32>, Array2<f32>, [f32; 3])> {
         let (batch, n) = logits.dim();
         let step = self.step_buffer(&StepParams {
             rows,
@@ -236,6 +278,7 @@ impl KernelRunner {
         let targets_buf = self.ctx.storage_from("targets", &flat(targets))?;
         let grad = self.ctx.storage("grad", batch * n)?;
         let stats = self.ctx.storage("row stats", batch * 2)?;
+        let metrics = self.ctx.storage("metrics", 4)?;
         let d = self.kernels.loss(
             &self.ctx,
             &step,
@@ -246,13 +289,16 @@ impl KernelRunner {
             View::whole(&targets_buf),
             View::whole(&grad),
             View::whole(&stats),
+            View::whole(&metrics),
         )?;
         self.submit(&d)?;
         let stats = self.read2(&stats, batch, 2)?;
+        let sums = self.ctx.read(&metrics, 0, 3)?;
         Ok((
             stats.column(0).to_owned(),
             stats.column(1).to_owned(),
             self.read2(&grad, batch, n)?,
+            [sums[0], sums[1], sums[2]],
         ))
     }
 
@@ -267,7 +313,8 @@ impl KernelRunner {
         let step = self.step_buffer(&step_for(None));
         let logits_buf = self.ctx.storage_from("logits", &flat(logits))?;
         let out = self.ctx.storage("probabilities", batch * n)?;
-        let unused = self.ctx.storage("unused", 1)?;
+        let unused1 = self.ctx.storage("unused", 1)?;
+        let unused2 = self.ctx.storage("unused", 1)?;
         let d = self.kernels.probabilities(
             &self.ctx,
             &step,
@@ -276,43 +323,36 @@ impl KernelRunner {
             batch,
             View::whole(&logits_buf),
             View::whole(&out),
-            View::whole(&unused),
+            View::whole(&unused1),
+            View::whole(&unused2),
         )?;
         self.submit(&d)?;
         self.read2(&out, batch, n)
     }
 
-    /// Sums of (loss, correct, rows) over the first `rows` rows of `row_stats` [B, 2].
-    pub fn metrics(&mut self, row_stats: ArrayView2<f32>, rows: usize) -> Result<[f32; 3]> {
-        let step = self.step_buffer(&StepParams {
-            rows,
-            ..step_for(None)
-        });
-        let stats = self.ctx.storage_from("row stats", &flat(row_stats))?;
-        let out = self.ctx.storage("metrics", 4)?;
-        let d = self
-            .kernels
-            .metrics(&self.ctx, &step, View::whole(&stats), View::whole(&out))?;
-        self.submit(&d)?;
-        let v = self.ctx.read(&out, 0, 3)?;
-        Ok([v[0], v[1], v[2]])
-    }
-
-    /// Rows `order[step.batch_start ..][.. step.rows]` of `source`, zero-padded to `batch` rows;
-    /// `source` is stored as bytes when its values are all k/255, like 8-bit images.
+    /// Rows `order[step.batch_start ..][.. step.rows]` of `source` and of `targets` (if
+    /// any), zero-padded to `batch` rows, in one dispatch; `source` is stored as bytes when
+    /// its values are all k/255, like 8-bit images.
     pub fn gather(
         &mut self,
         source: ArrayView2<f32>,
+        targets: Option<ArrayView2<f32>>,
         order: &[u32],
         batch: usize,
         step: &StepParams,
-    ) -> Result<Array2<f32>> {
+    ) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
         let width = source.ncols();
         let step_buf = self.step_buffer(step);
         let (format, words) = DataFormat::encode(&flat(source));
         let src = self.ctx.storage_from("source", &words)?;
         let order_buf = self.ctx.storage_from("order", order)?;
         let dest = self.ctx.storage("batch", batch * width)?;
+        let y_width = targets.map_or(0, |t| t.ncols());
+        let y_src = match targets {
+            Some(t) => Some(self.ctx.storage_from("targets", &flat(t))?),
+            None => None,
+        };
+        let y_dest = self.ctx.storage("target batch", batch * y_width)?;
         let d = self.kernels.gather(
             &self.ctx,
             &step_buf,
@@ -322,12 +362,20 @@ impl KernelRunner {
             View::whole(&src),
             View::whole(&order_buf),
             View::whole(&dest),
+            y_src
+                .as_ref()
+                .map(|s| (y_width, View::whole(s), View::whole(&y_dest))),
         )?;
         self.submit(&d)?;
-        self.read2(&dest, batch, width)
+        let y = match y_src {
+            Some(_) => Some(self.read2(&y_dest, batch, y_width)?),
+            None => None,
+        };
+        Ok((self.read2(&dest, batch, width)?, y))
     }
 
-    /// Twin of [`crate::cpu::ops::gradient_clip_factor`].
+    /// Twin of [`crate::cpu::ops::gradient_clip_factor`]: the partial squared norms
+    /// (reduce.wgsl), then the factor by the optimizer's own function (optimizer.wgsl).
     pub fn gradient_clip_factor(&mut self, grads: &[f32], clip_norm: f32) -> Result<f32> {
         let step = self.step_buffer(&StepParams {
             clip_norm,
@@ -342,17 +390,27 @@ impl KernelRunner {
             self.kernels
                 .sum_squares(&self.ctx, &step, View::whole(&g), View::whole(&partials))?;
         self.submit(&d)?;
+        let scratch1 = self.ctx.storage("scratch", 1)?;
+        let scratch2 = self.ctx.storage("scratch", 1)?;
+        let regions = self.ctx.storage_from("regions", &[0u32, 0])?;
         let d = self.kernels.clip_factor(
             &self.ctx,
             &step,
             View::whole(&partials),
             View::whole(&factor),
+            [
+                View::whole(&scratch1),
+                View::whole(&scratch2),
+                View::whole(&regions),
+            ],
         )?;
         self.submit(&d)?;
         Ok(self.ctx.read(&factor, 0, 1)?[0])
     }
 
-    /// Twin of [`crate::cpu::ops::optimizer_update`]: returns (params, state1, state2).
+    /// Twin of [`crate::cpu::ops::optimizer_update`] applied to consecutive tensors in one
+    /// dispatch: `regions` holds each tensor's (end, regularized), the penalties l1 and l2
+    /// applying to the regularized ones. Returns (params, state1, state2).
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer_update(
         &mut self,
@@ -361,6 +419,7 @@ impl KernelRunner {
         grads: &[f32],
         state1: &[f32],
         state2: &[f32],
+        regions: &[(usize, bool)],
         l1: f32,
         l2: f32,
         grad_scale: f32,
@@ -373,17 +432,24 @@ impl KernelRunner {
         let s1 = self.ctx.storage_from("state1", state1)?;
         let s2 = self.ctx.storage_from("state2", state2)?;
         let clip = self.ctx.storage_from("clip", &[grad_scale])?;
+        let table: Vec<u32> = regions
+            .iter()
+            .flat_map(|&(end, regularized)| [end as u32, u32::from(regularized)])
+            .collect();
+        let regions = self.ctx.storage_from("regions", &table)?;
         let d = self.kernels.optimizer(
             &self.ctx,
             &step_buf,
             optimizer,
             l1,
             l2,
+            false,
             View::whole(&g),
             View::whole(&p),
             View::whole(&s1),
             View::whole(&s2),
             View::whole(&clip),
+            View::whole(&regions),
         )?;
         self.submit(&d)?;
         Ok((

@@ -5,11 +5,21 @@
 //! to a submission. Per step only a 48-byte uniform changes (all steps of a submission are
 //! written at once, read at dynamic offsets); nothing is read back until metrics,
 //! predictions or parameters are asked for.
+//!
+//! A step of an L-layer model is 3L + 2 dispatches: one gather (inputs and targets), L
+//! forward products, the loss (with the metrics), per layer the weight gradient with the
+//! bias gradient in its epilogue and (but for the first layer) the input gradient, and one
+//! optimizer update over the whole flat parameter vector; clipping adds one (the partial
+//! squared norms; the update itself turns them into the factor).
 
+use super::autotune::Source;
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{
-    DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, STEP_STRIDE, View, step_buffer_bytes,
+    BuildStats, DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, STEP_STRIDE, View,
+    step_buffer_bytes,
 };
+use super::matmul::MatmulChoice;
+use super::profile::{Profile, Profiler};
 use crate::backend::{Backend, Metrics, Slot, StepParams};
 use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
@@ -53,11 +63,12 @@ struct ModelBuffers {
     grads: wgpu::Buffer,
     state1: wgpu::Buffer,
     state2: wgpu::Buffer,
-    /// Partial squared norms of the gradient, then the clipping factor it gives.
+    /// Partial squared norms of the gradient; the update turns them into the clipping factor.
     grad_norm_partials: wgpu::Buffer,
-    clip_factor: wgpu::Buffer,
-    /// The constant 1: the "clipping factor" of unclipped steps.
+    /// The constant 1: the gradient scale of unclipped steps.
     one: wgpu::Buffer,
+    /// (end, regularized) of each tensor of the flat layout: where the penalties apply.
+    regions: wgpu::Buffer,
 }
 
 /// Buffers sized by the model and the batch size.
@@ -128,6 +139,43 @@ pub struct GpuBackend {
     work: Workspace,
     data: HashMap<DataKey, GpuData>,
     programs: HashMap<Program, Vec<Dispatch>>,
+    startup: Startup,
+    /// Set while kernels are being timed (`--profile`).
+    profiler: Option<Profiler>,
+}
+
+/// What making the backend cost, for `--verbose` and the profile.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Startup {
+    /// The matmul configuration of each form, where it came from, and the time choosing it
+    /// took (the autotuning, when it ran).
+    pub matmul: MatmulChoice,
+    pub matmul_source: Source,
+    pub tuned_seconds: f64,
+    /// Building every pipeline of the model (shader compilation).
+    pub pipelines: BuildStats,
+    /// From opening the device to the backend being ready.
+    pub seconds: f64,
+}
+
+impl Startup {
+    /// "GPU start-up 0.29 s: 12 pipelines built in 0.18 s; matmul AB direct8x4, … (from the
+    /// autotune cache)".
+    pub fn describe(&self) -> String {
+        let source = match self.matmul_source {
+            Source::Forced => "forced by WGRAD_MATMUL".to_string(),
+            Source::Cached => "from the autotune cache".to_string(),
+            Source::Tuned => format!("autotuned in {:.2} s", self.tuned_seconds),
+        };
+        format!(
+            "GPU start-up {:.2} s: {} pipelines built in {:.2} s (some drivers, lavapipe among \
+             them, compile a kernel on its first dispatch); matmul {} ({source})",
+            self.seconds,
+            self.pipelines.pipelines,
+            self.pipelines.seconds,
+            self.matmul.describe()
+        )
+    }
 }
 
 const DEFAULT_BATCH: usize = 256;
@@ -154,6 +202,7 @@ fn batch_steps(rows: usize, batch: usize) -> Vec<StepParams> {
 
 impl GpuBackend {
     pub fn new(spec: &Sequential, params: &[f32], choice: &AdapterChoice) -> Result<Self> {
+        let started = std::time::Instant::now();
         let ctx = GpuContext::new(choice)?;
         for (i, layer) in spec.layers.iter().enumerate() {
             let widest = layer.units.max(spec.fan_in(i));
@@ -187,11 +236,22 @@ impl GpuBackend {
                 "gradient norm partials",
                 Kernels::sum_squares_groups(layout.len),
             )?,
-            clip_factor: ctx.storage("gradient clipping factor", 1)?,
             one: ctx.storage_from("one", &[1.0f32])?,
+            regions: ctx.storage_from("parameter regions", &regions(&layout))?,
         };
         let mut kernels = Kernels::new(&ctx)?;
+        let tuning = std::time::Instant::now();
+        let (matmul, matmul_source) = super::autotune::choose_with_source(&ctx, &mut kernels)?;
+        kernels.set_matmul_choice(matmul);
+        let tuned_seconds = tuning.elapsed().as_secs_f64();
         kernels.prepare(&ctx, spec)?;
+        let startup = Startup {
+            matmul,
+            matmul_source,
+            tuned_seconds,
+            pipelines: kernels.build_stats(),
+            seconds: started.elapsed().as_secs_f64(),
+        };
         Ok(GpuBackend {
             work: Workspace::new(&ctx, spec, DEFAULT_BATCH)?,
             loss: spec.resolved_loss(),
@@ -202,11 +262,18 @@ impl GpuBackend {
             ctx,
             data: HashMap::new(),
             programs: HashMap::new(),
+            startup,
+            profiler: None,
         })
     }
 
     pub fn context(&self) -> &GpuContext {
         &self.ctx
+    }
+
+    /// What making the backend cost.
+    pub fn startup(&self) -> Startup {
+        self.startup
     }
 
     fn upload_data(
@@ -287,13 +354,10 @@ impl GpuBackend {
             Program::Train { clipped } => {
                 builder.loss(&self.work.train_metrics)?;
                 builder.backward()?;
-                let clip = if clipped {
+                if clipped {
                     builder.clip()?;
-                    &self.model.clip_factor
-                } else {
-                    &self.model.one
-                };
-                builder.update(clip)?;
+                }
+                builder.update(clipped)?;
             }
             Program::Evaluate(_) => builder.loss(&self.work.eval_metrics)?,
             Program::Predict => builder.probabilities()?,
@@ -313,6 +377,9 @@ impl GpuBackend {
         mut after: impl FnMut(usize, &mut wgpu::CommandEncoder),
     ) -> Result<()> {
         self.ensure_program(program)?;
+        if self.profiler.is_some() {
+            return self.run_profiled(program, steps, after);
+        }
         for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMISSION).enumerate() {
             self.ctx
                 .queue
@@ -328,6 +395,37 @@ impl GpuBackend {
                 after(chunk_index * STEPS_PER_SUBMISSION + i, &mut encoder);
             }
             self.ctx.queue.submit([encoder.finish()]);
+        }
+        Ok(())
+    }
+
+    /// [`GpuBackend::run`] with every dispatch timed (see `profile.rs`).
+    fn run_profiled(
+        &mut self,
+        program: Program,
+        steps: &[StepParams],
+        mut after: impl FnMut(usize, &mut wgpu::CommandEncoder),
+    ) -> Result<()> {
+        let dispatches = &self.programs[&program];
+        let profiler = self.profiler.as_mut().expect("profiling");
+        let chunk_len = STEPS_PER_SUBMISSION.min(Profiler::steps_per_submission(dispatches.len()));
+        for (chunk_index, chunk) in steps.chunks(chunk_len).enumerate() {
+            self.ctx
+                .queue
+                .write_buffer(&self.model.step, 0, &step_buffer_bytes(chunk));
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            let mut families = Vec::new();
+            for i in 0..chunk.len() {
+                for dispatch in dispatches {
+                    profiler.record(&mut encoder, dispatch, i, families.len() as u32);
+                    families.push(dispatch.family);
+                }
+                after(chunk_index * chunk_len + i, &mut encoder);
+            }
+            profiler.submit(&self.ctx, encoder, &families)?;
+            if matches!(program, Program::Train { .. }) {
+                profiler.profile.train_steps += chunk.len() as u64;
+            }
         }
         Ok(())
     }
@@ -357,7 +455,7 @@ struct ProgramBuilder<'a> {
     dispatches: Vec<Dispatch>,
 }
 
-impl ProgramBuilder<'_> {
+impl<'a> ProgramBuilder<'a> {
     /// Tensor `tensor` of the layout, inside a parameter-shaped buffer.
     fn tensor<'b>(&self, buffer: &'b wgpu::Buffer, tensor: usize) -> View<'b> {
         let slot = &self.layout.tensors[tensor];
@@ -368,35 +466,32 @@ impl ProgramBuilder<'_> {
         }
     }
 
+    /// Layer `i`'s output gradient in the workspace.
+    fn grad_output(&self, i: usize) -> View<'a> {
+        View::whole(&self.work.grad_outputs[i])
+    }
+
     fn gather(&mut self, data: &GpuData) -> Result<()> {
         let batch = self.work.batch;
-        let order = View::whole(&data.order);
-        let input_width = self.spec.input_dim;
+        let targets = data.y.as_ref().map(|y| {
+            (
+                self.spec.output_dim(),
+                View::whole(y),
+                View::whole(&self.work.targets),
+            )
+        });
         let d = self.kernels.gather(
             self.ctx,
             &self.model.step,
             batch,
-            input_width,
+            self.spec.input_dim,
             data.x_format,
             View::whole(&data.x),
-            order,
+            View::whole(&data.order),
             View::whole(&self.work.activations[0]),
+            targets,
         )?;
         self.dispatches.push(d);
-        if let Some(y) = &data.y {
-            let out = self.spec.output_dim();
-            let d = self.kernels.gather(
-                self.ctx,
-                &self.model.step,
-                batch,
-                out,
-                DataFormat::F32,
-                View::whole(y),
-                order,
-                View::whole(&self.work.targets),
-            )?;
-            self.dispatches.push(d);
-        }
         Ok(())
     }
 
@@ -410,12 +505,9 @@ impl ProgramBuilder<'_> {
                 layer.activation
             };
             let dims = MatmulDims {
-                m: self.work.batch as u32,
-                n: layer.units as u32,
-                k: self.spec.fan_in(i) as u32,
                 layer: i as u32,
                 dropout_rate: layer.dropout,
-                _pad: [0; 3],
+                ..MatmulDims::new(self.work.batch, layer.units, self.spec.fan_in(i))
             };
             let d = self.kernels.matmul(
                 self.ctx,
@@ -443,13 +535,7 @@ impl ProgramBuilder<'_> {
             self.work.batch,
             View::whole(&self.work.activations[last + 1]),
             View::whole(&self.work.targets),
-            View::whole(&self.work.grad_outputs[last]),
-            View::whole(&self.work.row_stats),
-        )?;
-        self.dispatches.push(d);
-        let d = self.kernels.metrics(
-            self.ctx,
-            &self.model.step,
+            self.grad_output(last),
             View::whole(&self.work.row_stats),
             View::whole(metrics),
         )?;
@@ -468,6 +554,7 @@ impl ProgramBuilder<'_> {
             View::whole(&self.work.activations[last + 1]),
             View::whole(&self.work.probabilities),
             View::whole(&self.work.row_stats),
+            View::whole(&self.work.eval_metrics),
         )?;
         self.dispatches.push(d);
         Ok(())
@@ -477,49 +564,39 @@ impl ProgramBuilder<'_> {
         let batch = self.work.batch;
         for (i, layer) in self.spec.layers.iter().enumerate().rev() {
             let fan_in = self.spec.fan_in(i);
-            let grad_output = View::whole(&self.work.grad_outputs[i]);
+            let grad_output = self.grad_output(i);
             let input = View::whole(&self.work.activations[i]);
-            // dW = dzᵀ·x
+            // dW = dzᵀ·x, and db = Σ_rows dz in the same pass: C spans the weight gradient and
+            // the bias gradient that follows it in the layout.
+            let (weight, bias) = (self.layout.weight(i), self.layout.bias(i));
             let dims = MatmulDims {
-                m: layer.units as u32,
-                n: fan_in as u32,
-                k: batch as u32,
-                layer: i as u32,
-                dropout_rate: 0.0,
-                _pad: [0; 3],
+                row_sums: (bias.offset - weight.offset) as u32,
+                ..MatmulDims::new(layer.units, fan_in, batch)
+            };
+            let grads = View {
+                buffer: &self.model.grads,
+                offset: weight.offset,
+                len: bias.offset + bias.len - weight.offset,
             };
             let d = self.kernels.matmul(
                 self.ctx,
                 &self.model.step,
                 MatmulForm::AtB,
-                Epilogue::None,
+                Epilogue::WithRowSums,
                 dims,
                 grad_output,
                 input,
                 grad_output,
-                self.tensor(&self.model.grads, 2 * i),
-            )?;
-            self.dispatches.push(d);
-            // db = Σ_rows dz
-            let d = self.kernels.column_sums(
-                self.ctx,
-                &self.model.step,
-                batch,
-                layer.units,
-                grad_output,
-                self.tensor(&self.model.grads, 2 * i + 1),
+                grads,
             )?;
             self.dispatches.push(d);
             // dz of the layer below = (dz·W) ⊙ f'(its output)
             if i > 0 {
                 let below = &self.spec.layers[i - 1];
                 let dims = MatmulDims {
-                    m: batch as u32,
-                    n: fan_in as u32,
-                    k: layer.units as u32,
                     layer: (i - 1) as u32,
                     dropout_rate: below.dropout,
-                    _pad: [0; 3],
+                    ..MatmulDims::new(batch, fan_in, layer.units)
                 };
                 let d = self.kernels.matmul(
                     self.ctx,
@@ -530,7 +607,7 @@ impl ProgramBuilder<'_> {
                     grad_output,
                     self.tensor(&self.model.params, 2 * i),
                     input,
-                    View::whole(&self.work.grad_outputs[i - 1]),
+                    self.grad_output(i - 1),
                 )?;
                 self.dispatches.push(d);
             }
@@ -538,66 +615,87 @@ impl ProgramBuilder<'_> {
         Ok(())
     }
 
-    /// Global gradient norm → clipping factor (in `model.clip_factor`).
+    /// The partial squared norms of the gradient (the update makes the clipping factor).
     fn clip(&mut self) -> Result<()> {
-        let partials = View::whole(&self.model.grad_norm_partials);
         let d = self.kernels.sum_squares(
             self.ctx,
             &self.model.step,
             View::whole(&self.model.grads),
-            partials,
-        )?;
-        self.dispatches.push(d);
-        let d = self.kernels.clip_factor(
-            self.ctx,
-            &self.model.step,
-            partials,
-            View::whole(&self.model.clip_factor),
+            View::whole(&self.model.grad_norm_partials),
         )?;
         self.dispatches.push(d);
         Ok(())
     }
 
-    fn update(&mut self, clip: &wgpu::Buffer) -> Result<()> {
+    /// One update of every tensor; the penalties apply where `model.regions` says.
+    fn update(&mut self, clipped: bool) -> Result<()> {
         let [used1, used2] = self.spec.optimizer.state_vectors();
-        for (t, slot) in self.layout.tensors.iter().enumerate() {
-            let state = |buffer, used: bool| {
-                if used {
-                    View {
-                        buffer,
-                        offset: slot.offset,
-                        len: slot.len,
-                    }
-                } else {
-                    View::whole(buffer)
+        let state = |buffer, used: bool| {
+            if used {
+                View {
+                    buffer,
+                    offset: 0,
+                    len: self.layout.len,
                 }
-            };
-            let (l1, l2) = if slot.regularized {
-                (self.spec.l1, self.spec.l2)
             } else {
-                (0.0, 0.0)
-            };
-            let d = self.kernels.optimizer(
-                self.ctx,
-                &self.model.step,
-                &self.spec.optimizer,
-                l1,
-                l2,
-                self.tensor(&self.model.grads, t),
-                self.tensor(&self.model.params, t),
-                state(&self.model.state1, used1),
-                state(&self.model.state2, used2),
-                View::whole(clip),
-            )?;
-            self.dispatches.push(d);
-        }
+                View::whole(buffer)
+            }
+        };
+        let clip = if clipped {
+            &self.model.grad_norm_partials
+        } else {
+            &self.model.one
+        };
+        let d = self.kernels.optimizer(
+            self.ctx,
+            &self.model.step,
+            &self.spec.optimizer,
+            self.spec.l1,
+            self.spec.l2,
+            clipped,
+            View::whole(&self.model.grads),
+            View::whole(&self.model.params),
+            state(&self.model.state1, used1),
+            state(&self.model.state2, used2),
+            View::whole(clip),
+            View::whole(&self.model.regions),
+        )?;
+        self.dispatches.push(d);
         Ok(())
     }
+}
+
+/// (end, regularized) of each tensor of `layout`, flattened for optimizer.wgsl.
+fn regions(layout: &ParamLayout) -> Vec<u32> {
+    layout
+        .tensors
+        .iter()
+        .flat_map(|t| [(t.offset + t.len) as u32, u32::from(t.regularized)])
+        .collect()
 }
 
 impl Backend for GpuBackend {
     fn describe(&self) -> String {
         format!("GPU: {}", self.ctx.describe())
+    }
+
+    fn set_profiling(&mut self, on: bool) -> bool {
+        if !on {
+            self.profiler = None;
+        } else if self.profiler.is_none() {
+            self.profiler = Profiler::new(&self.ctx);
+        }
+        self.profiler.is_some()
+    }
+
+    fn take_profile(&mut self) -> Option<Profile> {
+        self.profiler
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.profile))
+    }
+
+    fn gpu_startup(&self) -> Option<Startup> {
+        Some(self.startup)
     }
 
     fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {

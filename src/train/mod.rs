@@ -147,6 +147,24 @@ impl Model {
         self.backend.describe()
     }
 
+    /// Starts (`true`) or stops timing every GPU kernel (timestamp queries); returns whether
+    /// kernels are being timed: never on the CPU, nor where the adapter has no timestamps.
+    /// Profiled runs are slower (each submission is waited for).
+    pub fn set_profiling(&mut self, on: bool) -> bool {
+        self.backend.set_profiling(on)
+    }
+
+    /// Kernel times per family since profiling started or the last call.
+    pub fn take_profile(&mut self) -> Option<crate::gpu::profile::Profile> {
+        self.backend.take_profile()
+    }
+
+    /// What starting the GPU backend cost: pipelines built, the matmul configuration chosen
+    /// and the time its autotuning took (`None` on the CPU).
+    pub fn gpu_startup(&self) -> Option<crate::gpu::scheduler::Startup> {
+        self.backend.gpu_startup()
+    }
+
     pub fn fit(&mut self, x: &Array2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
         self.fit_with(x, y, config, None, &mut [])
     }

@@ -1,0 +1,388 @@
+//! Chooses the matmul configuration of each form for an adapter: `WGRAD_MATMUL=<name>` forces
+//! one for all forms; otherwise the choice is read from the autotune cache, or measured on
+//! first use (every configuration of [`MATMUL_CONFIGS`] timed on a fixed probe shape per
+//! form, a second or two on lavapipe) and written there.
+//!
+//! The cache is `$XDG_CACHE_HOME/wgrad/autotune.json` (else `~/.cache/wgrad/autotune.json`),
+//! keyed by adapter name, driver and backend, and tied to a fingerprint of the matmul shader
+//! and the configuration list, so that a changed kernel is measured again. It is replaced
+//! atomically; a file that cannot be read or parsed is ignored with a warning.
+
+use super::device::GpuContext;
+use super::kernels::{Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use super::matmul::{FORMS, MATMUL_CONFIGS, MatmulChoice, MatmulConfig};
+use crate::backend::StepParams;
+use crate::cpu::ops::MatmulForm;
+use crate::error::{Result, WgradError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The environment variable that forces a configuration (`auto` or empty: choose).
+pub const ENV: &str = "WGRAD_MATMUL";
+const CACHE_FILE: &str = "autotune.json";
+const CACHE_VERSION: u32 = 1;
+
+/// The autotune cache file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheFile {
+    pub version: u32,
+    /// By [`adapter_key`].
+    pub adapters: BTreeMap<String, CacheEntry>,
+}
+
+/// What was chosen for one adapter, and the measurements behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheEntry {
+    /// [`kernel_fingerprint`] when measured.
+    pub kernel: String,
+    /// Configuration names for AB, ABt and AtB.
+    pub choice: [String; 3],
+    /// GFLOP/s of each configuration on each form's probe (AB, ABt, AtB); 0 = not finished.
+    #[serde(default)]
+    pub gflops: BTreeMap<String, [f64; 3]>,
+}
+
+impl CacheEntry {
+    /// The choice, if it was measured for this kernel and names known configurations.
+    fn choice(&self) -> Option<MatmulChoice> {
+        if self.kernel != kernel_fingerprint() {
+            return None;
+        }
+        let mut choice = [0; 3];
+        for (slot, name) in choice.iter_mut().zip(&self.choice) {
+            *slot = MatmulConfig::by_name(name)?;
+        }
+        Some(MatmulChoice(choice))
+    }
+}
+
+/// "name | driver | driver info | backend": what a choice is valid for.
+pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} | {} | {} | {:?}",
+        info.name, info.driver, info.driver_info, info.backend
+    )
+}
+
+/// FNV-1a of the matmul shader and the configuration list.
+pub fn kernel_fingerprint() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let text = format!(
+        "{}{:?}",
+        include_str!("../../shaders/matmul.wgsl"),
+        MATMUL_CONFIGS
+    );
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// `$XDG_CACHE_HOME/wgrad/autotune.json`, else `$HOME/.cache/wgrad/autotune.json`; `None`
+/// when neither is set.
+pub fn cache_path() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let base = absolute("XDG_CACHE_HOME").or_else(|| absolute("HOME").map(|h| h.join(".cache")))?;
+    Some(base.join("wgrad").join(CACHE_FILE))
+}
+
+/// Reads the cache; a missing file is an empty cache, and an unreadable or corrupt one too,
+/// with the warning to show.
+pub fn load_cache(path: &Path) -> (CacheFile, Option<String>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (CacheFile::default(), None),
+        Err(e) => {
+            let warning = format!(
+                "cannot read the matmul autotune cache {}: {e}; ignoring it",
+                path.display()
+            );
+            return (CacheFile::default(), Some(warning));
+        }
+    };
+    match serde_json::from_str::<CacheFile>(&text) {
+        Ok(cache) if cache.version == CACHE_VERSION => (cache, None),
+        Ok(_) => (CacheFile::default(), None),
+        Err(e) => {
+            let warning = format!(
+                "the matmul autotune cache {} is not valid ({e}); ignoring it",
+                path.display()
+            );
+            (CacheFile::default(), Some(warning))
+        }
+    }
+}
+
+/// Replaces the cache file atomically (written under a temporary name, then renamed).
+pub fn save_cache(path: &Path, cache: &CacheFile) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| WgradError::io(dir, e))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(CACHE_FILE);
+    let json = serde_json::to_string_pretty(cache).expect("the cache serializes");
+    crate::io::write_files_atomically(dir, &[(name, json.as_bytes())])
+}
+
+/// The configuration `WGRAD_MATMUL` forces, if any.
+pub fn forced() -> Result<Option<MatmulChoice>> {
+    match std::env::var(ENV) {
+        Ok(name) if !name.is_empty() && !name.eq_ignore_ascii_case("auto") => {
+            match MatmulConfig::by_name(&name) {
+                Some(config) => Ok(Some(MatmulChoice::all(config))),
+                None => Err(WgradError::Gpu(format!(
+                    "{ENV}={name}: no such matmul configuration (one of: auto, {})",
+                    MatmulConfig::names()
+                ))),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Where a matmul choice came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `WGRAD_MATMUL`.
+    Forced,
+    /// The autotune cache (or an earlier choice of this process).
+    Cached,
+    /// Measured now.
+    Tuned,
+}
+
+/// Choices made in this process, by adapter key (so that one process tunes once).
+static CHOSEN: Mutex<BTreeMap<String, MatmulChoice>> = Mutex::new(BTreeMap::new());
+
+/// The configuration of each form for `ctx`'s adapter: forced, cached, or measured now.
+pub fn choose(ctx: &GpuContext, kernels: &mut Kernels) -> Result<MatmulChoice> {
+    choose_with_source(ctx, kernels).map(|(choice, _)| choice)
+}
+
+/// [`choose`], and where the choice came from.
+pub fn choose_with_source(
+    ctx: &GpuContext,
+    kernels: &mut Kernels,
+) -> Result<(MatmulChoice, Source)> {
+    if let Some(choice) = forced()? {
+        return Ok((choice, Source::Forced));
+    }
+    let key = adapter_key(&ctx.info);
+    let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(choice) = chosen.get(&key) {
+        return Ok((*choice, Source::Cached));
+    }
+    let path = cache_path();
+    let mut cache = CacheFile::default();
+    if let Some(path) = &path {
+        let (loaded, warning) = load_cache(path);
+        if let Some(warning) = warning {
+            eprintln!("wgrad: warning: {warning}");
+        }
+        cache = loaded;
+    }
+    if let Some(choice) = cache.adapters.get(&key).and_then(CacheEntry::choice) {
+        chosen.insert(key, choice);
+        return Ok((choice, Source::Cached));
+    }
+    let (choice, gflops) = tune(ctx, kernels)?;
+    cache.version = CACHE_VERSION;
+    cache.adapters.insert(
+        key.clone(),
+        CacheEntry {
+            kernel: kernel_fingerprint(),
+            choice: choice.0.map(|c| MATMUL_CONFIGS[c].name.to_string()),
+            gflops,
+        },
+    );
+    if let Some(path) = &path
+        && let Err(e) = save_cache(path, &cache)
+    {
+        eprintln!("wgrad: warning: could not write the matmul autotune cache: {e}");
+    }
+    chosen.insert(key, choice);
+    Ok((choice, Source::Tuned))
+}
+
+/// The probe of each form: one dense layer's product at batch 128 (512 → 256 units).
+fn probe(form: MatmulForm) -> (usize, usize, usize) {
+    match form {
+        MatmulForm::ABt => (128, 256, 512),
+        MatmulForm::AtB => (256, 512, 128),
+        MatmulForm::AB => (128, 512, 256),
+    }
+}
+
+/// Seconds per run of `dispatch`, `repeats` runs recorded into one pass and submission,
+/// waited for.
+pub fn time_dispatch(ctx: &GpuContext, dispatch: &Dispatch, repeats: usize) -> Result<f64> {
+    let started = Instant::now();
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        for _ in 0..repeats {
+            dispatch.record(&mut pass, 0);
+        }
+    }
+    ctx.queue.submit([encoder.finish()]);
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| WgradError::Gpu(format!("waiting for the GPU: {e}")))?;
+    ctx.check()?;
+    Ok(started.elapsed().as_secs_f64() / repeats as f64)
+}
+
+type Measured = BTreeMap<String, [f64; 3]>;
+
+/// Times every configuration on every form's probe; the fastest of each form wins.
+fn tune(ctx: &GpuContext, kernels: &mut Kernels) -> Result<(MatmulChoice, Measured)> {
+    let started = Instant::now();
+    let step = ctx.uniform("step", &StepUniform::from(&StepParams::inference(0)));
+    let mut gflops: Measured = MATMUL_CONFIGS
+        .iter()
+        .map(|c| (c.name.to_string(), [0.0; 3]))
+        .collect();
+    let mut choice = [0; 3];
+    for form in FORMS {
+        let (m, n, k) = probe(form);
+        let flops = 2.0 * (m * n * k) as f64;
+        let a = ctx.storage_from("probe a", &vec![0.5f32; m * k])?;
+        let b = ctx.storage_from("probe b", &vec![0.25f32; k * n])?;
+        let c = ctx.storage("probe c", m * n)?;
+        let mut best = f64::INFINITY;
+        for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+            let dispatch = kernels.matmul_with(
+                ctx,
+                config,
+                &step,
+                form,
+                Epilogue::None,
+                MatmulDims::new(m, n, k),
+                View::whole(&a),
+                View::whole(&b),
+                View::whole(&a),
+                View::whole(&c),
+            )?;
+            // One run to warm up (lavapipe compiles a kernel on its first dispatch), one to
+            // size the timed runs (about 20 ms each); configurations far behind the best so
+            // far are not timed further.
+            time_dispatch(ctx, &dispatch, 1)?;
+            let once = time_dispatch(ctx, &dispatch, 1)?;
+            if once > 3.0 * best {
+                continue;
+            }
+            let repeats = ((0.02 / once) as usize).clamp(1, 64);
+            let seconds = (0..2)
+                .map(|_| time_dispatch(ctx, &dispatch, repeats))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .fold(once, f64::min);
+            gflops.get_mut(spec.name).expect("every configuration")[form.gpu_code() as usize] =
+                flops / seconds / 1e9;
+            if seconds < best {
+                best = seconds;
+                choice[form.gpu_code() as usize] = config;
+            }
+        }
+    }
+    let choice = MatmulChoice(choice);
+    if std::env::var_os("WGRAD_VERBOSE").is_some() {
+        eprintln!(
+            "wgrad: matmul autotuned in {:.2} s: {}",
+            started.elapsed().as_secs_f64(),
+            choice.describe()
+        );
+    }
+    Ok((choice, gflops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("wgrad-autotune-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn entry() -> CacheEntry {
+        CacheEntry {
+            kernel: kernel_fingerprint(),
+            choice: [
+                "direct4x4".into(),
+                "tiled64x64-4x4".into(),
+                "direct8x4".into(),
+            ],
+            gflops: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_cache_round_trips_and_is_replaced_whole() {
+        let dir = temp_dir("round-trip");
+        let path = dir.join("wgrad").join(CACHE_FILE);
+        let mut cache = CacheFile {
+            version: CACHE_VERSION,
+            adapters: BTreeMap::new(),
+        };
+        cache
+            .adapters
+            .insert("gpu | driver | 1 | Vulkan".into(), entry());
+        save_cache(&path, &cache).unwrap();
+        let (loaded, warning) = load_cache(&path);
+        assert_eq!(warning, None);
+        assert_eq!(loaded, cache);
+        let choice = loaded.adapters["gpu | driver | 1 | Vulkan"]
+            .choice()
+            .unwrap();
+        assert_eq!(
+            choice.describe(),
+            "AB direct4x4, ABt tiled64x64-4x4, AtB direct8x4"
+        );
+        // No temporary files left beside it.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(CACHE_FILE)]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_or_missing_cache_is_ignored() {
+        let dir = temp_dir("corrupt");
+        let path = dir.join(CACHE_FILE);
+        assert_eq!(load_cache(&path), (CacheFile::default(), None), "missing");
+        std::fs::write(&path, "{\"version\": 1, \"adapters\": {\"x\": [").unwrap();
+        let (cache, warning) = load_cache(&path);
+        assert_eq!(cache, CacheFile::default());
+        let warning = warning.expect("a warning");
+        assert!(warning.contains("not valid"), "{warning}");
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(load_cache(&path).1.is_some(), "binary garbage");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn stale_or_unknown_entries_are_measured_again() {
+        let mut stale = entry();
+        stale.kernel = "0000".into();
+        assert_eq!(stale.choice(), None);
+        let mut unknown = entry();
+        unknown.choice[1] = "tiled999".into();
+        assert_eq!(unknown.choice(), None);
+        assert!(entry().choice().is_some());
+    }
+}
