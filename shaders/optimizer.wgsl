@@ -1,9 +1,9 @@
 // optimizer.wgsl — one optimizer step on every parameter tensor at once, in place, over the
 // flat parameter vector [W0, b0, W1, b1, …] (one dispatch per step).
 //
-// g = s·grad + l1·sign(w) + 2·l2·w, where s is the gradient scale (1, or the clipping factor)
-// and the penalties apply only where `regions` says the tensor is regularized (weights, not
-// biases). Then by OPTIMIZER:
+// g = s·grad + l1·sign(w) + 2·l2·w, where s is the gradient scale (hyper.grad_scale, or the
+// clipping factor) and the penalties apply only where `regions` says the tensor is
+// regularized (weights, not biases). Then by OPTIMIZER:
 //   0 SGD:       w -= lr·g
 //   1 momentum:  v = μ·v + g;  w -= lr·v
 //   2 Nesterov:  v = μ·v + g;  w -= lr·(g + μ·v)
@@ -11,12 +11,15 @@
 //   4 Adam:      m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;
 //                w -= lr·(m / (1-β1ᵗ)) / (√(v / (1-β2ᵗ)) + ε)
 // The Rust twin is `cpu::ops::optimizer_update`. state1 holds v, s or m; state2 Adam's v.
-// regions holds, per tensor in order, (end, regularized): element i belongs to the first
-// tensor whose end is > i. Alignment padding between tensors holds zeros and stays zero.
+// regions holds, per tensor in order, (end, regularized), two tensors to a vec4; every tensor
+// starts at a multiple of 64 (as ParamLayout aligns them), so each workgroup of 64 lies in
+// one tensor and its padding: the first tensor whose end is past the workgroup's first
+// element. It is a uniform read at workgroup-uniform indices (lavapipe reads those once, not
+// per invocation). Alignment padding between tensors holds zeros and stays zero.
 //
 // The gradient scale: with CLIPPED, every workgroup sums `clip` = the partial squared norms
 // of reduce.wgsl's sum_squares (a fixed-order tree, so all workgroups agree) and takes
-// s = min(1, step.clip_norm / (√Σ + 1e-6)); otherwise s = clip[0].
+// s = min(1, step.clip_norm / (√Σ + 1e-6)); otherwise s = hyper.grad_scale.
 //
 // Entry points:
 //   main         the update. Dispatch: one invocation per element; workgroups of 64 spread
@@ -34,8 +37,14 @@ struct Hyper {
     h1: f32,  // μ, ρ or β1
     h2: f32,  // β2
     eps: f32,
-    _pad0: u32,
-    _pad1: u32,
+    grad_scale: f32,
+    tensors: u32,  // entries of regions
+}
+
+// Up to MAX_TENSORS tensors: (end, regularized, end, regularized) per vec4.
+const MAX_TENSORS: u32 = 512u;
+struct Regions {
+    pairs: array<vec4<u32>, MAX_TENSORS / 2u>,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -45,7 +54,7 @@ struct Hyper {
 @group(0) @binding(4) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> state2: array<f32>;
 @group(0) @binding(6) var<storage, read> clip: array<f32>;
-@group(0) @binding(7) var<storage, read> regions: array<vec2<u32>>;
+@group(0) @binding(7) var<uniform> regions: Regions;
 
 const GROUP: u32 = 64u;
 var<workgroup> partial: array<f32, GROUP>;
@@ -53,7 +62,7 @@ var<workgroup> partial: array<f32, GROUP>;
 // The gradient scale; called by every invocation of the workgroup (it may hold barriers).
 fn gradient_scale(thread: u32) -> f32 {
     if (!CLIPPED) {
-        return clip[0];
+        return hyper.grad_scale;
     }
     var sum = 0.0;
     for (var i = thread; i < arrayLength(&clip); i += GROUP) {
@@ -70,11 +79,13 @@ fn gradient_scale(thread: u32) -> f32 {
     return min(1.0, step.clip_norm / (sqrt(partial[0]) + 1e-6));
 }
 
-fn regularized(i: u32) -> bool {
-    for (var t = 0u; t < arrayLength(&regions); t++) {
-        let region = regions[t];
-        if (i < region.x) {
-            return region.y != 0u;
+// Whether the tensor holding element `first` (a workgroup's first) is regularized.
+fn regularized(first: u32) -> bool {
+    for (var t = 0u; t < hyper.tensors; t++) {
+        let pair = regions.pairs[t / 2u];
+        let odd = t % 2u == 1u;
+        if (first < select(pair.x, pair.z, odd)) {
+            return select(pair.y, pair.w, odd) != 0u;
         }
     }
     return false;
@@ -84,15 +95,16 @@ fn regularized(i: u32) -> bool {
 fn main(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) thread: u32,
 ) {
     let scale = gradient_scale(thread);
+    let penalized = regularized((wid.x + wid.y * groups.x) * GROUP);
     let i = flat_index(gid, groups);
     if (i >= hyper.len) {
         return;
     }
     let w = params[i];
-    let penalized = regularized(i);
     let l1 = select(0.0, hyper.l1, penalized);
     let l2 = select(0.0, hyper.l2, penalized);
     let g = scale * grads[i] + l1 * sign(w) + 2.0 * l2 * w;

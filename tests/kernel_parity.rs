@@ -472,18 +472,18 @@ fn optimizer_updates() {
         Optimizer::adam(0.01),
     ];
     for optimizer in optimizers {
-        // Tensors as (end, regularized), like a layout's [W0, b0, W1, b1]: the penalties apply
-        // to the regularized ones only.
+        // Tensors as (end, regularized), like a layout's [W0, b0, W1, b1], each starting at a
+        // multiple of 64: the penalties apply to the regularized ones only.
         for (len, l1, l2, regions) in [
             (1, 0.0, 0.0, vec![(1, true)]),
             (
                 1003,
                 1e-3,
                 1e-2,
-                vec![(640, true), (700, false), (1000, true), (1003, false)],
+                vec![(640, true), (704, false), (960, true), (1003, false)],
             ),
             (70_001, 0.0, 5e-3, vec![(70_001, true)]),
-            (70_001, 1e-3, 5e-3, vec![(69_000, true), (70_001, false)]),
+            (70_001, 1e-3, 5e-3, vec![(68_992, true), (70_001, false)]),
         ] {
             let params = random_vector(len, 1.0, len as u64).to_vec();
             let grads = random_vector(len, 0.1, len as u64 + 1).to_vec();

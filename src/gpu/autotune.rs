@@ -213,12 +213,12 @@ pub fn choose_with_source(
     Ok((choice, Source::Tuned))
 }
 
-/// The probe of each form: one dense layer's product at batch 128 (512 → 256 units).
+/// The probe of each form: one dense layer's products at batch 128 (512 → 512 units).
 fn probe(form: MatmulForm) -> (usize, usize, usize) {
     match form {
-        MatmulForm::ABt => (128, 256, 512),
-        MatmulForm::AtB => (256, 512, 128),
-        MatmulForm::AB => (128, 512, 256),
+        MatmulForm::ABt => (128, 512, 512),
+        MatmulForm::AtB => (512, 512, 128),
+        MatmulForm::AB => (128, 512, 512),
     }
 }
 
@@ -243,9 +243,11 @@ pub fn time_dispatch(ctx: &GpuContext, dispatch: &Dispatch, repeats: usize) -> R
 
 type Measured = BTreeMap<String, [f64; 3]>;
 
-/// Times every configuration on every form's probe; the fastest of each form wins.
+/// Times every configuration on every form's probe; the fastest of each form wins. The
+/// timings of one form are taken in interleaved rounds (each configuration once per round,
+/// the best of the rounds kept), so that a change in the machine's load mid-way does not
+/// favour one configuration.
 fn tune(ctx: &GpuContext, kernels: &mut Kernels) -> Result<(MatmulChoice, Measured)> {
-    let started = Instant::now();
     let step = ctx.uniform("step", &StepUniform::from(&StepParams::inference(0)));
     let mut gflops: Measured = MATMUL_CONFIGS
         .iter()
@@ -258,8 +260,10 @@ fn tune(ctx: &GpuContext, kernels: &mut Kernels) -> Result<(MatmulChoice, Measur
         let a = ctx.storage_from("probe a", &vec![0.5f32; m * k])?;
         let b = ctx.storage_from("probe b", &vec![0.25f32; k * n])?;
         let c = ctx.storage("probe c", m * n)?;
-        let mut best = f64::INFINITY;
-        for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+        // (configuration, dispatch, repeats per timing, best seconds per run)
+        let mut candidates = Vec::new();
+        let mut best_once = f64::INFINITY;
+        for config in 0..MATMUL_CONFIGS.len() {
             let dispatch = kernels.matmul_with(
                 ctx,
                 config,
@@ -277,32 +281,30 @@ fn tune(ctx: &GpuContext, kernels: &mut Kernels) -> Result<(MatmulChoice, Measur
             // far are not timed further.
             time_dispatch(ctx, &dispatch, 1)?;
             let once = time_dispatch(ctx, &dispatch, 1)?;
-            if once > 3.0 * best {
-                continue;
+            best_once = best_once.min(once);
+            if once <= 3.0 * best_once {
+                let repeats = ((0.02 / once) as usize).clamp(1, 64);
+                candidates.push((config, dispatch, repeats, once));
             }
-            let repeats = ((0.02 / once) as usize).clamp(1, 64);
-            let seconds = (0..2)
-                .map(|_| time_dispatch(ctx, &dispatch, repeats))
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .fold(once, f64::min);
-            gflops.get_mut(spec.name).expect("every configuration")[form.gpu_code() as usize] =
-                flops / seconds / 1e9;
-            if seconds < best {
-                best = seconds;
-                choice[form.gpu_code() as usize] = config;
+        }
+        for _round in 0..3 {
+            for (_, dispatch, repeats, best) in candidates.iter_mut() {
+                *best = best.min(time_dispatch(ctx, dispatch, *repeats)?);
+            }
+        }
+        let slot = form.gpu_code() as usize;
+        let mut fastest = f64::INFINITY;
+        for (config, _, _, seconds) in &candidates {
+            gflops
+                .get_mut(MATMUL_CONFIGS[*config].name)
+                .expect("every configuration")[slot] = flops / seconds / 1e9;
+            if *seconds < fastest {
+                fastest = *seconds;
+                choice[slot] = *config;
             }
         }
     }
-    let choice = MatmulChoice(choice);
-    if std::env::var_os("WGRAD_VERBOSE").is_some() {
-        eprintln!(
-            "wgrad: matmul autotuned in {:.2} s: {}",
-            started.elapsed().as_secs_f64(),
-            choice.describe()
-        );
-    }
-    Ok((choice, gflops))
+    Ok((MatmulChoice(choice), gflops))
 }
 
 #[cfg(test)]

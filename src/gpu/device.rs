@@ -299,6 +299,19 @@ impl GpuContext {
         buffer
     }
 
+    /// A uniform buffer holding `values`.
+    pub fn uniform_slice<T: bytemuck::Pod>(&self, what: &str, values: &[T]) -> wgpu::Buffer {
+        let bytes: &[u8] = bytemuck::cast_slice(values);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(what),
+            size: bytes.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, bytes);
+        buffer
+    }
+
     /// Reads `len` f32 values of `buffer` starting at element `offset`, after all submitted
     /// work is done. This is the only way data comes back to the host.
     pub fn read(&self, buffer: &wgpu::Buffer, offset: usize, len: usize) -> Result<Vec<f32>> {

@@ -122,7 +122,21 @@ struct OptimizerHyper {
     h1: f32,
     h2: f32,
     eps: f32,
-    _pad: [u32; 2],
+    grad_scale: f32,
+    tensors: u32,
+}
+
+/// Most tensors one optimizer dispatch covers (`MAX_TENSORS` in optimizer.wgsl).
+pub const MAX_TENSORS: usize = 512;
+
+/// `Regions` in optimizer.wgsl: (end, regularized) of each tensor, padded to MAX_TENSORS.
+fn regions_uniform(regions: &[(usize, bool)]) -> Vec<u32> {
+    let mut words = vec![0u32; 2 * MAX_TENSORS];
+    for (slot, &(end, regularized)) in words.chunks_mut(2).zip(regions) {
+        slot[0] = end as u32;
+        slot[1] = u32::from(regularized);
+    }
+    words
 }
 
 /// What the matmul kernel does with each result (`EPILOGUE` in matmul.wgsl).
@@ -414,7 +428,7 @@ impl Kernels {
                 ctx,
                 "optimizer",
                 &[
-                    Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read, Read,
+                    Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read, Uniform,
                 ],
             ),
             matmul_modules: HashMap::new(),
@@ -868,25 +882,32 @@ impl Kernels {
     }
 
     /// One optimizer step on every tensor of a flat parameter vector (optimizer.wgsl).
-    /// `regions` holds (end, regularized) per tensor; the penalties apply to regularized ones.
-    /// The gradient is scaled by `clip[0]`, or with `clipped` by the clipping factor of the
-    /// partial squared norms in `clip`.
+    /// `regions` holds (end, regularized) per tensor, each tensor starting at a multiple of
+    /// 64 elements; the penalties apply to regularized ones. The gradient is scaled by
+    /// `grad_scale`, or with `clipped` by the clipping factor of the partial squared norms in
+    /// `clip` (bound either way).
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer(
         &mut self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
         optimizer: &Optimizer,
-        l1: f32,
-        l2: f32,
+        (l1, l2): (f32, f32),
+        grad_scale: f32,
         clipped: bool,
         grads: View,
         params: View,
         state1: View,
         state2: View,
         clip: View,
-        regions: View,
+        regions: &[(usize, bool)],
     ) -> Result<Dispatch> {
+        if regions.len() > MAX_TENSORS {
+            return Err(WgradError::InvalidModel(format!(
+                "{} parameter tensors, more than the GPU optimizer's {MAX_TENSORS}",
+                regions.len()
+            )));
+        }
         let [h1, h2, eps] = optimizer.hyper_parameters();
         let hyper = OptimizerHyper {
             len: params.len as u32,
@@ -895,9 +916,11 @@ impl Kernels {
             h1,
             h2,
             eps,
-            _pad: [0; 2],
+            grad_scale,
+            tensors: regions.len() as u32,
         };
         let uniform = ctx.uniform("optimizer hyper-parameters", &hyper);
+        let table = ctx.uniform_slice("parameter regions", &regions_uniform(regions));
         let bindings = [
             step_binding(step),
             uniform.as_entire_binding(),
@@ -906,7 +929,7 @@ impl Kernels {
             state1.resource(),
             state2.resource(),
             clip.resource(),
-            regions.resource(),
+            table.as_entire_binding(),
         ];
         let key = PipelineKey::Optimizer {
             code: optimizer.gpu_code(),
@@ -917,27 +940,28 @@ impl Kernels {
 
     /// out[0] = min(1, clip_norm / ‖gradient‖) from the partial squared norms, by the
     /// optimizer's own function (optimizer.wgsl, `clip_factor`). `scratch` is bound to the
-    /// other slots.
+    /// other read-write slots.
     pub fn clip_factor(
         &mut self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
         partials: View,
         out: View,
-        scratch: [View; 3],
+        scratch: [View; 2],
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("optimizer hyper-parameters", &[0u32; 8]);
+        let table = ctx.uniform_slice("parameter regions", &regions_uniform(&[]));
         let dummy_buffer = self.dummy.clone();
         let dummy = View::whole(&dummy_buffer).resource();
         let bindings = [
             step_binding(step),
             uniform.as_entire_binding(),
-            dummy.clone(),
+            dummy,
             out.resource(),
             scratch[0].resource(),
             scratch[1].resource(),
             partials.resource(),
-            scratch[2].resource(),
+            table.as_entire_binding(),
         ];
         self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
     }

@@ -392,25 +392,21 @@ impl KernelRunner {
         self.submit(&d)?;
         let scratch1 = self.ctx.storage("scratch", 1)?;
         let scratch2 = self.ctx.storage("scratch", 1)?;
-        let regions = self.ctx.storage_from("regions", &[0u32, 0])?;
         let d = self.kernels.clip_factor(
             &self.ctx,
             &step,
             View::whole(&partials),
             View::whole(&factor),
-            [
-                View::whole(&scratch1),
-                View::whole(&scratch2),
-                View::whole(&regions),
-            ],
+            [View::whole(&scratch1), View::whole(&scratch2)],
         )?;
         self.submit(&d)?;
         Ok(self.ctx.read(&factor, 0, 1)?[0])
     }
 
     /// Twin of [`crate::cpu::ops::optimizer_update`] applied to consecutive tensors in one
-    /// dispatch: `regions` holds each tensor's (end, regularized), the penalties l1 and l2
-    /// applying to the regularized ones. Returns (params, state1, state2).
+    /// dispatch: `regions` holds each tensor's (end, regularized), every tensor starting at a
+    /// multiple of 64 elements, the penalties l1 and l2 applying to the regularized ones.
+    /// Returns (params, state1, state2).
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer_update(
         &mut self,
@@ -431,25 +427,20 @@ impl KernelRunner {
         let g = self.ctx.storage_from("grads", grads)?;
         let s1 = self.ctx.storage_from("state1", state1)?;
         let s2 = self.ctx.storage_from("state2", state2)?;
-        let clip = self.ctx.storage_from("clip", &[grad_scale])?;
-        let table: Vec<u32> = regions
-            .iter()
-            .flat_map(|&(end, regularized)| [end as u32, u32::from(regularized)])
-            .collect();
-        let regions = self.ctx.storage_from("regions", &table)?;
+        let clip = self.ctx.storage("unused", 1)?;
         let d = self.kernels.optimizer(
             &self.ctx,
             &step_buf,
             optimizer,
-            l1,
-            l2,
+            (l1, l2),
+            grad_scale,
             false,
             View::whole(&g),
             View::whole(&p),
             View::whole(&s1),
             View::whole(&s2),
             View::whole(&clip),
-            View::whole(&regions),
+            regions,
         )?;
         self.submit(&d)?;
         Ok((

@@ -65,10 +65,8 @@ struct ModelBuffers {
     state2: wgpu::Buffer,
     /// Partial squared norms of the gradient; the update turns them into the clipping factor.
     grad_norm_partials: wgpu::Buffer,
-    /// The constant 1: the gradient scale of unclipped steps.
+    /// Bound where unclipped steps read no partial norms.
     one: wgpu::Buffer,
-    /// (end, regularized) of each tensor of the flat layout: where the penalties apply.
-    regions: wgpu::Buffer,
 }
 
 /// Buffers sized by the model and the batch size.
@@ -152,7 +150,7 @@ pub struct Startup {
     pub matmul: MatmulChoice,
     pub matmul_source: Source,
     pub tuned_seconds: f64,
-    /// Building every pipeline of the model (shader compilation).
+    /// Building every pipeline of the model (shader compilation), the autotuner's aside.
     pub pipelines: BuildStats,
     /// From opening the device to the backend being ready.
     pub seconds: f64,
@@ -213,6 +211,13 @@ impl GpuBackend {
             }
         }
         let layout = spec.param_layout();
+        if layout.tensors.len() > super::kernels::MAX_TENSORS {
+            return Err(WgradError::InvalidModel(format!(
+                "{} layers, more than the GPU backend's {}; use the CPU",
+                spec.layers.len(),
+                super::kernels::MAX_TENSORS / 2
+            )));
+        }
         for slot in &layout.tensors {
             ctx.check_size(
                 &format!("{} {:?}", slot.name, slot.shape),
@@ -237,19 +242,23 @@ impl GpuBackend {
                 Kernels::sum_squares_groups(layout.len),
             )?,
             one: ctx.storage_from("one", &[1.0f32])?,
-            regions: ctx.storage_from("parameter regions", &regions(&layout))?,
         };
         let mut kernels = Kernels::new(&ctx)?;
         let tuning = std::time::Instant::now();
         let (matmul, matmul_source) = super::autotune::choose_with_source(&ctx, &mut kernels)?;
         kernels.set_matmul_choice(matmul);
         let tuned_seconds = tuning.elapsed().as_secs_f64();
+        let before = kernels.build_stats();
         kernels.prepare(&ctx, spec)?;
+        let after = kernels.build_stats();
         let startup = Startup {
             matmul,
             matmul_source,
             tuned_seconds,
-            pipelines: kernels.build_stats(),
+            pipelines: BuildStats {
+                pipelines: after.pipelines - before.pipelines,
+                seconds: after.seconds - before.seconds,
+            },
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok(GpuBackend {
@@ -627,7 +636,7 @@ impl<'a> ProgramBuilder<'a> {
         Ok(())
     }
 
-    /// One update of every tensor; the penalties apply where `model.regions` says.
+    /// One update of every tensor; the penalties apply to the weights.
     fn update(&mut self, clipped: bool) -> Result<()> {
         let [used1, used2] = self.spec.optimizer.state_vectors();
         let state = |buffer, used: bool| {
@@ -650,27 +659,27 @@ impl<'a> ProgramBuilder<'a> {
             self.ctx,
             &self.model.step,
             &self.spec.optimizer,
-            self.spec.l1,
-            self.spec.l2,
+            (self.spec.l1, self.spec.l2),
+            1.0,
             clipped,
             View::whole(&self.model.grads),
             View::whole(&self.model.params),
             state(&self.model.state1, used1),
             state(&self.model.state2, used2),
             View::whole(clip),
-            View::whole(&self.model.regions),
+            &regions(self.layout),
         )?;
         self.dispatches.push(d);
         Ok(())
     }
 }
 
-/// (end, regularized) of each tensor of `layout`, flattened for optimizer.wgsl.
-fn regions(layout: &ParamLayout) -> Vec<u32> {
+/// (end, regularized) of each tensor of `layout`, for optimizer.wgsl.
+fn regions(layout: &ParamLayout) -> Vec<(usize, bool)> {
     layout
         .tensors
         .iter()
-        .flat_map(|t| [(t.offset + t.len) as u32, u32::from(t.regularized)])
+        .map(|t| (t.offset + t.len, t.regularized))
         .collect()
 }
 
