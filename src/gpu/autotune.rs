@@ -1,7 +1,7 @@
-//! Chooses the matmul configuration of each form for an adapter: `WGRAD_MATMUL=<name>` forces
-//! one for all forms; otherwise the choice is read from the autotune cache, or measured on
-//! first use (every configuration of [`MATMUL_CONFIGS`] timed on a fixed probe shape per
-//! form, a second or two on lavapipe) and written there.
+//! Chooses the matmul configuration of each form, for large and for small products, for an
+//! adapter: `WGRAD_MATMUL=<name>` forces one for all; otherwise the choice is read from the
+//! autotune cache, or measured on first use (every configuration of [`MATMUL_CONFIGS`] timed
+//! on two fixed probe shapes per form, a few seconds on lavapipe) and written there.
 //!
 //! The cache is `$XDG_CACHE_HOME/wgrad/autotune.json` (else `~/.cache/wgrad/autotune.json`),
 //! keyed by adapter name, driver and backend, and tied to a fingerprint of the matmul shader
@@ -23,7 +23,7 @@ use std::time::Instant;
 /// The environment variable that forces a configuration (`auto` or empty: choose).
 pub const ENV: &str = "WGRAD_MATMUL";
 const CACHE_FILE: &str = "autotune.json";
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
 
 /// The autotune cache file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,11 +38,14 @@ pub struct CacheFile {
 pub struct CacheEntry {
     /// [`kernel_fingerprint`] when measured.
     pub kernel: String,
-    /// Configuration names for AB, ABt and AtB.
+    /// Configuration names for AB, ABt and AtB: large products, then small ones.
     pub choice: [String; 3],
+    pub small: [String; 3],
     /// GFLOP/s of each configuration on each form's probe (AB, ABt, AtB); 0 = not finished.
     #[serde(default)]
     pub gflops: BTreeMap<String, [f64; 3]>,
+    #[serde(default)]
+    pub small_gflops: BTreeMap<String, [f64; 3]>,
 }
 
 impl CacheEntry {
@@ -51,11 +54,17 @@ impl CacheEntry {
         if self.kernel != kernel_fingerprint() {
             return None;
         }
-        let mut choice = [0; 3];
-        for (slot, name) in choice.iter_mut().zip(&self.choice) {
-            *slot = MatmulConfig::by_name(name)?;
-        }
-        Some(MatmulChoice(choice))
+        let configs = |names: &[String; 3]| -> Option<[usize; 3]> {
+            let mut configs = [0; 3];
+            for (slot, name) in configs.iter_mut().zip(names) {
+                *slot = MatmulConfig::by_name(name)?;
+            }
+            Some(configs)
+        };
+        Some(MatmulChoice {
+            large: configs(&self.choice)?,
+            small: configs(&self.small)?,
+        })
     }
 }
 
@@ -194,14 +203,17 @@ pub fn choose_with_source(
         chosen.insert(key, choice);
         return Ok((choice, Source::Cached));
     }
-    let (choice, gflops) = tune(ctx, kernels)?;
+    let (choice, gflops, small_gflops) = tune(ctx, kernels)?;
+    let names = |configs: [usize; 3]| configs.map(|c| MATMUL_CONFIGS[c].name.to_string());
     cache.version = CACHE_VERSION;
     cache.adapters.insert(
         key.clone(),
         CacheEntry {
             kernel: kernel_fingerprint(),
-            choice: choice.0.map(|c| MATMUL_CONFIGS[c].name.to_string()),
+            choice: names(choice.large),
+            small: names(choice.small),
             gflops,
+            small_gflops,
         },
     );
     if let Some(path) = &path
@@ -213,12 +225,15 @@ pub fn choose_with_source(
     Ok((choice, Source::Tuned))
 }
 
-/// The probe of each form: one dense layer's products at batch 128 (512 → 512 units).
-fn probe(form: MatmulForm) -> (usize, usize, usize) {
+/// The probes of each form: one dense layer's products at batch 128 (512 → 512 units), and
+/// small ones (batch 8, 16 → 64 units), far below
+/// [`SMALL_PRODUCT`](super::matmul::SMALL_PRODUCT) multiply-adds: what a small product costs is
+/// mostly the dispatch and each invocation's fixed work, which the small probe measures.
+fn probes(form: MatmulForm) -> [(usize, usize, usize); 2] {
     match form {
-        MatmulForm::ABt => (128, 512, 512),
-        MatmulForm::AtB => (512, 512, 128),
-        MatmulForm::AB => (128, 512, 512),
+        MatmulForm::ABt => [(128, 512, 512), (8, 64, 16)],
+        MatmulForm::AtB => [(512, 512, 128), (64, 16, 8)],
+        MatmulForm::AB => [(128, 512, 512), (8, 16, 64)],
     }
 }
 
@@ -243,68 +258,84 @@ pub fn time_dispatch(ctx: &GpuContext, dispatch: &Dispatch, repeats: usize) -> R
 
 type Measured = BTreeMap<String, [f64; 3]>;
 
-/// Times every configuration on every form's probe; the fastest of each form wins. The
-/// timings of one form are taken in interleaved rounds (each configuration once per round,
-/// the best of the rounds kept), so that a change in the machine's load mid-way does not
-/// favour one configuration.
-fn tune(ctx: &GpuContext, kernels: &mut Kernels) -> Result<(MatmulChoice, Measured)> {
+/// Times every configuration on every form's probes; the fastest of each form and size wins.
+fn tune(ctx: &GpuContext, kernels: &mut Kernels) -> Result<(MatmulChoice, Measured, Measured)> {
     let step = ctx.uniform("step", &StepUniform::from(&StepParams::inference(0)));
-    let mut gflops: Measured = MATMUL_CONFIGS
-        .iter()
-        .map(|c| (c.name.to_string(), [0.0; 3]))
-        .collect();
-    let mut choice = [0; 3];
+    let empty = || -> Measured {
+        MATMUL_CONFIGS
+            .iter()
+            .map(|c| (c.name.to_string(), [0.0; 3]))
+            .collect()
+    };
+    let (mut gflops, mut small_gflops) = (empty(), empty());
+    let mut choice = MatmulChoice::all(0);
     for form in FORMS {
-        let (m, n, k) = probe(form);
-        let flops = 2.0 * (m * n * k) as f64;
-        let a = ctx.storage_from("probe a", &vec![0.5f32; m * k])?;
-        let b = ctx.storage_from("probe b", &vec![0.25f32; k * n])?;
-        let c = ctx.storage("probe c", m * n)?;
-        // (configuration, dispatch, repeats per timing, best seconds per run)
-        let mut candidates = Vec::new();
-        let mut best_once = f64::INFINITY;
-        for config in 0..MATMUL_CONFIGS.len() {
-            let dispatch = kernels.matmul_with(
-                ctx,
-                config,
-                &step,
-                form,
-                Epilogue::None,
-                MatmulDims::new(m, n, k),
-                View::whole(&a),
-                View::whole(&b),
-                View::whole(&a),
-                View::whole(&c),
-            )?;
-            // One run to warm up (lavapipe compiles a kernel on its first dispatch), one to
-            // size the timed runs (about 20 ms each); configurations far behind the best so
-            // far are not timed further.
-            time_dispatch(ctx, &dispatch, 1)?;
-            let once = time_dispatch(ctx, &dispatch, 1)?;
-            best_once = best_once.min(once);
-            if once <= 3.0 * best_once {
-                let repeats = ((0.02 / once) as usize).clamp(1, 64);
-                candidates.push((config, dispatch, repeats, once));
-            }
-        }
-        for _round in 0..3 {
-            for (_, dispatch, repeats, best) in candidates.iter_mut() {
-                *best = best.min(time_dispatch(ctx, dispatch, *repeats)?);
-            }
-        }
         let slot = form.gpu_code() as usize;
-        let mut fastest = f64::INFINITY;
-        for (config, _, _, seconds) in &candidates {
-            gflops
-                .get_mut(MATMUL_CONFIGS[*config].name)
-                .expect("every configuration")[slot] = flops / seconds / 1e9;
-            if *seconds < fastest {
-                fastest = *seconds;
-                choice[slot] = *config;
-            }
+        let [large, small] = probes(form);
+        choice.large[slot] = tune_probe(ctx, kernels, &step, form, large, &mut gflops, slot)?;
+        choice.small[slot] = tune_probe(ctx, kernels, &step, form, small, &mut small_gflops, slot)?;
+    }
+    Ok((choice, gflops, small_gflops))
+}
+
+/// The fastest configuration for `form` at `(m, n, k)`; GFLOP/s go to `gflops[·][slot]`. The
+/// timings are taken in interleaved rounds (each configuration once per round, the best of the
+/// rounds kept), so that a change in the machine's load mid-way favours none.
+fn tune_probe(
+    ctx: &GpuContext,
+    kernels: &mut Kernels,
+    step: &wgpu::Buffer,
+    form: MatmulForm,
+    (m, n, k): (usize, usize, usize),
+    gflops: &mut Measured,
+    slot: usize,
+) -> Result<usize> {
+    let flops = 2.0 * (m * n * k) as f64;
+    let a = ctx.storage_from("probe a", &vec![0.5f32; m * k])?;
+    let b = ctx.storage_from("probe b", &vec![0.25f32; k * n])?;
+    let c = ctx.storage("probe c", m * n)?;
+    // (configuration, dispatch, repeats per timing, best seconds per run)
+    let mut candidates = Vec::new();
+    let mut best_once = f64::INFINITY;
+    for config in 0..MATMUL_CONFIGS.len() {
+        let dispatch = kernels.matmul_with(
+            ctx,
+            config,
+            step,
+            form,
+            Epilogue::None,
+            MatmulDims::new(m, n, k),
+            View::whole(&a),
+            View::whole(&b),
+            View::whole(&a),
+            View::whole(&c),
+        )?;
+        // One run to warm up (lavapipe compiles a kernel on its first dispatch), one to size
+        // the timed runs (about 20 ms each); configurations far behind the best so far are not
+        // timed further.
+        time_dispatch(ctx, &dispatch, 1)?;
+        let once = time_dispatch(ctx, &dispatch, 1)?;
+        best_once = best_once.min(once);
+        if once <= 3.0 * best_once {
+            let repeats = ((0.02 / once) as usize).clamp(1, 256);
+            candidates.push((config, dispatch, repeats, once));
         }
     }
-    Ok((MatmulChoice(choice), gflops))
+    for _round in 0..3 {
+        for (_, dispatch, repeats, best) in candidates.iter_mut() {
+            *best = best.min(time_dispatch(ctx, dispatch, *repeats)?);
+        }
+    }
+    let mut fastest = (0, f64::INFINITY);
+    for (config, _, _, seconds) in &candidates {
+        gflops
+            .get_mut(MATMUL_CONFIGS[*config].name)
+            .expect("every configuration")[slot] = flops / seconds / 1e9;
+        if *seconds < fastest.1 {
+            fastest = (*config, *seconds);
+        }
+    }
+    Ok(fastest.0)
 }
 
 #[cfg(test)]
@@ -327,7 +358,9 @@ mod tests {
                 "tiled64x64-4x4".into(),
                 "direct8x4".into(),
             ],
+            small: ["direct4x4".into(), "direct4x4".into(), "direct4x4".into()],
             gflops: BTreeMap::new(),
+            small_gflops: BTreeMap::new(),
         }
     }
 
@@ -351,8 +384,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             choice.describe(),
-            "AB direct4x4, ABt tiled64x64-4x4, AtB direct8x4"
+            "AB direct4x4, ABt tiled64x64-4x4, AtB direct8x4; \
+             small products: AB direct4x4, ABt direct4x4, AtB direct4x4"
         );
+        // The size class by multiply-adds.
+        assert_eq!(choice.get(MatmulForm::ABt, (128, 512, 512)), 3);
+        assert_eq!(choice.get(MatmulForm::ABt, (4, 16, 2)), 0);
         // No temporary files left beside it.
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()

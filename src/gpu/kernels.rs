@@ -458,14 +458,14 @@ impl Kernels {
         self.matmul_choice = Some(choice);
     }
 
-    /// The configuration for `form`, chosen (autotuned, read from the cache or forced by
-    /// `WGRAD_MATMUL`) on first use.
-    fn matmul_config(&mut self, ctx: &GpuContext, form: MatmulForm) -> Result<usize> {
+    /// The configuration of each form and size, chosen (autotuned, read from the cache or
+    /// forced by `WGRAD_MATMUL`) on first use.
+    fn matmul_choice_or_tune(&mut self, ctx: &GpuContext) -> Result<MatmulChoice> {
         if self.matmul_choice.is_none() {
             let choice = super::autotune::choose(ctx, self)?;
             self.matmul_choice = Some(choice);
         }
-        Ok(self.matmul_choice.expect("chosen above").get(form))
+        Ok(self.matmul_choice.expect("chosen above"))
     }
 
     /// Pipelines built so far and the time spent building them.
@@ -518,11 +518,14 @@ impl Kernels {
                     (1, fan_in, units),
                 ));
             }
+            // The batch size decides a product's size class; prepare both where they differ.
+            let choice = self.matmul_choice_or_tune(ctx)?;
             for (form, epilogue, shape) in products {
-                let config = self.matmul_config(ctx, form)?;
-                keys.push(PipelineKey::Matmul(MatmulVariant::for_shape(
-                    config, form, epilogue, shape, 0, 0,
-                )));
+                for config in choice.configs(form) {
+                    keys.push(PipelineKey::Matmul(MatmulVariant::for_shape(
+                        config, form, epilogue, shape, 0, 0,
+                    )));
+                }
             }
         }
         for key in keys {
@@ -685,7 +688,8 @@ impl Kernels {
         aux: View,
         c: View,
     ) -> Result<Dispatch> {
-        let config = self.matmul_config(ctx, form)?;
+        let shape = (dims.m as usize, dims.n as usize, dims.k as usize);
+        let config = self.matmul_choice_or_tune(ctx)?.get(form, shape);
         self.matmul_with(ctx, config, step, form, epilogue, dims, a, b, aux, c)
     }
 

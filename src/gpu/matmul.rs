@@ -110,27 +110,66 @@ impl MatmulConfig {
     }
 }
 
-/// The configuration chosen for each form, indexed by [`MatmulForm::gpu_code`].
+/// Products of fewer multiply-adds (M·N·K) than this are small: their time is mostly the
+/// dispatch and each invocation's fixed cost, so they get a configuration of their own.
+pub const SMALL_PRODUCT: usize = 1 << 18;
+
+/// The configuration chosen for each form (indexed by [`MatmulForm::gpu_code`]), for large
+/// and for small products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MatmulChoice(pub [usize; 3]);
+pub struct MatmulChoice {
+    pub large: [usize; 3],
+    pub small: [usize; 3],
+}
 
 impl MatmulChoice {
-    /// The same configuration for every form.
+    /// The same configuration for every form and size.
     pub fn all(config: usize) -> Self {
-        MatmulChoice([config; 3])
+        MatmulChoice {
+            large: [config; 3],
+            small: [config; 3],
+        }
     }
 
-    pub fn get(&self, form: MatmulForm) -> usize {
-        self.0[form.gpu_code() as usize]
+    /// The configuration for C[m, n] = op(A)·op(B) with depth k.
+    pub fn get(&self, form: MatmulForm, (m, n, k): (usize, usize, usize)) -> usize {
+        let form = form.gpu_code() as usize;
+        if m.saturating_mul(n).saturating_mul(k) < SMALL_PRODUCT {
+            self.small[form]
+        } else {
+            self.large[form]
+        }
     }
 
-    /// "AB direct4x4, ABt direct4x4, AtB direct8x4".
+    /// The configurations `form` may use (one, or one per size).
+    pub fn configs(&self, form: MatmulForm) -> Vec<usize> {
+        let form = form.gpu_code() as usize;
+        let mut configs = vec![self.large[form]];
+        if self.small[form] != self.large[form] {
+            configs.push(self.small[form]);
+        }
+        configs
+    }
+
+    /// "AB direct8x8, ABt direct8x8, AtB direct8x8; small products: AB direct4x4, …".
     pub fn describe(&self) -> String {
-        FORMS
-            .iter()
-            .map(|&f| format!("{f:?} {}", MATMUL_CONFIGS[self.get(f)].name))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let list = |configs: &[usize; 3]| {
+            FORMS
+                .iter()
+                .zip(configs)
+                .map(|(f, &c)| format!("{f:?} {}", MATMUL_CONFIGS[c].name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.small == self.large {
+            list(&self.large)
+        } else {
+            format!(
+                "{}; small products: {}",
+                list(&self.large),
+                list(&self.small)
+            )
+        }
     }
 }
 

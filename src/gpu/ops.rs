@@ -6,7 +6,7 @@
 use super::autotune::time_dispatch;
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
-use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
+use super::matmul::MatmulChoice;
 use crate::backend::StepParams;
 use crate::cpu::ops::{Dropout, MatmulForm};
 use crate::error::Result;
@@ -143,19 +143,6 @@ impl KernelRunner {
         )?;
         time_dispatch(&self.ctx, &d, 1)?;
         time_dispatch(&self.ctx, &d, repeats)
-    }
-
-    /// Name of the matmul configuration used for `form`.
-    pub fn matmul_config_name(&mut self, form: MatmulForm) -> Result<&'static str> {
-        let choice = match self.kernels.matmul_choice() {
-            Some(choice) => choice,
-            None => {
-                let choice = super::autotune::choose(&self.ctx, &mut self.kernels)?;
-                self.kernels.set_matmul_choice(choice);
-                choice
-            }
-        };
-        Ok(MATMUL_CONFIGS[choice.get(form)].name)
     }
 
     /// Twin of [`crate::cpu::ops::matmul`].
