@@ -97,8 +97,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// GFLOP/s of an n×n×n product on the CPU backend's GEMM.
 pub fn cpu_matmul_gflops(n: usize, repeats: usize) -> f64 {
-    let a = Array2::from_elem((n, n), 0.5f32);
-    let b = Array2::from_elem((n, n), 0.25f32);
+    // Varied inputs (never constant: a benchmark should see what training sees).
+    let a = Array2::from_shape_fn((n, n), |(i, j)| {
+        ((i * 31 + j * 17) % 255) as f32 / 255.0 - 0.5
+    });
+    let b = Array2::from_shape_fn((n, n), |(i, j)| {
+        ((i * 7 + j * 13) % 101) as f32 / 101.0 - 0.5
+    });
     let mut c = Array2::zeros((n, n));
     matmul(MatmulForm::AB, a.view(), b.view(), c.view_mut());
     let times = (0..repeats)
