@@ -310,7 +310,11 @@ pub fn build_spec(
     Ok(spec)
 }
 
-pub fn fit_config(args: &TrainArgs, has_validation: bool, classification: bool) -> Result<FitConfig> {
+pub fn fit_config(
+    args: &TrainArgs,
+    has_validation: bool,
+    classification: bool,
+) -> Result<FitConfig> {
     let early_stopping = match args.early_stopping {
         Some(patience) => {
             let monitor = match &args.monitor {

@@ -288,8 +288,16 @@ pub(crate) fn parse_model_json(path: &Path, bytes: &[u8]) -> Result<(Sequential,
     let (spec, meta) = file.into_parts();
     spec.validate()
         .map_err(|e| WgradError::data(path, format!("the model description is invalid: {e}")))?;
-    check_size(&spec)
-        .map_err(|e| WgradError::data(path, format!("the model description is invalid: {e}")))?;
+    check_size(&spec).map_err(|e| {
+        let message = match e {
+            WgradError::InvalidModel(message) => message,
+            other => other.to_string(),
+        };
+        WgradError::data(
+            path,
+            format!("the model description is too large: {message}"),
+        )
+    })?;
     check_meta(&spec, &meta).map_err(|msg| WgradError::data(path, msg))?;
     Ok((spec, meta))
 }
