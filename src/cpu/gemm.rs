@@ -464,93 +464,78 @@ unsafe fn portable<const MR: usize, const NR: usize>(
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// AVX-512 micro-kernel: MR rows × NV vectors of 16 columns.
+    /// One SIMD micro-kernel per instruction set, generated from one body: MR rows × NV
+    /// vectors of `$lanes` columns.
     ///
-    /// # Safety
-    /// The CPU has AVX-512F; `a` holds `depth·MR` and `b` `depth·16·NV` floats; `c` is an
-    /// MR×(16·NV) tile of row stride `ldc`.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn avx512<const MR: usize, const NV: usize>(
-        depth: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        // SAFETY: the caller's contract covers every access.
-        unsafe {
-            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-            for k in 0..depth {
-                let b_k = b.add(k * 16 * NV);
-                let mut b_vec = [_mm512_setzero_ps(); NV];
-                for (v, slot) in b_vec.iter_mut().enumerate() {
-                    *slot = _mm512_loadu_ps(b_k.add(16 * v));
-                }
-                for (r, acc_row) in acc.iter_mut().enumerate() {
-                    let a_r = _mm512_set1_ps(*a.add(k * MR + r));
-                    for (v, sum) in acc_row.iter_mut().enumerate() {
-                        *sum = _mm512_fmadd_ps(a_r, b_vec[v], *sum);
+    /// # Safety (of each generated function)
+    /// The CPU has the named features; `a` holds `depth·MR` and `b` `depth·$lanes·NV` floats;
+    /// `c` is an MR×($lanes·NV) tile of row stride `ldc`.
+    macro_rules! simd_kernel {
+        ($name:ident, $features:literal, $lanes:literal, $zero:ident, $load:ident, $splat:ident,
+         $fma:ident, $add:ident, $store:ident) => {
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name<const MR: usize, const NV: usize>(
+                depth: usize,
+                a: *const f32,
+                b: *const f32,
+                c: *mut f32,
+                ldc: usize,
+                accumulate: bool,
+            ) {
+                // SAFETY: the caller's contract covers every access.
+                unsafe {
+                    let mut acc = [[$zero(); NV]; MR];
+                    for k in 0..depth {
+                        let b_k = b.add(k * $lanes * NV);
+                        let mut b_vec = [$zero(); NV];
+                        for (v, slot) in b_vec.iter_mut().enumerate() {
+                            *slot = $load(b_k.add($lanes * v));
+                        }
+                        for (r, acc_row) in acc.iter_mut().enumerate() {
+                            let a_r = $splat(*a.add(k * MR + r));
+                            for (v, sum) in acc_row.iter_mut().enumerate() {
+                                *sum = $fma(a_r, b_vec[v], *sum);
+                            }
+                        }
+                    }
+                    for (r, acc_row) in acc.iter().enumerate() {
+                        for (v, &sum) in acc_row.iter().enumerate() {
+                            let out = c.add(r * ldc + $lanes * v);
+                            let value = if accumulate {
+                                $add($load(out), sum)
+                            } else {
+                                sum
+                            };
+                            $store(out, value);
+                        }
                     }
                 }
             }
-            for (r, acc_row) in acc.iter().enumerate() {
-                for (v, &sum) in acc_row.iter().enumerate() {
-                    let out = c.add(r * ldc + 16 * v);
-                    let value = if accumulate {
-                        _mm512_add_ps(_mm512_loadu_ps(out), sum)
-                    } else {
-                        sum
-                    };
-                    _mm512_storeu_ps(out, value);
-                }
-            }
-        }
+        };
     }
 
-    /// AVX2+FMA micro-kernel: MR rows × NV vectors of 8 columns.
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `a` holds `depth·MR` and `b` `depth·8·NV` floats; `c` is an
-    /// MR×(8·NV) tile of row stride `ldc`.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2<const MR: usize, const NV: usize>(
-        depth: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        // SAFETY: the caller's contract covers every access.
-        unsafe {
-            let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-            for k in 0..depth {
-                let b_k = b.add(k * 8 * NV);
-                let mut b_vec = [_mm256_setzero_ps(); NV];
-                for (v, slot) in b_vec.iter_mut().enumerate() {
-                    *slot = _mm256_loadu_ps(b_k.add(8 * v));
-                }
-                for (r, acc_row) in acc.iter_mut().enumerate() {
-                    let a_r = _mm256_set1_ps(*a.add(k * MR + r));
-                    for (v, sum) in acc_row.iter_mut().enumerate() {
-                        *sum = _mm256_fmadd_ps(a_r, b_vec[v], *sum);
-                    }
-                }
-            }
-            for (r, acc_row) in acc.iter().enumerate() {
-                for (v, &sum) in acc_row.iter().enumerate() {
-                    let out = c.add(r * ldc + 8 * v);
-                    let value = if accumulate {
-                        _mm256_add_ps(_mm256_loadu_ps(out), sum)
-                    } else {
-                        sum
-                    };
-                    _mm256_storeu_ps(out, value);
-                }
-            }
-        }
-    }
+    simd_kernel!(
+        avx512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps,
+        _mm512_storeu_ps
+    );
+    simd_kernel!(
+        avx2,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps,
+        _mm256_storeu_ps
+    );
 }
 
 #[cfg(test)]
