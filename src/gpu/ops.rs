@@ -127,8 +127,14 @@ impl KernelRunner {
         repeats: usize,
     ) -> Result<f64> {
         let step = self.step_buffer(&StepParams::inference(0));
-        let a = self.ctx.storage_from("a", &vec![0.5f32; m * k])?;
-        let b = self.ctx.storage_from("b", &vec![0.25f32; k * n])?;
+        // Varied inputs, as the CPU's matmul benchmark uses.
+        let varied = |len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 31) % 255) as f32 / 255.0 - 0.5)
+                .collect()
+        };
+        let a = self.ctx.storage_from("a", &varied(m * k))?;
+        let b = self.ctx.storage_from("b", &varied(k * n))?;
         let c = self.ctx.storage("c", m * n)?;
         let d = self.kernels.matmul(
             &self.ctx,
