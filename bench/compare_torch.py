@@ -28,6 +28,11 @@ With --wgrad PATH it also runs `PATH bench --devices cpu|gpu|both [--quick]`, pa
 wgrad / PyTorch per row (above 1: wgrad is faster). wgrad's GPU rows are compared with
 PyTorch's CUDA rows; wgrad reaches the GPU through Vulkan/Metal/DX12, PyTorch through CUDA.
 
+With --burn PATH it also runs the Burn harness (bench/burn, built apart: `PATH --backend cpu`
+for the CPU rows, `--backend wgpu` for the GPU rows), parses its rows the same way, and adds
+wgrad / Burn and wgrad / (the faster of PyTorch and Burn) per row: the issue's bar is the faster
+peer. All tools run one after the other in this one invocation, on the same idle machine.
+
 --mnist EPOCHS trains 784-128-10 (ReLU, softmax cross-entropy, Adam 1e-3, batch 128, shuffled
 each epoch) on the real MNIST files in data/mnist/ (pixels / 255) for EPOCHS epochs on the CPU
 and prints the test accuracy and training samples/s; with --wgrad it runs `PATH train` with the
@@ -131,6 +136,31 @@ def run_wgrad(binary: str, device: str, quick: bool) -> list[Row]:
     rows = parse_wgrad_table(done.stdout)
     if not rows:
         print(f"wgrad: no table rows in its output:\n{done.stdout}", file=sys.stderr)
+    return rows
+
+
+def run_burn(binary: str, device: str, quick: bool) -> list[Row]:
+    """Runs the Burn harness once per backend asked for and parses its rows (its `#` lines,
+    first-step and per-step times, pass through to stderr)."""
+    backends = {"cpu": ["cpu"], "cuda": ["wgpu"], "all": ["cpu", "wgpu"]}[device]
+    rows: list[Row] = []
+    for backend in backends:
+        command = [binary, "--backend", backend] + (["--quick"] if quick else [])
+        print(f"running {' '.join(command)}", file=sys.stderr, flush=True)
+        try:
+            done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+        except OSError as e:
+            print(f"burn: cannot run {binary}: {e}", file=sys.stderr)
+            continue
+        for line in done.stdout.splitlines():
+            if line.startswith("#"):
+                print(line, file=sys.stderr)
+        if done.returncode != 0:
+            print(f"burn: {binary} exited with status {done.returncode}", file=sys.stderr)
+        found = parse_wgrad_table(done.stdout)
+        if not found:
+            print(f"burn: no table rows in its output:\n{done.stdout}", file=sys.stderr)
+        rows += found
     return rows
 
 
@@ -427,35 +457,50 @@ def print_mnist(torch, binary: str | None, epochs: int) -> None:
 # The comparison
 
 
-def print_comparison(torch_rows: list[Row], wgrad_rows: list[Row]) -> None:
-    """One line per benchmark and device class: PyTorch, wgrad, and wgrad / PyTorch."""
+def print_comparison(torch_rows: list[Row], wgrad_rows: list[Row], burn_rows: list[Row]) -> None:
+    """One line per benchmark and device class: each tool's figure, and wgrad over each peer
+    (above 1: wgrad is faster). With Burn's rows, the last column is wgrad over the faster of
+    the two peers, which is what the issue's targets are measured against."""
+    with_burn = bool(burn_rows)
     print()
-    header = (
-        f"{'benchmark':<28} {'device':<5} {'unit':<10} {'PyTorch':>12} {'wgrad':>12} "
-        f"{'wgrad/PyTorch':>14}"
-    )
+    header = f"{'benchmark':<28} {'device':<5} {'unit':<10} {'PyTorch':>12}"
+    header += f" {'Burn':>12}" if with_burn else ""
+    header += f" {'wgrad':>12} {'wgrad/PyTorch':>14}"
+    header += f" {'wgrad/Burn':>11} {'wgrad/best':>11}" if with_burn else ""
     print(header)
     print("-" * len(header))
     wgrad_by_key = {(r.key, r.device_class): r for r in wgrad_rows}
+    burn_by_key = {(r.key, r.device_class): r for r in burn_rows}
+
+    def cell(row: Row | None, width: int) -> str:
+        return f"{row.figure:>{width}.1f}" if row else f"{'-':>{width}}"
+
+    def ratio(w: Row | None, peer: float | None, width: int) -> str:
+        return f"{w.figure / peer:>{width}.3f}" if w and peer else f"{'-':>{width}}"
+
     seen = set()
     for t in torch_rows:
         k = (t.key, t.device_class)
         seen.add(k)
-        w = wgrad_by_key.get(k)
-        wgrad_figure = f"{w.figure:>12.1f}" if w else f"{'-':>12}"
-        ratio = f"{w.figure / t.figure:>14.3f}" if w and t.figure > 0 else f"{'-':>14}"
-        print(f"{t.name:<28} {t.device_class:<5} {t.unit:<10} {t.figure:>12.1f} {wgrad_figure} {ratio}")
+        w, b = wgrad_by_key.get(k), burn_by_key.get(k)
+        line = f"{t.name:<28} {t.device_class:<5} {t.unit:<10} {t.figure:>12.1f}"
+        line += f" {cell(b, 12)}" if with_burn else ""
+        line += f" {cell(w, 12)} {ratio(w, t.figure, 14)}"
+        if with_burn:
+            best = max(t.figure, b.figure) if b else t.figure
+            line += f" {ratio(w, b.figure if b else None, 11)} {ratio(w, best, 11)}"
+        print(line)
     for w in wgrad_rows:
         if (w.key, w.device_class) not in seen:
-            print(
-                f"{w.name:<28} {w.device_class:<5} {w.unit:<10} {'-':>12} {w.figure:>12.1f} "
-                f"{'-':>14}"
-            )
+            print(f"{w.name:<28} {w.device_class:<5} {w.unit:<10} {'-':>12} {w.figure:>12.1f}")
     devices = sorted({r.device for r in wgrad_rows})
     if devices:
         print()
         print("wgrad devices: " + "; ".join(devices))
-    print("Device 'gpu' is CUDA for PyTorch and wgpu (Vulkan/Metal/DX12) for wgrad.")
+    burn_devices = sorted({r.device for r in burn_rows})
+    if burn_devices:
+        print("Burn devices: " + "; ".join(burn_devices))
+    print("Device 'gpu' is CUDA for PyTorch and wgpu (Vulkan/Metal/DX12) for wgrad and Burn.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--wgrad", metavar="PATH", help="also run `PATH bench` and print wgrad / PyTorch per row"
+    )
+    parser.add_argument(
+        "--burn",
+        metavar="PATH",
+        help="also run the Burn harness (bench/burn's burn-bench) and compare with it too",
     )
     parser.add_argument(
         "--mnist",
@@ -499,8 +549,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
-    if args.wgrad and not os.access(args.wgrad, os.X_OK):
-        parser.error(f"--wgrad {args.wgrad}: not an executable file")
+    for flag, path in (("--wgrad", args.wgrad), ("--burn", args.burn)):
+        if path and not os.access(path, os.X_OK):
+            parser.error(f"{flag} {path}: not an executable file")
 
     try:
         import torch
@@ -528,7 +579,11 @@ def main(argv: list[str] | None = None) -> int:
         # wgrad's GPU runs only where PyTorch has a GPU to compare with, unless asked for.
         wgrad_device = args.device if args.device != "all" or "cuda" in devices else "cpu"
         wgrad_rows = run_wgrad(args.wgrad, wgrad_device, args.quick)
-    print_comparison(torch_rows, wgrad_rows)
+    burn_rows: list[Row] = []
+    if args.burn:
+        burn_device = args.device if args.device != "all" or "cuda" in devices else "cpu"
+        burn_rows = run_burn(args.burn, burn_device, args.quick)
+    print_comparison(torch_rows, wgrad_rows, burn_rows)
     return 0
 
 

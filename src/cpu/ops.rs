@@ -6,7 +6,7 @@ use super::gemm::gemm_then;
 use crate::backend::StepParams;
 use crate::model::{Activation, Loss, Optimizer, sigmoid, softmax_in_place};
 use crate::rng::dropout_scale;
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
 
 /// Which operands of `C = op(A)·op(B)` are transposed (`shaders/matmul.wgsl`'s `FORM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,13 +88,22 @@ pub fn dense_forward(
     out: ArrayViewMut2<f32>,
 ) {
     let width = out.ncols();
+    let bias = bias.as_standard_layout();
+    let bias = bias
+        .as_slice()
+        .expect("a standard-layout vector is a slice");
     let finish = |row0: usize, col0: usize, mut tile: ArrayViewMut2<f32>| {
-        for ((r, c), v) in tile.indexed_iter_mut() {
-            let (row, col) = (row0 + r, col0 + c);
-            *v = activation.apply(*v + bias[col]);
-            if let Some(d) = dropout {
-                *v *= d.scale(row * width + col);
-            }
+        let bias = &bias[col0..col0 + tile.ncols()];
+        for (r, row) in tile.rows_mut().into_iter().enumerate() {
+            with_slice(row, |values| {
+                activation.apply_with_bias(values, bias);
+                if let Some(d) = dropout {
+                    let start = (row0 + r) * width + col0;
+                    for (i, v) in values.iter_mut().enumerate() {
+                        *v *= d.scale(start + i);
+                    }
+                }
+            });
         }
     };
     matmul_then(MatmulForm::ABt, x, weight, out, &finish);
@@ -113,18 +122,44 @@ pub fn dense_backward_input(
 ) {
     let width = grad_input.ncols();
     let finish = |row0: usize, col0: usize, mut tile: ArrayViewMut2<f32>| {
-        for ((r, c), g) in tile.indexed_iter_mut() {
-            let (row, col) = (row0 + r, col0 + c);
-            let scale = input_dropout.map_or(1.0, |d| d.scale(row * width + col));
-            let y = input[[row, col]];
-            *g = if scale == 0.0 {
-                0.0
-            } else {
-                *g * scale * input_activation.grad_from_output(y / scale)
-            };
+        let cols = tile.ncols();
+        for (r, row) in tile.rows_mut().into_iter().enumerate() {
+            let row_index = row0 + r;
+            let outputs = input.slice(s![row_index, col0..col0 + cols]);
+            let outputs = outputs.as_standard_layout();
+            let outputs = outputs
+                .as_slice()
+                .expect("a standard-layout vector is a slice");
+            with_slice(row, |grads| match input_dropout {
+                None => input_activation.scale_by_grad(grads, outputs),
+                Some(d) => {
+                    let start = row_index * width + col0;
+                    for (i, (g, &y)) in grads.iter_mut().zip(outputs).enumerate() {
+                        let scale = d.scale(start + i);
+                        *g = if scale == 0.0 {
+                            0.0
+                        } else {
+                            *g * scale * input_activation.grad_from_output(y / scale)
+                        };
+                    }
+                }
+            });
         }
     };
     matmul_then(MatmulForm::AB, grad_output, weight, grad_input, &finish);
+}
+
+/// `f(values)` on a row of a tile: in place when the row is contiguous (always, for the
+/// backend's own arrays), through a copy otherwise.
+fn with_slice(mut row: ArrayViewMut1<f32>, f: impl FnOnce(&mut [f32])) {
+    match row.as_slice_mut() {
+        Some(values) => f(values),
+        None => {
+            let mut values = row.to_vec();
+            f(&mut values);
+            row.assign(&ArrayView1::from(&values));
+        }
+    }
 }
 
 /// dW = dzᵀ·x (matmul form `AtB`).

@@ -9,6 +9,40 @@ use serde::{Deserialize, Serialize};
 /// Slope of leaky ReLU for negative inputs (PyTorch's default).
 pub const LEAKY_RELU_SLOPE: f32 = 0.01;
 
+/// Runs `$body` with `$activation` bound to a constant for each value of `$value`, so that the
+/// activation's `match` folds away inside `$body`'s loops and they specialise (and, for the
+/// piecewise-linear activations, vectorise) per activation.
+macro_rules! specialised {
+    ($value:expr, |$activation:ident| $body:block) => {
+        match $value {
+            Activation::Linear => {
+                let $activation = Activation::Linear;
+                $body
+            }
+            Activation::Relu => {
+                let $activation = Activation::Relu;
+                $body
+            }
+            Activation::LeakyRelu => {
+                let $activation = Activation::LeakyRelu;
+                $body
+            }
+            Activation::Sigmoid => {
+                let $activation = Activation::Sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $activation = Activation::Tanh;
+                $body
+            }
+            Activation::Softmax => {
+                let $activation = Activation::Softmax;
+                $body
+            }
+        }
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
@@ -92,6 +126,25 @@ impl Activation {
             Activation::Sigmoid => y * (1.0 - y),
             Activation::Tanh => 1.0 - y * y,
         }
+    }
+
+    /// `values[i] = f(values[i] + bias[i])`: a bias-and-activation epilogue over one row.
+    pub fn apply_with_bias(self, values: &mut [f32], bias: &[f32]) {
+        specialised!(self, |activation| {
+            for (v, b) in values.iter_mut().zip(bias) {
+                *v = activation.apply(*v + b);
+            }
+        })
+    }
+
+    /// `grads[i] *= f'(z)` with `outputs[i] = f(z)`: an activation-gradient epilogue over one
+    /// row.
+    pub fn scale_by_grad(self, grads: &mut [f32], outputs: &[f32]) {
+        specialised!(self, |activation| {
+            for (g, &y) in grads.iter_mut().zip(outputs) {
+                *g *= activation.grad_from_output(y);
+            }
+        })
     }
 
     /// Glorot/Xavier for saturating or linear units, He for the ReLU family.
