@@ -692,6 +692,21 @@ fn invalid_model_dropout_before_any_layer() {
 }
 
 #[test]
+fn invalid_model_too_many_parameters_from_code() {
+    // A width that would overflow the parameter count, and one that is merely too large:
+    // both are refused by `Model::new` (through `validate`) before anything is allocated.
+    let absurd = Sequential::new(784)
+        .dense(1_000_000_000_000, Activation::Relu)
+        .dense(10, Activation::Softmax);
+    assert_invalid_model(absurd, &["layer 0", "1000000000000 units", "parameters"]);
+    let too_large = Sequential::new(10)
+        .dense(50_000, Activation::Relu)
+        .dense(30_000, Activation::Relu)
+        .dense(2, Activation::Softmax);
+    assert_invalid_model(too_large, &["layer 1", "50000 inputs x 30000 units"]);
+}
+
+#[test]
 fn set_params_rejects_non_finite_values() {
     let mut model = regression_model();
     let mut params = model.params().unwrap();

@@ -212,5 +212,5 @@ fn layer_widths_past_the_parameter_limit_are_an_error_naming_the_option() {
         .unwrap()
         .args;
     let spec = wgrad::cli::specs::build_spec(&args, 4, Some(3), 3).unwrap();
-    assert!(wgrad::io::check_size(&spec).unwrap() <= wgrad::io::MAX_PARAMETERS);
+    assert!(spec.param_count().unwrap() <= wgrad::model::MAX_PARAMETERS);
 }

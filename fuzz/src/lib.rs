@@ -287,7 +287,9 @@ pub fn weights_for(json: &[u8]) -> Option<Vec<u8>> {
 
 /// The parameters of a parsed model: as long as its layout, finite, padding zero.
 fn check_params(spec: &Sequential, params: &[f32]) {
-    let size = io::check_size(spec).expect("a parsed model is within the size limit");
+    let size = spec
+        .param_count()
+        .expect("a parsed model is within the size limit");
     let layout = spec.param_layout();
     assert_eq!(layout.len, size);
     assert_eq!(params.len(), layout.len);
@@ -379,7 +381,7 @@ fn train_options(args: &TrainArgs) {
     for (classes, outputs) in [(Some(out), out), (Some(2), out), (None, out)] {
         if let Ok(spec) = specs::build_spec(args, inputs, classes, outputs) {
             assert!(spec.validate().is_ok());
-            // Counted here on its own (without the alignment padding), not trusting check_size.
+            // Counted here on its own (without the alignment padding), not trusting param_count.
             let count = (0..spec.layers.len()).try_fold(0usize, |total, i| {
                 let units = spec.layers[i].units;
                 spec.fan_in(i)
@@ -387,8 +389,10 @@ fn train_options(args: &TrainArgs) {
                     .checked_add(units)?
                     .checked_add(total)
             });
-            assert!(count.is_some_and(|n| n <= io::MAX_PARAMETERS));
-            let size = io::check_size(&spec).expect("a built model is within the size limit");
+            assert!(count.is_some_and(|n| n <= wgrad::model::MAX_PARAMETERS));
+            let size = spec
+                .param_count()
+                .expect("a built model is within the size limit");
             assert_eq!(spec.param_layout().len, size);
         }
     }

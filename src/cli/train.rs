@@ -302,11 +302,11 @@ pub fn build_spec(
     if let Some(loss) = &args.loss {
         spec = spec.loss(loss.parse::<Loss>().map_err(|e| invalid("loss", e))?);
     }
-    spec.validate()?;
-    io::check_size(&spec).map_err(|e| match e {
+    spec.param_count().map_err(|e| match e {
         WgradError::InvalidModel(message) => invalid("layers", message),
         other => other,
     })?;
+    spec.validate()?;
     Ok(spec)
 }
 

@@ -74,8 +74,6 @@ mod atomic;
 mod checkpoint;
 mod model_dir;
 
-pub use model_dir::{MAX_PARAMETERS, check_size};
-
 use crate::backend::Device;
 use crate::data::Scaler;
 use crate::error::Result;

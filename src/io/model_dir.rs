@@ -232,7 +232,7 @@ pub(crate) fn check_no_extra(
 
 /// The flat parameter vector (padding zero) from the weights file of a `spec` model.
 ///
-/// `spec` must have passed [`check_size`]; nothing is allocated for the parameters before
+/// `spec` must have passed [`Sequential::param_count`]; nothing is allocated for the parameters before
 /// every tensor is found with its expected dtype and shape, so the file's own size bounds the
 /// allocation, whatever the description claims.
 pub(crate) fn parse_weights(path: &Path, bytes: &[u8], spec: &Sequential) -> Result<Vec<f32>> {
@@ -286,9 +286,8 @@ pub(crate) fn parse_model_json(path: &Path, bytes: &[u8]) -> Result<(Sequential,
     let file: ModelFile = serde_json::from_slice(bytes)
         .map_err(|e| WgradError::data(path, format!("malformed model description: {e}")))?;
     let (spec, meta) = file.into_parts();
-    spec.validate()
-        .map_err(|e| WgradError::data(path, format!("the model description is invalid: {e}")))?;
-    check_size(&spec).map_err(|e| {
+    // The size first: its message says the description is too large rather than invalid.
+    spec.param_count().map_err(|e| {
         let message = match e {
             WgradError::InvalidModel(message) => message,
             other => other.to_string(),
@@ -298,43 +297,10 @@ pub(crate) fn parse_model_json(path: &Path, bytes: &[u8]) -> Result<(Sequential,
             format!("the model description is too large: {message}"),
         )
     })?;
+    spec.validate()
+        .map_err(|e| WgradError::data(path, format!("the model description is invalid: {e}")))?;
     check_meta(&spec, &meta).map_err(|msg| WgradError::data(path, msg))?;
     Ok((spec, meta))
-}
-
-/// The most parameters (weights and biases, with the flat layout's alignment padding) a
-/// model may have: 2^30, 4 GiB of `f32` weights, 16 GiB with gradients and Adam's state.
-/// Widths from a command line or a model file are checked against it before anything is
-/// allocated for them.
-pub const MAX_PARAMETERS: usize = 1 << 30;
-
-/// The number of values in `spec`'s flat parameter layout, alignment padding included, or an
-/// error naming the first layer at which it exceeds [`MAX_PARAMETERS`]; computed with checked
-/// arithmetic, so absurd widths (`784,1000000000000,10`) are an error, not an overflow or an
-/// allocation.
-pub fn check_size(spec: &Sequential) -> Result<usize> {
-    let align = ParamLayout::ALIGN;
-    let padded = |n: usize| n.checked_next_multiple_of(align);
-    let mut total: usize = 0;
-    for (i, layer) in spec.layers.iter().enumerate() {
-        let fan_in = spec.fan_in(i);
-        let tensors = fan_in
-            .checked_mul(layer.units)
-            .and_then(padded)
-            .zip(padded(layer.units))
-            .and_then(|(w, b)| w.checked_add(b));
-        match tensors.and_then(|n| total.checked_add(n)) {
-            Some(n) if n <= MAX_PARAMETERS => total = n,
-            _ => {
-                return Err(WgradError::InvalidModel(format!(
-                    "layer {i} ({fan_in} inputs x {} units) takes the model past {MAX_PARAMETERS} \
-                     parameters, the most wgrad supports",
-                    layer.units
-                )));
-            }
-        }
-    }
-    Ok(total)
 }
 
 /// Fails unless `bytes` is a JSON object whose `format_version` this code reads.

@@ -26,6 +26,12 @@ pub struct Dense {
     pub dropout: f32,
 }
 
+/// The most parameters (weights and biases, with the flat layout's alignment padding) a
+/// model may have: 2^30, 4 GiB of `f32` weights, 16 GiB with gradients and Adam's state.
+/// [`Sequential::validate`] checks it, so widths from code, a command line or a model file
+/// are refused before anything is allocated for them.
+pub const MAX_PARAMETERS: usize = 1 << 30;
+
 /// A stack of dense layers with its loss, optimizer and weight penalties.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sequential {
@@ -164,6 +170,7 @@ impl Sequential {
                 return invalid("dropout on the output layer is not supported".into());
             }
         }
+        self.param_count()?;
         let loss = self.resolved_loss();
         loss.check_output(self.output_activation())
             .or_else(invalid)?;
@@ -191,6 +198,35 @@ impl Sequential {
             }
         }
         Ok(())
+    }
+
+    /// The number of values in `spec`'s flat parameter layout, alignment padding included, or an
+    /// error naming the first layer at which it exceeds [`MAX_PARAMETERS`]; computed with checked
+    /// arithmetic, so absurd widths (`784,1000000000000,10`) are an error, not an overflow or an
+    /// allocation.
+    pub fn param_count(&self) -> Result<usize> {
+        let align = ParamLayout::ALIGN;
+        let padded = |n: usize| n.checked_next_multiple_of(align);
+        let mut total: usize = 0;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let fan_in = self.fan_in(i);
+            let tensors = fan_in
+                .checked_mul(layer.units)
+                .and_then(padded)
+                .zip(padded(layer.units))
+                .and_then(|(w, b)| w.checked_add(b));
+            match tensors.and_then(|n| total.checked_add(n)) {
+                Some(n) if n <= MAX_PARAMETERS => total = n,
+                _ => {
+                    return Err(WgradError::InvalidModel(format!(
+                        "layer {i} ({fan_in} inputs x {} units) takes the model past {MAX_PARAMETERS} \
+                         parameters, the most wgrad supports",
+                        layer.units
+                    )));
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// Where each layer's weight and bias lives in one flat parameter vector.
