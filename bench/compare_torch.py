@@ -34,7 +34,7 @@ wgrad / Burn and wgrad / (the faster of PyTorch and Burn) per row: the issue's b
 peer. All tools run one after the other in this one invocation, on the same idle machine.
 
 --mnist EPOCHS trains 784-128-10 (ReLU, softmax cross-entropy, Adam 1e-3, batch 128, shuffled
-each epoch) on the real MNIST files in data/mnist/ (pixels / 255) for EPOCHS epochs on the CPU
+each epoch; with --mnist-model c, case (c)'s 784-800-10 with SGD 0.01, momentum 0.9) on the real MNIST files in data/mnist/ (pixels / 255) for EPOCHS epochs on the CPU
 and prints the test accuracy and training samples/s; with --wgrad it runs `PATH train` with the
 same settings beside it (equal accuracy after the same epochs is part of the speed target).
 
@@ -393,16 +393,25 @@ def read_idx(name: str):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def torch_mnist(torch, epochs: int) -> tuple[float, float]:
-    """(test accuracy %, training samples/s) of 784-128-10 trained as `wgrad train` does."""
+# The networks --mnist can train: the standard set's case (b) and case (c).
+MNIST_MODELS = {"b": CASES[0], "c": CASES[1]}
+
+
+def torch_mnist(torch, epochs: int, case: TrainCase) -> tuple[float, float]:
+    """(test accuracy %, training samples/s) of `case`'s network trained as `wgrad train`
+    does."""
     nn = torch.nn
     torch.manual_seed(0)
     x = torch.from_numpy(read_idx("train-images-idx3-ubyte").reshape(-1, 784).astype("float32") / 255)
     y = torch.from_numpy(read_idx("train-labels-idx1-ubyte").astype("int64"))
     x_test = torch.from_numpy(read_idx("t10k-images-idx3-ubyte").reshape(-1, 784).astype("float32") / 255)
     y_test = torch.from_numpy(read_idx("t10k-labels-idx1-ubyte").astype("int64"))
-    model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    hidden = case.widths[1]
+    model = nn.Sequential(nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    if case.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=case.lr)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=case.lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     seconds = 0.0
     for _ in range(epochs):
@@ -420,13 +429,17 @@ def torch_mnist(torch, epochs: int) -> tuple[float, float]:
     return 100.0 * accuracy, epochs * len(x) / seconds
 
 
-def wgrad_mnist(binary: str, epochs: int) -> tuple[float, float] | None:
+def wgrad_mnist(binary: str, epochs: int, case: TrainCase) -> tuple[float, float] | None:
     """(test accuracy %, training samples/s) from `binary train` on the CPU, or None."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as out:
+        layers = ",".join(str(w) for w in case.widths)
         command = [binary, "train", "--device", "cpu", "--epochs", str(epochs), "--batch-size",
-                   "128", "--optimizer", "adam", "--lr", "0.001", "--quiet", "--out", out]
+                   "128", "--layers", layers, "--optimizer", case.optimizer, "--lr", str(case.lr),
+                   "--quiet", "--out", out]
+        if case.optimizer == "momentum":
+            command += ["--momentum", "0.9"]
         print(f"running {' '.join(command)}", file=sys.stderr, flush=True)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         history = os.path.join(out, "history.csv")
@@ -442,12 +455,13 @@ def wgrad_mnist(binary: str, epochs: int) -> tuple[float, float] | None:
     return float(accuracy[1]), epochs / sum(1.0 / s for s in per_epoch)
 
 
-def print_mnist(torch, binary: str | None, epochs: int) -> None:
-    print(f"MNIST 784-128-10, Adam 1e-3, batch 128, {epochs} epochs, CPU")
+def print_mnist(torch, binary: str | None, epochs: int, model: str) -> None:
+    case = MNIST_MODELS[model]
+    print(f"MNIST {case.name}, lr {case.lr}, batch 128, {epochs} epochs, CPU")
     print(f"{'tool':<10} {'test accuracy':>14} {'samples/s':>12}")
-    results = [("PyTorch", torch_mnist(torch, epochs))]
+    results = [("PyTorch", torch_mnist(torch, epochs, case))]
     if binary:
-        results.append(("wgrad", wgrad_mnist(binary, epochs)))
+        results.append(("wgrad", wgrad_mnist(binary, epochs, case)))
     for tool, result in results:
         if result:
             print(f"{tool:<10} {result[0]:>13.2f}% {result[1]:>12.0f}")
@@ -534,6 +548,13 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of the set: MNIST test accuracy and samples/s after EPOCHS epochs (CPU)",
     )
     parser.add_argument(
+        "--mnist-model",
+        choices=sorted(MNIST_MODELS),
+        default="b",
+        help="the network --mnist trains: case (b)'s 784-128-10 with Adam (default) or "
+        "case (c)'s 784-800-10 with SGD and momentum",
+    )
+    parser.add_argument(
         "--parse-only",
         metavar="FILE",
         help="parse a saved `wgrad bench` table, print its rows and exit (no PyTorch needed)",
@@ -561,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.mnist:
-        print_mnist(torch, args.wgrad, args.mnist)
+        print_mnist(torch, args.wgrad, args.mnist, args.mnist_model)
         return 0
     if args.device == "cpu":
         devices = ["cpu"]

@@ -28,7 +28,8 @@
 //! On wgpu, CubeCL's on-disk kernel and autotune cache is a fresh temporary directory per run
 //! (so every run starts cold) unless --kernel-cache DIR names one to keep.
 //!
-//! With --mnist-epochs N it trains 784-128-10 (Adam 1e-3, batch 128) on the real MNIST data in
+//! With --mnist-epochs N it trains 784-128-10 (Adam 1e-3, batch 128; `--mnist-model c`:
+//! 784-800-10, SGD 0.01 with momentum 0.9, the model of case (c)) on the real MNIST data in
 //! ../../data/mnist (pixels / 255, nothing else) and reports the test accuracy and samples/s of
 //! each epoch.
 //!
@@ -69,18 +70,22 @@ struct Args {
     /// Letters of the cases to run, in the order given.
     cases: Vec<char>,
     mnist_epochs: Option<usize>,
+    /// The standard-set case whose model --mnist-epochs trains: 'b' or 'c'.
+    mnist_model: char,
     mnist_dir: PathBuf,
     /// CubeCL's cache directory for wgpu; `None`: a fresh one per run.
     kernel_cache: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: burn-bench --backend cpu|wgpu [--quick] [--case b,c,d,e,a] \
-[--mnist-epochs N] [--mnist-dir DIR] [--kernel-cache DIR]
+[--mnist-epochs N] [--mnist-model b|c] [--mnist-dir DIR] [--kernel-cache DIR]
 
   --backend cpu|wgpu   Burn's flex CPU backend, or its wgpu backend on Vulkan
   --quick              fewer steps, no (d), matmul at 256³ and 1024³ (as `wgrad bench --quick`)
   --case LIST          which of a,b,c,d,e to run (default: all; with --mnist-epochs: none)
   --mnist-epochs N     train 784-128-10 on MNIST for N epochs; report test accuracy and samples/s
+  --mnist-model b|c    the model --mnist-epochs trains: case (b)'s 784-128-10 with Adam 1e-3
+                       (default) or case (c)'s 784-800-10 with SGD 0.01, momentum 0.9
   --mnist-dir DIR      where the MNIST IDX files are (default: ../../data/mnist from this crate)
   --kernel-cache DIR   wgpu: keep CubeCL's compiled kernels and autotune results in DIR across
                        runs (default: a fresh temporary directory per run, so each run is cold)";
@@ -90,6 +95,7 @@ fn parse_args() -> Args {
     let mut quick = false;
     let mut cases = None;
     let mut mnist_epochs = None;
+    let mut mnist_model = 'b';
     let mut mnist_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
     let mut kernel_cache = None;
     let mut args = std::env::args().skip(1);
@@ -131,6 +137,13 @@ fn parse_args() -> Args {
                         .unwrap_or_else(|_| fail(format!("--mnist-epochs {n}: not a number"))),
                 );
             }
+            "--mnist-model" => {
+                mnist_model = match value("--mnist-model").as_str() {
+                    "b" => 'b',
+                    "c" => 'c',
+                    other => fail(format!("unknown --mnist-model {other:?} (expected b or c)")),
+                }
+            }
             "--mnist-dir" => mnist_dir = PathBuf::from(value("--mnist-dir")),
             "--kernel-cache" => kernel_cache = Some(PathBuf::from(value("--kernel-cache"))),
             "-h" | "--help" => {
@@ -151,6 +164,7 @@ fn parse_args() -> Args {
         quick,
         cases: cases.unwrap_or(default_cases),
         mnist_epochs,
+        mnist_model,
         mnist_dir,
         kernel_cache,
     }
@@ -584,16 +598,27 @@ fn read_mnist(dir: &Path, split: &str) -> (Vec<f32>, Vec<i64>) {
     )
 }
 
-fn run_mnist(epochs: usize, dir: &Path, device: &Device, label: &str) {
+/// Trains case `model`'s network ('b' or 'c') on MNIST for `epochs` epochs, printing the test
+/// accuracy and samples/s after each.
+fn run_mnist(epochs: usize, model: char, dir: &Path, device: &Device, label: &str) {
+    let (widths, opt, lr, name): (&[usize], Opt, f64, &str) = match model {
+        'c' => (
+            &[784, 800, 10],
+            Opt::Momentum,
+            0.01,
+            "784-800-10, SGD 0.01 momentum 0.9",
+        ),
+        _ => (&[784, 128, 10], Opt::Adam, 1e-3, "784-128-10, Adam 1e-3"),
+    };
     let train_device = device.clone().autodiff();
     let (train_x, train_y) = read_mnist(dir, "train");
     let (test_x, test_y) = read_mnist(dir, "t10k");
     let train = Data::new(train_x, train_y, &train_device);
     let test = Data::new(test_x, test_y, device);
-    let mut trainer = Trainer::new(&[784, 128, 10], Opt::Adam, 1e-3, &train_device);
+    let mut trainer = Trainer::new(widths, opt, lr, &train_device);
     let mut rng = Rng(0);
     println!(
-        "MNIST 784-128-10, Adam 1e-3, batch 128, {} training and {} test images, {label}",
+        "MNIST {name}, batch 128, {} training and {} test images, {label}",
         train.rows, test.rows
     );
     for e in 1..=epochs {
@@ -659,7 +684,7 @@ fn main() {
         run_standard_set(&args, &device, &label);
     }
     if let Some(epochs) = args.mnist_epochs {
-        run_mnist(epochs, &args.mnist_dir, &device, &label);
+        run_mnist(epochs, args.mnist_model, &args.mnist_dir, &device, &label);
     }
     if args.backend == Backend::Wgpu && args.kernel_cache.is_none() {
         let _ = std::fs::remove_dir_all(kernel_cache_dir(None));
