@@ -196,3 +196,35 @@ fn byte_data_split_and_clipped_gradients() {
         false,
     );
 }
+
+/// What stays an error under the lowered limit: a data set whose sample order (4 bytes a row)
+/// needs more than one binding, named as such before any step runs.
+#[test]
+fn sample_order_larger_than_a_binding_is_a_clear_error() {
+    const TEST: &str = "sample_order_larger_than_a_binding_is_a_clear_error";
+    if common::skip_gpu(TEST) {
+        return;
+    }
+    let rows = 2100; // 8400 bytes of order > 8 KiB; the data itself would be chunked
+    let mut model = Model::new(classifier(3), lowered())
+        .unwrap_or_else(|e| panic!("{TEST}: {}\n  ({e})", common::NO_ADAPTER_HELP));
+    let config = FitConfig {
+        epochs: 1,
+        batch_size: 40,
+        ..Default::default()
+    };
+    let error = model
+        .fit(&random_matrix(rows, 3, 1.0, 31), &classes(rows), &config)
+        .expect_err("an 8400-byte sample order under an 8 KiB binding limit");
+    match &error {
+        wgrad::WgradError::BufferTooLarge {
+            what, bytes, limit, ..
+        } => {
+            assert!(what.contains("sample order of the training data"), "{what}");
+            assert_eq!((*bytes, *limit), (4 * rows as u64, LIMIT));
+        }
+        other => panic!("{TEST}: expected BufferTooLarge, got {other:?}"),
+    }
+    let before = model.params().unwrap();
+    assert_eq!(before, classifier(3).initial_params(), "no step ran");
+}
