@@ -1,24 +1,30 @@
 // gather.wgsl — builds a batch (inputs and targets in one dispatch) from a data set resident
-// on the GPU.
+// on the GPU, stored in one or more chunks of whole rows (a data set larger than one storage
+// binding or buffer is split on whole rows; each chunk is a pair of buffers of its own).
 //
-//   x_dest[i, j] = x_source[order[step.batch_start + i], j]   for i < step.rows
-//   y_dest[i, j] = y_source[order[step.batch_start + i], j]
+//   x_dest[i, j] = x_source[order[step.batch_start + i] - first_row, j]   for i < step.rows
+//   y_dest[i, j] = y_source[order[step.batch_start + i] - first_row, j]
 //   0 for step.rows ≤ i < B (padding)
-// x_source is [n, x_width], x_dest [B, x_width]; y likewise with y_width (0: no targets, as
-// for predictions). All row-major; order is the epoch's sample order (u32).
+// where the bound chunk holds the data set's rows first_row .. end_row (dims): x_source is
+// [end_row - first_row, x_width], x_dest [B, x_width]; y likewise with y_width (0: no
+// targets, as for predictions). All row-major; order is the epoch's sample order (u32) over
+// the whole data set. A dispatch writes only the batch rows whose sample lies in its chunk,
+// and the chunk with first_row 0 also writes the padding, so one dispatch per chunk builds
+// the batch, each row written once.
 // SOURCE_FORMAT, of x_source only (targets are always f32): 0: the f32 bits; 1: bytes k, four
-// to a u32 (little end first), standing for k / 255 (8-bit images: a quarter of the memory,
-// and the value is bit-identical to the host's `k as f32 / 255.0`).
-// Dispatch: workgroups (ceil((x_width + y_width)/64), B, 1), one invocation per element:
-// columns below x_width are inputs, the rest targets.
+// to a u32 (little end first, the chunk's first row starting a word), standing for k / 255
+// (8-bit images: a quarter of the memory, and the value is bit-identical to the host's
+// `k as f32 / 255.0`).
+// Dispatch (per chunk): workgroups (ceil((x_width + y_width)/64), B, 1), one invocation per
+// element: columns below x_width are inputs, the rest targets.
 
 override SOURCE_FORMAT: u32 = 0u;
 
 struct Dims {
     x_width: u32,
     y_width: u32,
-    _pad0: u32,
-    _pad1: u32,
+    first_row: u32,
+    end_row: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -32,11 +38,27 @@ struct Dims {
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.y;
+    if (gid.x >= dims.x_width + dims.y_width) {
+        return;
+    }
+    let padding = row >= step.rows;
+    var source = 0u;
+    if (padding) {
+        if (dims.first_row != 0u) {
+            return;
+        }
+    } else {
+        source = order[step.batch_start + row];
+        if (source < dims.first_row || source >= dims.end_row) {
+            return; // another chunk's row
+        }
+        source -= dims.first_row;
+    }
     if (gid.x < dims.x_width) {
         let col = gid.x;
         var value = 0.0;
-        if (row < step.rows) {
-            let index = order[step.batch_start + row] * dims.x_width + col;
+        if (!padding) {
+            let index = source * dims.x_width + col;
             if (SOURCE_FORMAT == 1u) {
                 value = f32((x_source[index / 4u] >> (8u * (index % 4u))) & 0xffu) / 255.0;
             } else {
@@ -44,11 +66,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
         x_dest[row * dims.x_width + col] = value;
-    } else if (gid.x < dims.x_width + dims.y_width) {
+    } else {
         let col = gid.x - dims.x_width;
         var value = 0.0;
-        if (row < step.rows) {
-            value = y_source[order[step.batch_start + row] * dims.y_width + col];
+        if (!padding) {
+            value = y_source[source * dims.y_width + col];
         }
         y_dest[row * dims.y_width + col] = value;
     }

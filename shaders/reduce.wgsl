@@ -1,8 +1,10 @@
 // reduce.wgsl — the squared norm of the gradient, for clipping.
 //
-//   sum_squares  out[w] = Σ input[i]² over the elements i ≡ (w·256 + t) mod (G·256) of
-//                input [dims.m], for workgroup w of G = dims.n: partial squared norms, which
-//                optimizer.wgsl (CLIPPED) sums into the clipping factor.
+//   sum_squares  out[dims.first_out + w] = Σ input[i]² over the elements
+//                i ≡ (w·256 + t) mod (G·256) of input [dims.m], for workgroup w of G = dims.n:
+//                partial squared norms, which optimizer.wgsl (CLIPPED) sums into the clipping
+//                factor. A vector longer than one storage binding is reduced by one dispatch
+//                per part, each writing its partials after the previous part's.
 //                Dispatch: (G, 1, 1).
 // (The bias gradients come with the weight gradients from matmul.wgsl's EPILOGUE 3, and the
 // loss metrics from output.wgsl's loss_and_grad.)
@@ -10,8 +12,8 @@
 struct Dims {
     m: u32,
     n: u32,
+    first_out: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -39,6 +41,6 @@ fn sum_squares(@builtin(local_invocation_index) thread: u32, @builtin(workgroup_
         workgroupBarrier();
     }
     if (thread == 0u) {
-        out[group.x] = partial_sum[0];
+        out[dims.first_out + group.x] = partial_sum[0];
     }
 }

@@ -63,6 +63,17 @@ pub enum WgradError {
     },
 
     #[error(
+        "{what} needs {bytes} bytes that the adapter '{adapter}' could not give ({detail}); use a \
+         smaller batch size, layer or data set, or train on the CPU"
+    )]
+    OutOfGpuMemory {
+        what: String,
+        bytes: u64,
+        adapter: String,
+        detail: String,
+    },
+
+    #[error(
         "training diverged in epoch {epoch}: the mean loss is {loss}; lower the learning rate \
          or clip gradients (--clip-norm)"
     )]

@@ -167,6 +167,9 @@ pub enum Source {
     Cached,
     /// Measured now.
     Tuned,
+    /// The default configuration: the adapter's storage-binding limit, lowered on purpose,
+    /// is below the probes' size and nothing was cached.
+    Default,
 }
 
 /// Choices made in this process, by adapter key (so that one process tunes once).
@@ -202,6 +205,15 @@ pub fn choose_with_source(
     if let Some(choice) = cache.adapters.get(&key).and_then(CacheEntry::choice) {
         chosen.insert(key, choice);
         return Ok((choice, Source::Cached));
+    }
+    let largest_probe = FORMS
+        .iter()
+        .flat_map(|&form| probes(form))
+        .map(|(m, n, k)| (m * k).max(k * n).max(m * n))
+        .max()
+        .unwrap_or(0);
+    if (largest_probe * 4) as u64 > ctx.limits.max_storage_buffer_binding_size {
+        return Ok((MatmulChoice::all(0), Source::Default));
     }
     let (choice, gflops, small_gflops) = tune(ctx, kernels)?;
     let names = |configs: [usize; 3]| configs.map(|c| MATMUL_CONFIGS[c].name.to_string());

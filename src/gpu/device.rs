@@ -244,39 +244,82 @@ impl GpuContext {
     /// Fails with a message naming `what` when `bytes` exceeds what one buffer or one
     /// storage binding may hold on this adapter.
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let limits = [
-            (self.limits.max_buffer_size, "buffer"),
-            (
-                self.limits.max_storage_buffer_binding_size,
-                "storage binding",
-            ),
-        ];
-        for (limit, limit_name) in limits {
-            if bytes > limit {
-                return Err(WgradError::BufferTooLarge {
-                    what: what.to_string(),
-                    bytes,
-                    limit,
-                    limit_name,
-                    adapter: self.info.name.clone(),
-                });
-            }
+        self.check_buffer_size(what, bytes)?;
+        self.check_limit(
+            what,
+            bytes,
+            self.limits.max_storage_buffer_binding_size,
+            "storage binding",
+        )
+    }
+
+    /// Fails with a message naming `what` when `bytes` exceeds what one buffer may hold.
+    pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
+        self.check_limit(what, bytes, self.limits.max_buffer_size, "buffer")
+    }
+
+    fn check_limit(
+        &self,
+        what: &str,
+        bytes: u64,
+        limit: u64,
+        limit_name: &'static str,
+    ) -> Result<()> {
+        if bytes > limit {
+            return Err(WgradError::BufferTooLarge {
+                what: what.to_string(),
+                bytes,
+                limit,
+                limit_name,
+                adapter: self.info.name.clone(),
+            });
         }
         Ok(())
     }
 
-    /// A zeroed storage buffer of `len` f32/u32 elements (at least one).
+    /// The most bytes one buffer bound whole may hold: the smaller of the two limits.
+    pub fn binding_limit(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
+    /// A zeroed storage buffer of `len` f32/u32 elements (at least one), bound whole.
     pub fn storage(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
         let bytes = (len.max(1) * 4) as u64;
         self.check_size(what, bytes)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.create_storage(what, bytes)
+    }
+
+    /// A zeroed storage buffer of `len` elements that is bound only in parts, each within the
+    /// binding limit, or only copied: it may hold up to the buffer limit.
+    pub fn storage_in_parts(&self, what: &str, len: usize) -> Result<wgpu::Buffer> {
+        let bytes = (len.max(1) * 4) as u64;
+        self.check_buffer_size(what, bytes)?;
+        self.create_storage(what, bytes)
+    }
+
+    /// Creates the buffer inside an out-of-memory error scope, so that memory the adapter
+    /// cannot give is an error naming `what` now, not a failure at the first dispatch.
+    fn create_storage(&self, what: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        }))
+        });
+        match pollster::block_on(scope.pop()) {
+            None => Ok(buffer),
+            Some(e) => Err(WgradError::OutOfGpuMemory {
+                what: what.to_string(),
+                bytes,
+                adapter: self.info.name.clone(),
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// A storage buffer holding `data`.

@@ -11,6 +11,7 @@ use crate::model::{Activation, Loss, Optimizer};
 use bytemuck::{Pod, Zeroable};
 use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::ops::Range;
 use std::time::Instant;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -106,8 +107,8 @@ impl MatmulDims {
     }
 }
 
-/// Four u32: the `Dims` of output.wgsl (n, batch), reduce.wgsl (m, n) and gather.wgsl
-/// (x width, y width).
+/// Four u32: the `Dims` of output.wgsl (n, batch), reduce.wgsl (m, n, first out) and
+/// gather.wgsl (x width, y width, first row, end row).
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct SmallDims([u32; 4]);
@@ -232,31 +233,45 @@ pub enum DataFormat {
 }
 
 impl DataFormat {
-    /// The most compact format that holds `values` exactly, and the words to upload.
-    pub fn encode(values: &[f32]) -> (DataFormat, Vec<u32>) {
-        let as_byte = |v: f32| {
-            let k = (v * 255.0).round();
-            ((0.0..=255.0).contains(&k) && k / 255.0 == v).then_some(k as u32)
-        };
+    /// The most compact format that holds every one of `values` exactly.
+    pub fn of(values: &[f32]) -> DataFormat {
         if values.iter().all(|&v| as_byte(v).is_some()) {
-            let words = values
+            DataFormat::Bytes
+        } else {
+            DataFormat::F32
+        }
+    }
+
+    /// The words to upload for `values` in this format (which must hold them).
+    pub fn encode(self, values: &[f32]) -> Vec<u32> {
+        match self {
+            DataFormat::Bytes => values
                 .chunks(4)
                 .map(|chunk| {
                     chunk
                         .iter()
                         .enumerate()
-                        .map(|(i, &v)| as_byte(v).expect("checked") << (8 * i))
+                        .map(|(i, &v)| as_byte(v).expect("the format holds the values") << (8 * i))
                         .sum()
                 })
-                .collect();
-            (DataFormat::Bytes, words)
-        } else {
-            (
-                DataFormat::F32,
-                values.iter().map(|v| v.to_bits()).collect(),
-            )
+                .collect(),
+            DataFormat::F32 => values.iter().map(|v| v.to_bits()).collect(),
         }
     }
+
+    /// Bytes one row of `width` values takes.
+    pub fn row_bytes(self, width: usize) -> usize {
+        match self {
+            DataFormat::Bytes => width,
+            DataFormat::F32 => width * 4,
+        }
+    }
+}
+
+/// k where `v` is exactly k / 255 for a byte k.
+fn as_byte(v: f32) -> Option<u32> {
+    let k = (v * 255.0).round();
+    ((0.0..=255.0).contains(&k) && k / 255.0 == v).then_some(k as u32)
 }
 
 /// A part of a buffer, in f32/u32 elements.
@@ -816,19 +831,20 @@ impl Kernels {
         len.div_ceil(256).clamp(1, 256)
     }
 
-    /// partials[w] = squared norm of workgroup w's share of `input` (reduce.wgsl,
-    /// `sum_squares`); `partials` holds [`Kernels::sum_squares_groups`] values.
+    /// partials[first + w] = squared norm of workgroup w's share of `input` (reduce.wgsl,
+    /// `sum_squares`), for the [`Kernels::sum_squares_groups`] workgroups of `input`.
     pub fn sum_squares(
         &mut self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
         input: View,
         partials: View,
+        first: usize,
     ) -> Result<Dispatch> {
         let groups = Self::sum_squares_groups(input.len);
         let uniform = ctx.uniform(
             "reduce dims",
-            &SmallDims([input.len as u32, groups as u32, 0, 0]),
+            &SmallDims([input.len as u32, groups as u32, first as u32, 0]),
         );
         let bindings = [
             step_binding(step),
@@ -844,9 +860,11 @@ impl Kernels {
         )
     }
 
-    /// The inputs and targets of a batch in one dispatch (gather.wgsl):
-    /// x_dest[i, :] = x_source[order[batch_start + i], :], likewise y. `y` is `None` for
-    /// prediction inputs; `x_format` says how x_source is stored.
+    /// The inputs and targets of a batch from one chunk of a data set (gather.wgsl):
+    /// x_dest[i, :] = x_source[order[batch_start + i] - rows.start, :] for the batch rows whose
+    /// sample lies in `rows` (the data set's rows the chunk holds), likewise y; the chunk
+    /// starting at row 0 also zeroes the padding. `y` is `None` for prediction inputs;
+    /// `x_format` says how x_source is stored.
     #[allow(clippy::too_many_arguments)]
     pub fn gather(
         &mut self,
@@ -855,6 +873,7 @@ impl Kernels {
         batch: usize,
         x_width: usize,
         x_format: DataFormat,
+        rows: Range<usize>,
         x_source: View,
         order: View,
         x_dest: View,
@@ -863,7 +882,12 @@ impl Kernels {
         let y_width = y.map_or(0, |(w, ..)| w);
         let uniform = ctx.uniform(
             "gather dims",
-            &SmallDims([x_width as u32, y_width as u32, 0, 0]),
+            &SmallDims([
+                x_width as u32,
+                y_width as u32,
+                rows.start as u32,
+                rows.end as u32,
+            ]),
         );
         let dummy_buffer = self.dummy.clone();
         let dummy = View::whole(&dummy_buffer);
@@ -992,11 +1016,18 @@ mod tests {
             .iter()
             .map(|&k| k as f32 / 255.0)
             .collect();
-        let (format, words) = DataFormat::encode(&bytes);
+        let format = DataFormat::of(&bytes);
         assert_eq!(format, DataFormat::Bytes);
-        assert_eq!(words, vec![u32::from_le_bytes([0, 1, 128, 254]), 255]);
-        let (format, words) = DataFormat::encode(&[0.0, 0.5, 1.0]);
+        assert_eq!(
+            format.encode(&bytes),
+            vec![u32::from_le_bytes([0, 1, 128, 254]), 255]
+        );
+        let values = [0.0, 0.5, 1.0];
+        let format = DataFormat::of(&values);
         assert_eq!(format, DataFormat::F32, "0.5 is not k/255");
-        assert_eq!(words, vec![0, 0.5f32.to_bits(), 1.0f32.to_bits()]);
+        assert_eq!(
+            format.encode(&values),
+            vec![0, 0.5f32.to_bits(), 1.0f32.to_bits()]
+        );
     }
 }

@@ -336,8 +336,9 @@ impl KernelRunner {
     ) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
         let width = source.ncols();
         let step_buf = self.step_buffer(step);
-        let (format, words) = DataFormat::encode(&flat(source));
-        let src = self.ctx.storage_from("source", &words)?;
+        let values = flat(source);
+        let format = DataFormat::of(&values);
+        let src = self.ctx.storage_from("source", &format.encode(&values))?;
         let order_buf = self.ctx.storage_from("order", order)?;
         let dest = self.ctx.storage("batch", batch * width)?;
         let y_width = targets.map_or(0, |t| t.ncols());
@@ -352,6 +353,7 @@ impl KernelRunner {
             batch,
             width,
             format,
+            0..source.nrows(),
             View::whole(&src),
             View::whole(&order_buf),
             View::whole(&dest),
@@ -379,9 +381,13 @@ impl KernelRunner {
             .ctx
             .storage("partials", Kernels::sum_squares_groups(grads.len()))?;
         let factor = self.ctx.storage("factor", 1)?;
-        let d =
-            self.kernels
-                .sum_squares(&self.ctx, &step, View::whole(&g), View::whole(&partials))?;
+        let d = self.kernels.sum_squares(
+            &self.ctx,
+            &step,
+            View::whole(&g),
+            View::whole(&partials),
+            0,
+        )?;
         self.submit(&d)?;
         let scratch1 = self.ctx.storage("scratch", 1)?;
         let scratch2 = self.ctx.storage("scratch", 1)?;

@@ -11,6 +11,11 @@
 //! bias gradient in its epilogue and (but for the first layer) the input gradient, and one
 //! optimizer update over the whole flat parameter vector; clipping adds one (the partial
 //! squared norms; the update itself turns them into the factor).
+//!
+//! Device limits: a data set larger than one storage binding or buffer is stored in chunks
+//! of whole rows, with one gather per chunk; flat vectors larger than one storage binding are
+//! updated (and their norm reduced) by one dispatch per part. Each parameter tensor, each
+//! layer's gradients and each workspace buffer must fit one binding (else `BufferTooLarge`).
 
 use super::autotune::Source;
 use super::device::{AdapterChoice, GpuContext};
@@ -26,6 +31,7 @@ use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, ParamLayout, Sequential};
 use ndarray::{Array2, ArrayView2};
 use std::collections::HashMap;
+use std::ops::Range;
 
 /// Where a resident data set sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,12 +52,21 @@ enum Program {
     Predict,
 }
 
-struct GpuData {
+/// Rows `rows` of a resident data set, in buffers of their own.
+struct DataChunk {
+    rows: Range<usize>,
     x: wgpu::Buffer,
-    x_format: DataFormat,
     /// Targets; `None` for prediction inputs.
     y: Option<wgpu::Buffer>,
-    /// Sample order; identity except for the training set, reshuffled each epoch.
+}
+
+/// A data set on the GPU: one chunk, or several of whole rows where it is larger than one
+/// storage binding or buffer.
+struct GpuData {
+    chunks: Vec<DataChunk>,
+    x_format: DataFormat,
+    /// Sample order over all chunks; identity except for the training set, reshuffled each
+    /// epoch.
     order: wgpu::Buffer,
     rows: usize,
 }
@@ -59,6 +74,10 @@ struct GpuData {
 /// Buffers sized by the model alone.
 struct ModelBuffers {
     step: wgpu::Buffer,
+    /// The parts of the flat vectors (parameters, gradients, optimizer state) that the
+    /// whole-vector kernels (update, gradient norm) take one dispatch each for: one part
+    /// unless the vector is larger than one storage binding.
+    parts: Vec<Range<usize>>,
     params: wgpu::Buffer,
     grads: wgpu::Buffer,
     state1: wgpu::Buffer,
@@ -164,6 +183,9 @@ impl Startup {
             Source::Forced => "forced by WGRAD_MATMUL".to_string(),
             Source::Cached => "from the autotune cache".to_string(),
             Source::Tuned => format!("autotuned in {:.2} s", self.tuned_seconds),
+            Source::Default => {
+                "the default: the storage-binding limit is below the autotuner's probes".to_string()
+            }
         };
         format!(
             "GPU start-up {:.2} s: {} pipelines built in {:.2} s (some drivers, lavapipe among \
@@ -176,6 +198,8 @@ impl Startup {
     }
 }
 
+/// The batch the workspace is first made for (`set_batch_size` makes it anew), or fewer
+/// rows where a layer that wide would not fit one storage binding.
 const DEFAULT_BATCH: usize = 256;
 
 /// Most rows per step and most units per layer: the matmul and reduction kernels loop over
@@ -186,6 +210,17 @@ const MAX_EXTENT: usize = 65_535;
 /// Steps recorded into one command buffer and submitted together (the step buffer holds
 /// this many uniforms).
 const STEPS_PER_SUBMISSION: usize = 64;
+
+/// [`DEFAULT_BATCH`], or as many rows as the widest layer fits into one storage binding.
+fn initial_batch(ctx: &GpuContext, spec: &Sequential) -> usize {
+    let widest = spec
+        .layers
+        .iter()
+        .map(|l| l.units)
+        .fold(spec.input_dim, usize::max);
+    let fitting = ctx.binding_limit() as usize / (4 * widest.max(2));
+    DEFAULT_BATCH.min(fitting).max(1)
+}
 
 /// Inference steps covering `rows` rows in batches of `batch`.
 fn batch_steps(rows: usize, batch: usize) -> Vec<StepParams> {
@@ -218,14 +253,27 @@ impl GpuBackend {
                 super::kernels::MAX_TENSORS / 2
             )));
         }
+        // Each tensor is bound on its own, and each layer's weight and bias gradients together.
         for slot in &layout.tensors {
             ctx.check_size(
                 &format!("{} {:?}", slot.name, slot.shape),
                 (slot.len * 4) as u64,
             )?;
         }
+        for i in 0..spec.layers.len() {
+            let (weight, bias) = (layout.weight(i), layout.bias(i));
+            ctx.check_size(
+                &format!("the gradients of {} and {}", weight.name, bias.name),
+                ((bias.offset + bias.len - weight.offset) * 4) as u64,
+            )?;
+        }
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
         let [used1, used2] = spec.optimizer.state_vectors();
+        let parts = vector_parts(&ctx, layout.len);
+        let partials = parts
+            .iter()
+            .map(|part| Kernels::sum_squares_groups(part.len()))
+            .sum();
         let model = ModelBuffers {
             step: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("step uniforms"),
@@ -233,16 +281,16 @@ impl GpuBackend {
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
-            params: ctx.storage_from("parameters", params)?,
-            grads: ctx.storage("gradients", layout.len)?,
-            state1: ctx.storage("optimizer state", state_len(used1))?,
-            state2: ctx.storage("optimizer second moment", state_len(used2))?,
-            grad_norm_partials: ctx.storage(
-                "gradient norm partials",
-                Kernels::sum_squares_groups(layout.len),
-            )?,
+            parts,
+            params: ctx.storage_in_parts("parameters", layout.len)?,
+            grads: ctx.storage_in_parts("gradients", layout.len)?,
+            state1: ctx.storage_in_parts("optimizer state", state_len(used1))?,
+            state2: ctx.storage_in_parts("optimizer second moment", state_len(used2))?,
+            grad_norm_partials: ctx.storage("gradient norm partials", partials)?,
             one: ctx.storage_from("one", &[1.0f32])?,
         };
+        ctx.queue
+            .write_buffer(&model.params, 0, bytemuck::cast_slice(params));
         let mut kernels = Kernels::new(&ctx)?;
         let tuning = std::time::Instant::now();
         let (matmul, matmul_source) = super::autotune::choose_with_source(&ctx, &mut kernels)?;
@@ -262,7 +310,7 @@ impl GpuBackend {
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok(GpuBackend {
-            work: Workspace::new(&ctx, spec, DEFAULT_BATCH)?,
+            work: Workspace::new(&ctx, spec, initial_batch(&ctx, spec))?,
             loss: spec.resolved_loss(),
             spec: spec.clone(),
             layout,
@@ -296,32 +344,58 @@ impl GpuBackend {
             DataKey::User(Slot::Eval) => "the evaluation data",
             DataKey::Predict => "the prediction inputs",
         };
-        let x_std = x.as_standard_layout();
-        let (x_format, x_words) =
-            DataFormat::encode(x_std.as_slice().expect("standard layout is contiguous"));
-        let x_buffer = self
+        let (x_std, y_std) = (
+            x.as_standard_layout(),
+            y.as_ref().map(|y| y.as_standard_layout()),
+        );
+        let x_values = x_std.as_slice().expect("standard layout is contiguous");
+        let y_values = y_std
+            .as_ref()
+            .map(|y| y.as_slice().expect("standard layout is contiguous"));
+        let (rows, x_width) = x.dim();
+        let y_width = y.map_or(0, |y| y.ncols());
+        let x_format = DataFormat::of(x_values);
+        // Chunks of whole rows, each within one storage binding and one buffer (a multiple of
+        // 4 bytes, so that 8-bit rows end within their chunk's last word).
+        let row_bytes = x_format.row_bytes(x_width).max(y_width * 4).max(1) as u64;
+        self.ctx
+            .check_size(&format!("one row of {name}"), row_bytes)?;
+        let chunk_rows = (self.ctx.binding_limit() / 4 * 4 / row_bytes) as usize;
+        let chunk_count = rows.div_ceil(chunk_rows).max(1);
+        let mut chunks = Vec::with_capacity(chunk_count);
+        for c in 0..chunk_count {
+            let part = c * chunk_rows..rows.min((c + 1) * chunk_rows);
+            let what = |tensor: &str, width: usize| {
+                let mut what = format!("{name} {tensor} [{rows}, {width}]");
+                if chunk_count > 1 {
+                    what += &format!(" rows {}..{}", part.start, part.end);
+                }
+                what
+            };
+            let x_part = &x_values[part.start * x_width..part.end * x_width];
+            let x = self
+                .ctx
+                .storage_from(&what("x", x_width), &x_format.encode(x_part))?;
+            let y = match y_values {
+                Some(y) => Some(self.ctx.storage_from(
+                    &what("y", y_width),
+                    &y[part.start * y_width..part.end * y_width],
+                )?),
+                None => None,
+            };
+            chunks.push(DataChunk { rows: part, x, y });
+        }
+        let identity: Vec<u32> = (0..rows as u32).collect();
+        let order = self
             .ctx
-            .storage_from(&format!("{name} x {:?}", x.shape()), &x_words)?;
-        let y_buffer = match y {
-            Some(y) => {
-                let y_std = y.as_standard_layout();
-                Some(self.ctx.storage_from(
-                    &format!("{name} y {:?}", y.shape()),
-                    y_std.as_slice().expect("standard layout is contiguous"),
-                )?)
-            }
-            None => None,
-        };
-        let identity: Vec<u32> = (0..x.nrows() as u32).collect();
-        let order = self.ctx.storage_from(&format!("{name} order"), &identity)?;
+            .storage_from(&format!("the sample order of {name}"), &identity)?;
         self.data.insert(
             key,
             GpuData {
-                x: x_buffer,
+                chunks,
                 x_format,
-                y: y_buffer,
                 order,
-                rows: x.nrows(),
+                rows,
             },
         );
         self.programs.retain(|p, _| match (p, key) {
@@ -480,27 +554,30 @@ impl<'a> ProgramBuilder<'a> {
         View::whole(&self.work.grad_outputs[i])
     }
 
+    /// One gather per chunk of the data set.
     fn gather(&mut self, data: &GpuData) -> Result<()> {
-        let batch = self.work.batch;
-        let targets = data.y.as_ref().map(|y| {
-            (
-                self.spec.output_dim(),
-                View::whole(y),
-                View::whole(&self.work.targets),
-            )
-        });
-        let d = self.kernels.gather(
-            self.ctx,
-            &self.model.step,
-            batch,
-            self.spec.input_dim,
-            data.x_format,
-            View::whole(&data.x),
-            View::whole(&data.order),
-            View::whole(&self.work.activations[0]),
-            targets,
-        )?;
-        self.dispatches.push(d);
+        for chunk in &data.chunks {
+            let targets = chunk.y.as_ref().map(|y| {
+                (
+                    self.spec.output_dim(),
+                    View::whole(y),
+                    View::whole(&self.work.targets),
+                )
+            });
+            let d = self.kernels.gather(
+                self.ctx,
+                &self.model.step,
+                self.work.batch,
+                self.spec.input_dim,
+                data.x_format,
+                chunk.rows.clone(),
+                View::whole(&chunk.x),
+                View::whole(&data.order),
+                View::whole(&self.work.activations[0]),
+                targets,
+            )?;
+            self.dispatches.push(d);
+        }
         Ok(())
     }
 
@@ -624,28 +701,39 @@ impl<'a> ProgramBuilder<'a> {
         Ok(())
     }
 
-    /// The partial squared norms of the gradient (the update makes the clipping factor).
+    /// Part `part` of one of the flat vectors.
+    fn part<'b>(buffer: &'b wgpu::Buffer, part: &Range<usize>) -> View<'b> {
+        View {
+            buffer,
+            offset: part.start,
+            len: part.len(),
+        }
+    }
+
+    /// The partial squared norms of the gradient (the update makes the clipping factor), one
+    /// dispatch per part, each writing its partials after the previous part's.
     fn clip(&mut self) -> Result<()> {
-        let d = self.kernels.sum_squares(
-            self.ctx,
-            &self.model.step,
-            View::whole(&self.model.grads),
-            View::whole(&self.model.grad_norm_partials),
-        )?;
-        self.dispatches.push(d);
+        let mut first = 0;
+        for part in &self.model.parts {
+            let d = self.kernels.sum_squares(
+                self.ctx,
+                &self.model.step,
+                Self::part(&self.model.grads, part),
+                View::whole(&self.model.grad_norm_partials),
+                first,
+            )?;
+            self.dispatches.push(d);
+            first += Kernels::sum_squares_groups(part.len());
+        }
         Ok(())
     }
 
-    /// One update of every tensor; the penalties apply to the weights.
+    /// One update of every tensor, one dispatch per part; the penalties apply to the weights.
     fn update(&mut self, clipped: bool) -> Result<()> {
         let [used1, used2] = self.spec.optimizer.state_vectors();
-        let state = |buffer, used: bool| {
+        let state = |buffer, used: bool, part| {
             if used {
-                View {
-                    buffer,
-                    offset: 0,
-                    len: self.layout.len,
-                }
+                Self::part(buffer, part)
             } else {
                 View::whole(buffer)
             }
@@ -655,31 +743,48 @@ impl<'a> ProgramBuilder<'a> {
         } else {
             &self.model.one
         };
-        let d = self.kernels.optimizer(
-            self.ctx,
-            &self.model.step,
-            &self.spec.optimizer,
-            (self.spec.l1, self.spec.l2),
-            1.0,
-            clipped,
-            View::whole(&self.model.grads),
-            View::whole(&self.model.params),
-            state(&self.model.state1, used1),
-            state(&self.model.state2, used2),
-            View::whole(clip),
-            &regions(self.layout),
-        )?;
-        self.dispatches.push(d);
+        for part in &self.model.parts {
+            let d = self.kernels.optimizer(
+                self.ctx,
+                &self.model.step,
+                &self.spec.optimizer,
+                (self.spec.l1, self.spec.l2),
+                1.0,
+                clipped,
+                Self::part(&self.model.grads, part),
+                Self::part(&self.model.params, part),
+                state(&self.model.state1, used1, part),
+                state(&self.model.state2, used2, part),
+                View::whole(clip),
+                &regions(self.layout, part),
+            )?;
+            self.dispatches.push(d);
+        }
         Ok(())
     }
 }
 
-/// (end, regularized) of each tensor of `layout`, for optimizer.wgsl.
-fn regions(layout: &ParamLayout) -> Vec<(usize, bool)> {
+/// (end, regularized) of each tensor of `layout` that reaches into `part`, with the ends
+/// counted from the part's start, for optimizer.wgsl.
+fn regions(layout: &ParamLayout, part: &Range<usize>) -> Vec<(usize, bool)> {
     layout
         .tensors
         .iter()
-        .map(|t| (t.offset + t.len, t.regularized))
+        .filter(|t| t.offset + t.len > part.start && t.offset < part.end)
+        .map(|t| (t.offset + t.len - part.start, t.regularized))
+        .collect()
+}
+
+/// Splits a flat vector of `len` elements into parts of at most one storage binding, each
+/// starting at a multiple of [`ParamLayout::ALIGN`] elements (so that every workgroup of the
+/// optimizer still lies in one tensor) and of the adapter's storage offset alignment.
+fn vector_parts(ctx: &GpuContext, len: usize) -> Vec<Range<usize>> {
+    let align = ParamLayout::ALIGN.max(ctx.limits.min_storage_buffer_offset_alignment as usize / 4);
+    let most =
+        ((ctx.limits.max_storage_buffer_binding_size / 4) as usize / align * align).max(align);
+    (0..len)
+        .step_by(most)
+        .map(|start| start..len.min(start + most))
         .collect()
 }
 
@@ -755,9 +860,10 @@ impl Backend for GpuBackend {
         let n = x.nrows();
         let out = self.spec.output_dim();
         self.upload_data(DataKey::Predict, x, None)?;
+        // Only copied into, never bound.
         let results = self
             .ctx
-            .storage(&format!("predictions [{n}, {out}]"), n * out)?;
+            .storage_in_parts(&format!("predictions [{n}, {out}]"), n * out)?;
         let steps = batch_steps(n, self.work.batch);
         let probabilities = self.work.probabilities.clone();
         self.run(Program::Predict, &steps, |i, encoder| {
