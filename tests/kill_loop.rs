@@ -93,7 +93,7 @@ struct Setup {
 /// When to kill a training process.
 #[derive(Debug, Clone, Copy)]
 enum Moment {
-    /// After a random delay from the start (often before the first checkpoint).
+    /// After a random delay from the start.
     Delay(Duration),
     /// When `epochs` more epochs are in `history.csv`, after a fraction of an epoch.
     MidEpoch { epochs: usize, delay: Duration },
@@ -102,8 +102,11 @@ enum Moment {
 }
 
 impl Moment {
-    fn random(rng: &mut Rng, setup: &Setup) -> Moment {
+    /// A random moment; for a `fresh` run the delays are shorter, so that most of them fall
+    /// before the first checkpoint.
+    fn random(rng: &mut Rng, setup: &Setup, fresh: bool) -> Moment {
         match rng.below(3) {
+            0 if fresh => Moment::Delay(rng.millis(setup.span_ms / 3)),
             0 => Moment::Delay(rng.millis(setup.span_ms)),
             1 => Moment::MidEpoch {
                 epochs: 1 + rng.below(3) as usize,
@@ -478,7 +481,7 @@ fn kill_loop(setup: &Setup) {
         let mut resumes = 0;
         while resumes < setup.resumes {
             let resume = recorded.is_some();
-            let moment = Moment::random(&mut rng, setup);
+            let moment = Moment::random(&mut rng, setup, !resume);
             kill_at(start(setup, &dir, resume), &dir, moment);
             let now = check_after_kill(setup, &dir, &scratch, recorded.as_ref(), &mut tally);
             println!(
@@ -516,8 +519,8 @@ fn cpu_training_survives_random_kills() {
         device: "cpu",
         batch_size: "4",
         env: &[],
-        cycles: 6,
-        resumes: 6,
+        cycles: 8,
+        resumes: 4,
         span_ms: 120,
         epoch_ms: 18,
     });
@@ -534,8 +537,8 @@ fn gpu_training_survives_random_kills() {
         batch_size: "16",
         // A fixed matmul configuration: no autotuning (seconds on lavapipe) at start-up.
         env: &[("WGRAD_MATMUL", "direct8x8"), ("NODEVICE_SELECT", "1")],
-        cycles: 2,
-        resumes: 3,
+        cycles: 3,
+        resumes: 2,
         span_ms: 600,
         epoch_ms: 40,
     });
