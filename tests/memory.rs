@@ -10,6 +10,16 @@ use wgrad::io::{ModelMeta, Progress, save_checkpoint};
 use wgrad::train::Callback;
 use wgrad::{Activation, FitConfig, History, Model, Optimizer, Sequential, Targets};
 
+/// Resident memory is the whole process's: the tests of this file take turns, so that one's
+/// allocations do not count as the other's growth.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn resident_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
     let line = status
@@ -30,6 +40,7 @@ fn gpu_training_memory_stays_flat() {
     let Some(gpu) = common::gpu_device("gpu_training_memory_stays_flat") else {
         return;
     };
+    let _turn = one_at_a_time();
     let spec = Sequential::new(784)
         .dense(32, Activation::Relu)
         .dense(10, Activation::Softmax)
@@ -84,6 +95,7 @@ impl Callback for Checkpoints {
 #[test]
 #[cfg(target_os = "linux")]
 fn cpu_training_with_checkpoints_memory_stays_flat() {
+    let _turn = one_at_a_time();
     // 784-256-10: a leaked copy of the parameters (0.8 MB) or of a batch's activations each
     // epoch would add up to more than the allowed growth over 40 epochs.
     let spec = Sequential::new(784)
