@@ -809,6 +809,22 @@ fn killed_between_renames_rolls_forward() {
 }
 
 #[test]
+fn first_checkpoint_killed_between_renames_loads_as_a_model() {
+    let (_, new, mut model) = two_checkpoints("first_between_renames");
+    let dir = TempDir::new("first_between_renames");
+    // The first checkpoint of a directory: its weights renamed, no model.json yet.
+    install(&new, &dir, "model.safetensors");
+    for name in ["model.json", "checkpoint.safetensors", "checkpoint.json"] {
+        stage(&new, &dir, name);
+    }
+    let before = entries(&dir);
+    let (mut loaded, _) = load_model(&dir, Device::Cpu).expect("load model");
+    assert_same_params(&mut loaded, &mut model);
+    assert_eq!(entries(&dir), before, "load_model wrote into the directory");
+    assert_recovers(&dir, 3, &mut model);
+}
+
+#[test]
 fn killed_before_the_last_rename_rolls_forward() {
     let (old, new, mut model) = two_checkpoints("last_rename");
     for name in ["model.safetensors", "model.json", "checkpoint.safetensors"] {

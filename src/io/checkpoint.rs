@@ -3,8 +3,8 @@
 //! consistent whole; see the parent module's doc for the scheme).
 
 use super::model_dir::{
-    ModelFiles, build_model, check_dir, check_no_extra, check_version, parse_model_json,
-    parse_safetensors, parse_weights, read_f32, serialize_f32,
+    ModelFiles, build_model, check_dir, check_no_extra, check_version, parse_model,
+    parse_model_json, parse_safetensors, parse_weights, read_f32, serialize_f32,
 };
 use super::{
     CHECKPOINT_JSON, CHECKPOINT_WEIGHTS, FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta,
@@ -141,6 +141,22 @@ pub(crate) fn load_checkpoint(dir: &Path, device: Device) -> Result<(Model, Mode
         fit: checkpoint.fit,
     };
     Ok((model, meta, progress))
+}
+
+/// The model of a checkpoint whose writing was interrupted between renames (some of its files
+/// still under temporary names), read without renaming anything; `None` if there is no such
+/// checkpoint, or its model does not parse.
+pub(crate) fn interrupted_model(dir: &Path) -> Option<(Sequential, ModelMeta, Vec<f32>)> {
+    let found = find_consistent(dir).ok()?;
+    if found.renames.is_empty() {
+        return None;
+    }
+    parse_model(
+        dir,
+        &found.contents[MODEL_JSON],
+        &found.contents[MODEL_WEIGHTS],
+    )
+    .ok()
 }
 
 /// Parses a checkpoint's own two files for a `spec` model (already parsed from the checkpoint's

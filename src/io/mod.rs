@@ -62,8 +62,11 @@
 //! [`save_model`] replaces its two files the same way, weights first; it has no manifest, so
 //! a kill between its two renames, while a *different* model is saved over an existing one,
 //! could pair new weights with the old description (loading then fails on the shapes, if they
-//! differ). [`load_model`] never writes: it ignores temporary files and leaves them alone, since
-//! they may belong to a training run still writing checkpoints into the directory.
+//! differ). [`load_model`] never writes, since a training run may still be writing checkpoints
+//! into the directory: it reads the two files as they are, and only when they do not form a
+//! model (the first checkpoint of a directory killed between its renames leaves no
+//! `model.json` yet) it reads the model of a checkpoint interrupted between renames from where
+//! its files are, renamed or still temporary. Otherwise it ignores temporary files.
 //!
 //! One process at a time may write into a directory: [`save_model`] and [`save_checkpoint`]
 //! remove temporary files left by earlier interrupted writes before they stage their own. If a
@@ -126,7 +129,8 @@ pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()>
     model_dir::save_model(dir, model, meta)
 }
 
-/// Loads the model saved in `dir` by [`save_model`] (or [`save_checkpoint`]) onto `device`.
+/// Loads the model saved in `dir` by [`save_model`] (or [`save_checkpoint`]) onto `device`,
+/// without writing (a checkpoint interrupted between renames is read where its files are).
 ///
 /// Errors name the directory or file and what is wrong: a missing file, a truncated or corrupt
 /// safetensors file, a tensor missing, extra, not F32 or of the wrong shape, a non-finite
@@ -191,8 +195,11 @@ pub fn load_checkpoint(dir: &Path, device: Device) -> Result<(Model, ModelMeta, 
 
 /// Replaces `files` (name, contents) in `dir` atomically, each through a temporary file and a
 /// rename, so a reader never sees a half-written file: for outputs beside a model, such as
-/// the training history.
+/// the training history. Temporary files of these names left by earlier interrupted writes
+/// are removed first, so that a run killed again and again leaves at most one per name.
 pub fn write_files_atomically(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| crate::error::WgradError::io(dir, e))?;
+    let names: Vec<&str> = files.iter().map(|(name, _)| *name).collect();
+    atomic::remove_temp_files(dir, &names);
     atomic::replace_files(dir, files)
 }

@@ -1,8 +1,7 @@
 //! The model directory: `model.safetensors` (the weights, as PyTorch's `nn.Linear` layers
 //! save them) and `model.json` (the description and what is needed to use it on raw data).
 
-use super::atomic;
-use super::{FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta};
+use super::{FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta, atomic, checkpoint};
 use crate::backend::Device;
 use crate::data::Scaler;
 use crate::error::{Result, WgradError};
@@ -67,13 +66,23 @@ pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()>
 
 pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
     check_dir(dir)?;
+    let (spec, meta, params) = match read_model(dir) {
+        Ok(parsed) => parsed,
+        // A first checkpoint killed between its renames has no model.json yet, but the
+        // checkpoint, complete under temporary names, holds the model.
+        Err(e) => checkpoint::interrupted_model(dir).ok_or(e)?,
+    };
+    let model = build_model(spec, device, &params)?;
+    Ok((model, meta))
+}
+
+/// Reads and parses the directory's two model files as they are.
+fn read_model(dir: &Path) -> Result<(Sequential, ModelMeta, Vec<f32>)> {
     let json_path = dir.join(MODEL_JSON);
     let json = fs::read(&json_path).map_err(|e| WgradError::io(&json_path, e))?;
     let weights_path = dir.join(MODEL_WEIGHTS);
     let weights = fs::read(&weights_path).map_err(|e| WgradError::io(&weights_path, e))?;
-    let (spec, meta, params) = parse_model(dir, &json, &weights)?;
-    let model = build_model(spec, device, &params)?;
-    Ok((model, meta))
+    parse_model(dir, &json, &weights)
 }
 
 pub fn parse_model(
