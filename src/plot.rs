@@ -694,7 +694,17 @@ fn render(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult)
         root.present().map_err(|e| failed(&e))?;
     }
     let png = encode_png(size, &pixels).map_err(|e| WgradError::io(path, e))?;
-    std::fs::write(path, png).map_err(|e| WgradError::io(path, e))
+    // Through a temporary file and a rename, so that a run killed while writing never leaves
+    // a truncated picture.
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| WgradError::io(path, std::io::Error::other("not a file name")))?;
+    crate::io::write_files_atomically(dir, &[(name, &png)])
 }
 
 /// An 8-bit RGB, non-interlaced PNG file of `rgb` (rows top to bottom, 3 bytes a pixel).
