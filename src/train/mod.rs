@@ -221,6 +221,7 @@ impl Model {
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, n);
             }
+            let steps_before = self.steps;
             let batch_starts: Vec<usize> = (0..n).step_by(config.batch_size).collect();
             for chunk in batch_starts.chunks(STEPS_PER_CALL) {
                 let steps: Vec<StepParams> = chunk
@@ -251,10 +252,16 @@ impl Model {
             }
             let metrics = self.backend.take_train_metrics()?;
             let train_seconds = started.elapsed().as_secs_f64();
-            if !metrics.mean_loss().is_finite() {
+            if let Some((step, cause)) = metrics.divergence() {
+                // Devices count steps in 32 bits; the run's count is `self.steps`.
+                let epoch_step = u64::from(step.wrapping_sub(steps_before as u32));
                 return Err(WgradError::Diverged {
                     epoch,
-                    loss: metrics.mean_loss(),
+                    step: steps_before + epoch_step,
+                    epoch_step,
+                    cause,
+                    last_good_epoch: epoch - 1,
+                    checkpoint: None,
                 });
             }
             let validation_metrics = match validation {
