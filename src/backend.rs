@@ -135,6 +135,11 @@ pub trait Backend {
     fn take_profile(&mut self) -> Option<crate::gpu::profile::Profile> {
         None
     }
+    /// Test hook: destroys a GPU device as a driver reset would lose it; `false` on the CPU.
+    #[doc(hidden)]
+    fn destroy_device(&mut self) -> bool {
+        false
+    }
     /// What starting a GPU backend cost (pipelines, matmul choice); `None` on the CPU.
     fn gpu_startup(&self) -> Option<crate::gpu::scheduler::Startup> {
         None

@@ -83,7 +83,10 @@ pub enum WgradError {
 
     /// The device stopped working (driver reset, unplugged, destroyed); nothing more can run
     /// on it, but what was saved before is untouched.
-    #[error("GPU device lost: {0}")]
+    #[error(
+        "GPU device lost: {0}. Nothing more can run on it; files saved before are intact \
+         (`wgrad train --resume DIR` continues from the last checkpoint)"
+    )]
     DeviceLost(String),
 
     /// A data or model file that is malformed: `message` says where (line, column, tensor)

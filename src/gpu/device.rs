@@ -3,6 +3,7 @@
 
 use crate::error::{Result, WgradError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A graphics API wgpu can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,14 +173,26 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
         })
 }
 
+/// What wgpu's callbacks reported, kept until [`GpuContext::check`] returns it.
+#[derive(Default)]
+struct Faults {
+    /// Validation, out-of-memory and internal errors not caught by an error scope.
+    errors: Vec<String>,
+    /// Why the device was lost; it stays lost, so this is never cleared.
+    lost: Option<String>,
+}
+
+/// How long a read-back waits between looks at the device-lost callback's report: a lost
+/// device may never answer the wait itself.
+const POLL_SLICE: Duration = Duration::from_millis(200);
+
 /// An open device with its queue and what we know of its adapter.
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    /// Validation, out-of-memory and device-lost errors, reported by wgpu's callbacks.
-    errors: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Faults>>,
 }
 
 impl GpuContext {
@@ -202,23 +215,36 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(|e| WgradError::Gpu(format!("could not open '{}': {e}", info.name)))?;
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let sink = errors.clone();
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let sink = faults.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().expect("error sink").push(e.to_string());
+            let kind = match e {
+                wgpu::Error::OutOfMemory { .. } => "out of memory",
+                wgpu::Error::Validation { .. } => "validation error",
+                wgpu::Error::Internal { .. } => "internal error",
+            };
+            lock(&sink).errors.push(format!("{kind}: {e}"));
         }));
-        let sink = errors.clone();
+        let sink = faults.clone();
+        let adapter_name = info.name.clone();
         device.set_device_lost_callback(move |reason, message| {
-            sink.lock()
-                .expect("error sink")
-                .push(format!("device lost ({reason:?}): {message}"));
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "destroyed",
+                wgpu::DeviceLostReason::Unknown => "driver or device failure",
+            };
+            let detail = if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            };
+            lock(&sink).lost = Some(format!("'{adapter_name}' ({why}{detail})"));
         });
         Ok(GpuContext {
             device,
             queue,
             info,
             limits,
-            errors,
+            faults,
         })
     }
 
@@ -230,15 +256,75 @@ impl GpuContext {
         )
     }
 
-    /// Turns any error wgpu reported since the last call into a `WgradError`.
+    /// Turns what wgpu reported since the last call into a `WgradError`: `DeviceLost` once
+    /// the device is lost (at every later call too), else `Gpu` with the errors.
     pub fn check(&self) -> Result<()> {
-        let mut errors = self.errors.lock().expect("error sink");
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            let all = errors.drain(..).collect::<Vec<_>>().join("; ");
-            Err(WgradError::Gpu(all))
+        {
+            let faults = lock(&self.faults);
+            if faults.errors.is_empty() && faults.lost.is_none() {
+                return Ok(());
+            }
         }
+        // Errors may follow from a loss wgpu reports only when it next maintains the device
+        // (its callback takes the lock, so it is not held here).
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        let mut faults = lock(&self.faults);
+        if let Some(lost) = faults.lost.clone() {
+            // What fails after a loss only follows from it.
+            faults.errors.clear();
+            return Err(WgradError::DeviceLost(lost));
+        }
+        Err(WgradError::Gpu(
+            faults.errors.drain(..).collect::<Vec<_>>().join("; "),
+        ))
+    }
+
+    /// Runs `make` (which creates buffers) inside an out-of-memory error scope, so that
+    /// memory the adapter cannot give is an error naming `what`, before any work is
+    /// submitted with the buffers.
+    pub fn allocating<T>(&self, what: &str, make: impl FnOnce() -> Result<T>) -> Result<T> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let made = make();
+        let error = pollster::block_on(scope.pop());
+        let made = made?;
+        match error {
+            None => {
+                self.check()?;
+                Ok(made)
+            }
+            Some(e) => Err(WgradError::Gpu(format!(
+                "the adapter '{}' could not allocate {what}: {e}; use a smaller batch size, \
+                 data set or model, or train on the CPU",
+                self.info.name
+            ))),
+        }
+    }
+
+    /// Waits until all submitted work is done. It looks at the device-lost report between
+    /// short waits, so a lost device is an error however the driver behaves.
+    pub fn wait(&self) -> Result<()> {
+        loop {
+            self.check()?;
+            let wait = wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(POLL_SLICE),
+            };
+            match self.device.poll(wait) {
+                Ok(_) => return self.check(),
+                Err(wgpu::PollError::Timeout) => continue,
+                Err(e) => {
+                    self.check()?;
+                    return Err(WgradError::Gpu(format!("waiting for the GPU: {e}")));
+                }
+            }
+        }
+    }
+
+    /// Destroys the device as a driver reset would lose it: the device-lost callback fires
+    /// and every later call fails. For tests of what a lost device leaves behind.
+    #[doc(hidden)]
+    pub fn destroy_device(&self) {
+        self.device.destroy();
     }
 
     /// Fails with a message naming `what` when `bytes` exceeds what one buffer or one
@@ -330,14 +416,19 @@ impl GpuContext {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| WgradError::Gpu(format!("waiting for the GPU: {e}")))?;
-        self.check()?;
+        self.wait()?;
+        // The wait has run the callback, or dropped it (and so closed the channel) if the
+        // mapping could not be done; either way this does not block.
         match pollster::block_on(receiver.receive()) {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(WgradError::Gpu(format!("reading a buffer back: {e}"))),
-            None => return Err(WgradError::Gpu("reading a buffer back: no answer".into())),
+            Some(Err(e)) => {
+                self.check()?;
+                return Err(WgradError::Gpu(format!("reading a buffer back: {e}")));
+            }
+            None => {
+                self.check()?;
+                return Err(WgradError::Gpu("reading a buffer back: no answer".into()));
+            }
         }
         let values = {
             let mapped = slice
@@ -348,4 +439,12 @@ impl GpuContext {
         staging.unmap();
         Ok(values)
     }
+}
+
+/// The fault sink; a panic while it was held cannot leave it inconsistent (it only pushes
+/// and sets), so a poisoned lock is used as is.
+fn lock(faults: &Mutex<Faults>) -> std::sync::MutexGuard<'_, Faults> {
+    faults
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -234,23 +234,30 @@ impl GpuBackend {
         }
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
         let [used1, used2] = spec.optimizer.state_vectors();
-        let model = ModelBuffers {
-            step: ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("step uniforms"),
-                size: STEPS_PER_SUBMISSION as u64 * STEP_STRIDE,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            params: ctx.storage_from("parameters", params)?,
-            grads: ctx.storage("gradients", layout.len)?,
-            state1: ctx.storage("optimizer state", state_len(used1))?,
-            state2: ctx.storage("optimizer second moment", state_len(used2))?,
-            grad_norm_partials: ctx.storage(
-                "gradient norm partials",
-                Kernels::sum_squares_groups(layout.len),
-            )?,
-            one: ctx.storage_from("one", &[1.0f32])?,
-        };
+        let buffers = format!(
+            "the model's buffers ({} parameters, with gradients and optimizer state)",
+            layout.len
+        );
+        let model = ctx.allocating(&buffers, || {
+            Ok(ModelBuffers {
+                step: ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("step uniforms"),
+                    size: STEPS_PER_SUBMISSION as u64 * STEP_STRIDE,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                params: ctx.storage_from("parameters", params)?,
+                grads: ctx.storage("gradients", layout.len)?,
+                state1: ctx.storage("optimizer state", state_len(used1))?,
+                state2: ctx.storage("optimizer second moment", state_len(used2))?,
+                grad_norm_partials: ctx.storage(
+                    "gradient norm partials",
+                    Kernels::sum_squares_groups(layout.len),
+                )?,
+                one: ctx.storage_from("one", &[1.0f32])?,
+            })
+        })?;
+        let work = Self::workspace(&ctx, spec, DEFAULT_BATCH)?;
         let mut kernels = Kernels::new(&ctx)?;
         let tuning = std::time::Instant::now();
         let (matmul, matmul_source) = super::autotune::choose_with_source(&ctx, &mut kernels)?;
@@ -270,7 +277,7 @@ impl GpuBackend {
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok(GpuBackend {
-            work: Workspace::new(&ctx, spec, DEFAULT_BATCH)?,
+            work,
             loss: spec.resolved_loss(),
             spec: spec.clone(),
             layout,
@@ -281,6 +288,13 @@ impl GpuBackend {
             programs: HashMap::new(),
             startup,
             profiler: None,
+        })
+    }
+
+    /// A workspace for batches of `batch` rows, with memory the adapter cannot give an error.
+    fn workspace(ctx: &GpuContext, spec: &Sequential, batch: usize) -> Result<Workspace> {
+        ctx.allocating(&format!("the buffers of batches of {batch} rows"), || {
+            Workspace::new(ctx, spec, batch)
         })
     }
 
@@ -307,21 +321,23 @@ impl GpuBackend {
         let x_std = x.as_standard_layout();
         let (x_format, x_words) =
             DataFormat::encode(x_std.as_slice().expect("standard layout is contiguous"));
-        let x_buffer = self
-            .ctx
-            .storage_from(&format!("{name} x {:?}", x.shape()), &x_words)?;
-        let y_buffer = match y {
-            Some(y) => {
-                let y_std = y.as_standard_layout();
-                Some(self.ctx.storage_from(
-                    &format!("{name} y {:?}", y.shape()),
-                    y_std.as_slice().expect("standard layout is contiguous"),
-                )?)
-            }
-            None => None,
-        };
-        let identity: Vec<u32> = (0..x.nrows() as u32).collect();
-        let order = self.ctx.storage_from(&format!("{name} order"), &identity)?;
+        let ctx = &self.ctx;
+        let (x_buffer, y_buffer, order) = ctx.allocating(name, || {
+            let x_buffer = ctx.storage_from(&format!("{name} x {:?}", x.shape()), &x_words)?;
+            let y_buffer = match y {
+                Some(y) => {
+                    let y_std = y.as_standard_layout();
+                    Some(ctx.storage_from(
+                        &format!("{name} y {:?}", y.shape()),
+                        y_std.as_slice().expect("standard layout is contiguous"),
+                    )?)
+                }
+                None => None,
+            };
+            let identity: Vec<u32> = (0..x.nrows() as u32).collect();
+            let order = ctx.storage_from(&format!("{name} order"), &identity)?;
+            Ok((x_buffer, y_buffer, order))
+        })?;
         self.data.insert(
             key,
             GpuData {
@@ -393,9 +409,13 @@ impl GpuBackend {
         steps: &[StepParams],
         mut after: impl FnMut(usize, &mut wgpu::CommandEncoder),
     ) -> Result<()> {
+        // Nothing is recorded for a lost device; what the submissions run into is reported
+        // by wgpu's callbacks, and returned here or at the next read-back.
+        self.ctx.check()?;
         self.ensure_program(program)?;
         if self.profiler.is_some() {
-            return self.run_profiled(program, steps, after);
+            self.run_profiled(program, steps, after)?;
+            return self.ctx.check();
         }
         for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMISSION).enumerate() {
             self.ctx
@@ -413,7 +433,7 @@ impl GpuBackend {
             }
             self.ctx.queue.submit([encoder.finish()]);
         }
-        Ok(())
+        self.ctx.check()
     }
 
     /// [`GpuBackend::run`] with every dispatch timed (see `profile.rs`).
@@ -732,7 +752,7 @@ impl Backend for GpuBackend {
             )));
         }
         if self.work.batch != batch_size {
-            self.work = Workspace::new(&self.ctx, &self.spec, batch_size)?;
+            self.work = Self::workspace(&self.ctx, &self.spec, batch_size)?;
             self.programs.clear();
         }
         Ok(())
@@ -746,6 +766,7 @@ impl Backend for GpuBackend {
         let data = self.data.get(&DataKey::User(Slot::Train)).ok_or_else(|| {
             WgradError::Gpu("set_order before the training data was uploaded".into())
         })?;
+        self.ctx.check()?;
         self.ctx
             .queue
             .write_buffer(&data.order, 0, bytemuck::cast_slice(order));
@@ -791,10 +812,16 @@ impl Backend for GpuBackend {
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.ctx.check()?;
         self.ctx
             .queue
             .write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
         Ok(())
+    }
+
+    fn destroy_device(&mut self) -> bool {
+        self.ctx.destroy_device();
+        true
     }
 
     fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]> {
@@ -813,6 +840,7 @@ impl Backend for GpuBackend {
     }
 
     fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()> {
+        self.ctx.check()?;
         for (buffer, values) in [&self.model.state1, &self.model.state2]
             .into_iter()
             .zip(state)

@@ -123,7 +123,7 @@ impl Model {
                 match GpuBackend::new(&spec, &params, &hardware) {
                     Ok(gpu) => Box::new(gpu),
                     Err(WgradError::NoAdapter { .. }) => Box::new(CpuBackend::new(&spec, &params)),
-                    Err(e @ WgradError::Gpu(_)) => {
+                    Err(e @ (WgradError::Gpu(_) | WgradError::DeviceLost(_))) => {
                         eprintln!("wgrad: the GPU failed to start ({e}); training on the CPU");
                         Box::new(CpuBackend::new(&spec, &params))
                     }
@@ -163,6 +163,14 @@ impl Model {
     /// and the time its autotuning took (`None` on the CPU).
     pub fn gpu_startup(&self) -> Option<crate::gpu::scheduler::Startup> {
         self.backend.gpu_startup()
+    }
+
+    /// Test hook: destroys the model's GPU device (wgpu's `Device::destroy`), as a driver
+    /// reset or an unplugged GPU would lose it, so tests can check that every later call is
+    /// a `DeviceLost` error. Returns `false` (and does nothing) on the CPU.
+    #[doc(hidden)]
+    pub fn destroy_gpu_device(&mut self) -> bool {
+        self.backend.destroy_device()
     }
 
     pub fn fit(&mut self, x: &Array2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
