@@ -412,23 +412,21 @@ impl GpuContext {
         encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let slice = staging.slice(..bytes);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        let (sender, receiver) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
         self.wait()?;
-        // The wait has run the callback, or dropped it (and so closed the channel) if the
-        // mapping could not be done; either way this does not block.
-        match pollster::block_on(receiver.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                self.check()?;
-                return Err(WgradError::Gpu(format!("reading a buffer back: {e}")));
-            }
-            None => {
-                self.check()?;
-                return Err(WgradError::Gpu("reading a buffer back: no answer".into()));
-            }
+        // Once the wait is over the mapping is done or failed; a callback that has not run
+        // (a lost device may drop it) is an error, never a wait.
+        let failure = match receiver.try_recv() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the buffer was not mapped".to_string()),
+        };
+        if let Some(failure) = failure {
+            self.check()?;
+            return Err(WgradError::Gpu(format!("reading a buffer back: {failure}")));
         }
         let values = {
             let mapped = slice
