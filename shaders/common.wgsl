@@ -60,6 +60,12 @@ fn activation_grad(kind: u32, y: f32) -> f32 {
     }
 }
 
+// Whether x is neither NaN nor infinite, from its exponent bits: shader compilers may fold
+// comparisons that involve NaN away, an integer test they may not.
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
 fn pcg_hash(x: u32) -> u32 {
     let state = x * 747796405u + 2891336453u;
     let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;

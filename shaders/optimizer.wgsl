@@ -21,6 +21,10 @@
 // of reduce.wgsl's sum_squares (a fixed-order tree, so all workgroups agree) and takes
 // s = min(1, step.clip_norm / (√Σ + 1e-6)); otherwise s = hyper.grad_scale.
 //
+// Non-finite parameters: an update that leaves a parameter NaN or infinite stores its step
+// in divergence[0] unless an earlier step is there (0: none yet); the host reads it with the
+// metrics once per epoch, so the run stops naming the step, and no NaN reaches a checkpoint.
+//
 // Entry points:
 //   main         the update. Dispatch: one invocation per element; workgroups of 64 spread
 //                over (x, y) when the vector needs more than 65535 workgroups (flat_index).
@@ -55,6 +59,7 @@ struct Regions {
 @group(0) @binding(5) var<storage, read_write> state2: array<f32>;
 @group(0) @binding(6) var<storage, read> clip: array<f32>;
 @group(0) @binding(7) var<uniform> regions: Regions;
+@group(0) @binding(8) var<storage, read_write> divergence: array<atomic<u32>>;
 
 const GROUP: u32 = 64u;
 var<workgroup> partial: array<f32, GROUP>;
@@ -109,32 +114,38 @@ fn main(
     let l2 = select(0.0, hyper.l2, penalized);
     let g = scale * grads[i] + l1 * sign(w) + 2.0 * l2 * w;
     let lr = step.learning_rate;
+    var updated: f32;
     switch OPTIMIZER {
         case 0u: {
-            params[i] = w - lr * g;
+            updated = w - lr * g;
         }
         case 1u: {
             let v = hyper.h1 * state1[i] + g;
             state1[i] = v;
-            params[i] = w - lr * v;
+            updated = w - lr * v;
         }
         case 2u: {
             let v = hyper.h1 * state1[i] + g;
             state1[i] = v;
-            params[i] = w - lr * (g + hyper.h1 * v);
+            updated = w - lr * (g + hyper.h1 * v);
         }
         case 3u: {
             let s = hyper.h1 * state1[i] + (1.0 - hyper.h1) * g * g;
             state1[i] = s;
-            params[i] = w - lr * g / (sqrt(s) + hyper.eps);
+            updated = w - lr * g / (sqrt(s) + hyper.eps);
         }
         default: {
             let m = hyper.h1 * state1[i] + (1.0 - hyper.h1) * g;
             let v = hyper.h2 * state2[i] + (1.0 - hyper.h2) * g * g;
             state1[i] = m;
             state2[i] = v;
-            params[i] = w - lr * (m / step.bias_correction1) / (sqrt(v / step.bias_correction2) + hyper.eps);
+            updated = w - lr * (m / step.bias_correction1) / (sqrt(v / step.bias_correction2) + hyper.eps);
         }
+    }
+    params[i] = updated;
+    // Every invocation that finds one in this step stores the same step: a benign race.
+    if (!is_finite(updated) && atomicLoad(&divergence[0]) == 0u) {
+        atomicStore(&divergence[0], step.step);
     }
 }
 

@@ -11,7 +11,11 @@
 //                    CE:  Σ y·(logsumexp(z) - z),            g = (p·Σy - y)/rows
 //                  Then metrics[0] += Σ loss, metrics[1] += Σ correct, metrics[2] += rows:
 //                  the running loss and accuracy counts, accumulated on the GPU until the
-//                  host reads them (a fixed-order tree sum, the same run to run).
+//                  host reads them (a fixed-order tree sum, the same run to run). In
+//                  training, the first step whose Σ loss is NaN or infinite is kept in
+//                  metrics[3] (0: none yet) and that sum in metrics[4], so a diverging run
+//                  is named to the step at the next read-back, without a read per step.
+//                  metrics holds u32 words; the sums are f32 bits.
 //                  Dispatch: exactly one workgroup, (1, 1, 1); its 256 threads take the rows
 //                  in turn.
 //   probabilities  out[r, :] = p for every row. Dispatch: one invocation per row,
@@ -34,7 +38,17 @@ struct Dims {
 @group(0) @binding(3) var<storage, read> targets: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;       // grad or probabilities
 @group(0) @binding(5) var<storage, read_write> row_stats: array<f32>; // [B, 2]
-@group(0) @binding(6) var<storage, read_write> metrics: array<f32>;   // [4]
+@group(0) @binding(6) var<storage, read_write> metrics: array<u32>;   // [5] or more
+
+const METRIC_LOSS: u32 = 0u;
+const METRIC_CORRECT: u32 = 1u;
+const METRIC_ROWS: u32 = 2u;
+const METRIC_BAD_STEP: u32 = 3u;
+const METRIC_BAD_LOSS: u32 = 4u;
+
+fn add_to_metric(index: u32, value: f32) {
+    metrics[index] = bitcast<u32>(bitcast<f32>(metrics[index]) + value);
+}
 
 // Outputs per row. Read from the binding's length rather than the uniform: lavapipe (Mesa
 // 22.3) leaks memory on every dispatch of this kernel when its loops are bounded by a
@@ -174,9 +188,14 @@ fn loss_and_grad(@builtin(local_invocation_index) thread: u32) {
         workgroupBarrier();
     }
     if (thread == 0u) {
-        metrics[0] += partial[0].x;
-        metrics[1] += partial[0].y;
-        metrics[2] += f32(step.rows);
+        let loss = partial[0].x;
+        add_to_metric(METRIC_LOSS, loss);
+        add_to_metric(METRIC_CORRECT, partial[0].y);
+        add_to_metric(METRIC_ROWS, f32(step.rows));
+        if (step.training != 0u && metrics[METRIC_BAD_STEP] == 0u && !is_finite(loss)) {
+            metrics[METRIC_BAD_STEP] = step.step;
+            metrics[METRIC_BAD_LOSS] = bitcast<u32>(loss);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! `cpu::CpuBackend` and `gpu::GpuBackend` implement [`Backend`]; everything above this
 //! trait (`train`) is the same for both.
 
-use crate::error::Result;
+use crate::error::{Divergence, Result};
 use ndarray::{Array2, ArrayView2};
 
 /// Which device a model runs on.
@@ -61,6 +61,12 @@ pub struct Metrics {
     pub loss_sum: f64,
     pub correct: f64,
     pub count: f64,
+    /// Training only: the first step (`StepParams::step`) whose loss was NaN or infinite,
+    /// with that step's summed loss. Recorded on the device, so a diverging run is named
+    /// to the step without reading anything back per step.
+    pub nonfinite_loss: Option<(u32, f32)>,
+    /// Training only: the first step whose update left a parameter NaN or infinite.
+    pub nonfinite_params: Option<u32>,
 }
 
 impl Metrics {
@@ -69,6 +75,19 @@ impl Metrics {
     }
     pub fn accuracy(&self) -> f32 {
         (self.correct / self.count.max(1.0)) as f32
+    }
+
+    /// The first step that went non-finite and how; a bad loss wins a tie, since its step's
+    /// update then spreads it to the weights.
+    pub fn divergence(&self) -> Option<(u32, Divergence)> {
+        match (self.nonfinite_loss, self.nonfinite_params) {
+            (Some((loss_step, _)), Some(params_step)) if params_step < loss_step => {
+                Some((params_step, Divergence::Weights))
+            }
+            (Some((step, loss)), _) => Some((step, Divergence::Loss(loss))),
+            (None, Some(step)) => Some((step, Divergence::Weights)),
+            (None, None) => None,
+        }
     }
 }
 
@@ -115,6 +134,11 @@ pub trait Backend {
     /// The kernel times measured since profiling started or the last call.
     fn take_profile(&mut self) -> Option<crate::gpu::profile::Profile> {
         None
+    }
+    /// Test hook: destroys a GPU device as a driver reset would lose it; `false` on the CPU.
+    #[doc(hidden)]
+    fn destroy_device(&mut self) -> bool {
+        false
     }
     /// What starting a GPU backend cost (pipelines, matmul choice); `None` on the CPU.
     fn gpu_startup(&self) -> Option<crate::gpu::scheduler::Startup> {

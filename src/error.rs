@@ -73,14 +73,32 @@ pub enum WgradError {
         detail: String,
     },
 
-    #[error(
-        "training diverged in epoch {epoch}: the mean loss is {loss}; lower the learning rate \
-         or clip gradients (--clip-norm)"
-    )]
-    Diverged { epoch: usize, loss: f32 },
+    /// Training went non-finite: found at the read-back after the epoch, named by the first
+    /// step that went bad, so the run can be redone from the last good weights.
+    #[error("{}", diverged_message(*epoch, *step, *epoch_step, cause, *last_good_epoch, checkpoint.as_deref()))]
+    Diverged {
+        epoch: usize,
+        /// 1-based optimizer step over the whole run (Adam's t; `Model::steps`).
+        step: u64,
+        /// 1-based step within the epoch.
+        epoch_step: u64,
+        cause: Divergence,
+        /// The last epoch that ended with finite weights (0: none did).
+        last_good_epoch: usize,
+        /// Where that epoch's checkpoint lies, when one was written (the CLI's).
+        checkpoint: Option<String>,
+    },
 
     #[error("GPU error: {0}")]
     Gpu(String),
+
+    /// The device stopped working (driver reset, unplugged, destroyed); nothing more can run
+    /// on it, but what was saved before is untouched.
+    #[error(
+        "GPU device lost: {0}. Nothing more can run on it; files saved before are intact \
+         (`wgrad train --resume DIR` continues from the last checkpoint)"
+    )]
+    DeviceLost(String),
 
     /// A data or model file that is malformed: `message` says where (line, column, tensor)
     /// and what was found.
@@ -111,6 +129,38 @@ impl WgradError {
             source,
         }
     }
+}
+
+/// What went non-finite first in a diverging run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Divergence {
+    /// The step's loss (NaN or ±inf).
+    Loss(f32),
+    /// The step's update made a parameter NaN or infinite while its loss was finite.
+    Weights,
+}
+
+fn diverged_message(
+    epoch: usize,
+    step: u64,
+    epoch_step: u64,
+    cause: &Divergence,
+    last_good_epoch: usize,
+    checkpoint: Option<&str>,
+) -> String {
+    let what = match cause {
+        Divergence::Loss(loss) => format!("loss is {loss}"),
+        Divergence::Weights => "its update made weights NaN or infinite".to_string(),
+    };
+    let kept = match (last_good_epoch, checkpoint) {
+        (0, _) => "no epoch ended with finite weights".to_string(),
+        (good, Some(dir)) => format!("the last checkpoint (epoch {good}, in {dir}) is intact"),
+        (good, None) => format!("the weights after epoch {good} were the last finite ones"),
+    };
+    format!(
+        "training diverged at epoch {epoch}, step {step} (step {epoch_step} of the epoch): \
+         {what}; {kept}. Lower the learning rate or clip gradients (--clip-norm)"
+    )
 }
 
 pub type Result<T> = std::result::Result<T, WgradError>;

@@ -34,7 +34,7 @@ pub mod rng;
 pub mod train;
 
 pub use backend::Device;
-pub use error::{Result, WgradError};
+pub use error::{Divergence, Result, WgradError};
 pub use gpu::AdapterChoice;
 pub use model::{Activation, Dense, Loss, Optimizer, Sequential};
 pub use train::{EpochRecord, Evaluation, FitConfig, History, Model, Targets};

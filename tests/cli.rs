@@ -344,3 +344,98 @@ fn bench_times_the_standard_set_and_the_scaling_on_each_device() {
         assert!(first > 0.0 && last > 0.0, "{device}:\n{scaling}");
     }
 }
+
+/// The number after `before` in `text`.
+fn number_after(text: &str, before: &str) -> usize {
+    let start = text
+        .find(before)
+        .unwrap_or_else(|| panic!("no '{before}' in {text}"))
+        + before.len();
+    text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after '{before}' in {text}"))
+}
+
+#[test]
+fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
+    let dir = temp_dir("diverge");
+    // y = x0, fitted with SGD at a learning rate far past stability: the loss overflows in
+    // epoch 2 or later, after epoch 1's checkpoint was written.
+    let mut csv = String::from("x0,x1,y\n");
+    for i in 0..120 {
+        let (a, b) = (
+            ((i * 37) % 101) as f32 / 50.0 - 1.0,
+            ((i * 53) % 97) as f32 / 48.0 - 1.0,
+        );
+        csv += &format!("{a},{b},{a}\n");
+    }
+    let data = dir.join("train.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let data_spec = format!("csv:{}", s(&data));
+    let model = dir.join("model");
+    let output = wgrad(&[
+        "train",
+        "--data",
+        &data_spec,
+        "--task",
+        "regression",
+        "--layers",
+        "2,16,1",
+        "--activation",
+        "tanh",
+        "--output-activation",
+        "linear",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "3",
+        "--batch-size",
+        "16",
+        "--scale",
+        "none",
+        "--epochs",
+        "20",
+        "--no-plots",
+        "--device",
+        "cpu",
+        "--out",
+        s(&model),
+    ]);
+    let message = text(&output);
+    assert!(
+        !output.status.success(),
+        "a diverging run succeeded:\n{message}"
+    );
+    let epoch = number_after(&message, "training diverged at epoch ");
+    let step = number_after(&message, &format!("at epoch {epoch}, step "));
+    let epoch_step = number_after(&message, &format!("step {step} (step "));
+    // 120 rows in batches of 16: 8 steps per epoch.
+    assert!(epoch >= 2 && (1..=8).contains(&epoch_step), "{message}");
+    assert_eq!(step, (epoch - 1) * 8 + epoch_step, "{message}");
+    assert!(message.contains("loss is"), "{message}");
+    let kept = format!(
+        "the last checkpoint (epoch {}, in {}) is intact",
+        epoch - 1,
+        s(&model)
+    );
+    assert!(message.contains(&kept), "{message}");
+
+    // The directory holds the last good epoch, finite, and loads both ways.
+    let (mut saved, _, progress) = wgrad::io::load_checkpoint(&model, wgrad::Device::Cpu).unwrap();
+    assert_eq!(progress.epochs_done, epoch - 1);
+    assert_eq!(saved.steps(), (epoch as u64 - 1) * 8);
+    assert!(saved.params().unwrap().iter().all(|v| v.is_finite()));
+    let eval = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        &data_spec,
+        "--device",
+        "cpu",
+    ]);
+    assert!(eval.contains("loss"), "{eval}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,8 +5,8 @@ mod common;
 
 use wgrad::train::{Callback, EarlyStopping, Monitor, Schedule};
 use wgrad::{
-    Activation, Device, FitConfig, History, Model, Optimizer, Result, Sequential, Targets,
-    WgradError, data,
+    Activation, Device, Divergence, FitConfig, History, Model, Optimizer, Result, Sequential,
+    Targets, WgradError, data,
 };
 
 fn spiral_model(seed: u64) -> Model {
@@ -291,7 +291,7 @@ fn resuming_matches_an_uninterrupted_run() {
 }
 
 #[test]
-fn divergence_is_an_error_naming_the_epoch() {
+fn divergence_is_an_error_naming_the_epoch_and_step() {
     let (x, _) = data::spirals(20, 3, 0.2, 0);
     let y = Targets::Values(x.mapv(|v| v * 1e30));
     let spec = Sequential::new(2)
@@ -310,9 +310,24 @@ fn divergence_is_an_error_naming_the_epoch() {
             },
         )
         .unwrap_err();
+    // Targets of 1e30 make the very first step's squared error overflow.
     assert!(
-        matches!(error, WgradError::Diverged { epoch, .. } if epoch >= 1),
+        matches!(
+            error,
+            WgradError::Diverged {
+                epoch: 1,
+                step: 1,
+                epoch_step: 1,
+                cause: Divergence::Loss(loss),
+                ..
+            } if loss == f32::INFINITY
+        ),
         "{error:?}"
     );
-    assert!(error.to_string().contains("epoch"));
+    assert!(
+        error
+            .to_string()
+            .contains("epoch 1, step 1 (step 1 of the epoch): loss is inf"),
+        "{error}"
+    );
 }

@@ -581,13 +581,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         earlier,
     };
     let validation = data.validation.as_ref().map(|v| (&v.x, &v.y));
-    let history = model.fit_with(
-        &data.train.x,
-        &data.train.y,
-        &config,
-        validation,
-        &mut [&mut display, &mut checkpointer],
-    )?;
+    let history = model
+        .fit_with(
+            &data.train.x,
+            &data.train.y,
+            &config,
+            validation,
+            &mut [&mut display, &mut checkpointer],
+        )
+        .map_err(|e| name_checkpoint(e, &out))?;
     if profiling {
         if let Some(profile) = model.take_profile() {
             println!(
@@ -659,6 +661,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// A divergence stops the run before its epoch's checkpoint and the final save, so the
+/// checkpoint of the last good epoch (this run's or the resumed one's) is what `dir` holds:
+/// the error says so.
+fn name_checkpoint(mut error: WgradError, dir: &Path) -> WgradError {
+    if let WgradError::Diverged {
+        last_good_epoch,
+        checkpoint,
+        ..
+    } = &mut error
+        && *last_good_epoch > 0
+    {
+        *checkpoint = Some(dir.display().to_string());
+    }
+    error
 }
 
 fn layer_widths(spec: &Sequential) -> String {

@@ -154,6 +154,7 @@ impl CpuBackend {
             loss_sum: self.work.row_loss.iter().map(|&v| v as f64).sum(),
             correct: self.work.row_correct.iter().map(|&v| v as f64).sum(),
             count: rows as f64,
+            ..Default::default()
         }
     }
 
@@ -189,12 +190,15 @@ impl CpuBackend {
         }
     }
 
-    fn update(&mut self, step: &StepParams) {
+    /// Returns whether every updated parameter is finite (checked on each chunk while it is
+    /// still in cache).
+    fn update(&mut self, step: &StepParams) -> bool {
         let grad_scale = if step.clip_norm > 0.0 {
             ops::gradient_clip_factor(&self.grads, step.clip_norm)
         } else {
             1.0
         };
+        let mut finite = true;
         for slot in &self.layout.tensors {
             let range = slot.offset..slot.offset + slot.len;
             let (l1, l2) = if slot.regularized {
@@ -203,12 +207,13 @@ impl CpuBackend {
                 (0.0, 0.0)
             };
             // Element-wise, so chunks on several threads give the same bits as one pass.
-            self.params[range.clone()]
+            // `reduce`, not `all`: every chunk must be updated.
+            finite &= self.params[range.clone()]
                 .par_chunks_mut(UPDATE_CHUNK)
                 .zip(self.grads[range.clone()].par_chunks(UPDATE_CHUNK))
                 .zip(self.state1[range.clone()].par_chunks_mut(UPDATE_CHUNK))
                 .zip(self.state2[range].par_chunks_mut(UPDATE_CHUNK))
-                .for_each(|(((params, grads), state1), state2)| {
+                .map(|(((params, grads), state1), state2)| {
                     ops::optimizer_update(
                         &self.spec.optimizer,
                         params,
@@ -219,9 +224,12 @@ impl CpuBackend {
                         l2,
                         grad_scale,
                         step,
-                    )
-                });
+                    );
+                    params.iter().all(|v| v.is_finite())
+                })
+                .reduce(|| true, |a, b| a && b);
         }
+        finite
     }
 
     fn train_step(&mut self, step: &StepParams) {
@@ -233,11 +241,17 @@ impl CpuBackend {
         self.order = order;
         self.forward(step);
         let metrics = self.output_stage(step.rows);
-        self.train_metrics.loss_sum += metrics.loss_sum;
-        self.train_metrics.correct += metrics.correct;
-        self.train_metrics.count += metrics.count;
+        let total = &mut self.train_metrics;
+        total.loss_sum += metrics.loss_sum;
+        total.correct += metrics.correct;
+        total.count += metrics.count;
+        if total.nonfinite_loss.is_none() && !metrics.loss_sum.is_finite() {
+            total.nonfinite_loss = Some((step.step, metrics.loss_sum as f32));
+        }
         self.backward(step);
-        self.update(step);
+        if !self.update(step) && self.train_metrics.nonfinite_params.is_none() {
+            self.train_metrics.nonfinite_params = Some(step.step);
+        }
     }
 
     /// The mean loss of one batch and its gradient with respect to every parameter (flat

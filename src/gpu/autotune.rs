@@ -261,10 +261,7 @@ pub fn time_dispatch(ctx: &GpuContext, dispatch: &Dispatch, repeats: usize) -> R
         }
     }
     ctx.queue.submit([encoder.finish()]);
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| WgradError::Gpu(format!("waiting for the GPU: {e}")))?;
-    ctx.check()?;
+    ctx.wait()?;
     Ok(started.elapsed().as_secs_f64() / repeats as f64)
 }
 

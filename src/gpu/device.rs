@@ -3,6 +3,7 @@
 
 use crate::error::{Result, WgradError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A graphics API wgpu can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,14 +173,26 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
         })
 }
 
+/// What wgpu's callbacks reported, kept until [`GpuContext::check`] returns it.
+#[derive(Default)]
+struct Faults {
+    /// Validation, out-of-memory and internal errors not caught by an error scope.
+    errors: Vec<String>,
+    /// Why the device was lost; it stays lost, so this is never cleared.
+    lost: Option<String>,
+}
+
+/// How long a read-back waits between looks at the device-lost callback's report: a lost
+/// device may never answer the wait itself.
+const POLL_SLICE: Duration = Duration::from_millis(200);
+
 /// An open device with its queue and what we know of its adapter.
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    /// Validation, out-of-memory and device-lost errors, reported by wgpu's callbacks.
-    errors: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Faults>>,
 }
 
 impl GpuContext {
@@ -202,23 +215,36 @@ impl GpuContext {
             ..Default::default()
         }))
         .map_err(|e| WgradError::Gpu(format!("could not open '{}': {e}", info.name)))?;
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        let sink = errors.clone();
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let sink = faults.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().expect("error sink").push(e.to_string());
+            let kind = match e {
+                wgpu::Error::OutOfMemory { .. } => "out of memory",
+                wgpu::Error::Validation { .. } => "validation error",
+                wgpu::Error::Internal { .. } => "internal error",
+            };
+            lock(&sink).errors.push(format!("{kind}: {e}"));
         }));
-        let sink = errors.clone();
+        let sink = faults.clone();
+        let adapter_name = info.name.clone();
         device.set_device_lost_callback(move |reason, message| {
-            sink.lock()
-                .expect("error sink")
-                .push(format!("device lost ({reason:?}): {message}"));
+            let why = match reason {
+                wgpu::DeviceLostReason::Destroyed => "destroyed",
+                wgpu::DeviceLostReason::Unknown => "driver or device failure",
+            };
+            let detail = if message.is_empty() {
+                String::new()
+            } else {
+                format!(": {message}")
+            };
+            lock(&sink).lost = Some(format!("'{adapter_name}' ({why}{detail})"));
         });
         Ok(GpuContext {
             device,
             queue,
             info,
             limits,
-            errors,
+            faults,
         })
     }
 
@@ -230,15 +256,54 @@ impl GpuContext {
         )
     }
 
-    /// Turns any error wgpu reported since the last call into a `WgradError`.
+    /// Turns what wgpu reported since the last call into a `WgradError`: `DeviceLost` once
+    /// the device is lost (at every later call too), else `Gpu` with the errors.
     pub fn check(&self) -> Result<()> {
-        let mut errors = self.errors.lock().expect("error sink");
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            let all = errors.drain(..).collect::<Vec<_>>().join("; ");
-            Err(WgradError::Gpu(all))
+        {
+            let faults = lock(&self.faults);
+            if faults.errors.is_empty() && faults.lost.is_none() {
+                return Ok(());
+            }
         }
+        // Errors may follow from a loss wgpu reports only when it next maintains the device
+        // (its callback takes the lock, so it is not held here).
+        let _ = self.device.poll(wgpu::PollType::Poll);
+        let mut faults = lock(&self.faults);
+        if let Some(lost) = faults.lost.clone() {
+            // What fails after a loss only follows from it.
+            faults.errors.clear();
+            return Err(WgradError::DeviceLost(lost));
+        }
+        Err(WgradError::Gpu(
+            faults.errors.drain(..).collect::<Vec<_>>().join("; "),
+        ))
+    }
+
+    /// Waits until all submitted work is done. It looks at the device-lost report between
+    /// short waits, so a lost device is an error however the driver behaves.
+    pub fn wait(&self) -> Result<()> {
+        loop {
+            self.check()?;
+            let wait = wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(POLL_SLICE),
+            };
+            match self.device.poll(wait) {
+                Ok(_) => return self.check(),
+                Err(wgpu::PollError::Timeout) => continue,
+                Err(e) => {
+                    self.check()?;
+                    return Err(WgradError::Gpu(format!("waiting for the GPU: {e}")));
+                }
+            }
+        }
+    }
+
+    /// Destroys the device as a driver reset would lose it: the device-lost callback fires
+    /// and every later call fails. For tests of what a lost device leaves behind.
+    #[doc(hidden)]
+    pub fn destroy_device(&self) {
+        self.device.destroy();
     }
 
     /// Fails with a message naming `what` when `bytes` exceeds what one buffer or one
@@ -369,18 +434,21 @@ impl GpuContext {
         encoder.copy_buffer_to_buffer(buffer, (offset * 4) as u64, &staging, 0, bytes);
         self.queue.submit([encoder.finish()]);
         let slice = staging.slice(..bytes);
-        let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
+        let (sender, receiver) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = sender.send(result);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| WgradError::Gpu(format!("waiting for the GPU: {e}")))?;
-        self.check()?;
-        match pollster::block_on(receiver.receive()) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(WgradError::Gpu(format!("reading a buffer back: {e}"))),
-            None => return Err(WgradError::Gpu("reading a buffer back: no answer".into())),
+        self.wait()?;
+        // Once the wait is over the mapping is done or failed; a callback that has not run
+        // (a lost device may drop it) is an error, never a wait.
+        let failure = match receiver.try_recv() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the buffer was not mapped".to_string()),
+        };
+        if let Some(failure) = failure {
+            self.check()?;
+            return Err(WgradError::Gpu(format!("reading a buffer back: {failure}")));
         }
         let values = {
             let mapped = slice
@@ -391,4 +459,12 @@ impl GpuContext {
         staging.unmap();
         Ok(values)
     }
+}
+
+/// The fault sink; a panic while it was held cannot leave it inconsistent (it only pushes
+/// and sets), so a poisoned lock is used as is.
+fn lock(faults: &Mutex<Faults>) -> std::sync::MutexGuard<'_, Faults> {
+    faults
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -444,6 +444,7 @@ impl Kernels {
                 "optimizer",
                 &[
                     Uniform, Uniform, Read, ReadWrite, ReadWrite, ReadWrite, Read, Uniform,
+                    ReadWrite,
                 ],
             ),
             matmul_modules: HashMap::new(),
@@ -913,7 +914,8 @@ impl Kernels {
     /// `regions` holds (end, regularized) per tensor, each tensor starting at a multiple of
     /// 64 elements; the penalties apply to regularized ones. The gradient is scaled by
     /// `grad_scale`, or with `clipped` by the clipping factor of the partial squared norms in
-    /// `clip` (bound either way).
+    /// `clip` (bound either way). `divergence[0]` receives the first step whose update left a
+    /// parameter non-finite (kept while non-zero).
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer(
         &mut self,
@@ -928,6 +930,7 @@ impl Kernels {
         state1: View,
         state2: View,
         clip: View,
+        divergence: View,
         regions: &[(usize, bool)],
     ) -> Result<Dispatch> {
         if regions.len() > MAX_TENSORS {
@@ -958,6 +961,7 @@ impl Kernels {
             state2.resource(),
             clip.resource(),
             table.as_entire_binding(),
+            divergence.resource(),
         ];
         let key = PipelineKey::Optimizer {
             code: optimizer.gpu_code(),
@@ -968,14 +972,14 @@ impl Kernels {
 
     /// out[0] = min(1, clip_norm / ‖gradient‖) from the partial squared norms, by the
     /// optimizer's own function (optimizer.wgsl, `clip_factor`). `scratch` is bound to the
-    /// other read-write slots.
+    /// other read-write slots (three different buffers).
     pub fn clip_factor(
         &mut self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
         partials: View,
         out: View,
-        scratch: [View; 2],
+        scratch: [View; 3],
     ) -> Result<Dispatch> {
         let uniform = ctx.uniform("optimizer hyper-parameters", &[0u32; 8]);
         let table = ctx.uniform_slice("parameter regions", &regions_uniform(&[]));
@@ -990,6 +994,7 @@ impl Kernels {
             scratch[1].resource(),
             partials.resource(),
             table.as_entire_binding(),
+            scratch[2].resource(),
         ];
         self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
     }

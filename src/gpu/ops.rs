@@ -271,7 +271,7 @@ impl KernelRunner {
         let targets_buf = self.ctx.storage_from("targets", &flat(targets))?;
         let grad = self.ctx.storage("grad", batch * n)?;
         let stats = self.ctx.storage("row stats", batch * 2)?;
-        let metrics = self.ctx.storage("metrics", 4)?;
+        let metrics = self.ctx.storage("metrics", 5)?;
         let d = self.kernels.loss(
             &self.ctx,
             &step,
@@ -391,12 +391,17 @@ impl KernelRunner {
         self.submit(&d)?;
         let scratch1 = self.ctx.storage("scratch", 1)?;
         let scratch2 = self.ctx.storage("scratch", 1)?;
+        let scratch3 = self.ctx.storage("scratch", 1)?;
         let d = self.kernels.clip_factor(
             &self.ctx,
             &step,
             View::whole(&partials),
             View::whole(&factor),
-            [View::whole(&scratch1), View::whole(&scratch2)],
+            [
+                View::whole(&scratch1),
+                View::whole(&scratch2),
+                View::whole(&scratch3),
+            ],
         )?;
         self.submit(&d)?;
         Ok(self.ctx.read(&factor, 0, 1)?[0])
@@ -427,6 +432,7 @@ impl KernelRunner {
         let s1 = self.ctx.storage_from("state1", state1)?;
         let s2 = self.ctx.storage_from("state2", state2)?;
         let clip = self.ctx.storage("unused", 1)?;
+        let divergence = self.ctx.storage("divergence step", 1)?;
         let d = self.kernels.optimizer(
             &self.ctx,
             &step_buf,
@@ -439,6 +445,7 @@ impl KernelRunner {
             View::whole(&s1),
             View::whole(&s2),
             View::whole(&clip),
+            View::whole(&divergence),
             regions,
         )?;
         self.submit(&d)?;

@@ -173,10 +173,7 @@ impl Profiler {
         }
         let slice = self.readback.slice(..u64::from(count) * 8);
         slice.map_async(wgpu::MapMode::Read, |_| {});
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| WgradError::Gpu(format!("waiting for the GPU: {e}")))?;
-        ctx.check()?;
+        ctx.wait()?;
         {
             let mapped = slice
                 .get_mapped_range()

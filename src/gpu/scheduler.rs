@@ -99,10 +99,18 @@ struct Workspace {
     /// [batch, 2]: each row's loss and correctness.
     row_stats: wgpu::Buffer,
     probabilities: wgpu::Buffer,
-    /// [loss sum, correct, count, -], accumulated by the metrics kernel.
+    /// [`METRICS_WORDS`]: the loss kernel's sums and the optimizer's divergence step.
     train_metrics: wgpu::Buffer,
     eval_metrics: wgpu::Buffer,
 }
+
+/// A metrics buffer, read back once per epoch: words 0-4 are output.wgsl's loss sum,
+/// correct count, row count (f32 bits), first step with a non-finite loss (0: none) and
+/// that step's loss; word [`PARAMS_STEP_WORD`] is optimizer.wgsl's first step that left a
+/// parameter non-finite. It sits 256 bytes in, the most any adapter may require a storage
+/// binding's offset to be aligned to.
+const PARAMS_STEP_WORD: usize = 64;
+const METRICS_WORDS: usize = PARAMS_STEP_WORD + 1;
 
 impl Workspace {
     fn new(ctx: &GpuContext, spec: &Sequential, batch: usize) -> Result<Self> {
@@ -140,8 +148,8 @@ impl Workspace {
             targets: ctx.storage(&format!("the target batch [{batch}, {out}]"), batch * out)?,
             row_stats: ctx.storage("per-row metrics", batch * 2)?,
             probabilities: ctx.storage("output probabilities", batch * out)?,
-            train_metrics: ctx.storage("training metrics", 4)?,
-            eval_metrics: ctx.storage("evaluation metrics", 4)?,
+            train_metrics: ctx.storage("training metrics", METRICS_WORDS)?,
+            eval_metrics: ctx.storage("evaluation metrics", METRICS_WORDS)?,
         })
     }
 }
@@ -459,9 +467,13 @@ impl GpuBackend {
         steps: &[StepParams],
         mut after: impl FnMut(usize, &mut wgpu::CommandEncoder),
     ) -> Result<()> {
+        // Nothing is recorded for a lost device; what the submissions run into is reported
+        // by wgpu's callbacks, and returned here or at the next read-back.
+        self.ctx.check()?;
         self.ensure_program(program)?;
         if self.profiler.is_some() {
-            return self.run_profiled(program, steps, after);
+            self.run_profiled(program, steps, after)?;
+            return self.ctx.check();
         }
         for (chunk_index, chunk) in steps.chunks(STEPS_PER_SUBMISSION).enumerate() {
             self.ctx
@@ -479,7 +491,7 @@ impl GpuBackend {
             }
             self.ctx.queue.submit([encoder.finish()]);
         }
-        Ok(())
+        self.ctx.check()
     }
 
     /// [`GpuBackend::run`] with every dispatch timed (see `profile.rs`).
@@ -513,15 +525,19 @@ impl GpuBackend {
         Ok(())
     }
 
+    /// Reads a metrics buffer (see [`METRICS_WORDS`]) and zeroes it.
     fn read_metrics(&self, buffer: &wgpu::Buffer) -> Result<Metrics> {
-        let values = self.ctx.read(buffer, 0, 3)?;
+        let values = self.ctx.read(buffer, 0, METRICS_WORDS)?;
         self.ctx
             .queue
-            .write_buffer(buffer, 0, bytemuck::cast_slice(&[0.0f32; 4]));
+            .write_buffer(buffer, 0, bytemuck::cast_slice(&[0u32; METRICS_WORDS]));
+        let step = |word: usize| Some(values[word].to_bits()).filter(|&s| s != 0);
         Ok(Metrics {
             loss_sum: values[0] as f64,
             correct: values[1] as f64,
             count: values[2] as f64,
+            nonfinite_loss: step(3).map(|s| (s, values[4])),
+            nonfinite_params: step(PARAMS_STEP_WORD),
         })
     }
 }
@@ -756,6 +772,11 @@ impl<'a> ProgramBuilder<'a> {
                 state(&self.model.state1, used1, part),
                 state(&self.model.state2, used2, part),
                 View::whole(clip),
+                View {
+                    buffer: &self.work.train_metrics,
+                    offset: PARAMS_STEP_WORD,
+                    len: 1,
+                },
                 &regions(self.layout, part),
             )?;
             self.dispatches.push(d);
@@ -834,6 +855,7 @@ impl Backend for GpuBackend {
         let data = self.data.get(&DataKey::User(Slot::Train)).ok_or_else(|| {
             WgradError::Gpu("set_order before the training data was uploaded".into())
         })?;
+        self.ctx.check()?;
         self.ctx
             .queue
             .write_buffer(&data.order, 0, bytemuck::cast_slice(order));
@@ -880,10 +902,16 @@ impl Backend for GpuBackend {
     }
 
     fn set_params(&mut self, params: &[f32]) -> Result<()> {
+        self.ctx.check()?;
         self.ctx
             .queue
             .write_buffer(&self.model.params, 0, bytemuck::cast_slice(params));
         Ok(())
+    }
+
+    fn destroy_device(&mut self) -> bool {
+        self.ctx.destroy_device();
+        true
     }
 
     fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]> {
@@ -902,6 +930,7 @@ impl Backend for GpuBackend {
     }
 
     fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()> {
+        self.ctx.check()?;
         for (buffer, values) in [&self.model.state1, &self.model.state2]
             .into_iter()
             .zip(state)

@@ -123,7 +123,7 @@ impl Model {
                 match GpuBackend::new(&spec, &params, &hardware) {
                     Ok(gpu) => Box::new(gpu),
                     Err(WgradError::NoAdapter { .. }) => Box::new(CpuBackend::new(&spec, &params)),
-                    Err(e @ WgradError::Gpu(_)) => {
+                    Err(e @ (WgradError::Gpu(_) | WgradError::DeviceLost(_))) => {
                         eprintln!("wgrad: the GPU failed to start ({e}); training on the CPU");
                         Box::new(CpuBackend::new(&spec, &params))
                     }
@@ -163,6 +163,14 @@ impl Model {
     /// and the time its autotuning took (`None` on the CPU).
     pub fn gpu_startup(&self) -> Option<crate::gpu::scheduler::Startup> {
         self.backend.gpu_startup()
+    }
+
+    /// Test hook: destroys the model's GPU device (wgpu's `Device::destroy`), as a driver
+    /// reset or an unplugged GPU would lose it, so tests can check that every later call is
+    /// a `DeviceLost` error. Returns `false` (and does nothing) on the CPU.
+    #[doc(hidden)]
+    pub fn destroy_gpu_device(&mut self) -> bool {
+        self.backend.destroy_device()
     }
 
     pub fn fit(&mut self, x: &Array2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
@@ -221,6 +229,7 @@ impl Model {
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, n);
             }
+            let steps_before = self.steps;
             let batch_starts: Vec<usize> = (0..n).step_by(config.batch_size).collect();
             for chunk in batch_starts.chunks(STEPS_PER_CALL) {
                 let steps: Vec<StepParams> = chunk
@@ -251,10 +260,16 @@ impl Model {
             }
             let metrics = self.backend.take_train_metrics()?;
             let train_seconds = started.elapsed().as_secs_f64();
-            if !metrics.mean_loss().is_finite() {
+            if let Some((step, cause)) = metrics.divergence() {
+                // Devices count steps in 32 bits; the run's count is `self.steps`.
+                let epoch_step = u64::from(step.wrapping_sub(steps_before as u32));
                 return Err(WgradError::Diverged {
                     epoch,
-                    loss: metrics.mean_loss(),
+                    step: steps_before + epoch_step,
+                    epoch_step,
+                    cause,
+                    last_good_epoch: epoch - 1,
+                    checkpoint: None,
                 });
             }
             let validation_metrics = match validation {
