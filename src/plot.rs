@@ -700,6 +700,10 @@ fn render(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult)
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
+    if !dir.is_dir() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder");
+        return Err(WgradError::io(path, missing));
+    }
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
