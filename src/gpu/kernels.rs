@@ -234,9 +234,11 @@ pub enum DataFormat {
 impl DataFormat {
     /// The most compact format that holds `values` exactly, and the words to upload.
     pub fn encode(values: &[f32]) -> (DataFormat, Vec<u32>) {
+        // Bit for bit: -0.0 equals 0/255 but would come back as +0.0.
         let as_byte = |v: f32| {
             let k = (v * 255.0).round();
-            ((0.0..=255.0).contains(&k) && k / 255.0 == v).then_some(k as u32)
+            ((0.0..=255.0).contains(&k) && (k as u32 as f32 / 255.0).to_bits() == v.to_bits())
+                .then_some(k as u32)
         };
         if values.iter().all(|&v| as_byte(v).is_some()) {
             let words = values
@@ -998,5 +1000,7 @@ mod tests {
         let (format, words) = DataFormat::encode(&[0.0, 0.5, 1.0]);
         assert_eq!(format, DataFormat::F32, "0.5 is not k/255");
         assert_eq!(words, vec![0, 0.5f32.to_bits(), 1.0f32.to_bits()]);
+        let (format, _) = DataFormat::encode(&[1.0, -0.0]);
+        assert_eq!(format, DataFormat::F32, "-0.0 is not a byte");
     }
 }
