@@ -268,10 +268,11 @@ impl DataFormat {
     }
 }
 
-/// k where `v` is exactly k / 255 for a byte k.
+/// k where `v` is exactly k / 255 for a byte k, bit for bit (-0.0 equals 0 / 255 but would
+/// come back as +0.0).
 fn as_byte(v: f32) -> Option<u32> {
     let k = (v * 255.0).round();
-    ((0.0..=255.0).contains(&k) && k / 255.0 == v).then_some(k as u32)
+    ((0.0..=255.0).contains(&k) && (k / 255.0).to_bits() == v.to_bits()).then_some(k as u32)
 }
 
 /// A part of a buffer, in f32/u32 elements.
@@ -1033,6 +1034,11 @@ mod tests {
         assert_eq!(
             format.encode(&values),
             vec![0, 0.5f32.to_bits(), 1.0f32.to_bits()]
+        );
+        assert_eq!(
+            DataFormat::of(&[1.0, -0.0]),
+            DataFormat::F32,
+            "-0.0 is not a byte"
         );
     }
 }
