@@ -272,7 +272,8 @@ impl DataFormat {
 /// come back as +0.0).
 fn as_byte(v: f32) -> Option<u32> {
     let k = (v * 255.0).round();
-    ((0.0..=255.0).contains(&k) && (k / 255.0).to_bits() == v.to_bits()).then_some(k as u32)
+    ((0.0..=255.0).contains(&k) && (k as u32 as f32 / 255.0).to_bits() == v.to_bits())
+        .then_some(k as u32)
 }
 
 /// A part of a buffer, in f32/u32 elements.
