@@ -4,11 +4,12 @@
 
 pub mod gemm;
 pub mod ops;
+mod vector;
 
 use crate::backend::{Backend, Metrics, Slot, StepParams};
 use crate::error::Result;
 use crate::model::{Activation, Loss, ParamLayout, Sequential, TensorSlot};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, s};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
 use ops::Dropout;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -30,6 +31,15 @@ pub struct CpuBackend {
     data: HashMap<Slot, (Array2<f32>, Array2<f32>)>,
     order: Vec<u32>,
     train_metrics: Metrics,
+}
+
+/// `dst = src` for one row: a `memcpy` when both are contiguous (the backend's own arrays
+/// always are), which ndarray's element-wise `assign` is not.
+fn copy_row(mut dst: ArrayViewMut1<f32>, src: ArrayView1<f32>) {
+    match (dst.as_slice_mut(), src.as_slice()) {
+        (Some(dst), Some(src)) => dst.copy_from_slice(src),
+        _ => dst.assign(&src),
+    }
 }
 
 /// Per-batch arrays, allocated once per batch size.
@@ -114,12 +124,15 @@ impl CpuBackend {
     fn gather(&mut self, slot: Slot, rows: impl Iterator<Item = usize>) {
         let (x, y) = &self.data[&slot];
         let input = &mut self.work.activations[0];
-        input.fill(0.0);
-        self.work.targets.fill(0.0);
+        let mut filled = 0;
         for (i, src) in rows.enumerate() {
-            input.row_mut(i).assign(&x.row(src));
-            self.work.targets.row_mut(i).assign(&y.row(src));
+            copy_row(input.row_mut(i), x.row(src));
+            copy_row(self.work.targets.row_mut(i), y.row(src));
+            filled = i + 1;
         }
+        // Padding rows of a short last batch are zero.
+        input.slice_mut(s![filled.., ..]).fill(0.0);
+        self.work.targets.slice_mut(s![filled.., ..]).fill(0.0);
     }
 
     fn forward(&mut self, step: &StepParams) {
@@ -214,18 +227,24 @@ impl CpuBackend {
                 .zip(self.state1[range.clone()].par_chunks_mut(UPDATE_CHUNK))
                 .zip(self.state2[range].par_chunks_mut(UPDATE_CHUNK))
                 .map(|(((params, grads), state1), state2)| {
-                    ops::optimizer_update(
-                        &self.spec.optimizer,
-                        params,
-                        grads,
-                        state1,
-                        state2,
-                        l1,
-                        l2,
-                        grad_scale,
-                        step,
-                    );
-                    params.iter().all(|v| v.is_finite())
+                    vector::widest(
+                        #[inline(always)]
+                        || {
+                            ops::optimizer_update(
+                                &self.spec.optimizer,
+                                params,
+                                grads,
+                                state1,
+                                state2,
+                                l1,
+                                l2,
+                                grad_scale,
+                                step,
+                            );
+                            // `fold`, not `all`: no early exit, so the check vectorises.
+                            params.iter().fold(true, |finite, v| finite & v.is_finite())
+                        },
+                    )
                 })
                 .reduce(|| true, |a, b| a && b);
         }

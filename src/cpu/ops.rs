@@ -306,6 +306,7 @@ pub fn gradient_clip_factor(grads: &[f32], clip_norm: f32) -> f32 {
 /// One optimizer step on one tensor (`shaders/optimizer.wgsl`): the gradient is scaled by
 /// `grad_scale` (the clipping factor, or 1), then the penalties are added.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)] // into `vector::widest`, to be compiled for its vector width
 pub fn optimizer_update(
     optimizer: &Optimizer,
     params: &mut [f32],
