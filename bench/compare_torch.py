@@ -33,6 +33,10 @@ for the CPU rows, `--backend wgpu` for the GPU rows), parses its rows the same w
 wgrad / Burn and wgrad / (the faster of PyTorch and Burn) per row: the issue's bar is the faster
 peer. All tools run one after the other in this one invocation, on the same idle machine.
 
+--rounds N repeats the whole comparison N times, the tools taking turns in each round, and
+reports each tool's median per row: on a machine whose speed drifts from minute to minute (a
+shared VM), a tool timed at a fast moment is not favoured over one timed at a slow moment.
+
 --mnist EPOCHS trains 784-128-10 (ReLU, softmax cross-entropy, Adam 1e-3, batch 128, shuffled
 each epoch; with --mnist-model c, case (c)'s 784-800-10 with SGD 0.01, momentum 0.9) on the real MNIST files in data/mnist/ (pixels / 255) for EPOCHS epochs on the CPU
 and prints the test accuracy and training samples/s; with --wgrad it runs `PATH train` with the
@@ -471,6 +475,21 @@ def print_mnist(torch, binary: str | None, epochs: int, model: str) -> None:
 # The comparison
 
 
+def median_rows(rounds: list[list[Row]]) -> list[Row]:
+    """The rows of the first round, each with the median of its figure over all rounds (rows
+    missing from a round are left out of that row's median)."""
+    if not rounds:
+        return []
+    figures: dict[tuple[str, str], list[float]] = {}
+    for rows in rounds:
+        for r in rows:
+            figures.setdefault((r.key, r.device_class), []).append(r.figure)
+    return [
+        Row(r.name, statistics.median(figures[(r.key, r.device_class)]), r.unit, r.device)
+        for r in rounds[0]
+    ]
+
+
 def print_comparison(torch_rows: list[Row], wgrad_rows: list[Row], burn_rows: list[Row]) -> None:
     """One line per benchmark and device class: each tool's figure, and wgrad over each peer
     (above 1: wgrad is faster). With Burn's rows, the last column is wgrad over the faster of
@@ -537,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
         "--wgrad", metavar="PATH", help="also run `PATH bench` and print wgrad / PyTorch per row"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="repeat the comparison N times, tools taking turns, and report medians (default 1)",
+    )
+    parser.add_argument(
         "--burn",
         metavar="PATH",
         help="also run the Burn harness (bench/burn's burn-bench) and compare with it too",
@@ -594,16 +620,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-    torch_rows = run_torch(devices, args.quick)
-    wgrad_rows: list[Row] = []
-    if args.wgrad:
-        # wgrad's GPU runs only where PyTorch has a GPU to compare with, unless asked for.
-        wgrad_device = args.device if args.device != "all" or "cuda" in devices else "cpu"
-        wgrad_rows = run_wgrad(args.wgrad, wgrad_device, args.quick)
-    burn_rows: list[Row] = []
-    if args.burn:
-        burn_device = args.device if args.device != "all" or "cuda" in devices else "cpu"
-        burn_rows = run_burn(args.burn, burn_device, args.quick)
+    rounds: list[tuple[list[Row], list[Row], list[Row]]] = []
+    for round_index in range(max(args.rounds, 1)):
+        if args.rounds > 1:
+            print(f"round {round_index + 1} of {args.rounds}", file=sys.stderr, flush=True)
+        torch_rows = run_torch(devices, args.quick)
+        wgrad_rows: list[Row] = []
+        if args.wgrad:
+            # wgrad's GPU runs only where PyTorch has a GPU to compare with, unless asked for.
+            wgrad_device = args.device if args.device != "all" or "cuda" in devices else "cpu"
+            wgrad_rows = run_wgrad(args.wgrad, wgrad_device, args.quick)
+        burn_rows: list[Row] = []
+        if args.burn:
+            burn_device = args.device if args.device != "all" or "cuda" in devices else "cpu"
+            burn_rows = run_burn(args.burn, burn_device, args.quick)
+        rounds.append((torch_rows, wgrad_rows, burn_rows))
+    torch_rows, wgrad_rows, burn_rows = (median_rows([r[i] for r in rounds]) for i in range(3))
+    if args.rounds > 1:
+        print(f"\nmedians of {args.rounds} rounds")
     print_comparison(torch_rows, wgrad_rows, burn_rows)
     return 0
 
