@@ -17,9 +17,11 @@
 // element. It is a uniform read at workgroup-uniform indices (lavapipe reads those once, not
 // per invocation). Alignment padding between tensors holds zeros and stays zero.
 //
-// The gradient scale: with CLIPPED, every workgroup sums `clip` = the partial squared norms
-// of reduce.wgsl's sum_squares (a fixed-order tree, so all workgroups agree) and takes
-// s = min(1, step.clip_norm / (√Σ + 1e-6)); otherwise s = hyper.grad_scale.
+// The gradient scale: with CLIPPED, every workgroup combines `clip` = the (scale, ssq)
+// partials of reduce.wgsl's sum_squares (fixed-order trees, so all workgroups agree) into
+// ‖g‖ = M·√(Σ ssqᵢ·(scaleᵢ/M)²), M = max scaleᵢ (as bit patterns: NaN > ∞ > finite), or
+// ‖g‖ = M where M is not finite, and takes s = min(1, step.clip_norm / (‖g‖ + 1e-6));
+// otherwise s = hyper.grad_scale.
 //
 // Non-finite parameters: an update that leaves a parameter NaN or infinite stores its step
 // in divergence[0] unless an earlier step is there (0: none yet); the host reads it with the
@@ -57,31 +59,64 @@ struct Regions {
 @group(0) @binding(3) var<storage, read_write> params: array<f32>;
 @group(0) @binding(4) var<storage, read_write> state1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> state2: array<f32>;
-@group(0) @binding(6) var<storage, read> clip: array<f32>;
+@group(0) @binding(6) var<storage, read> clip: array<vec2<f32>>;
 @group(0) @binding(7) var<uniform> regions: Regions;
 @group(0) @binding(8) var<storage, read_write> divergence: array<atomic<u32>>;
 
 const GROUP: u32 = 64u;
-var<workgroup> partial: array<f32, GROUP>;
+var<workgroup> partial_max: array<u32, GROUP>;
+var<workgroup> partial_sum: array<f32, GROUP>;
+
+// Fixed-order tree reductions over the workgroup; every invocation calls them (they hold
+// barriers) and gets the result.
+fn workgroup_max(thread: u32, value: u32) -> u32 {
+    partial_max[thread] = value;
+    workgroupBarrier();
+    for (var width = GROUP / 2u; width > 0u; width /= 2u) {
+        if (thread < width) {
+            partial_max[thread] = max(partial_max[thread], partial_max[thread + width]);
+        }
+        workgroupBarrier();
+    }
+    return partial_max[0];
+}
+
+fn workgroup_sum(thread: u32, value: f32) -> f32 {
+    partial_sum[thread] = value;
+    workgroupBarrier();
+    for (var width = GROUP / 2u; width > 0u; width /= 2u) {
+        if (thread < width) {
+            partial_sum[thread] += partial_sum[thread + width];
+        }
+        workgroupBarrier();
+    }
+    return partial_sum[0];
+}
 
 // The gradient scale; called by every invocation of the workgroup (it may hold barriers).
 fn gradient_scale(thread: u32) -> f32 {
     if (!CLIPPED) {
         return hyper.grad_scale;
     }
+    // The scales are non-negative: their bits order as they do.
+    var largest = 0u;
+    for (var i = thread; i < arrayLength(&clip); i += GROUP) {
+        largest = max(largest, bitcast<u32>(clip[i].x));
+    }
+    let scale = bitcast<f32>(workgroup_max(thread, largest));
     var sum = 0.0;
     for (var i = thread; i < arrayLength(&clip); i += GROUP) {
-        sum += clip[i];
-    }
-    partial[thread] = sum;
-    workgroupBarrier();
-    for (var width = GROUP / 2u; width > 0u; width /= 2u) {
-        if (thread < width) {
-            partial[thread] += partial[thread + width];
+        let part = clip[i];
+        // A zero part adds nothing, and M may be zero (or a subnormal the device flushes:
+        // then so is every scale). A non-finite M makes the sum unused.
+        if (part.x > 0.0) {
+            let r = part.x / scale;
+            sum += part.y * r * r;
         }
-        workgroupBarrier();
     }
-    return min(1.0, step.clip_norm / (sqrt(partial[0]) + 1e-6));
+    let total = workgroup_sum(thread, sum);
+    let norm = select(scale, scale * sqrt(total), is_finite(scale));
+    return min(1.0, step.clip_norm / (norm + 1e-6));
 }
 
 // Whether the tensor holding element `first` (a workgroup's first) is regularized.

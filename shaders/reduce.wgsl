@@ -1,10 +1,15 @@
-// reduce.wgsl — the squared norm of the gradient, for clipping.
+// reduce.wgsl — the norm of the gradient, for clipping, as scaled sums of squares (as
+// LAPACK's nrm2), which do not overflow or underflow where the squares themselves would.
 //
-//   sum_squares  out[dims.first_out + w] = Σ input[i]² over the elements
-//                i ≡ (w·256 + t) mod (G·256) of input [dims.m], for workgroup w of G = dims.n:
-//                partial squared norms, which optimizer.wgsl (CLIPPED) sums into the clipping
-//                factor. A vector longer than one storage binding is reduced by one dispatch
-//                per part, each writing its partials after the previous part's.
+//   sum_squares  out[dims.first_out + w] = (scale, ssq) for workgroup w of G = dims.n, over
+//                the elements i ≡ (w·256 + t) mod (G·256) of input [dims.m]:
+//                scale = max |input[i]| (compared as bit patterns, so NaN > ∞ > any finite
+//                value: a non-finite gradient makes a non-finite scale), and
+//                ssq = Σ (input[i] / scale)² where scale is finite and non-zero, else 0.
+//                The workgroup's share has norm scale·√ssq; optimizer.wgsl (CLIPPED)
+//                combines the partials into the clipping factor. A vector longer than one
+//                storage binding is reduced by one dispatch per part, each writing its
+//                partials after the previous part's.
 //                Dispatch: (G, 1, 1).
 // (The bias gradients come with the weight gradients from matmul.wgsl's EPILOGUE 3, and the
 // loss metrics from output.wgsl's loss_and_grad.)
@@ -19,20 +24,28 @@ struct Dims {
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> dims: Dims;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec2<f32>>;
 
 const THREADS: u32 = 256u;
+var<workgroup> partial_max: array<u32, THREADS>;
 var<workgroup> partial_sum: array<f32, THREADS>;
 
-@compute @workgroup_size(256)
-fn sum_squares(@builtin(local_invocation_index) thread: u32, @builtin(workgroup_id) group: vec3<u32>) {
-    var sum = 0.0;
-    let stride = dims.n * THREADS;
-    for (var i = group.x * THREADS + thread; i < dims.m; i += stride) {
-        sum += input[i] * input[i];
+// Fixed-order tree reductions over the workgroup; every invocation calls them (they hold
+// barriers) and gets the result.
+fn workgroup_max(thread: u32, value: u32) -> u32 {
+    partial_max[thread] = value;
+    workgroupBarrier();
+    for (var width = THREADS / 2u; width > 0u; width /= 2u) {
+        if (thread < width) {
+            partial_max[thread] = max(partial_max[thread], partial_max[thread + width]);
+        }
+        workgroupBarrier();
     }
-    // Fixed-order tree sum over the workgroup.
-    partial_sum[thread] = sum;
+    return partial_max[0];
+}
+
+fn workgroup_sum(thread: u32, value: f32) -> f32 {
+    partial_sum[thread] = value;
     workgroupBarrier();
     for (var width = THREADS / 2u; width > 0u; width /= 2u) {
         if (thread < width) {
@@ -40,7 +53,28 @@ fn sum_squares(@builtin(local_invocation_index) thread: u32, @builtin(workgroup_
         }
         workgroupBarrier();
     }
+    return partial_sum[0];
+}
+
+@compute @workgroup_size(256)
+fn sum_squares(@builtin(local_invocation_index) thread: u32, @builtin(workgroup_id) group: vec3<u32>) {
+    let first = group.x * THREADS + thread;
+    let stride = dims.n * THREADS;
+    // |x| as bits orders as |x| does, non-finite values above the finite ones.
+    var largest = 0u;
+    for (var i = first; i < dims.m; i += stride) {
+        largest = max(largest, bitcast<u32>(input[i]) & 0x7fffffffu);
+    }
+    let scale = bitcast<f32>(workgroup_max(thread, largest));
+    var sum = 0.0;
+    if (is_finite(scale) && scale > 0.0) {
+        for (var i = first; i < dims.m; i += stride) {
+            let r = input[i] / scale;
+            sum += r * r;
+        }
+    }
+    let ssq = workgroup_sum(thread, sum);
     if (thread == 0u) {
-        out[dims.first_out + group.x] = partial_sum[0];
+        out[dims.first_out + group.x] = vec2(scale, ssq);
     }
 }

@@ -564,3 +564,41 @@ fn gradient_clip_factor() {
         );
     }
 }
+
+/// Exploding gradients, where clipping must act: a norm whose square overflows f32 (the
+/// GPU once summed the squares in f32 and gave a factor of 0, no step), huge values mixed
+/// with tiny ones over many workgroups, and an infinite gradient (factor 0 on both).
+#[test]
+fn gradient_clip_factor_of_huge_gradients() {
+    let Some(mut gpu) = kernel_runner("gradient_clip_factor_of_huge_gradients") else {
+        return;
+    };
+    let mixed: Vec<f32> = random_vector(300_007, 1.0, 5)
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| if i % 2 == 0 { v * 1e30 } else { v * 1e-30 })
+        .collect();
+    for (what, grads, clip_norm) in [
+        ("1000 × 1e18", vec![1e18f32; 1000], 1.0),
+        (
+            "1e37 and tiny values",
+            vec![-1e37, 3e36, 1e-30, 0.0, 2e-40],
+            1000.0,
+        ),
+        ("300007 of ±1e30 and ±1e-30", mixed, 0.5),
+    ] {
+        let expected = ops::gradient_clip_factor(&grads, clip_norm);
+        let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
+        assert!(
+            expected > 0.0 && expected < 1e-15,
+            "{what}: CPU factor {expected:e}"
+        );
+        check(
+            &format!("clip factor of {what} (expected {expected:.4e})"),
+            relative_error(&[actual], &[expected]),
+        );
+    }
+    let infinite = [1.0, f32::INFINITY, -2.0];
+    assert_eq!(ops::gradient_clip_factor(&infinite, 1.0), 0.0);
+    assert_eq!(gpu.gradient_clip_factor(&infinite, 1.0).unwrap(), 0.0);
+}

@@ -1,7 +1,8 @@
 //! Property tests: every kernel `KernelRunner` exposes against its CPU twin in `cpu::ops`,
 //! over random shapes (1, primes, anything up to 100 per dimension) and random values,
 //! extreme ones included: logits up to ±1e4, saturated sigmoids and tanh, subnormal inputs
-//! (~1e-40), tiny (1e-20) and huge (1e15) magnitudes, mixed signs.
+//! (~1e-40), tiny (1e-20) and huge (1e15) magnitudes, mixed signs, and exploding gradients
+//! (up to 1e38) for clipping.
 //!
 //! Each case checks three things:
 //! 1. GPU ≈ CPU, element by element, within a tolerance derived from the operation (see
@@ -178,6 +179,10 @@ const TINY_VALUES: Magnitude = Magnitude::Log(-22, -18);
 const HUGE_VALUES: Magnitude = Magnitude::Log(12, 15);
 /// Every decade from subnormals to 1e15, in one tensor.
 const MIXED: Magnitude = Magnitude::Log(-45, 15);
+/// Exploding gradients: squares past f32's range.
+const EXPLODING: Magnitude = Magnitude::Log(15, 38);
+/// Every decade from subnormals to 1e38, in one tensor.
+const MIXED_EXPLODING: Magnitude = Magnitude::Log(-45, 38);
 
 /// Values of one tensor: their magnitude and the seed that draws them.
 #[derive(Debug, Clone, Copy)]
@@ -881,11 +886,8 @@ fn gather_copies_rows_bit_for_bit() {
     );
 }
 
-/// Gradient values for clipping and the optimizers: ordinary, small, tiny (their squares
-/// are subnormal or flush), subnormal, huge (squares up to 1e30), mixed. Not beyond: the
-/// GPU sums the squares in f32 (reduce.wgsl), which overflows once ‖g‖ passes ~1.8e19, and
-/// its clip factor is then 0 where the CPU's (summing in f64) is c/‖g‖ — a known limit of
-/// the kernel, not tested here.
+/// Gradient values for the optimizers: ordinary, small, tiny (their squares are subnormal or
+/// flush), subnormal, huge (squares up to 1e30), mixed.
 fn gradient_values() -> impl Strategy<Value = Values> {
     values(&[
         UNIT,
@@ -897,27 +899,47 @@ fn gradient_values() -> impl Strategy<Value = Values> {
     ])
 }
 
+/// Gradient values for clipping: those of the optimizers, exploding ones (up to 1e38) and
+/// exploding ones mixed with every smaller decade.
+fn clip_gradient_values() -> impl Strategy<Value = Values> {
+    values(&[
+        UNIT,
+        Magnitude::Uniform(0.0, 1e-3),
+        TINY_VALUES,
+        SUBNORMAL,
+        HUGE_VALUES,
+        MIXED,
+        EXPLODING,
+        MIXED_EXPLODING,
+    ])
+}
+
 /// A length of a flat gradient: short, or spanning up to 80 of the reduction's workgroups.
 fn length() -> impl Strategy<Value = usize> {
     prop_oneof![dim(), 1..=20_000usize]
 }
 
-/// The clip factor min(1, c/(‖g‖ + 1e-6)): the CPU sums the squares in f64; the GPU in f32,
-/// as reduce.wgsl and optimizer.wgsl document: each of 256 threads of G workgroups sums
-/// ⌈len/256G⌉ squares, a tree of depth 8 sums each workgroup's, then ⌈G/64⌉ partials per
-/// thread and a tree of depth 6. A sum of non-negative terms of depth d is within d·u
-/// relatively, so ‖g‖ within d·u/2 plus √'s few ULP, and the factor (relative error that
-/// of ‖g‖ + 1e-6) within (d + 16)·u. Squares that flush to zero move ‖g‖ by at most
-/// √(len·MIN_POSITIVE) ≈ 1e-17, far below the 1e-6.
+/// The clip factor min(1, c/(‖g‖ + 1e-6)): the CPU sums the squares in f64; the GPU sums
+/// scaled squares in f32, as reduce.wgsl and optimizer.wgsl document: each of 256 threads
+/// of G workgroups sums ⌈len/256G⌉ terms (g/scale)² (two roundings each), a tree of depth 8
+/// sums each workgroup's, then ⌈G/64⌉ terms ssqᵢ·(scaleᵢ/M)² per thread (three more
+/// roundings each) and a tree of depth 6. A sum of depth d of non-negative terms, each
+/// within k·u, is within (d + k)·u relatively, so ‖g‖ = M·√Σ within (d + 5)·u/2 plus a few
+/// ULP (√, the product), and the factor (relative error that of ‖g‖ + 1e-6) within
+/// (d + 16)·u. Each workgroup's largest term is 1, so terms that flush to zero move its sum
+/// by at most 256·MIN_POSITIVE relatively; a workgroup whose scale is subnormal may count as
+/// zero, its norm (< 1e-35) far below the 1e-6. A factor below MIN_POSITIVE (‖g‖ past
+/// ~1e35) may itself flush: MIN_POSITIVE more. Where ‖g‖ exceeds f32::MAX (up to
+/// √20000·1e38) both devices give 0.
 fn clip_factor_tolerance(len: usize, factor: f32) -> f64 {
     let groups = Kernels::sum_squares_groups(len);
     let depth = len.div_ceil(256 * groups) + 8 + groups.div_ceil(64) + 6;
-    (depth as f64 + 16.0) * U * f64::from(factor)
+    (depth as f64 + 16.0) * U * f64::from(factor) + TINY
 }
 
 #[test]
 fn gradient_clip_factor() {
-    let strategy = (length(), gradient_values(), -3.0..3.0f32);
+    let strategy = (length(), clip_gradient_values(), -3.0..3.0f32);
     check(
         "gradient_clip_factor",
         64,
@@ -927,7 +949,7 @@ fn gradient_clip_factor() {
             let clip_norm = 10f32.powf(log_norm);
             let expected = ops::gradient_clip_factor(&grads, clip_norm);
             let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
-            prop_assert!(expected > 0.0 && expected <= 1.0, "CPU factor {expected}");
+            prop_assert!((0.0..=1.0).contains(&expected), "CPU factor {expected}");
             let tolerance = clip_factor_tolerance(len, expected);
             compare("clip factor", &[actual], &[expected], [tolerance])
         },

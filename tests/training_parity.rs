@@ -10,13 +10,15 @@ use wgrad::{Activation, Device, FitConfig, Loss, Model, Optimizer, Sequential, T
 
 const TOLERANCE: f32 = 1e-4;
 
+/// Trains on 37 rows of inputs uniform in ±`x_scale`.
 fn train(
     spec: &Sequential,
     device: Device,
+    x_scale: f32,
     y: &Targets,
     config: &FitConfig,
 ) -> (Vec<f32>, Vec<f32>) {
-    let x = random_matrix(37, spec.input_dim, 1.0, 3);
+    let x = random_matrix(37, spec.input_dim, x_scale, 3);
     let mut model = Model::new(spec.clone(), device).unwrap_or_else(|e| panic!("{e}"));
     let history = model.fit(&x, y, config).unwrap();
     (model.params().unwrap(), history.losses())
@@ -34,14 +36,14 @@ fn ten_steps() -> FitConfig {
 }
 
 fn compare(spec: Sequential, y: Targets, what: &str) {
-    compare_with(spec, y, &ten_steps(), what)
+    compare_with(spec, 1.0, y, &ten_steps(), what)
 }
 
-fn compare_with(spec: Sequential, y: Targets, config: &FitConfig, what: &str) {
+fn compare_with(spec: Sequential, x_scale: f32, y: Targets, config: &FitConfig, what: &str) {
     let Some(gpu) = gpu_device(what) else { return };
     let initial = spec.initial_params();
-    let (cpu_params, cpu_losses) = train(&spec, Device::Cpu, &y, config);
-    let (gpu_params, gpu_losses) = train(&spec, gpu, &y, config);
+    let (cpu_params, cpu_losses) = train(&spec, Device::Cpu, x_scale, &y, config);
+    let (gpu_params, gpu_losses) = train(&spec, gpu, x_scale, &y, config);
     let moved = relative_error(&cpu_params, &initial);
     assert!(
         moved > 1e-3,
@@ -127,8 +129,31 @@ fn gradient_clipping_and_schedule() {
     };
     compare_with(
         classifier(Optimizer::momentum(0.1, 0.9)),
+        1.0,
         classes(37, 5),
         &config,
         "13-17-9-5 clipped, exponential schedule",
+    );
+}
+
+#[test]
+fn gradient_clipping_of_exploding_gradients() {
+    // Inputs of ~1e10 make weight gradients of ~1e20 (x times the error, itself ~1e10),
+    // whose squares overflow f32: every step must still be clipped to the clip norm, not
+    // skipped.
+    let spec = Sequential::new(13)
+        .dense(3, Activation::Linear)
+        .optimizer(Optimizer::sgd(0.1))
+        .seed(3);
+    let config = FitConfig {
+        clip_norm: Some(1.0),
+        ..ten_steps()
+    };
+    compare_with(
+        spec,
+        1e10,
+        Targets::Values(random_matrix(37, 3, 1.0, 4)),
+        &config,
+        "13-3 linear MSE, inputs ~1e10, clipped",
     );
 }

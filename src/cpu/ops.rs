@@ -293,7 +293,8 @@ pub fn output_loss(
 }
 
 /// min(1, clip_norm / ‖grads‖₂): the factor that rescales the gradient to the clip norm
-/// (`shaders/reduce.wgsl`, `sum_squares` and `clip_factor`).
+/// (`shaders/reduce.wgsl`, `sum_squares`, and `shaders/optimizer.wgsl`, `clip_factor`).
+/// The squares, summed in f64, cannot overflow for finite gradients (at most ~1.2e77 each).
 pub fn gradient_clip_factor(grads: &[f32], clip_norm: f32) -> f32 {
     let norm = grads
         .iter()

@@ -829,13 +829,14 @@ impl Kernels {
         )
     }
 
-    /// Number of partial sums [`Kernels::sum_squares`] writes for `len` elements.
+    /// Number of (scale, ssq) partials [`Kernels::sum_squares`] writes for `len` elements.
     pub fn sum_squares_groups(len: usize) -> usize {
         len.div_ceil(256).clamp(1, 256)
     }
 
-    /// partials[first + w] = squared norm of workgroup w's share of `input` (reduce.wgsl,
-    /// `sum_squares`), for the [`Kernels::sum_squares_groups`] workgroups of `input`.
+    /// Pair `first + w` of `partials` (two floats a pair) = (scale, ssq) of workgroup w's
+    /// share of `input`, whose norm is scale·√ssq (reduce.wgsl, `sum_squares`), for the
+    /// [`Kernels::sum_squares_groups`] workgroups of `input`.
     pub fn sum_squares(
         &mut self,
         ctx: &GpuContext,
@@ -915,9 +916,9 @@ impl Kernels {
     /// One optimizer step on every tensor of a flat parameter vector (optimizer.wgsl).
     /// `regions` holds (end, regularized) per tensor, each tensor starting at a multiple of
     /// 64 elements; the penalties apply to regularized ones. The gradient is scaled by
-    /// `grad_scale`, or with `clipped` by the clipping factor of the partial squared norms in
-    /// `clip` (bound either way). `divergence[0]` receives the first step whose update left a
-    /// parameter non-finite (kept while non-zero).
+    /// `grad_scale`, or with `clipped` by the clipping factor of the (scale, ssq) partial
+    /// norms in `clip` (bound either way, at least one pair). `divergence[0]` receives the
+    /// first step whose update left a parameter non-finite (kept while non-zero).
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer(
         &mut self,
@@ -972,7 +973,7 @@ impl Kernels {
         self.dispatch(ctx, key, &bindings, linear_groups(params.len))
     }
 
-    /// out[0] = min(1, clip_norm / ‖gradient‖) from the partial squared norms, by the
+    /// out[0] = min(1, clip_norm / ‖gradient‖) from the (scale, ssq) partial norms, by the
     /// optimizer's own function (optimizer.wgsl, `clip_factor`). `scratch` is bound to the
     /// other read-write slots (three different buffers).
     pub fn clip_factor(

@@ -369,7 +369,7 @@ impl KernelRunner {
         Ok((self.read2(&dest, batch, width)?, y))
     }
 
-    /// Twin of [`crate::cpu::ops::gradient_clip_factor`]: the partial squared norms
+    /// Twin of [`crate::cpu::ops::gradient_clip_factor`]: the (scale, ssq) partial norms
     /// (reduce.wgsl), then the factor by the optimizer's own function (optimizer.wgsl).
     pub fn gradient_clip_factor(&mut self, grads: &[f32], clip_norm: f32) -> Result<f32> {
         let step = self.step_buffer(&StepParams {
@@ -379,7 +379,7 @@ impl KernelRunner {
         let g = self.ctx.storage_from("grads", grads)?;
         let partials = self
             .ctx
-            .storage("partials", Kernels::sum_squares_groups(grads.len()))?;
+            .storage("partials", 2 * Kernels::sum_squares_groups(grads.len()))?;
         let factor = self.ctx.storage("factor", 1)?;
         let d = self.kernels.sum_squares(
             &self.ctx,
@@ -431,7 +431,7 @@ impl KernelRunner {
         let g = self.ctx.storage_from("grads", grads)?;
         let s1 = self.ctx.storage_from("state1", state1)?;
         let s2 = self.ctx.storage_from("state2", state2)?;
-        let clip = self.ctx.storage("unused", 1)?;
+        let clip = self.ctx.storage("no partial norms", 2)?;
         let divergence = self.ctx.storage("divergence step", 1)?;
         let d = self.kernels.optimizer(
             &self.ctx,

@@ -10,7 +10,7 @@
 //! forward products, the loss (with the metrics), per layer the weight gradient with the
 //! bias gradient in its epilogue and (but for the first layer) the input gradient, and one
 //! optimizer update over the whole flat parameter vector; clipping adds one (the partial
-//! squared norms; the update itself turns them into the factor).
+//! norms; the update itself turns them into the factor).
 //!
 //! Device limits: a data set larger than one storage binding or buffer is stored in chunks
 //! of whole rows, with one gather per chunk; flat vectors larger than one storage binding are
@@ -82,10 +82,11 @@ struct ModelBuffers {
     grads: wgpu::Buffer,
     state1: wgpu::Buffer,
     state2: wgpu::Buffer,
-    /// Partial squared norms of the gradient; the update turns them into the clipping factor.
+    /// (scale, ssq) partial norms of the gradient; the update turns them into the clipping
+    /// factor.
     grad_norm_partials: wgpu::Buffer,
-    /// Bound where unclipped steps read no partial norms.
-    one: wgpu::Buffer,
+    /// One zero pair, bound where unclipped steps read no partial norms.
+    no_partials: wgpu::Buffer,
 }
 
 /// Buffers sized by the model and the batch size.
@@ -278,7 +279,7 @@ impl GpuBackend {
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
         let [used1, used2] = spec.optimizer.state_vectors();
         let parts = vector_parts(&ctx, layout.len);
-        let partials = parts
+        let partials: usize = parts
             .iter()
             .map(|part| Kernels::sum_squares_groups(part.len()))
             .sum();
@@ -294,8 +295,8 @@ impl GpuBackend {
             grads: ctx.storage_in_parts("gradients", layout.len)?,
             state1: ctx.storage_in_parts("optimizer state", state_len(used1))?,
             state2: ctx.storage_in_parts("optimizer second moment", state_len(used2))?,
-            grad_norm_partials: ctx.storage("gradient norm partials", partials)?,
-            one: ctx.storage_from("one", &[1.0f32])?,
+            grad_norm_partials: ctx.storage("gradient norm partials", 2 * partials)?,
+            no_partials: ctx.storage("no gradient norm partials", 2)?,
         };
         ctx.queue
             .write_buffer(&model.params, 0, bytemuck::cast_slice(params));
@@ -726,8 +727,8 @@ impl<'a> ProgramBuilder<'a> {
         }
     }
 
-    /// The partial squared norms of the gradient (the update makes the clipping factor), one
-    /// dispatch per part, each writing its partials after the previous part's.
+    /// The (scale, ssq) partial norms of the gradient (the update makes the clipping
+    /// factor), one dispatch per part, each writing its partials after the previous part's.
     fn clip(&mut self) -> Result<()> {
         let mut first = 0;
         for part in &self.model.parts {
@@ -757,7 +758,7 @@ impl<'a> ProgramBuilder<'a> {
         let clip = if clipped {
             &self.model.grad_norm_partials
         } else {
-            &self.model.one
+            &self.model.no_partials
         };
         for part in &self.model.parts {
             let d = self.kernels.optimizer(
