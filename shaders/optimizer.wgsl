@@ -64,36 +64,9 @@ struct Regions {
 @group(0) @binding(8) var<storage, read_write> divergence: array<atomic<u32>>;
 
 const GROUP: u32 = 64u;
-var<workgroup> partial_max: array<u32, GROUP>;
-var<workgroup> partial_sum: array<f32, GROUP>;
+// The width of workgroup_reduce.wgsl's reductions.
+const REDUCE_THREADS: u32 = GROUP;
 
-// Fixed-order tree reductions over the workgroup; every invocation calls them (they hold
-// barriers) and gets the result.
-fn workgroup_max(thread: u32, value: u32) -> u32 {
-    partial_max[thread] = value;
-    workgroupBarrier();
-    for (var width = GROUP / 2u; width > 0u; width /= 2u) {
-        if (thread < width) {
-            partial_max[thread] = max(partial_max[thread], partial_max[thread + width]);
-        }
-        workgroupBarrier();
-    }
-    return partial_max[0];
-}
-
-fn workgroup_sum(thread: u32, value: f32) -> f32 {
-    partial_sum[thread] = value;
-    workgroupBarrier();
-    for (var width = GROUP / 2u; width > 0u; width /= 2u) {
-        if (thread < width) {
-            partial_sum[thread] += partial_sum[thread + width];
-        }
-        workgroupBarrier();
-    }
-    return partial_sum[0];
-}
-
-// The gradient scale; called by every invocation of the workgroup (it may hold barriers).
 fn gradient_scale(thread: u32) -> f32 {
     if (!CLIPPED) {
         return hyper.grad_scale;

@@ -27,34 +27,8 @@ struct Dims {
 @group(0) @binding(3) var<storage, read_write> out: array<vec2<f32>>;
 
 const THREADS: u32 = 256u;
-var<workgroup> partial_max: array<u32, THREADS>;
-var<workgroup> partial_sum: array<f32, THREADS>;
-
-// Fixed-order tree reductions over the workgroup; every invocation calls them (they hold
-// barriers) and gets the result.
-fn workgroup_max(thread: u32, value: u32) -> u32 {
-    partial_max[thread] = value;
-    workgroupBarrier();
-    for (var width = THREADS / 2u; width > 0u; width /= 2u) {
-        if (thread < width) {
-            partial_max[thread] = max(partial_max[thread], partial_max[thread + width]);
-        }
-        workgroupBarrier();
-    }
-    return partial_max[0];
-}
-
-fn workgroup_sum(thread: u32, value: f32) -> f32 {
-    partial_sum[thread] = value;
-    workgroupBarrier();
-    for (var width = THREADS / 2u; width > 0u; width /= 2u) {
-        if (thread < width) {
-            partial_sum[thread] += partial_sum[thread + width];
-        }
-        workgroupBarrier();
-    }
-    return partial_sum[0];
-}
+// The width of workgroup_reduce.wgsl's reductions.
+const REDUCE_THREADS: u32 = THREADS;
 
 @compute @workgroup_size(256)
 fn sum_squares(@builtin(local_invocation_index) thread: u32, @builtin(workgroup_id) group: vec3<u32>) {

@@ -288,21 +288,8 @@ fn output_loss_gradient_and_metrics() {
             for scale in [3.0, 40.0] {
                 let logits = random_matrix(batch, n, scale, 100 + i as u64);
                 let targets = targets_for(loss, batch, n, 200 + i as u64);
-                let (mut loss_cpu, mut correct_cpu, mut grad_cpu) = (
-                    Array1::zeros(batch),
-                    Array1::zeros(batch),
-                    Array2::zeros((batch, n)),
-                );
-                ops::output_loss(
-                    loss,
-                    activation,
-                    logits.view(),
-                    targets.view(),
-                    rows,
-                    loss_cpu.view_mut(),
-                    correct_cpu.view_mut(),
-                    grad_cpu.view_mut(),
-                );
+                let (loss_cpu, correct_cpu, grad_cpu) =
+                    common::cpu_output_loss(loss, activation, logits.view(), targets.view(), rows);
                 let (loss_gpu, correct_gpu, grad_gpu, sums) = gpu
                     .output_loss(loss, activation, logits.view(), targets.view(), rows)
                     .unwrap();

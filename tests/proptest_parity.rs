@@ -727,21 +727,8 @@ fn output_loss_gradient_metrics_and_probabilities() {
             let rows = ((batch as f64 * filled).ceil() as usize).clamp(1, batch);
             let logits = vz.matrix(batch, n);
             let targets = targets(loss, batch, n, soft, vz.seed ^ 1);
-            let (mut loss_cpu, mut correct_cpu, mut grad_cpu) = (
-                Array1::zeros(batch),
-                Array1::zeros(batch),
-                Array2::zeros((batch, n)),
-            );
-            ops::output_loss(
-                loss,
-                declared,
-                logits.view(),
-                targets.view(),
-                rows,
-                loss_cpu.view_mut(),
-                correct_cpu.view_mut(),
-                grad_cpu.view_mut(),
-            );
+            let (loss_cpu, correct_cpu, grad_cpu) =
+                common::cpu_output_loss(loss, declared, logits.view(), targets.view(), rows);
             let (loss_gpu, correct_gpu, grad_gpu, sums) = gpu
                 .output_loss(loss, declared, logits.view(), targets.view(), rows)
                 .unwrap();

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const WORKGROUP_REDUCE: &str = include_str!("../../shaders/workgroup_reduce.wgsl");
 
 /// Invocations per workgroup of the one-dimensional kernels.
 const LINEAR_GROUP: u32 = 64;
@@ -422,6 +423,13 @@ impl Kernels {
         use Slot::*;
         let with_common =
             |name: &str, source: &str| module(ctx, name, &format!("{COMMON}\n{source}"));
+        let with_reductions = |name: &str, source: &str| {
+            module(
+                ctx,
+                name,
+                &format!("{COMMON}\n{WORKGROUP_REDUCE}\n{source}"),
+            )
+        };
         let kernels = Kernels {
             matmul: Layout::new(
                 ctx,
@@ -451,9 +459,9 @@ impl Kernels {
             ),
             matmul_modules: HashMap::new(),
             output_module: with_common("output", include_str!("../../shaders/output.wgsl")),
-            reduce_module: with_common("reduce", include_str!("../../shaders/reduce.wgsl")),
+            reduce_module: with_reductions("reduce", include_str!("../../shaders/reduce.wgsl")),
             gather_module: with_common("gather", include_str!("../../shaders/gather.wgsl")),
-            optimizer_module: with_common(
+            optimizer_module: with_reductions(
                 "optimizer",
                 include_str!("../../shaders/optimizer.wgsl"),
             ),

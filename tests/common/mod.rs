@@ -1,11 +1,12 @@
 //! Shared by the integration tests: GPU availability policy, random data, error measures.
 #![allow(dead_code)]
 
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wgrad::cpu::ops;
 use wgrad::gpu::ops::KernelRunner;
-use wgrad::{AdapterChoice, Device};
+use wgrad::{Activation, AdapterChoice, Device, Loss};
 
 pub use wgrad::gpu::policy::NO_ADAPTER_HELP;
 
@@ -69,4 +70,32 @@ pub fn relative_error<'a>(
     assert!(count > 0, "nothing compared");
     // An all-zero reference (a saturated unit's gradient) must be matched exactly.
     if scale > 0.0 { diff / scale } else { diff }
+}
+
+/// The CPU output stage (`ops::output_loss`) into fresh arrays: per-row loss, per-row
+/// correctness, and the gradient of the batch-mean loss, as the GPU's `output_loss` returns them.
+pub fn cpu_output_loss(
+    loss: Loss,
+    activation: Activation,
+    logits: ArrayView2<f32>,
+    targets: ArrayView2<f32>,
+    rows: usize,
+) -> (Array1<f32>, Array1<f32>, Array2<f32>) {
+    let (batch, n) = logits.dim();
+    let (mut row_loss, mut row_correct, mut grad) = (
+        Array1::zeros(batch),
+        Array1::zeros(batch),
+        Array2::zeros((batch, n)),
+    );
+    ops::output_loss(
+        loss,
+        activation,
+        logits,
+        targets,
+        rows,
+        row_loss.view_mut(),
+        row_correct.view_mut(),
+        grad.view_mut(),
+    );
+    (row_loss, row_correct, grad)
 }
