@@ -494,24 +494,10 @@ fn optimizer_updates() {
                 bias_correction2,
                 clip_norm: 0.0,
             };
-            let (mut p, mut s1, mut s2) = (params.clone(), state1.clone(), state2.clone());
             let grad_scale = 0.75;
-            let mut start = 0;
-            for &(end, regularized) in &regions {
-                let (l1, l2) = if regularized { (l1, l2) } else { (0.0, 0.0) };
-                ops::optimizer_update(
-                    &optimizer,
-                    &mut p[start..end],
-                    &grads[start..end],
-                    &mut s1[start..end],
-                    &mut s2[start..end],
-                    l1,
-                    l2,
-                    grad_scale,
-                    &step,
-                );
-                start = end;
-            }
+            let (p, s1, s2) = common::cpu_optimizer_update(
+                &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale, &step,
+            );
             let (gp, gs1, gs2) = gpu
                 .optimizer_update(
                     &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale,

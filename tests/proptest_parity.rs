@@ -1150,23 +1150,9 @@ fn optimizer_updates_with_penalties_and_clipping() {
                 bias_correction2,
                 ..StepParams::inference(1)
             };
-            let (mut p, mut s1, mut s2) = (params.clone(), state1.clone(), state2.clone());
-            let mut begin = 0;
-            for &(end, regularized) in &regions {
-                let (l1, l2) = if regularized { (l1, l2) } else { (0.0, 0.0) };
-                ops::optimizer_update(
-                    &optimizer,
-                    &mut p[begin..end],
-                    &grads[begin..end],
-                    &mut s1[begin..end],
-                    &mut s2[begin..end],
-                    l1,
-                    l2,
-                    grad_scale,
-                    &step,
-                );
-                begin = end.div_ceil(64) * 64;
-            }
+            let (p, s1, s2) = common::cpu_optimizer_update(
+                &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale, &step,
+            );
             let (gp, gs1, gs2) = gpu
                 .optimizer_update(
                     &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale,

@@ -193,6 +193,15 @@ impl Strided {
         }
     }
 
+    /// The same memory seen as the transposed matrix.
+    fn transposed(self) -> Self {
+        Strided {
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
     /// # Safety
     /// (row, col) lies inside the view this came from.
     unsafe fn at(self, row: usize, col: usize) -> *const f32 {
@@ -234,7 +243,8 @@ fn gemm_serial<F>(
         for depth0 in (0..k).step_by(KC) {
             let depth = KC.min(k - depth0);
             // SAFETY (packing and tiles): every index stays inside the m×k, k×n and m×n views.
-            unsafe { pack_a(a, m, depth0, depth, mr, packed_a) };
+            // A's strips are the panels of Aᵀ: strip[k·mr + r] = Aᵀ[depth0 + k, row0 + r].
+            unsafe { pack_b(a.transposed(), depth0, depth, 0, m, mr, packed_a) };
             for col0 in (0..n).step_by(NC) {
                 let cols = NC.min(n - col0);
                 unsafe { pack_b(b, depth0, depth, col0, cols, nr, packed_b) };
@@ -334,43 +344,6 @@ unsafe fn run_tile(
     }
 }
 
-/// Packs the depth block [depth0, depth0 + depth) of all `rows` rows of A into strips of
-/// `mr` rows, strip s at `packed[s·mr·depth..]` laid out as `strip[k·mr + r]`, zero past the
-/// last row.
-///
-/// # Safety
-/// The block lies inside A.
-unsafe fn pack_a(
-    a: Strided,
-    rows: usize,
-    depth0: usize,
-    depth: usize,
-    mr: usize,
-    packed: &mut [f32],
-) {
-    for row0 in (0..rows).step_by(mr) {
-        let height = mr.min(rows - row0);
-        let strip = &mut packed[row0 * depth..(row0 + mr) * depth];
-        if height < mr {
-            strip.fill(0.0);
-        }
-        for (k, step) in strip.chunks_exact_mut(mr).enumerate() {
-            // SAFETY: rows row0..row0 + height and column depth0 + k are inside A.
-            unsafe {
-                let src = a.at(row0, depth0 + k);
-                if a.row_stride == 1 {
-                    // A is stored transposed (dzᵀ in the weight gradient): a step is contiguous.
-                    std::ptr::copy_nonoverlapping(src, step.as_mut_ptr(), height);
-                } else {
-                    for (r, value) in step[..height].iter_mut().enumerate() {
-                        *value = *src.offset(r as isize * a.row_stride);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Packs B[depth0.., col0..] (depth × cols) into panels of `nr` columns, each laid out as
 /// `panel[k·nr + j]`, zero past `cols`.
 ///
@@ -398,7 +371,8 @@ unsafe fn pack_b(
                 if b.col_stride == 1 {
                     std::ptr::copy_nonoverlapping(src, step.as_mut_ptr(), width);
                 } else {
-                    // B is stored transposed (a weight [out, in] used as Wᵀ).
+                    // B is stored transposed (a weight [out, in] used as Wᵀ; or A, packed as
+                    // Aᵀ, stored row-major).
                     for (j, value) in step[..width].iter_mut().enumerate() {
                         *value = *src.offset(j as isize * b.col_stride);
                     }

@@ -4,9 +4,10 @@
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use wgrad::backend::StepParams;
 use wgrad::cpu::ops;
 use wgrad::gpu::ops::KernelRunner;
-use wgrad::{Activation, AdapterChoice, Device, Loss};
+use wgrad::{Activation, AdapterChoice, Device, Loss, Optimizer};
 
 pub use wgrad::gpu::policy::NO_ADAPTER_HELP;
 
@@ -98,4 +99,41 @@ pub fn cpu_output_loss(
         grad.view_mut(),
     );
     (row_loss, row_correct, grad)
+}
+
+/// The CPU twin of `KernelRunner::optimizer_update`, with its arguments: `ops::optimizer_update`
+/// on each tensor of `regions` ((end, regularized); each tensor starts at the first multiple of
+/// 64 at or after the previous one's end), penalties on the regularized ones only, padding
+/// untouched. Returns the updated parameters and state vectors.
+#[allow(clippy::too_many_arguments)]
+pub fn cpu_optimizer_update(
+    optimizer: &Optimizer,
+    params: &[f32],
+    grads: &[f32],
+    state1: &[f32],
+    state2: &[f32],
+    regions: &[(usize, bool)],
+    l1: f32,
+    l2: f32,
+    grad_scale: f32,
+    step: &StepParams,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (mut p, mut s1, mut s2) = (params.to_vec(), state1.to_vec(), state2.to_vec());
+    let mut begin = 0;
+    for &(end, regularized) in regions {
+        let (l1, l2) = if regularized { (l1, l2) } else { (0.0, 0.0) };
+        ops::optimizer_update(
+            optimizer,
+            &mut p[begin..end],
+            &grads[begin..end],
+            &mut s1[begin..end],
+            &mut s2[begin..end],
+            l1,
+            l2,
+            grad_scale,
+            step,
+        );
+        begin = end.div_ceil(64) * 64;
+    }
+    (p, s1, s2)
 }
