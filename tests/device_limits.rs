@@ -1,13 +1,20 @@
 //! Device limits: with the storage-binding limit lowered on purpose to 8 KiB, a data set of
-//! several binding's worth is stored in chunks of whole rows and a flat parameter vector of
-//! several binding's worth is updated part by part; training, evaluation and prediction must
-//! then give the CPU's results (within the parity tests' 1e-4) and exactly those of the same
-//! GPU with its own limits.
+//! several binding's worth is stored in chunks of whole rows, a flat parameter vector of
+//! several binding's worth is updated part by part, and a weight larger than one binding is
+//! split by output units into blocks of rows; training, evaluation and prediction must then
+//! give the CPU's results (within the parity tests' 1e-4) and those of the same GPU with its
+//! own limits (bit for bit where only data and flat vectors are split).
 
 mod common;
 
-use common::{gpu_device, random_matrix, relative_error};
+use common::{
+    cpu_dense_backward_input, cpu_dense_forward, cpu_grad_weights_and_bias, gpu_device,
+    kernel_runner_on, random_matrix, random_vector, relative_error,
+};
 use ndarray::Array2;
+use wgrad::cpu::ops::Dropout;
+use wgrad::gpu::dense::weight_blocks;
+use wgrad::gpu::matmul::MATMUL_CONFIGS;
 use wgrad::{
     Activation, AdapterChoice, Device, Evaluation, FitConfig, History, Model, Optimizer,
     Sequential, Targets,
@@ -18,11 +25,15 @@ const TOLERANCE: f32 = 1e-4;
 /// Bytes per storage binding on the lowered device.
 const LIMIT: u64 = 8 << 10;
 
-fn lowered() -> Device {
-    Device::Gpu(AdapterChoice {
+fn lowered_adapter() -> AdapterChoice {
+    AdapterChoice {
         max_storage_binding: Some(LIMIT),
         ..Default::default()
-    })
+    }
+}
+
+fn lowered() -> Device {
+    Device::Gpu(lowered_adapter())
 }
 
 /// x-W0-W1-W2-W3 softmax with dropout, L1 and L2, under Adam. The flat parameter vector
@@ -195,6 +206,138 @@ fn byte_data_split_and_clipped_gradients() {
         "8-bit data in 3 chunks, clipped, parameters in 3 parts",
         false,
     );
+}
+
+/// x-W0-W1-W2 softmax whose first two weights are larger than one 8 KiB binding: W0
+/// [100, 24] (9,600 bytes) and W1 [70, 100] (28,000 bytes) are trained in blocks of rows, the
+/// last block of each shorter than the others; dropout after the first layer.
+fn wide_classifier(inputs: usize) -> Sequential {
+    Sequential::new(inputs)
+        .dense(100, Activation::Tanh)
+        .dropout(0.2)
+        .dense(70, Activation::Relu)
+        .dense(5, Activation::Softmax)
+        .optimizer(Optimizer::adam(0.003))
+        .l2(1e-3)
+        .seed(6)
+}
+
+/// A dense layer's three products with its weight in blocks of rows, against their CPU twins:
+/// every matmul configuration, the hidden activations in turn, with and without dropout, at
+/// odd shapes (a short last block) and at shapes whose blocks are read as vec4s.
+#[test]
+fn dense_products_with_the_weight_in_blocks() {
+    const TEST: &str = "dense_products_with_the_weight_in_blocks";
+    let Some(mut gpu) = kernel_runner_on(TEST, &lowered_adapter()) else {
+        return;
+    };
+    // (units, fan_in, batch); the weights span 2 to 3 bindings.
+    let shapes = [(77, 53, 13), (136, 28, 12), (61, 97, 5)];
+    let activations = [
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::LeakyRelu,
+        Activation::Linear,
+    ];
+    let check = |what: &str, error: f32| {
+        println!("{what:<60} max relative error {error:.2e}");
+        assert!(error <= TOLERANCE, "{what}: relative error {error:.3e}");
+    };
+    for (i, &(units, fan_in, batch)) in shapes.iter().enumerate() {
+        let blocks = weight_blocks(&gpu.ctx, "w", units, fan_in).unwrap();
+        assert!(blocks.len() >= 2, "{units}x{fan_in}: {blocks:?}");
+        let seed = 100 + 10 * i as u64;
+        let x = random_matrix(batch, fan_in, 1.0, seed);
+        let w = random_matrix(units, fan_in, 0.5, seed + 1);
+        let b = random_vector(units, 0.5, seed + 2);
+        let dz = random_matrix(batch, units, 1.0, seed + 3);
+        for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+            gpu.set_matmul_config(config);
+            let activation = activations[(i + config) % activations.len()];
+            let what = format!(
+                "{} {units}x{fan_in} batch {batch} in {} blocks",
+                spec.name,
+                blocks.len()
+            );
+            for drop in [
+                None,
+                Some(Dropout {
+                    rate: 0.3,
+                    seed: 99,
+                    step: 5,
+                    layer: 1,
+                }),
+            ] {
+                let expected = cpu_dense_forward(x.view(), w.view(), b.view(), activation, drop);
+                let actual = gpu
+                    .dense_forward(x.view(), w.view(), b.view(), activation, drop)
+                    .unwrap();
+                if drop.is_some() && activation != Activation::Relu {
+                    let kept = |a: &Array2<f32>| a.iter().map(|v| *v != 0.0).collect::<Vec<_>>();
+                    assert_eq!(kept(&actual), kept(&expected), "{what}: dropout masks");
+                }
+                let tag = format!("{what} {activation:?} dropout={}", drop.is_some());
+                check(
+                    &format!("{tag} forward"),
+                    relative_error(&actual, &expected),
+                );
+                // The input gradient of a layer whose input x came out of `activation`.
+                let input = x.mapv(|v| activation.apply(v));
+                let expected =
+                    cpu_dense_backward_input(dz.view(), w.view(), input.view(), activation, drop);
+                let actual = gpu
+                    .dense_backward_input(dz.view(), w.view(), input.view(), activation, drop)
+                    .unwrap();
+                check(
+                    &format!("{tag} input gradient"),
+                    relative_error(&actual, &expected),
+                );
+            }
+            let (expected_w, expected_b) = cpu_grad_weights_and_bias(dz.view(), x.view());
+            let (grad_w, grad_b) = gpu.grad_weights_and_bias(dz.view(), x.view()).unwrap();
+            check(
+                &format!("{what} weight gradient"),
+                relative_error(&grad_w, &expected_w),
+            );
+            check(
+                &format!("{what} bias gradient"),
+                relative_error(&grad_b, &expected_b),
+            );
+        }
+    }
+}
+
+/// Training with two weights larger than one binding (in 2 and 4 blocks of rows), with
+/// dropout, and the data in chunks: the CPU's results within 1e-4, the unsplit GPU's within
+/// 1e-5 (the input gradient adds the blocks' partial sums in another order).
+#[test]
+fn weights_larger_than_a_binding_train_in_blocks() {
+    let (rows, inputs) = (300, 24);
+    let (x, y) = (random_matrix(rows, inputs, 1.0, 41), classes(rows));
+    let (held_x, held_y) = (random_matrix(120, inputs, 1.0, 42), classes(120));
+    let spec = wide_classifier(inputs);
+    for i in 0..2 {
+        let weight = &spec.param_layout().tensors[2 * i];
+        assert!(
+            weight.len * 4 > LIMIT as usize,
+            "{} fits one binding",
+            weight.name
+        );
+    }
+    Case {
+        spec,
+        x: &x,
+        y: &y,
+        held_out: (&held_x, &held_y),
+        config: FitConfig {
+            epochs: 2,
+            batch_size: 16,
+            seed: 7,
+            ..Default::default()
+        },
+    }
+    .compare("weights in blocks of rows", false);
 }
 
 /// What stays an error under the lowered limit: a data set whose sample order (4 bytes a row)

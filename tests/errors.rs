@@ -589,7 +589,9 @@ fn no_adapter_explains_how_to_fix_it() {
     );
 }
 
-// 11. A tensor larger than one storage binding may hold: needs a GPU adapter.
+// 11. A weight whose smallest block of rows is larger than one storage binding: needs a GPU
+// adapter. (Weights larger than a binding are split into blocks of rows, tests/device_limits.rs;
+// a block is at least 4 rows.)
 
 #[test]
 fn buffer_too_large_names_the_tensor_and_limit() {
@@ -597,11 +599,10 @@ fn buffer_too_large_names_the_tensor_and_limit() {
     if common::skip_gpu(TEST) {
         return;
     }
-    const LIMIT: u64 = 1 << 20;
-    // layers.1.weight is [600, 600] f32 = 1,440,000 bytes > 1 MiB; layers.0.weight is small.
-    let spec = Sequential::new(4)
-        .dense(600, Activation::Relu)
-        .dense(600, Activation::Relu)
+    const LIMIT: u64 = 4 << 10;
+    // layers.0.weight is [8, 3000]: a block of 4 rows is 48,000 bytes > 4 KiB.
+    let spec = Sequential::new(3000)
+        .dense(8, Activation::Relu)
         .dense(1, Activation::Sigmoid);
     let choice = AdapterChoice {
         max_storage_binding: Some(LIMIT),
@@ -609,7 +610,7 @@ fn buffer_too_large_names_the_tensor_and_limit() {
     };
     let e = match Model::new(spec, Device::Gpu(choice)) {
         Ok(model) => panic!(
-            "{TEST}: a 1.44 MB weight was accepted under a 1 MiB cap on {}",
+            "{TEST}: a weight whose rows cannot fit a 4 KiB binding was accepted on {}",
             model.device()
         ),
         Err(e) => e,
@@ -625,17 +626,21 @@ fn buffer_too_large_names_the_tensor_and_limit() {
             limit_name,
             ..
         } => {
-            assert!(what.contains("layers.1.weight"), "what = {what:?}");
-            assert_eq!(*bytes, 600 * 600 * 4);
+            assert!(
+                what.contains("layers.0.weight [8, 3000]"),
+                "what = {what:?}"
+            );
+            assert!(what.contains("blocks of"), "what = {what:?}");
+            assert!(
+                *bytes >= 4 * 3000 * 4 && bytes % (4 * 3000 * 4) == 0,
+                "bytes = {bytes}"
+            );
             assert_eq!(*limit, LIMIT);
             assert_eq!(*limit_name, "storage binding");
         }
         other => panic!("{TEST}: expected BufferTooLarge, got {other:?}"),
     }
-    assert_mentions(
-        &e,
-        &["layers.1.weight", "1440000", "1048576", "storage binding"],
-    );
+    assert_mentions(&e, &["layers.0.weight", "4096", "storage binding"]);
 }
 
 #[test]

@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{kernel_runner, random_matrix, random_vector, relative_error};
+use common::{
+    cpu_dense_backward_input, cpu_dense_forward, cpu_grad_weights_and_bias, kernel_runner,
+    random_matrix, random_vector, relative_error,
+};
 use ndarray::{Array1, Array2};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -112,15 +115,8 @@ fn dense_forward_every_activation_with_and_without_dropout() {
             let b = random_vector(n, 0.5, 50 + i as u64);
             for activation in activations(config, i) {
                 for drop in [None, Some(dropout(0.3, 2))] {
-                    let mut expected = Array2::zeros((m, n));
-                    ops::dense_forward(
-                        x.view(),
-                        w.view(),
-                        b.view(),
-                        activation,
-                        drop,
-                        expected.view_mut(),
-                    );
+                    let expected =
+                        cpu_dense_forward(x.view(), w.view(), b.view(), activation, drop);
                     let actual = gpu
                         .dense_forward(x.view(), w.view(), b.view(), activation, drop)
                         .unwrap();
@@ -172,14 +168,12 @@ fn dense_backward_input_every_activation_with_and_without_dropout() {
                             );
                         }
                     }
-                    let mut expected = Array2::zeros((m, n));
-                    ops::dense_backward_input(
+                    let expected = cpu_dense_backward_input(
                         grad_output.view(),
                         w.view(),
                         input.view(),
                         activation,
                         drop,
-                        expected.view_mut(),
                     );
                     let actual = gpu
                         .dense_backward_input(
@@ -212,10 +206,7 @@ fn weight_and_bias_gradients_in_one_pass_every_configuration() {
         for (i, &(units, fan_in, batch)) in SHAPES.iter().enumerate() {
             let dz = random_matrix(batch, units, 1.0, 90 + i as u64);
             let x = random_matrix(batch, fan_in, 1.0, 95 + i as u64);
-            let mut expected_w = Array2::zeros((units, fan_in));
-            ops::grad_weights(dz.view(), x.view(), expected_w.view_mut());
-            let mut expected_b = Array1::zeros(units);
-            ops::grad_bias(dz.view(), expected_b.view_mut());
+            let (expected_w, expected_b) = cpu_grad_weights_and_bias(dz.view(), x.view());
             let (w, b) = gpu.grad_weights_and_bias(dz.view(), x.view()).unwrap();
             let what = format!("{} gradients {units}x{fan_in} batch {batch}", spec.name);
             check(&format!("{what} weights"), relative_error(&w, &expected_w));

@@ -24,7 +24,9 @@
 
 mod common;
 
-use common::kernel_runner;
+use common::{
+    cpu_dense_backward_input, cpu_dense_forward, cpu_grad_weights_and_bias, kernel_runner,
+};
 use ndarray::{Array1, Array2, ArrayView2, Zip};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
@@ -354,15 +356,7 @@ fn dense_forward_every_activation_and_dropout() {
             let x = vx.matrix(m, k);
             let w = vw.matrix(n, k);
             let b = Array1::from(vb.vec(n));
-            let mut expected = Array2::zeros((m, n));
-            ops::dense_forward(
-                x.view(),
-                w.view(),
-                b.view(),
-                activation,
-                drop,
-                expected.view_mut(),
-            );
+            let expected = cpu_dense_forward(x.view(), w.view(), b.view(), activation, drop);
             gpu.set_matmul_config(config);
             let actual = gpu
                 .dense_forward(x.view(), w.view(), b.view(), activation, drop)
@@ -441,14 +435,12 @@ fn dense_backward_input_every_activation_and_dropout() {
             for (index, v) in input.iter_mut().enumerate() {
                 *v *= scale(index);
             }
-            let mut expected = Array2::zeros((m, n));
-            ops::dense_backward_input(
+            let expected = cpu_dense_backward_input(
                 grad_output.view(),
                 w.view(),
                 input.view(),
                 activation,
                 drop,
-                expected.view_mut(),
             );
             gpu.set_matmul_config(config);
             let actual = gpu
@@ -492,10 +484,7 @@ fn weight_and_bias_gradients() {
             // db = Σ_rows dz: a sum of `batch` terms, bounded like a dot product with ones.
             let dz = vdz.matrix(batch, units);
             let x = vx.matrix(batch, fan_in);
-            let mut expected_w = Array2::zeros((units, fan_in));
-            ops::grad_weights(dz.view(), x.view(), expected_w.view_mut());
-            let mut expected_b = Array1::zeros(units);
-            ops::grad_bias(dz.view(), expected_b.view_mut());
+            let (expected_w, expected_b) = cpu_grad_weights_and_bias(dz.view(), x.view());
             gpu.set_matmul_config(config);
             let (w, b) = gpu.grad_weights_and_bias(dz.view(), x.view()).unwrap();
             let (bound_w, _) = dot_bound(dz.t(), x.view());

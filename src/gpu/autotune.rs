@@ -9,7 +9,7 @@
 //! atomically; a file that cannot be read or parsed is ignored with a warning.
 
 use super::device::GpuContext;
-use super::kernels::{Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use super::kernels::{Dispatch, Kernels, Product, StepUniform, View};
 use super::matmul::{FORMS, MATMUL_CONFIGS, MatmulChoice, MatmulConfig};
 use crate::backend::StepParams;
 use crate::cpu::ops::MatmulForm;
@@ -307,18 +307,14 @@ fn tune_probe(
     let mut candidates = Vec::new();
     let mut best_once = f64::INFINITY;
     for config in 0..MATMUL_CONFIGS.len() {
-        let dispatch = kernels.matmul_with(
-            ctx,
-            config,
-            step,
+        let product = Product::plain(
             form,
-            Epilogue::None,
-            MatmulDims::new(m, n, k),
+            (m, n, k),
             View::whole(&a),
             View::whole(&b),
-            View::whole(&a),
             View::whole(&c),
-        )?;
+        );
+        let dispatch = kernels.matmul_with(ctx, config, step, &product)?;
         // One run to warm up (lavapipe compiles a kernel on its first dispatch), one to size
         // the timed runs (about 20 ms each); configurations far behind the best so far are not
         // timed further.

@@ -387,9 +387,21 @@ impl GpuContext {
         }
     }
 
-    /// A storage buffer holding `data`.
+    /// A storage buffer holding `data`, bound whole.
     pub fn storage_from<T: bytemuck::Pod>(&self, what: &str, data: &[T]) -> Result<wgpu::Buffer> {
-        let buffer = self.storage(what, data.len())?;
+        self.filled(self.storage(what, data.len())?, data)
+    }
+
+    /// A storage buffer holding `data`, bound only in parts (see [`Self::storage_in_parts`]).
+    pub fn storage_in_parts_from<T: bytemuck::Pod>(
+        &self,
+        what: &str,
+        data: &[T],
+    ) -> Result<wgpu::Buffer> {
+        self.filled(self.storage_in_parts(what, data.len())?, data)
+    }
+
+    fn filled<T: bytemuck::Pod>(&self, buffer: wgpu::Buffer, data: &[T]) -> Result<wgpu::Buffer> {
         self.queue
             .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
         Ok(buffer)

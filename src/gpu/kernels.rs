@@ -2,6 +2,7 @@
 //! of the WGSL structs), their pipelines (one per variant, made once and cached) and the
 //! builders of [`Dispatch`]es. Every GPU launch in wgrad is made here.
 
+use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::GpuContext;
 use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
 use crate::backend::StepParams;
@@ -88,13 +89,23 @@ pub struct MatmulDims {
     pub k: u32,
     pub layer: u32,
     pub dropout_rate: f32,
-    /// `Epilogue::WithRowSums`: where the row sums start in C's binding, in elements.
+    /// A as stored ([M, K], or [K, M] for `AtB`) is columns `a_col0..` of a row-major matrix
+    /// of `lda` columns; 0: A is the whole matrix.
+    pub lda: u32,
+    pub a_col0: u32,
+    /// C[M, N] is columns `c_col0..` of a row-major matrix of `ldc` columns; 0: C is the
+    /// whole matrix.
+    pub ldc: u32,
+    pub c_col0: u32,
+    /// 1: C += op(A)·op(B), the epilogue applied to the sum.
+    pub accumulate: u32,
+    /// `Epilogue::WithRowSums`: where the row sums start in their binding, in elements.
     pub row_sums: u32,
-    pub _pad: [u32; 2],
+    pub _pad: u32,
 }
 
 impl MatmulDims {
-    /// C[m, n] with inner dimension k, no dropout.
+    /// C[m, n] with inner dimension k, whole matrices, no dropout.
     pub fn new(m: usize, n: usize, k: usize) -> Self {
         MatmulDims {
             m: m as u32,
@@ -102,9 +113,32 @@ impl MatmulDims {
             k: k as u32,
             layer: 0,
             dropout_rate: 0.0,
+            lda: 0,
+            a_col0: 0,
+            ldc: 0,
+            c_col0: 0,
+            accumulate: 0,
             row_sums: 0,
-            _pad: [0; 2],
+            _pad: 0,
         }
+    }
+
+    /// The dims with the strides of whole matrices filled in where they are 0.
+    fn resolved(self, form: MatmulForm) -> Self {
+        let a_width = if form == MatmulForm::AtB {
+            self.m
+        } else {
+            self.k
+        };
+        MatmulDims {
+            lda: if self.lda == 0 { a_width } else { self.lda },
+            ldc: if self.ldc == 0 { self.n } else { self.ldc },
+            ..self
+        }
+    }
+
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.m as usize, self.n as usize, self.k as usize)
     }
 }
 
@@ -141,6 +175,43 @@ fn regions_uniform(regions: &[(usize, bool)]) -> Vec<u32> {
     words
 }
 
+/// One matmul launch: C = op(A)·op(B) with an epilogue, and the buffers it works on.
+#[derive(Clone, Copy)]
+pub struct Product<'a> {
+    pub form: MatmulForm,
+    pub epilogue: Epilogue,
+    pub dims: MatmulDims,
+    pub a: View<'a>,
+    pub b: View<'a>,
+    /// The bias for `BiasActivation`, the layer input for `ActivationGrad`.
+    pub aux: Option<View<'a>>,
+    pub c: View<'a>,
+    /// Where `WithRowSums` writes the row sums.
+    pub sums: Option<View<'a>>,
+}
+
+impl<'a> Product<'a> {
+    /// C[m, n] = op(A)·op(B) of whole matrices, no epilogue.
+    pub fn plain(
+        form: MatmulForm,
+        (m, n, k): (usize, usize, usize),
+        a: View<'a>,
+        b: View<'a>,
+        c: View<'a>,
+    ) -> Self {
+        Product {
+            form,
+            epilogue: Epilogue::None,
+            dims: MatmulDims::new(m, n, k),
+            a,
+            b,
+            aux: None,
+            c,
+            sums: None,
+        }
+    }
+}
+
 /// What the matmul kernel does with each result (`EPILOGUE` in matmul.wgsl).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Epilogue {
@@ -149,8 +220,8 @@ pub enum Epilogue {
     BiasActivation(Activation),
     /// acc · f'(input), dropout undone; aux = the layer input.
     ActivationGrad(Activation),
-    /// C as is, and the row sums of op(A) written at `MatmulDims::row_sums` of C's binding:
-    /// the weight gradient dzᵀ·x with the bias gradient Σ_rows dz.
+    /// C as is, and the row sums of op(A) written to `Product::sums` from
+    /// `MatmulDims::row_sums` on: the weight gradient dzᵀ·x with the bias gradient Σ_rows dz.
     WithRowSums,
 }
 
@@ -177,25 +248,33 @@ pub struct MatmulVariant {
 }
 
 impl MatmulVariant {
-    /// The variant for C[m, n] = op(A)·op(B) with depth k, with A and B bound at element
-    /// offsets `a_offset` and `b_offset`: vec4 reads where the operand's contiguous dimension
-    /// and its offset are multiples of 4.
-    pub fn for_shape(
+    /// The variant for `dims`, with A and B bound at element offsets `a_offset` and
+    /// `b_offset`: vec4 reads where the operand's contiguous dimension, its offset and (for
+    /// A) its stride and first column are multiples of 4.
+    pub fn for_dims(
         config: usize,
         form: MatmulForm,
         epilogue: Epilogue,
-        (m, n, k): (usize, usize, usize),
+        dims: &MatmulDims,
         a_offset: usize,
         b_offset: usize,
     ) -> Self {
+        let dims = dims.resolved(form);
+        let (m, n, k) = dims.shape();
         let a_contiguous = if form == MatmulForm::AtB { m } else { k };
         let b_contiguous = if form == MatmulForm::ABt { k } else { n };
+        let fours = |values: &[usize]| values.iter().all(|v| v.is_multiple_of(4));
         MatmulVariant {
             config,
             form,
             epilogue,
-            a_vec4: a_contiguous.is_multiple_of(4) && a_offset.is_multiple_of(4),
-            b_vec4: b_contiguous.is_multiple_of(4) && b_offset.is_multiple_of(4),
+            a_vec4: fours(&[
+                a_contiguous,
+                a_offset,
+                dims.lda as usize,
+                dims.a_col0 as usize,
+            ]),
+            b_vec4: fours(&[b_contiguous, b_offset]),
         }
     }
 }
@@ -413,8 +492,10 @@ pub struct Kernels {
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
     /// The matmul configuration of each form; chosen on first use (see `autotune.rs`).
     matmul_choice: Option<MatmulChoice>,
-    /// 16 bytes bound where a read-only binding is not used.
+    /// 16 bytes bound where a read-only binding is not used, and where a read-write one is
+    /// not (a buffer may not be both in one dispatch).
     dummy: wgpu::Buffer,
+    dummy_rw: wgpu::Buffer,
     build: BuildStats,
 }
 
@@ -434,7 +515,9 @@ impl Kernels {
             matmul: Layout::new(
                 ctx,
                 "matmul",
-                &[Uniform, Uniform, Read, Read, Read, ReadWrite, Read, Read],
+                &[
+                    Uniform, Uniform, Read, Read, Read, ReadWrite, Read, Read, ReadWrite,
+                ],
             ),
             output: Layout::new(
                 ctx,
@@ -468,6 +551,7 @@ impl Kernels {
             pipelines: HashMap::new(),
             matmul_choice: None,
             dummy: ctx.storage("unused binding", 4)?,
+            dummy_rw: ctx.storage("unused read-write binding", 4)?,
             build: BuildStats::default(),
         };
         ctx.check()?;
@@ -500,8 +584,14 @@ impl Kernels {
     }
 
     /// Builds every pipeline a model's training step and inference use, so that all shader
-    /// compilation happens before the first step.
-    pub fn prepare(&mut self, ctx: &GpuContext, spec: &crate::model::Sequential) -> Result<()> {
+    /// compilation happens before the first step; `blocks[i]` are layer i's weight blocks
+    /// ([`dense::weight_blocks`]).
+    pub fn prepare(
+        &mut self,
+        ctx: &GpuContext,
+        spec: &crate::model::Sequential,
+        blocks: &[Vec<Range<usize>>],
+    ) -> Result<()> {
         let loss = spec.resolved_loss();
         let output = spec.output_activation();
         let mut keys = vec![
@@ -519,6 +609,15 @@ impl Kernels {
                 clipped: true,
             },
         ];
+        // The products of the scheduler's step, made on a stand-in buffer: a variant depends on
+        // the buffers only through their offsets, multiples of 4 here as in the scheduler.
+        let stand_in = self.dummy.clone();
+        let view = |offset: usize, len: usize| View {
+            buffer: &stand_in,
+            offset,
+            len,
+        };
+        let choice = self.matmul_choice_or_tune(ctx)?;
         let last = spec.layers.len() - 1;
         for (i, layer) in spec.layers.iter().enumerate() {
             let (units, fan_in) = (layer.units, spec.fan_in(i));
@@ -527,29 +626,28 @@ impl Kernels {
             } else {
                 layer.activation
             };
-            // The products of the scheduler's step, with their operands at aligned offsets.
-            let mut products = vec![
-                (
-                    MatmulForm::ABt,
-                    Epilogue::BiasActivation(activation),
-                    (1, units, fan_in),
-                ),
-                (MatmulForm::AtB, Epilogue::WithRowSums, (units, fan_in, 1)),
-            ];
+            let tensors = DenseTensors {
+                weight: view(0, units * fan_in),
+                bias: view(0, units),
+                fan_in,
+                blocks: &blocks[i],
+            };
+            let no_dropout = LayerDropout {
+                layer: i,
+                rate: 0.0,
+            };
+            let (x, y) = (view(0, fan_in), view(0, units));
+            let mut products = dense::forward(tensors, 1, activation, no_dropout, x, y);
+            products.extend(dense::grad_params(tensors, 1, y, x));
             if i > 0 {
                 let below = spec.layers[i - 1].activation;
-                products.push((
-                    MatmulForm::AB,
-                    Epilogue::ActivationGrad(below),
-                    (1, fan_in, units),
-                ));
+                products.extend(dense::grad_input(tensors, 1, y, x, below, no_dropout, x));
             }
             // The batch size decides a product's size class; prepare both where they differ.
-            let choice = self.matmul_choice_or_tune(ctx)?;
-            for (form, epilogue, shape) in products {
-                for config in choice.configs(form) {
-                    keys.push(PipelineKey::Matmul(MatmulVariant::for_shape(
-                        config, form, epilogue, shape, 0, 0,
+            for p in products {
+                for config in choice.configs(p.form) {
+                    keys.push(PipelineKey::Matmul(MatmulVariant::for_dims(
+                        config, p.form, p.epilogue, &p.dims, p.a.offset, p.b.offset,
                     )));
                 }
             }
@@ -699,70 +797,52 @@ impl Kernels {
     }
 
     /// C = op(A)·op(B) with an epilogue (matmul.wgsl), in the configuration chosen for the
-    /// form. `aux` is the bias for `BiasActivation`, the layer input for `ActivationGrad`,
-    /// and ignored otherwise; for `WithRowSums`, `c` spans C and the row sums.
-    #[allow(clippy::too_many_arguments)]
+    /// form and size.
     pub fn matmul(
         &mut self,
         ctx: &GpuContext,
         step: &wgpu::Buffer,
-        form: MatmulForm,
-        epilogue: Epilogue,
-        dims: MatmulDims,
-        a: View,
-        b: View,
-        aux: View,
-        c: View,
+        product: &Product,
     ) -> Result<Dispatch> {
-        let shape = (dims.m as usize, dims.n as usize, dims.k as usize);
-        let config = self.matmul_choice_or_tune(ctx)?.get(form, shape);
-        self.matmul_with(ctx, config, step, form, epilogue, dims, a, b, aux, c)
+        let config = self
+            .matmul_choice_or_tune(ctx)?
+            .get(product.form, product.dims.shape());
+        self.matmul_with(ctx, config, step, product)
     }
 
     /// [`Kernels::matmul`] in configuration `config` (an index into [`MATMUL_CONFIGS`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn matmul_with(
         &mut self,
         ctx: &GpuContext,
         config: usize,
         step: &wgpu::Buffer,
-        form: MatmulForm,
-        epilogue: Epilogue,
-        dims: MatmulDims,
-        a: View,
-        b: View,
-        aux: View,
-        c: View,
+        product: &Product,
     ) -> Result<Dispatch> {
-        let variant = MatmulVariant::for_shape(
-            config,
+        let Product {
             form,
             epilogue,
-            (dims.m as usize, dims.n as usize, dims.k as usize),
-            a.offset,
-            b.offset,
-        );
-        let uniform = ctx.uniform("matmul dims", &dims);
+            dims,
+            a,
+            b,
+            aux,
+            c,
+            sums,
+        } = *product;
+        let variant = MatmulVariant::for_dims(config, form, epilogue, &dims, a.offset, b.offset);
+        let uniform = ctx.uniform("matmul dims", &dims.resolved(form));
         let groups = MATMUL_CONFIGS[config].workgroups(dims.m, dims.n);
-        let dummy_buffer = self.dummy.clone();
-        let dummy = View::whole(&dummy_buffer).resource();
+        let (dummy_buffer, dummy_rw_buffer) = (self.dummy.clone(), self.dummy_rw.clone());
+        let dummy = View::whole(&dummy_buffer);
         let bindings = [
             step_binding(step),
             uniform.as_entire_binding(),
             a.resource(),
             b.resource(),
-            aux.resource(),
+            aux.unwrap_or(dummy).resource(),
             c.resource(),
-            if variant.a_vec4 {
-                a.vec4_resource()
-            } else {
-                dummy.clone()
-            },
-            if variant.b_vec4 {
-                b.vec4_resource()
-            } else {
-                dummy.clone()
-            },
+            if variant.a_vec4 { a } else { dummy }.vec4_resource(),
+            if variant.b_vec4 { b } else { dummy }.vec4_resource(),
+            sums.unwrap_or(View::whole(&dummy_rw_buffer)).resource(),
         ];
         self.dispatch(ctx, PipelineKey::Matmul(variant), &bindings, groups)
     }

@@ -4,14 +4,16 @@
 //! never goes through here.
 
 use super::autotune::time_dispatch;
+use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::{AdapterChoice, GpuContext};
-use super::kernels::{DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, StepUniform, View};
+use super::kernels::{DataFormat, Dispatch, Kernels, Product, StepUniform, View};
 use super::matmul::MatmulChoice;
 use crate::backend::StepParams;
 use crate::cpu::ops::{Dropout, MatmulForm};
 use crate::error::Result;
 use crate::model::{Activation, Loss, Optimizer};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use std::ops::Range;
 
 pub struct KernelRunner {
     pub ctx: GpuContext,
@@ -20,6 +22,14 @@ pub struct KernelRunner {
 
 fn flat(a: ArrayView2<f32>) -> Vec<f32> {
     a.as_standard_layout().iter().copied().collect()
+}
+
+/// The layer and rate of `dropout` for the matmul epilogues (none: rate 0).
+fn layer_dropout(dropout: Option<Dropout>) -> LayerDropout {
+    LayerDropout {
+        layer: dropout.map_or(0, |d| d.layer as usize),
+        rate: dropout.map_or(0.0, |d| d.rate),
+    }
 }
 
 /// The step whose dropout masks are `dropout`'s (no dropout: an inference step).
@@ -59,14 +69,26 @@ impl KernelRunner {
         self.ctx.uniform("step", &StepUniform::from(step))
     }
 
-    fn submit(&self, dispatch: &Dispatch) -> Result<()> {
+    /// Runs `dispatches` in order, in one submission.
+    fn submit(&self, dispatches: &[Dispatch]) -> Result<()> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            dispatch.record(&mut pass, 0);
+            for dispatch in dispatches {
+                dispatch.record(&mut pass, 0);
+            }
         }
         self.ctx.queue.submit([encoder.finish()]);
         self.ctx.check()
+    }
+
+    /// Runs `products` in order, in one submission.
+    fn run_products(&mut self, step: &wgpu::Buffer, products: &[Product]) -> Result<()> {
+        let dispatches = products
+            .iter()
+            .map(|product| self.kernels.matmul(&self.ctx, step, product))
+            .collect::<Result<Vec<_>>>()?;
+        self.submit(&dispatches)
     }
 
     fn read2(&self, buffer: &wgpu::Buffer, rows: usize, cols: usize) -> Result<Array2<f32>> {
@@ -74,40 +96,21 @@ impl KernelRunner {
         Ok(Array2::from_shape_vec((rows, cols), values).expect("read-back has rows × cols values"))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_matmul(
-        &mut self,
-        form: MatmulForm,
-        epilogue: Epilogue,
-        a: ArrayView2<f32>,
-        b: ArrayView2<f32>,
-        aux: &[f32],
-        dropout: Option<Dropout>,
-        (m, n, k): (usize, usize, usize),
-    ) -> Result<Array2<f32>> {
-        let step = self.step_buffer(&step_for(dropout));
-        let a_buf = self.ctx.storage_from("a", &flat(a))?;
-        let b_buf = self.ctx.storage_from("b", &flat(b))?;
-        let aux_buf = self.ctx.storage_from("aux", aux)?;
-        let c_buf = self.ctx.storage("c", m * n)?;
-        let dims = MatmulDims {
-            layer: dropout.map_or(0, |d| d.layer),
-            dropout_rate: dropout.map_or(0.0, |d| d.rate),
-            ..MatmulDims::new(m, n, k)
-        };
-        let d = self.kernels.matmul(
-            &self.ctx,
-            &step,
-            form,
-            epilogue,
-            dims,
-            View::whole(&a_buf),
-            View::whole(&b_buf),
-            View::whole(&aux_buf),
-            View::whole(&c_buf),
-        )?;
-        self.submit(&d)?;
-        self.read2(&c_buf, m, n)
+    /// A weight [units, fan_in] and bias on the device, with its blocks: the weight is
+    /// uploaded as one buffer and split into blocks where it exceeds one storage binding, as
+    /// the scheduler splits it.
+    fn upload_dense(
+        &self,
+        weight: ArrayView2<f32>,
+        bias: &[f32],
+    ) -> Result<(wgpu::Buffer, wgpu::Buffer, Vec<Range<usize>>)> {
+        let (units, fan_in) = weight.dim();
+        let blocks = dense::weight_blocks(&self.ctx, "weight", units, fan_in)?;
+        Ok((
+            self.ctx.storage_in_parts_from("weight", &flat(weight))?,
+            self.ctx.storage_from("bias", bias)?,
+            blocks,
+        ))
     }
 
     /// Seconds per C[M,N] = A·B on random-free constant inputs, timed over `repeats`
@@ -136,17 +139,14 @@ impl KernelRunner {
         let a = self.ctx.storage_from("a", &varied(m * k))?;
         let b = self.ctx.storage_from("b", &varied(k * n))?;
         let c = self.ctx.storage("c", m * n)?;
-        let d = self.kernels.matmul(
-            &self.ctx,
-            &step,
+        let product = Product::plain(
             form,
-            Epilogue::None,
-            MatmulDims::new(m, n, k),
+            (m, n, k),
             View::whole(&a),
             View::whole(&b),
-            View::whole(&a),
             View::whole(&c),
-        )?;
+        );
+        let d = self.kernels.matmul(&self.ctx, &step, &product)?;
         time_dispatch(&self.ctx, &d, 1)?;
         time_dispatch(&self.ctx, &d, repeats)
     }
@@ -167,10 +167,23 @@ impl KernelRunner {
         } else {
             b.ncols()
         };
-        self.run_matmul(form, Epilogue::None, a, b, &[0.0], None, (m, n, k))
+        let step = self.step_buffer(&step_for(None));
+        let a_buf = self.ctx.storage_from("a", &flat(a))?;
+        let b_buf = self.ctx.storage_from("b", &flat(b))?;
+        let c_buf = self.ctx.storage("c", m * n)?;
+        let product = Product::plain(
+            form,
+            (m, n, k),
+            View::whole(&a_buf),
+            View::whole(&b_buf),
+            View::whole(&c_buf),
+        );
+        self.run_products(&step, &[product])?;
+        self.read2(&c_buf, m, n)
     }
 
-    /// Twin of [`crate::cpu::ops::dense_forward`].
+    /// Twin of [`crate::cpu::ops::dense_forward`]; the weight in blocks of rows where it is
+    /// larger than one storage binding.
     pub fn dense_forward(
         &mut self,
         x: ArrayView2<f32>,
@@ -179,20 +192,31 @@ impl KernelRunner {
         activation: Activation,
         dropout: Option<Dropout>,
     ) -> Result<Array2<f32>> {
-        let dims = (x.nrows(), weight.nrows(), x.ncols());
-        let bias: Vec<f32> = bias.to_vec();
-        self.run_matmul(
-            MatmulForm::ABt,
-            Epilogue::BiasActivation(activation),
-            x,
-            weight,
-            &bias,
-            dropout,
-            dims,
-        )
+        let (batch, units) = (x.nrows(), weight.nrows());
+        let step = self.step_buffer(&step_for(dropout));
+        let (weight_buf, bias_buf, blocks) = self.upload_dense(weight, &bias.to_vec())?;
+        let x_buf = self.ctx.storage_from("x", &flat(x))?;
+        let y_buf = self.ctx.storage("y", batch * units)?;
+        let tensors = DenseTensors {
+            weight: View::whole(&weight_buf),
+            bias: View::whole(&bias_buf),
+            fan_in: weight.ncols(),
+            blocks: &blocks,
+        };
+        let products = dense::forward(
+            tensors,
+            batch,
+            activation,
+            layer_dropout(dropout),
+            View::whole(&x_buf),
+            View::whole(&y_buf),
+        );
+        self.run_products(&step, &products)?;
+        self.read2(&y_buf, batch, units)
     }
 
-    /// Twin of [`crate::cpu::ops::dense_backward_input`].
+    /// Twin of [`crate::cpu::ops::dense_backward_input`]; the weight in blocks of rows where
+    /// it is larger than one storage binding.
     pub fn dense_backward_input(
         &mut self,
         grad_output: ArrayView2<f32>,
@@ -201,21 +225,35 @@ impl KernelRunner {
         input_activation: Activation,
         input_dropout: Option<Dropout>,
     ) -> Result<Array2<f32>> {
-        let dims = (grad_output.nrows(), weight.ncols(), grad_output.ncols());
-        let epilogue = Epilogue::ActivationGrad(input_activation);
-        self.run_matmul(
-            MatmulForm::AB,
-            epilogue,
-            grad_output,
-            weight,
-            &flat(input),
-            input_dropout,
-            dims,
-        )
+        let (batch, units) = grad_output.dim();
+        let fan_in = weight.ncols();
+        let step = self.step_buffer(&step_for(input_dropout));
+        let (weight_buf, bias_buf, blocks) = self.upload_dense(weight, &vec![0.0; units])?;
+        let dz = self.ctx.storage_from("dz", &flat(grad_output))?;
+        let input_buf = self.ctx.storage_from("input", &flat(input))?;
+        let dx = self.ctx.storage("dx", batch * fan_in)?;
+        let tensors = DenseTensors {
+            weight: View::whole(&weight_buf),
+            bias: View::whole(&bias_buf),
+            fan_in,
+            blocks: &blocks,
+        };
+        let products = dense::grad_input(
+            tensors,
+            batch,
+            View::whole(&dz),
+            View::whole(&input_buf),
+            input_activation,
+            layer_dropout(input_dropout),
+            View::whole(&dx),
+        );
+        self.run_products(&step, &products)?;
+        self.read2(&dx, batch, fan_in)
     }
 
     /// Twins of [`crate::cpu::ops::grad_weights`] and [`crate::cpu::ops::grad_bias`], in
-    /// one dispatch as the training step computes them: (dzᵀ·x, Σ_rows dz).
+    /// one pass as the training step computes them: (dzᵀ·x, Σ_rows dz); the weight gradient
+    /// in blocks of rows where it is larger than one storage binding.
     pub fn grad_weights_and_bias(
         &mut self,
         grad_output: ArrayView2<f32>,
@@ -226,29 +264,21 @@ impl KernelRunner {
         let step = self.step_buffer(&step_for(None));
         let dz = self.ctx.storage_from("dz", &flat(grad_output))?;
         let x = self.ctx.storage_from("x", &flat(input))?;
-        // dW then db, at an aligned offset after it, as in the parameter layout.
-        let bias_at = (units * fan_in).div_ceil(64) * 64;
-        let grads = self.ctx.storage("dW and db", bias_at + units)?;
-        let dims = MatmulDims {
-            row_sums: bias_at as u32,
-            ..MatmulDims::new(units, fan_in, batch)
+        let blocks = dense::weight_blocks(&self.ctx, "weight gradient", units, fan_in)?;
+        let grad_weight = self.ctx.storage_in_parts("dW", units * fan_in)?;
+        let grad_bias = self.ctx.storage("db", units)?;
+        let grads = DenseTensors {
+            weight: View::whole(&grad_weight),
+            bias: View::whole(&grad_bias),
+            fan_in,
+            blocks: &blocks,
         };
-        let d = self.kernels.matmul(
-            &self.ctx,
-            &step,
-            MatmulForm::AtB,
-            Epilogue::WithRowSums,
-            dims,
-            View::whole(&dz),
-            View::whole(&x),
-            View::whole(&dz),
-            View::whole(&grads),
-        )?;
-        self.submit(&d)?;
-        let values = self.ctx.read(&grads, 0, bias_at + units)?;
-        let weights = Array2::from_shape_vec((units, fan_in), values[..units * fan_in].to_vec())
-            .expect("units × fan_in values");
-        Ok((weights, Array1::from(values[bias_at..].to_vec())))
+        let products = dense::grad_params(grads, batch, View::whole(&dz), View::whole(&x));
+        self.run_products(&step, &products)?;
+        Ok((
+            self.read2(&grad_weight, units, fan_in)?,
+            Array1::from(self.ctx.read(&grad_bias, 0, units)?),
+        ))
     }
 
     /// Twin of [`crate::cpu::ops::output_loss`]: (row losses, row correctness, logit
@@ -284,7 +314,7 @@ impl KernelRunner {
             View::whole(&stats),
             View::whole(&metrics),
         )?;
-        self.submit(&d)?;
+        self.submit(&[d])?;
         let stats = self.read2(&stats, batch, 2)?;
         let sums = self.ctx.read(&metrics, 0, 3)?;
         Ok((
@@ -319,7 +349,7 @@ impl KernelRunner {
             View::whole(&unused1),
             View::whole(&unused2),
         )?;
-        self.submit(&d)?;
+        self.submit(&[d])?;
         self.read2(&out, batch, n)
     }
 
@@ -361,7 +391,7 @@ impl KernelRunner {
                 .as_ref()
                 .map(|s| (y_width, View::whole(s), View::whole(&y_dest))),
         )?;
-        self.submit(&d)?;
+        self.submit(&[d])?;
         let y = match y_src {
             Some(_) => Some(self.read2(&y_dest, batch, y_width)?),
             None => None,
@@ -388,7 +418,7 @@ impl KernelRunner {
             View::whole(&partials),
             0,
         )?;
-        self.submit(&d)?;
+        self.submit(&[d])?;
         let scratch1 = self.ctx.storage("scratch", 1)?;
         let scratch2 = self.ctx.storage("scratch", 1)?;
         let scratch3 = self.ctx.storage("scratch", 1)?;
@@ -403,7 +433,7 @@ impl KernelRunner {
                 View::whole(&scratch3),
             ],
         )?;
-        self.submit(&d)?;
+        self.submit(&[d])?;
         Ok(self.ctx.read(&factor, 0, 1)?[0])
     }
 
@@ -448,7 +478,7 @@ impl KernelRunner {
             View::whole(&divergence),
             regions,
         )?;
-        self.submit(&d)?;
+        self.submit(&[d])?;
         Ok((
             self.ctx.read(&p, 0, len)?,
             self.ctx.read(&s1, 0, len)?,

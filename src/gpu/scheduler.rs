@@ -14,19 +14,20 @@
 //!
 //! Device limits: a data set larger than one storage binding or buffer is stored in chunks
 //! of whole rows, with one gather per chunk; flat vectors larger than one storage binding are
-//! updated (and their norm reduced) by one dispatch per part. Each parameter tensor, each
-//! layer's gradients and each workspace buffer must fit one binding (else `BufferTooLarge`).
+//! updated (and their norm reduced) by one dispatch per part; a weight larger than one binding
+//! is split by output units into blocks of rows, one product per block (see `dense.rs`). Each
+//! bias, each block of rows and each workspace buffer must fit one binding (else
+//! `BufferTooLarge`, before anything is allocated).
 
 use super::autotune::Source;
+use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{
-    BuildStats, DataFormat, Dispatch, Epilogue, Kernels, MatmulDims, STEP_STRIDE, View,
-    step_buffer_bytes,
+    BuildStats, DataFormat, Dispatch, Kernels, Product, STEP_STRIDE, View, step_buffer_bytes,
 };
 use super::matmul::MatmulChoice;
 use super::profile::{Profile, Profiler};
 use crate::backend::{Backend, Metrics, Slot, StepParams};
-use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, ParamLayout, Sequential};
 use ndarray::{Array2, ArrayView2};
@@ -160,6 +161,8 @@ pub struct GpuBackend {
     kernels: Kernels,
     spec: Sequential,
     layout: ParamLayout,
+    /// Each layer's weight blocks (rows), one block where the weight fits one binding.
+    blocks: Vec<Vec<Range<usize>>>,
     loss: Loss,
     model: ModelBuffers,
     work: Workspace,
@@ -262,19 +265,21 @@ impl GpuBackend {
                 super::kernels::MAX_TENSORS / 2
             )));
         }
-        // Each tensor is bound on its own, and each layer's weight and bias gradients together.
-        for slot in &layout.tensors {
+        // Each bias is bound on its own, each weight in blocks of rows that fit a binding.
+        let mut blocks = Vec::with_capacity(spec.layers.len());
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let bias = layout.bias(i);
             ctx.check_size(
-                &format!("{} {:?}", slot.name, slot.shape),
-                (slot.len * 4) as u64,
+                &format!("{} {:?}", bias.name, bias.shape),
+                (bias.len * 4) as u64,
             )?;
-        }
-        for i in 0..spec.layers.len() {
-            let (weight, bias) = (layout.weight(i), layout.bias(i));
-            ctx.check_size(
-                &format!("the gradients of {} and {}", weight.name, bias.name),
-                ((bias.offset + bias.len - weight.offset) * 4) as u64,
-            )?;
+            let weight = &layout.weight(i).name;
+            blocks.push(dense::weight_blocks(
+                &ctx,
+                weight,
+                layer.units,
+                spec.fan_in(i),
+            )?);
         }
         let state_len = |needed: bool| if needed { layout.len } else { 1 };
         let [used1, used2] = spec.optimizer.state_vectors();
@@ -306,7 +311,7 @@ impl GpuBackend {
         kernels.set_matmul_choice(matmul);
         let tuned_seconds = tuning.elapsed().as_secs_f64();
         let before = kernels.build_stats();
-        kernels.prepare(&ctx, spec)?;
+        kernels.prepare(&ctx, spec, &blocks)?;
         let after = kernels.build_stats();
         let startup = Startup {
             matmul,
@@ -323,6 +328,7 @@ impl GpuBackend {
             loss: spec.resolved_loss(),
             spec: spec.clone(),
             layout,
+            blocks,
             model,
             kernels,
             ctx,
@@ -435,6 +441,7 @@ impl GpuBackend {
             kernels: &mut self.kernels,
             spec: &self.spec,
             layout: &self.layout,
+            blocks: &self.blocks,
             loss: self.loss,
             model: &self.model,
             work: &self.work,
@@ -549,6 +556,7 @@ struct ProgramBuilder<'a> {
     kernels: &'a mut Kernels,
     spec: &'a Sequential,
     layout: &'a ParamLayout,
+    blocks: &'a [Vec<Range<usize>>],
     loss: Loss,
     model: &'a ModelBuffers,
     work: &'a Workspace,
@@ -598,6 +606,24 @@ impl<'a> ProgramBuilder<'a> {
         Ok(())
     }
 
+    /// Layer `i`'s weight and bias inside a parameter-shaped buffer.
+    fn dense(&self, buffer: &'a wgpu::Buffer, i: usize) -> DenseTensors<'a> {
+        DenseTensors {
+            weight: self.tensor(buffer, 2 * i),
+            bias: self.tensor(buffer, 2 * i + 1),
+            fan_in: self.spec.fan_in(i),
+            blocks: &self.blocks[i],
+        }
+    }
+
+    fn push_products(&mut self, products: Vec<Product>) -> Result<()> {
+        for product in &products {
+            let d = self.kernels.matmul(self.ctx, &self.model.step, product)?;
+            self.dispatches.push(d);
+        }
+        Ok(())
+    }
+
     fn forward(&mut self) -> Result<()> {
         let last = self.spec.layers.len() - 1;
         for (i, layer) in self.spec.layers.iter().enumerate() {
@@ -607,23 +633,19 @@ impl<'a> ProgramBuilder<'a> {
             } else {
                 layer.activation
             };
-            let dims = MatmulDims {
-                layer: i as u32,
-                dropout_rate: layer.dropout,
-                ..MatmulDims::new(self.work.batch, layer.units, self.spec.fan_in(i))
+            let dropout = LayerDropout {
+                layer: i,
+                rate: layer.dropout,
             };
-            let d = self.kernels.matmul(
-                self.ctx,
-                &self.model.step,
-                MatmulForm::ABt,
-                Epilogue::BiasActivation(activation),
-                dims,
+            let products = dense::forward(
+                self.dense(&self.model.params, i),
+                self.work.batch,
+                activation,
+                dropout,
                 View::whole(&self.work.activations[i]),
-                self.tensor(&self.model.params, 2 * i),
-                self.tensor(&self.model.params, 2 * i + 1),
                 View::whole(&self.work.activations[i + 1]),
-            )?;
-            self.dispatches.push(d);
+            );
+            self.push_products(products)?;
         }
         Ok(())
     }
@@ -665,54 +687,30 @@ impl<'a> ProgramBuilder<'a> {
 
     fn backward(&mut self) -> Result<()> {
         let batch = self.work.batch;
-        for (i, layer) in self.spec.layers.iter().enumerate().rev() {
-            let fan_in = self.spec.fan_in(i);
+        for i in (0..self.spec.layers.len()).rev() {
             let grad_output = self.grad_output(i);
             let input = View::whole(&self.work.activations[i]);
-            // dW = dzᵀ·x, and db = Σ_rows dz in the same pass: C spans the weight gradient and
-            // the bias gradient that follows it in the layout.
-            let (weight, bias) = (self.layout.weight(i), self.layout.bias(i));
-            let dims = MatmulDims {
-                row_sums: (bias.offset - weight.offset) as u32,
-                ..MatmulDims::new(layer.units, fan_in, batch)
-            };
-            let grads = View {
-                buffer: &self.model.grads,
-                offset: weight.offset,
-                len: bias.offset + bias.len - weight.offset,
-            };
-            let d = self.kernels.matmul(
-                self.ctx,
-                &self.model.step,
-                MatmulForm::AtB,
-                Epilogue::WithRowSums,
-                dims,
-                grad_output,
-                input,
-                grad_output,
-                grads,
-            )?;
-            self.dispatches.push(d);
+            // dW = dzᵀ·x, and db = Σ_rows dz in the same pass.
+            let products =
+                dense::grad_params(self.dense(&self.model.grads, i), batch, grad_output, input);
+            self.push_products(products)?;
             // dz of the layer below = (dz·W) ⊙ f'(its output)
             if i > 0 {
                 let below = &self.spec.layers[i - 1];
-                let dims = MatmulDims {
-                    layer: (i - 1) as u32,
-                    dropout_rate: below.dropout,
-                    ..MatmulDims::new(batch, fan_in, layer.units)
+                let dropout = LayerDropout {
+                    layer: i - 1,
+                    rate: below.dropout,
                 };
-                let d = self.kernels.matmul(
-                    self.ctx,
-                    &self.model.step,
-                    MatmulForm::AB,
-                    Epilogue::ActivationGrad(below.activation),
-                    dims,
+                let products = dense::grad_input(
+                    self.dense(&self.model.params, i),
+                    batch,
                     grad_output,
-                    self.tensor(&self.model.params, 2 * i),
                     input,
+                    below.activation,
+                    dropout,
                     self.grad_output(i - 1),
-                )?;
-                self.dispatches.push(d);
+                );
+                self.push_products(products)?;
             }
         }
         Ok(())

@@ -1,11 +1,11 @@
 //! Shared by the integration tests: GPU availability policy, random data, error measures.
 #![allow(dead_code)]
 
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgrad::backend::StepParams;
-use wgrad::cpu::ops;
+use wgrad::cpu::ops::{self, Dropout};
 use wgrad::gpu::ops::KernelRunner;
 use wgrad::{Activation, AdapterChoice, Device, Loss, Optimizer};
 
@@ -27,10 +27,15 @@ pub fn gpu_device(test: &str) -> Option<Device> {
 
 /// A single-kernel runner on the default adapter, under the same policy as [`gpu_device`].
 pub fn kernel_runner(test: &str) -> Option<KernelRunner> {
+    kernel_runner_on(test, &AdapterChoice::default())
+}
+
+/// [`kernel_runner`] on the adapter `choice` picks, with its limits.
+pub fn kernel_runner_on(test: &str, choice: &AdapterChoice) -> Option<KernelRunner> {
     if skip_gpu(test) {
         return None;
     }
-    match KernelRunner::new(&AdapterChoice::default()) {
+    match KernelRunner::new(choice) {
         Ok(runner) => {
             eprintln!("{test}: GPU adapter {}", runner.ctx.describe());
             Some(runner)
@@ -71,6 +76,54 @@ pub fn relative_error<'a>(
     assert!(count > 0, "nothing compared");
     // An all-zero reference (a saturated unit's gradient) must be matched exactly.
     if scale > 0.0 { diff / scale } else { diff }
+}
+
+/// `ops::dense_forward` into a fresh array, as the GPU's `dense_forward` returns it.
+pub fn cpu_dense_forward(
+    x: ArrayView2<f32>,
+    weight: ArrayView2<f32>,
+    bias: ArrayView1<f32>,
+    activation: Activation,
+    dropout: Option<Dropout>,
+) -> Array2<f32> {
+    let mut out = Array2::zeros((x.nrows(), weight.nrows()));
+    ops::dense_forward(x, weight, bias, activation, dropout, out.view_mut());
+    out
+}
+
+/// `ops::dense_backward_input` into a fresh array, as the GPU's `dense_backward_input`
+/// returns it.
+pub fn cpu_dense_backward_input(
+    grad_output: ArrayView2<f32>,
+    weight: ArrayView2<f32>,
+    input: ArrayView2<f32>,
+    activation: Activation,
+    dropout: Option<Dropout>,
+) -> Array2<f32> {
+    let mut out = Array2::zeros(input.dim());
+    ops::dense_backward_input(
+        grad_output,
+        weight,
+        input,
+        activation,
+        dropout,
+        out.view_mut(),
+    );
+    out
+}
+
+/// `ops::grad_weights` and `ops::grad_bias` into fresh arrays, as the GPU's
+/// `grad_weights_and_bias` returns them.
+pub fn cpu_grad_weights_and_bias(
+    grad_output: ArrayView2<f32>,
+    input: ArrayView2<f32>,
+) -> (Array2<f32>, Array1<f32>) {
+    let units = grad_output.ncols();
+    let mut weights = Array2::zeros((units, input.ncols()));
+    ops::grad_weights(grad_output, input, weights.view_mut());
+    let mut bias = Array1::zeros(units);
+    ops::grad_bias(grad_output, bias.view_mut());
+    (weights, bias)
 }
 
 /// The CPU output stage (`ops::output_loss`) into fresh arrays: per-row loss, per-row

@@ -1,0 +1,190 @@
+//! A dense layer's products on the GPU, as matmul launches: the forward pass, the weight and
+//! bias gradients, and the gradient of the layer's input. Where a weight is larger than one
+//! storage binding it is split by output units into blocks of rows, each bound on its own:
+//! the forward pass and the weight gradient then run one product per block, each writing its
+//! own columns of the output (rows of the gradient); the input gradient, a sum over the
+//! output units, runs one product per block accumulating into the same result, the
+//! activation's derivative applied by the last.
+
+use super::device::GpuContext;
+use super::kernels::{Epilogue, MatmulDims, Product, View};
+use crate::cpu::ops::MatmulForm;
+use crate::error::Result;
+use crate::model::{Activation, ParamLayout};
+use std::ops::Range;
+
+/// The blocks of rows (output units) of a `[units, fan_in]` weight: `0..units` where it fits
+/// one storage binding, else blocks of at most one binding each, every block starting at an
+/// element offset the adapter can bind at and at a multiple of 4 rows (so that vec4 reads
+/// stay aligned).
+pub fn weight_blocks(
+    ctx: &GpuContext,
+    name: &str,
+    units: usize,
+    fan_in: usize,
+) -> Result<Vec<Range<usize>>> {
+    let limit = ctx.binding_limit() as usize / 4;
+    if units * fan_in <= limit {
+        return Ok(std::iter::once(0..units).collect());
+    }
+    // Tensors start at multiples of ParamLayout::ALIGN elements, which every adapter can bind
+    // at; a block's offset within its tensor must be a multiple of the adapter's alignment.
+    let align =
+        (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).clamp(1, ParamLayout::ALIGN);
+    // Rows per block: a multiple of 4 and of align / gcd(fan_in, align).
+    let step = lcm(4, align / gcd(fan_in, align));
+    let rows = limit / fan_in / step * step;
+    if rows == 0 {
+        // The smallest block does not fit: the error names it.
+        ctx.check_size(
+            &format!("{name} [{units}, {fan_in}], split into blocks of {step} rows,"),
+            (step * fan_in * 4) as u64,
+        )?;
+    }
+    Ok((0..units)
+        .step_by(rows.max(step))
+        .map(|start| start..units.min(start + rows))
+        .collect())
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    a / gcd(a, b) * b
+}
+
+/// A dense layer's weight `[units, fan_in]` and bias `[units]` in one buffer (its parameters
+/// or their gradients), with the weight's blocks from [`weight_blocks`].
+#[derive(Clone, Copy)]
+pub struct DenseTensors<'a> {
+    pub weight: View<'a>,
+    pub bias: View<'a>,
+    pub fan_in: usize,
+    pub blocks: &'a [Range<usize>],
+}
+
+impl<'a> DenseTensors<'a> {
+    fn units(&self) -> usize {
+        self.bias.len
+    }
+
+    /// Rows `rows` of the weight.
+    fn weight_rows(&self, rows: &Range<usize>) -> View<'a> {
+        View {
+            buffer: self.weight.buffer,
+            offset: self.weight.offset + rows.start * self.fan_in,
+            len: rows.len() * self.fan_in,
+        }
+    }
+}
+
+/// Which layer's dropout mask an epilogue applies (or undoes), and at what rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerDropout {
+    pub layer: usize,
+    pub rate: f32,
+}
+
+/// y = f(x·Wᵀ + b), then `dropout`: x `[batch, fan_in]`, y `[batch, units]`; block by block,
+/// each writing its columns of y.
+pub fn forward<'a>(
+    params: DenseTensors<'a>,
+    batch: usize,
+    activation: Activation,
+    dropout: LayerDropout,
+    x: View<'a>,
+    y: View<'a>,
+) -> Vec<Product<'a>> {
+    params
+        .blocks
+        .iter()
+        .map(|rows| Product {
+            form: MatmulForm::ABt,
+            epilogue: Epilogue::BiasActivation(activation),
+            dims: MatmulDims {
+                layer: dropout.layer as u32,
+                dropout_rate: dropout.rate,
+                ldc: params.units() as u32,
+                c_col0: rows.start as u32,
+                ..MatmulDims::new(batch, rows.len(), params.fan_in)
+            },
+            a: x,
+            b: params.weight_rows(rows),
+            aux: Some(params.bias),
+            c: y,
+            sums: None,
+        })
+        .collect()
+}
+
+/// dW = dzᵀ·x and db = Σ_rows dz into `grads`, in one pass per block: dz `[batch, units]`,
+/// x `[batch, fan_in]`.
+pub fn grad_params<'a>(
+    grads: DenseTensors<'a>,
+    batch: usize,
+    dz: View<'a>,
+    x: View<'a>,
+) -> Vec<Product<'a>> {
+    grads
+        .blocks
+        .iter()
+        .map(|rows| Product {
+            form: MatmulForm::AtB,
+            epilogue: Epilogue::WithRowSums,
+            dims: MatmulDims {
+                lda: grads.units() as u32,
+                a_col0: rows.start as u32,
+                row_sums: rows.start as u32,
+                ..MatmulDims::new(rows.len(), grads.fan_in, batch)
+            },
+            a: dz,
+            b: x,
+            aux: None,
+            c: grads.weight_rows(rows),
+            sums: Some(grads.bias),
+        })
+        .collect()
+}
+
+/// dx = (dz·W) ⊙ f'(input), with `dropout` (the input's) undone: dz `[batch, units]`, input
+/// and dx `[batch, fan_in]`, `activation` the one that made the input. The blocks' products
+/// add up in dx; the last applies the derivative.
+pub fn grad_input<'a>(
+    params: DenseTensors<'a>,
+    batch: usize,
+    dz: View<'a>,
+    input: View<'a>,
+    activation: Activation,
+    dropout: LayerDropout,
+    dx: View<'a>,
+) -> Vec<Product<'a>> {
+    let last = params.blocks.len() - 1;
+    params
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(i, rows)| Product {
+            form: MatmulForm::AB,
+            epilogue: if i == last {
+                Epilogue::ActivationGrad(activation)
+            } else {
+                Epilogue::None
+            },
+            dims: MatmulDims {
+                layer: dropout.layer as u32,
+                dropout_rate: dropout.rate,
+                lda: params.units() as u32,
+                a_col0: rows.start as u32,
+                accumulate: u32::from(i > 0),
+                ..MatmulDims::new(batch, params.fan_in, rows.len())
+            },
+            a: dz,
+            b: params.weight_rows(rows),
+            aux: Some(input),
+            c: dx,
+            sums: None,
+        })
+        .collect()
+}
