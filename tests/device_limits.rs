@@ -247,6 +247,16 @@ fn dense_products_with_the_weight_in_blocks() {
     for (i, &(units, fan_in, batch)) in shapes.iter().enumerate() {
         let blocks = weight_blocks(&gpu.ctx, "w", units, fan_in).unwrap();
         assert!(blocks.len() >= 2, "{units}x{fan_in}: {blocks:?}");
+        // Contiguous, covering every unit, each within a binding and starting at 4k rows.
+        assert_eq!(blocks.first().unwrap().start, 0);
+        assert_eq!(blocks.last().unwrap().end, units);
+        for (block, next) in blocks.iter().zip(&blocks[1..]) {
+            assert_eq!(block.end, next.start, "{blocks:?}");
+        }
+        for block in &blocks {
+            assert!(block.start % 4 == 0 && !block.is_empty(), "{blocks:?}");
+            assert!((block.len() * fan_in * 4) as u64 <= LIMIT, "{blocks:?}");
+        }
         let seed = 100 + 10 * i as u64;
         let x = random_matrix(batch, fan_in, 1.0, seed);
         let w = random_matrix(units, fan_in, 0.5, seed + 1);

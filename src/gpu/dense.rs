@@ -33,16 +33,14 @@ pub fn weight_blocks(
         (ctx.limits.min_storage_buffer_offset_alignment as usize / 4).clamp(1, ParamLayout::ALIGN);
     // Rows per block: a multiple of 4 and of align / gcd(fan_in, align).
     let step = lcm(4, align / gcd(fan_in, align));
+    // The smallest block must fit (else the error names it); then `rows` ≥ `step`.
+    ctx.check_size(
+        &format!("{name} [{units}, {fan_in}], split into blocks of {step} rows,"),
+        (step * fan_in * 4) as u64,
+    )?;
     let rows = limit / fan_in / step * step;
-    if rows == 0 {
-        // The smallest block does not fit: the error names it.
-        ctx.check_size(
-            &format!("{name} [{units}, {fan_in}], split into blocks of {step} rows,"),
-            (step * fan_in * 4) as u64,
-        )?;
-    }
     Ok((0..units)
-        .step_by(rows.max(step))
+        .step_by(rows)
         .map(|start| start..units.min(start + rows))
         .collect())
 }
