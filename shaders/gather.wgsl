@@ -15,10 +15,13 @@
 // to a u32 (little end first, the chunk's first row starting a word), standing for k / 255
 // (8-bit images: a quarter of the memory, and the value is bit-identical to the host's
 // `k as f32 / 255.0`).
-// Dispatch (per chunk): workgroups (ceil((x_width + y_width)/64), B, 1), one invocation per
-// element: columns below x_width are inputs, the rest targets.
+// Dispatch (per chunk): workgroups (B, 1, 1), one workgroup of 64 per batch row, its
+// invocations striding over the row's columns: columns below x_width are inputs, the rest
+// targets. Whether a row is this chunk's is decided once per workgroup, so the rows of other
+// chunks cost one workgroup each, not one per 64 columns.
 
 override SOURCE_FORMAT: u32 = 0u;
+const GROUP: u32 = 64u;
 
 struct Dims {
     x_width: u32,
@@ -35,12 +38,9 @@ struct Dims {
 @group(0) @binding(5) var<storage, read_write> x_dest: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y_dest: array<f32>;
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row = gid.y;
-    if (gid.x >= dims.x_width + dims.y_width) {
-        return;
-    }
+@compute @workgroup_size(GROUP)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let row = wid.x;
     let padding = row >= step.rows;
     var source = 0u;
     if (padding) {
@@ -54,8 +54,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
         source -= dims.first_row;
     }
-    if (gid.x < dims.x_width) {
-        let col = gid.x;
+    for (var col = lane; col < dims.x_width; col += GROUP) {
         var value = 0.0;
         if (!padding) {
             let index = source * dims.x_width + col;
@@ -66,8 +65,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
         x_dest[row * dims.x_width + col] = value;
-    } else {
-        let col = gid.x - dims.x_width;
+    }
+    for (var col = lane; col < dims.y_width; col += GROUP) {
         var value = 0.0;
         if (!padding) {
             value = y_source[source * dims.y_width + col];

@@ -993,12 +993,12 @@ impl Kernels {
             x_dest.resource(),
             y_dest.resource(),
         ];
-        let groups = [
-            ((x_width + y_width) as u32).div_ceil(LINEAR_GROUP),
-            batch as u32,
-            1,
-        ];
-        self.dispatch(ctx, PipelineKey::Gather(x_format), &bindings, groups)
+        self.dispatch(
+            ctx,
+            PipelineKey::Gather(x_format),
+            &bindings,
+            [batch as u32, 1, 1],
+        )
     }
 
     /// One optimizer step on every tensor of a flat parameter vector (optimizer.wgsl).
