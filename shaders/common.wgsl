@@ -81,8 +81,3 @@ fn dropout_scale(rate: f32, layer: u32, index: u32) -> f32 {
     let u = f32(h >> 8u) * (1.0 / 16777216.0);
     return select(0.0, 1.0 / (1.0 - rate), u >= rate);
 }
-
-// Flat index of a 1-D dispatch that may span two grid dimensions (64-wide workgroups).
-fn flat_index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
-    return gid.x + gid.y * groups.x * 64u;
-}

@@ -28,8 +28,11 @@
 // metrics once per epoch, so the run stops naming the step, and no NaN reaches a checkpoint.
 //
 // Entry points:
-//   main         the update. Dispatch: one invocation per element; workgroups of 64 spread
-//                over (x, y) when the vector needs more than 65535 workgroups (flat_index).
+//   main         the update, four consecutive elements per invocation (vec4s: on llvmpipe a
+//                buffer access costs a loop over the lanes, so one vec4 costs about what one
+//                f32 does); the vectors' lengths are multiples of 4. Dispatch: workgroups of
+//                16 invocations, 64 elements, spread over (x, y) when the vector needs more
+//                than 65535 workgroups.
 //   clip_factor  params[0] = s, from the same function (the parity tests' view of it).
 //                Dispatch: (1, 1, 1).
 
@@ -55,15 +58,17 @@ struct Regions {
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> hyper: Hyper;
-@group(0) @binding(2) var<storage, read> grads: array<f32>;
-@group(0) @binding(3) var<storage, read_write> params: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(2) var<storage, read> grads: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> params: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> state1: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> state2: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> clip: array<vec2<f32>>;
 @group(0) @binding(7) var<uniform> regions: Regions;
 @group(0) @binding(8) var<storage, read_write> divergence: array<atomic<u32>>;
 
-const GROUP: u32 = 64u;
+// Invocations per workgroup, and the elements they update (4 each).
+const GROUP: u32 = 16u;
+const ELEMENTS: u32 = 4u * GROUP;
 // The width of workgroup_reduce.wgsl's reductions.
 const REDUCE_THREADS: u32 = GROUP;
 
@@ -104,17 +109,18 @@ fn regularized(first: u32) -> bool {
     return false;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GROUP)
 fn main(
-    @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) thread: u32,
 ) {
     let scale = gradient_scale(thread);
-    let penalized = regularized((wid.x + wid.y * groups.x) * GROUP);
-    let i = flat_index(gid, groups);
-    if (i >= hyper.len) {
+    let group = wid.x + wid.y * groups.x;
+    let penalized = regularized(group * ELEMENTS);
+    // Elements 4i .. 4i + 3.
+    let i = group * GROUP + thread;
+    if (4u * i >= hyper.len) {
         return;
     }
     let w = params[i];
@@ -122,7 +128,7 @@ fn main(
     let l2 = select(0.0, hyper.l2, penalized);
     let g = scale * grads[i] + l1 * sign(w) + 2.0 * l2 * w;
     let lr = step.learning_rate;
-    var updated: f32;
+    var updated: vec4<f32>;
     switch OPTIMIZER {
         case 0u: {
             updated = w - lr * g;
@@ -151,16 +157,18 @@ fn main(
         }
     }
     params[i] = updated;
+    let finite = is_finite(updated.x) && is_finite(updated.y) && is_finite(updated.z)
+        && is_finite(updated.w);
     // Every invocation that finds one in this step stores the same step: a benign race.
-    if (!is_finite(updated) && atomicLoad(&divergence[0]) == 0u) {
+    if (!finite && atomicLoad(&divergence[0]) == 0u) {
         atomicStore(&divergence[0], step.step);
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GROUP)
 fn clip_factor(@builtin(local_invocation_index) thread: u32) {
     let scale = gradient_scale(thread);
     if (thread == 0u) {
-        params[0] = scale;
+        params[0].x = scale;
     }
 }

@@ -1,7 +1,8 @@
 //! Every GPU kernel against its CPU twin (`cpu::ops`) on random inputs, at shapes that are
 //! not multiples of any tile (64) or workgroup (16, 64, 256) size, and at shapes whose
 //! dimensions are multiples of 4 (the matmul's vec4 reads). Every matmul configuration the
-//! autotuner may choose runs every product. Each comparison prints its error; all must stay
+//! autotuner may choose runs every product, reading its vec4 operands from buffers and from
+//! texture copies. Each comparison prints its error; all must stay
 //! within 1e-4 of the reference's magnitude.
 
 mod common;
@@ -71,14 +72,25 @@ fn dropout(rate: f32, layer: u32) -> Dropout {
     }
 }
 
+/// Every matmul configuration, reading its vec4 operands from buffers (as on hardware GPUs)
+/// and from texture copies (as on software adapters): (index, textures, name).
+fn configurations() -> impl Iterator<Item = (usize, bool, String)> {
+    [false, true].into_iter().flat_map(|textures| {
+        MATMUL_CONFIGS.iter().enumerate().map(move |(i, config)| {
+            let reads = if textures { "textures" } else { "buffers" };
+            (i, textures, format!("{} ({reads})", config.name))
+        })
+    })
+}
+
 #[test]
 fn matmul_all_forms_every_configuration() {
     let Some(mut gpu) = kernel_runner("matmul_all_forms") else {
         return;
     };
-    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+    for (config, textures, name) in configurations() {
         gpu.set_matmul_config(config);
-        let name = spec.name;
+        gpu.set_textures(textures);
         for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
             for form in [MatmulForm::AB, MatmulForm::ABt, MatmulForm::AtB] {
                 let a = match form {
@@ -106,9 +118,9 @@ fn dense_forward_every_activation_with_and_without_dropout() {
     let Some(mut gpu) = kernel_runner("dense_forward") else {
         return;
     };
-    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+    for (config, textures, name) in configurations() {
         gpu.set_matmul_config(config);
-        let name = spec.name;
+        gpu.set_textures(textures);
         for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
             let x = random_matrix(m, k, 1.0, 30 + i as u64);
             let w = random_matrix(n, k, 0.5, 40 + i as u64);
@@ -145,9 +157,9 @@ fn dense_backward_input_every_activation_with_and_without_dropout() {
     let Some(mut gpu) = kernel_runner("dense_backward_input") else {
         return;
     };
-    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+    for (config, textures, name) in configurations() {
         gpu.set_matmul_config(config);
-        let name = spec.name;
+        gpu.set_textures(textures);
         for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
             // dz [M, K] of a layer with weights [K, N]; its input [M, N].
             let grad_output = random_matrix(m, k, 1.0, 60 + i as u64);
@@ -200,15 +212,16 @@ fn weight_and_bias_gradients_in_one_pass_every_configuration() {
     let Some(mut gpu) = kernel_runner("weight_and_bias_gradients") else {
         return;
     };
-    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+    for (config, textures, name) in configurations() {
         gpu.set_matmul_config(config);
+        gpu.set_textures(textures);
         // dW [units, fan_in] = dzᵀ·x with dz [batch, units], x [batch, fan_in]; db = Σ_rows dz.
         for (i, &(units, fan_in, batch)) in SHAPES.iter().enumerate() {
             let dz = random_matrix(batch, units, 1.0, 90 + i as u64);
             let x = random_matrix(batch, fan_in, 1.0, 95 + i as u64);
             let (expected_w, expected_b) = cpu_grad_weights_and_bias(dz.view(), x.view());
             let (w, b) = gpu.grad_weights_and_bias(dz.view(), x.view()).unwrap();
-            let what = format!("{} gradients {units}x{fan_in} batch {batch}", spec.name);
+            let what = format!("{name} gradients {units}x{fan_in} batch {batch}");
             check(&format!("{what} weights"), relative_error(&w, &expected_w));
             check(&format!("{what} bias"), relative_error(&b, &expected_b));
         }

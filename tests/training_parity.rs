@@ -157,3 +157,60 @@ fn gradient_clipping_of_exploding_gradients() {
         "13-3 linear MSE, inputs ~1e10, clipped",
     );
 }
+
+/// The matmul operands read from texture copies (gpu/texture.rs) and from the buffers
+/// themselves give the same bits, and the CPU's weights: layers large enough for copies
+/// (batch × units × fan-in ≥ 2^18) with widths that are multiples of 4, dropout after the
+/// first, a short last batch, Adam.
+#[test]
+fn texture_copies_train_like_buffers() {
+    const TEST: &str = "texture_copies_train_like_buffers";
+    let Some(Device::Gpu(choice)) = gpu_device(TEST) else {
+        return;
+    };
+    let spec = Sequential::new(64)
+        .dense(96, Activation::Tanh)
+        .dropout(0.2)
+        .dense(64, Activation::Relu)
+        .dense(8, Activation::Softmax)
+        .optimizer(Optimizer::adam(0.003))
+        .seed(9);
+    let x = random_matrix(150, 64, 1.0, 5);
+    let y = classes(150, 8);
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 64,
+        seed: 4,
+        ..Default::default()
+    };
+    let run = |device: Device| {
+        let mut model = Model::new(spec.clone(), device).unwrap_or_else(|e| panic!("{e}"));
+        let history = model.fit(&x, &y, &config).unwrap();
+        (model.params().unwrap(), history.losses())
+    };
+    let with = |textures: bool| {
+        Device::Gpu(wgrad::AdapterChoice {
+            matmul_textures: Some(textures),
+            ..choice.clone()
+        })
+    };
+    let (cpu, cpu_losses) = run(Device::Cpu);
+    let (textures, texture_losses) = run(with(true));
+    let (buffers, buffer_losses) = run(with(false));
+    assert!(
+        relative_error(&cpu, &spec.initial_params()) > 1e-3,
+        "{TEST}: barely moved"
+    );
+    let error = relative_error(&textures, &cpu);
+    println!("{TEST}: weights against the CPU's: max relative error {error:.2e}");
+    assert!(
+        error <= TOLERANCE,
+        "{TEST}: {error:e} from the CPU's weights"
+    );
+    assert!(relative_error(&texture_losses, &cpu_losses) <= TOLERANCE);
+    assert_eq!(
+        textures, buffers,
+        "{TEST}: texture copies changed the weights"
+    );
+    assert_eq!(texture_losses, buffer_losses, "{TEST}: and the losses");
+}

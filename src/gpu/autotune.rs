@@ -11,6 +11,7 @@
 use super::device::GpuContext;
 use super::kernels::{Dispatch, Kernels, Product, StepUniform, View};
 use super::matmul::{FORMS, MATMUL_CONFIGS, MatmulChoice, MatmulConfig};
+use super::texture::TextureCopy;
 use crate::backend::StepParams;
 use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
@@ -68,11 +69,16 @@ impl CacheEntry {
     }
 }
 
-/// "name | driver | driver info | backend": what a choice is valid for.
-pub fn adapter_key(info: &wgpu::AdapterInfo) -> String {
+/// "name | driver | driver info | backend", and "| textures" where the operands are read
+/// from texture copies (texture.rs): what a choice is valid for.
+pub fn adapter_key(info: &wgpu::AdapterInfo, textures: bool) -> String {
     format!(
-        "{} | {} | {} | {:?}",
-        info.name, info.driver, info.driver_info, info.backend
+        "{} | {} | {} | {:?}{}",
+        info.name,
+        info.driver,
+        info.driver_info,
+        info.backend,
+        if textures { " | textures" } else { "" }
     )
 }
 
@@ -188,7 +194,7 @@ pub fn choose_with_source(
     if let Some(choice) = forced()? {
         return Ok((choice, Source::Forced));
     }
-    let key = adapter_key(&ctx.info);
+    let key = adapter_key(&ctx.info, kernels.textures);
     let mut chosen = CHOSEN.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(choice) = chosen.get(&key) {
         return Ok((*choice, Source::Cached));
@@ -303,6 +309,8 @@ fn tune_probe(
     let a = ctx.storage_from("probe a", &vec![0.5f32; m * k])?;
     let b = ctx.storage_from("probe b", &vec![0.25f32; k * n])?;
     let c = ctx.storage("probe c", m * n)?;
+    // Read from texture copies as training will, where it does.
+    let copies = TextureCopy::filled(ctx, kernels.textures, &[View::whole(&a), View::whole(&b)])?;
     // (configuration, dispatch, repeats per timing, best seconds per run)
     let mut candidates = Vec::new();
     let mut best_once = f64::INFINITY;
@@ -310,8 +318,8 @@ fn tune_probe(
         let product = Product::plain(
             form,
             (m, n, k),
-            View::whole(&a),
-            View::whole(&b),
+            View::whole(&a).with_texture(copies[0].as_ref()),
+            View::whole(&b).with_texture(copies[1].as_ref()),
             View::whole(&c),
         );
         let dispatch = kernels.matmul_with(ctx, config, step, &product)?;

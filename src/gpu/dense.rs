@@ -68,12 +68,13 @@ impl<'a> DenseTensors<'a> {
         self.bias.len
     }
 
-    /// Rows `rows` of the weight.
+    /// Rows `rows` of the weight, with the weight's texture copy where they are all of it.
     fn weight_rows(&self, rows: &Range<usize>) -> View<'a> {
         View {
             buffer: self.weight.buffer,
             offset: self.weight.offset + rows.start * self.fan_in,
             len: rows.len() * self.fan_in,
+            texture: self.weight.texture.filter(|_| rows.len() == self.units()),
         }
     }
 }

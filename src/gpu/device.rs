@@ -55,11 +55,15 @@ pub struct AdapterChoice {
     /// Cap on the bytes one storage binding may hold, below the adapter's own limit: to
     /// mimic a smaller GPU, and to test what happens at the limit.
     pub max_storage_binding: Option<u64>,
+    /// Read the matmul's operands from texture copies (see `gpu/texture.rs`): `None` leaves
+    /// it to `WGRAD_TEXTURES` (`1` or `0`), else on for software adapters, where the
+    /// products run 2–3× faster that way.
+    pub matmul_textures: Option<bool>,
 }
 
 impl AdapterChoice {
-    /// `WGRAD_BACKEND` (vulkan, metal, dx12, gl) and `WGRAD_ADAPTER` (part of a name, or
-    /// `software`) fill in what this choice leaves open.
+    /// `WGRAD_BACKEND` (vulkan, metal, dx12, gl), `WGRAD_ADAPTER` (part of a name, or
+    /// `software`) and `WGRAD_TEXTURES` fill in what this choice leaves open.
     pub fn with_env(mut self) -> Result<Self> {
         if self.api.is_none()
             && let Ok(api) = std::env::var("WGRAD_BACKEND")
@@ -68,6 +72,19 @@ impl AdapterChoice {
                 api.parse()
                     .map_err(|e| WgradError::Gpu(format!("WGRAD_BACKEND: {e}")))?,
             );
+        }
+        if self.matmul_textures.is_none()
+            && let Ok(value) = std::env::var("WGRAD_TEXTURES")
+        {
+            self.matmul_textures = match value.as_str() {
+                "1" => Some(true),
+                "0" => Some(false),
+                _ => {
+                    return Err(WgradError::Gpu(format!(
+                        "WGRAD_TEXTURES={value}: expected 1 or 0"
+                    )));
+                }
+            };
         }
         if self.name.is_none()
             && !self.software
@@ -192,6 +209,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
+    /// Whether matmul operands are read from texture copies (`AdapterChoice::matmul_textures`).
+    pub textures: bool,
     faults: Arc<Mutex<Faults>>,
 }
 
@@ -242,6 +261,9 @@ impl GpuContext {
         Ok(GpuContext {
             device,
             queue,
+            textures: choice
+                .matmul_textures
+                .unwrap_or(info.device_type == wgpu::DeviceType::Cpu),
             info,
             limits,
             faults,
@@ -376,8 +398,20 @@ impl GpuContext {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        self.out_of_memory_error(scope, what, bytes)?;
+        Ok(buffer)
+    }
+
+    /// Pops an out-of-memory error scope pushed before creating `what` (`bytes` large): an
+    /// error naming it where the adapter could not give the memory.
+    pub fn out_of_memory_error(
+        &self,
+        scope: wgpu::ErrorScopeGuard,
+        what: &str,
+        bytes: u64,
+    ) -> Result<()> {
         match pollster::block_on(scope.pop()) {
-            None => Ok(buffer),
+            None => Ok(()),
             Some(e) => Err(WgradError::OutOfGpuMemory {
                 what: what.to_string(),
                 bytes,

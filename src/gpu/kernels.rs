@@ -5,6 +5,7 @@
 use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::GpuContext;
 use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
+use super::texture::TextureCopy;
 use crate::backend::StepParams;
 use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
@@ -69,6 +70,14 @@ pub fn step_buffer_bytes(steps: &[StepParams]) -> Vec<u8> {
         chunk[..raw.len()].copy_from_slice(raw);
     }
     bytes
+}
+
+/// A texture binding: `texture`, or the stand-in where the kernel reads none.
+fn texture_binding<'a>(
+    texture: Option<&'a wgpu::TextureView>,
+    stand_in: &'a wgpu::TextureView,
+) -> wgpu::BindingResource<'a> {
+    wgpu::BindingResource::TextureView(texture.unwrap_or(stand_in))
 }
 
 /// Binding 0 of every kernel: one step's uniform, chosen by the dynamic offset.
@@ -245,36 +254,43 @@ pub struct MatmulVariant {
     pub epilogue: Epilogue,
     pub a_vec4: bool,
     pub b_vec4: bool,
+    /// Read the vec4s of A (B) from its texture copy.
+    pub a_texture: bool,
+    pub b_texture: bool,
 }
 
 impl MatmulVariant {
-    /// The variant for `dims`, with A and B bound at element offsets `a_offset` and
-    /// `b_offset`: vec4 reads where the operand's contiguous dimension, its offset and (for
-    /// A) its stride and first column are multiples of 4.
-    pub fn for_dims(
-        config: usize,
-        form: MatmulForm,
-        epilogue: Epilogue,
-        dims: &MatmulDims,
-        a_offset: usize,
-        b_offset: usize,
-    ) -> Self {
-        let dims = dims.resolved(form);
+    /// The variant for `product` in configuration `config`: vec4 reads where the operand's
+    /// contiguous dimension, its offset and (for A) its stride and first column are
+    /// multiples of 4, from the operand's texture copy where it has one.
+    pub fn for_product(config: usize, product: &Product) -> Self {
+        let Product {
+            form,
+            epilogue,
+            a,
+            b,
+            ..
+        } = *product;
+        let dims = product.dims.resolved(form);
         let (m, n, k) = dims.shape();
         let a_contiguous = if form == MatmulForm::AtB { m } else { k };
         let b_contiguous = if form == MatmulForm::ABt { k } else { n };
         let fours = |values: &[usize]| values.iter().all(|v| v.is_multiple_of(4));
+        let a_vec4 = fours(&[
+            a_contiguous,
+            a.offset,
+            dims.lda as usize,
+            dims.a_col0 as usize,
+        ]);
+        let b_vec4 = fours(&[b_contiguous, b.offset]);
         MatmulVariant {
             config,
             form,
             epilogue,
-            a_vec4: fours(&[
-                a_contiguous,
-                a_offset,
-                dims.lda as usize,
-                dims.a_col0 as usize,
-            ]),
-            b_vec4: fours(&[b_contiguous, b_offset]),
+            a_vec4,
+            b_vec4,
+            a_texture: a_vec4 && a.texture.is_some(),
+            b_texture: b_vec4 && b.texture.is_some(),
         }
     }
 }
@@ -356,12 +372,14 @@ fn as_byte(v: f32) -> Option<u32> {
         .then_some(k as u32)
 }
 
-/// A part of a buffer, in f32/u32 elements.
+/// A part of a buffer, in f32/u32 elements, and its texture copy where it has one (see
+/// texture.rs; only matmul operands have them).
 #[derive(Clone, Copy)]
 pub struct View<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub offset: usize,
     pub len: usize,
+    pub texture: Option<&'a wgpu::TextureView>,
 }
 
 impl<'a> View<'a> {
@@ -370,6 +388,25 @@ impl<'a> View<'a> {
             buffer,
             offset: 0,
             len: (buffer.size() / 4) as usize,
+            texture: None,
+        }
+    }
+
+    /// Elements `offset..offset + len` of `buffer`.
+    pub fn part(buffer: &'a wgpu::Buffer, offset: usize, len: usize) -> Self {
+        View {
+            buffer,
+            offset,
+            len,
+            texture: None,
+        }
+    }
+
+    /// The view with its texture copy.
+    pub fn with_texture(self, texture: Option<&'a TextureCopy>) -> Self {
+        View {
+            texture: texture.map(|t| &t.view),
+            ..self
         }
     }
 
@@ -415,6 +452,8 @@ enum Slot {
     Uniform,
     Read,
     ReadWrite,
+    /// A read-only rgba32float storage texture (texture.rs).
+    Texture,
 }
 
 /// A kernel family's bind-group layout and pipeline layout.
@@ -431,15 +470,22 @@ impl Layout {
             .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match slot {
-                        Slot::Uniform => wgpu::BufferBindingType::Uniform,
-                        Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                        Slot::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                ty: match slot {
+                    Slot::Texture => wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::ReadOnly,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        view_dimension: wgpu::TextureViewDimension::D2,
                     },
-                    // Binding 0 is the step uniform, one entry per step of a submission.
-                    has_dynamic_offset: i == 0,
-                    min_binding_size: None,
+                    _ => wgpu::BindingType::Buffer {
+                        ty: match slot {
+                            Slot::Uniform => wgpu::BufferBindingType::Uniform,
+                            Slot::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                            _ => wgpu::BufferBindingType::Storage { read_only: false },
+                        },
+                        // Binding 0 is the step uniform, one entry per step of a submission.
+                        has_dynamic_offset: i == 0,
+                        min_binding_size: None,
+                    },
                 },
                 count: None,
             })
@@ -496,6 +542,10 @@ pub struct Kernels {
     /// not (a buffer may not be both in one dispatch).
     dummy: wgpu::Buffer,
     dummy_rw: wgpu::Buffer,
+    /// 1×1 texture bound where a matmul reads no texture copy.
+    dummy_texture: wgpu::TextureView,
+    /// Whether the scheduler gives matmul operands texture copies (texture.rs).
+    pub textures: bool,
     build: BuildStats,
 }
 
@@ -516,7 +566,8 @@ impl Kernels {
                 ctx,
                 "matmul",
                 &[
-                    Uniform, Uniform, Read, Read, Read, ReadWrite, Read, Read, ReadWrite,
+                    Uniform, Uniform, Read, Read, Read, ReadWrite, Read, Read, ReadWrite, Texture,
+                    Texture,
                 ],
             ),
             output: Layout::new(
@@ -552,6 +603,13 @@ impl Kernels {
             matmul_choice: None,
             dummy: ctx.storage("unused binding", 4)?,
             dummy_rw: ctx.storage("unused read-write binding", 4)?,
+            dummy_texture: TextureCopy::new(
+                ctx,
+                "unused texture binding",
+                View::whole(&ctx.storage("texture stand-in", 4)?),
+            )?
+            .view,
+            textures: ctx.textures,
             build: BuildStats::default(),
         };
         ctx.check()?;
@@ -610,13 +668,12 @@ impl Kernels {
             },
         ];
         // The products of the scheduler's step, made on a stand-in buffer: a variant depends on
-        // the buffers only through their offsets, multiples of 4 here as in the scheduler.
+        // the buffers only through their offsets, multiples of 4 here as in the scheduler, and
+        // whether they have texture copies, as the scheduler's operands do with textures on
+        // (but where one is too large for a texture: its pipeline is built when first used).
         let stand_in = self.dummy.clone();
-        let view = |offset: usize, len: usize| View {
-            buffer: &stand_in,
-            offset,
-            len,
-        };
+        let stand_in_texture = self.dummy_texture.clone();
+        let view = |offset: usize, len: usize| View::part(&stand_in, offset, len);
         let choice = self.matmul_choice_or_tune(ctx)?;
         let last = spec.layers.len() - 1;
         for (i, layer) in spec.layers.iter().enumerate() {
@@ -626,29 +683,41 @@ impl Kernels {
             } else {
                 layer.activation
             };
-            let tensors = DenseTensors {
-                weight: view(0, units * fan_in),
-                bias: view(0, units),
-                fan_in,
-                blocks: &blocks[i],
-            };
             let no_dropout = LayerDropout {
                 layer: i,
                 rate: 0.0,
             };
-            let (x, y) = (view(0, fan_in), view(0, units));
-            let mut products = dense::forward(tensors, 1, activation, no_dropout, x, y);
-            products.extend(dense::grad_params(tensors, 1, y, x));
-            if i > 0 {
-                let below = spec.layers[i - 1].activation;
-                products.extend(dense::grad_input(tensors, 1, y, x, below, no_dropout, x));
+            // With textures on, a layer's products read them or not depending on the batch.
+            let textured: &[bool] = if self.textures {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            let mut products = Vec::new();
+            for &textured in textured {
+                let texture = textured.then_some(&stand_in_texture);
+                let operand = |len: usize| View {
+                    texture,
+                    ..view(0, len)
+                };
+                let tensors = DenseTensors {
+                    weight: operand(units * fan_in),
+                    bias: view(0, units),
+                    fan_in,
+                    blocks: &blocks[i],
+                };
+                let (x, y) = (operand(fan_in), operand(units));
+                products.extend(dense::forward(tensors, 1, activation, no_dropout, x, y));
+                products.extend(dense::grad_params(tensors, 1, y, x));
+                if i > 0 {
+                    let below = spec.layers[i - 1].activation;
+                    products.extend(dense::grad_input(tensors, 1, y, x, below, no_dropout, x));
+                }
             }
             // The batch size decides a product's size class; prepare both where they differ.
             for p in products {
                 for config in choice.configs(p.form) {
-                    keys.push(PipelineKey::Matmul(MatmulVariant::for_dims(
-                        config, p.form, p.epilogue, &p.dims, p.a.offset, p.b.offset,
-                    )));
+                    keys.push(PipelineKey::Matmul(MatmulVariant::for_product(config, &p)));
                 }
             }
         }
@@ -692,6 +761,8 @@ impl Kernels {
                     ("ACTIVATION", act.gpu_code() as f64),
                     ("A_VEC4", f64::from(u8::from(v.a_vec4))),
                     ("B_VEC4", f64::from(u8::from(v.b_vec4))),
+                    ("A_TEXTURE", f64::from(u8::from(v.a_texture))),
+                    ("B_TEXTURE", f64::from(u8::from(v.b_texture))),
                 ];
                 (module, config.entry_point(), constants)
             }
@@ -820,18 +891,19 @@ impl Kernels {
     ) -> Result<Dispatch> {
         let Product {
             form,
-            epilogue,
             dims,
             a,
             b,
             aux,
             c,
             sums,
+            ..
         } = *product;
-        let variant = MatmulVariant::for_dims(config, form, epilogue, &dims, a.offset, b.offset);
+        let variant = MatmulVariant::for_product(config, product);
         let uniform = ctx.uniform("matmul dims", &dims.resolved(form));
         let groups = MATMUL_CONFIGS[config].workgroups(dims.m, dims.n);
         let (dummy_buffer, dummy_rw_buffer) = (self.dummy.clone(), self.dummy_rw.clone());
+        let dummy_texture = self.dummy_texture.clone();
         let dummy = View::whole(&dummy_buffer);
         let bindings = [
             step_binding(step),
@@ -843,6 +915,8 @@ impl Kernels {
             if variant.a_vec4 { a } else { dummy }.vec4_resource(),
             if variant.b_vec4 { b } else { dummy }.vec4_resource(),
             sums.unwrap_or(View::whole(&dummy_rw_buffer)).resource(),
+            texture_binding(a.texture.filter(|_| variant.a_texture), &dummy_texture),
+            texture_binding(b.texture.filter(|_| variant.b_texture), &dummy_texture),
         ];
         self.dispatch(ctx, PipelineKey::Matmul(variant), &bindings, groups)
     }
@@ -1091,8 +1165,7 @@ impl Kernels {
     }
 }
 
-/// Workgroups for one invocation per element, spread over (x, y) past 65535 groups
-/// (`flat_index` in common.wgsl).
+/// Workgroups for `len` elements, 64 to a workgroup, spread over (x, y) past 65535 groups.
 fn linear_groups(len: usize) -> [u32; 3] {
     let groups = (len as u32).div_ceil(LINEAR_GROUP).max(1);
     if groups <= MAX_GROUPS {

@@ -14,6 +14,7 @@ pub mod ops;
 pub mod policy;
 pub mod profile;
 pub mod scheduler;
+pub mod texture;
 
 pub use device::{AdapterChoice, GpuApi, GpuContext, list_adapters};
 pub use scheduler::GpuBackend;

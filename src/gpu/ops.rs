@@ -8,6 +8,7 @@ use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{DataFormat, Dispatch, Kernels, Product, StepUniform, View};
 use super::matmul::MatmulChoice;
+use super::texture::TextureCopy;
 use crate::backend::StepParams;
 use crate::cpu::ops::{Dropout, MatmulForm};
 use crate::error::Result;
@@ -82,11 +83,28 @@ impl KernelRunner {
         self.ctx.check()
     }
 
-    /// Runs `products` in order, in one submission.
+    /// Whether matmul operands get texture copies (texture.rs; by default as the scheduler
+    /// gives them on this adapter).
+    pub fn set_textures(&mut self, on: bool) {
+        self.kernels.textures = on;
+    }
+
+    /// Runs `products` in order, in one submission, their operands read from texture copies
+    /// where the scheduler would give them one.
     fn run_products(&mut self, step: &wgpu::Buffer, products: &[Product]) -> Result<()> {
+        let operands: Vec<View> = products.iter().flat_map(|p| [p.a, p.b]).collect();
+        let copies = TextureCopy::filled(&self.ctx, self.kernels.textures, &operands)?;
         let dispatches = products
             .iter()
-            .map(|product| self.kernels.matmul(&self.ctx, step, product))
+            .zip(copies.chunks(2))
+            .map(|(product, copies)| {
+                let product = Product {
+                    a: product.a.with_texture(copies[0].as_ref()),
+                    b: product.b.with_texture(copies[1].as_ref()),
+                    ..*product
+                };
+                self.kernels.matmul(&self.ctx, step, &product)
+            })
             .collect::<Result<Vec<_>>>()?;
         self.submit(&dispatches)
     }
@@ -146,6 +164,14 @@ impl KernelRunner {
             View::whole(&b),
             View::whole(&c),
         );
+        // Operands read from texture copies where training would (filled once, untimed).
+        let copies =
+            TextureCopy::filled(&self.ctx, self.kernels.textures, &[product.a, product.b])?;
+        let product = Product {
+            a: product.a.with_texture(copies[0].as_ref()),
+            b: product.b.with_texture(copies[1].as_ref()),
+            ..product
+        };
         let d = self.kernels.matmul(&self.ctx, &step, &product)?;
         time_dispatch(&self.ctx, &d, 1)?;
         time_dispatch(&self.ctx, &d, repeats)
@@ -410,7 +436,8 @@ impl KernelRunner {
         let partials = self
             .ctx
             .storage("partials", 2 * Kernels::sum_squares_groups(grads.len()))?;
-        let factor = self.ctx.storage("factor", 1)?;
+        // The optimizer's vectors are vec4s: four elements at least.
+        let factor = self.ctx.storage("factor", 4)?;
         let d = self.kernels.sum_squares(
             &self.ctx,
             &step,
@@ -419,8 +446,8 @@ impl KernelRunner {
             0,
         )?;
         self.submit(&[d])?;
-        let scratch1 = self.ctx.storage("scratch", 1)?;
-        let scratch2 = self.ctx.storage("scratch", 1)?;
+        let scratch1 = self.ctx.storage("scratch", 4)?;
+        let scratch2 = self.ctx.storage("scratch", 4)?;
         let scratch3 = self.ctx.storage("scratch", 1)?;
         let d = self.kernels.clip_factor(
             &self.ctx,
@@ -457,10 +484,17 @@ impl KernelRunner {
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let len = params.len();
         let step_buf = self.step_buffer(step);
-        let p = self.ctx.storage_from("params", params)?;
-        let g = self.ctx.storage_from("grads", grads)?;
-        let s1 = self.ctx.storage_from("state1", state1)?;
-        let s2 = self.ctx.storage_from("state2", state2)?;
+        // The kernel updates four elements at a time: vectors padded with zeros to whole
+        // vec4s, as the parameter layout pads its tensors (zeros stay zero).
+        let padded = |values: &[f32]| {
+            let mut values = values.to_vec();
+            values.resize(values.len().next_multiple_of(4).max(4), 0.0);
+            values
+        };
+        let p = self.ctx.storage_from("params", &padded(params))?;
+        let g = self.ctx.storage_from("grads", &padded(grads))?;
+        let s1 = self.ctx.storage_from("state1", &padded(state1))?;
+        let s2 = self.ctx.storage_from("state2", &padded(state2))?;
         let clip = self.ctx.storage("no partial norms", 2)?;
         let divergence = self.ctx.storage("divergence step", 1)?;
         let d = self.kernels.optimizer(

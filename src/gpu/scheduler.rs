@@ -10,7 +10,10 @@
 //! forward products, the loss (with the metrics), per layer the weight gradient with the
 //! bias gradient in its epilogue and (but for the first layer) the input gradient, and one
 //! optimizer update over the whole flat parameter vector; clipping adds one (the partial
-//! norms; the update itself turns them into the factor).
+//! norms; the update itself turns them into the factor). On software adapters the larger
+//! products read their operands from texture copies (texture.rs), refreshed by copies
+//! recorded between the dispatches: the weights' at the start of a step, each layer input's
+//! and output gradient's right after the dispatch that writes it.
 //!
 //! Device limits: a data set larger than one storage binding or buffer is stored in chunks
 //! of whole rows, with one gather per chunk; flat vectors larger than one storage binding are
@@ -27,6 +30,7 @@ use super::kernels::{
 };
 use super::matmul::MatmulChoice;
 use super::profile::{Profile, Profiler};
+use super::texture::{self, TextureCopy};
 use crate::backend::{Backend, Metrics, Slot, StepParams};
 use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, ParamLayout, Sequential};
@@ -72,6 +76,14 @@ struct GpuData {
     rows: usize,
 }
 
+/// Dispatches recorded in one compute pass, after the buffer-to-texture copies that refresh
+/// the texture copies they read.
+#[derive(Default)]
+struct Segment {
+    copies: Vec<TextureCopy>,
+    dispatches: Vec<Dispatch>,
+}
+
 /// Buffers sized by the model alone.
 struct ModelBuffers {
     step: wgpu::Buffer,
@@ -88,6 +100,9 @@ struct ModelBuffers {
     grad_norm_partials: wgpu::Buffer,
     /// One zero pair, bound where unclipped steps read no partial norms.
     no_partials: wgpu::Buffer,
+    /// Texture copies of the weights (unsplit ones that fit), refreshed at the start of each
+    /// step, where the scheduler uses textures.
+    weight_textures: Vec<Option<TextureCopy>>,
 }
 
 /// Buffers sized by the model and the batch size.
@@ -104,6 +119,12 @@ struct Workspace {
     /// [`METRICS_WORDS`]: the loss kernel's sums and the optimizer's divergence step.
     train_metrics: wgpu::Buffer,
     eval_metrics: wgpu::Buffer,
+    /// Whether each layer's products read texture copies of their operands (texture.rs),
+    /// and the copies of the layer inputs (activations[..L]) and output gradients where they
+    /// do and fit one.
+    textured: Vec<bool>,
+    activation_textures: Vec<Option<TextureCopy>>,
+    grad_output_textures: Vec<Option<TextureCopy>>,
 }
 
 /// A metrics buffer, read back once per epoch: words 0-4 are output.wgsl's loss sum,
@@ -115,7 +136,7 @@ const PARAMS_STEP_WORD: usize = 64;
 const METRICS_WORDS: usize = PARAMS_STEP_WORD + 1;
 
 impl Workspace {
-    fn new(ctx: &GpuContext, spec: &Sequential, batch: usize) -> Result<Self> {
+    fn new(ctx: &GpuContext, spec: &Sequential, batch: usize, textures: bool) -> Result<Self> {
         let widths: Vec<usize> = std::iter::once(spec.input_dim)
             .chain(spec.layers.iter().map(|l| l.units))
             .collect();
@@ -143,8 +164,35 @@ impl Workspace {
             })
             .collect::<Result<Vec<_>>>()?;
         let out = spec.output_dim();
+        // A layer's products read textures where they are large enough to gain more than the
+        // copies cost, from operands whose rows are whole vec4s.
+        let textured: Vec<bool> = (0..spec.layers.len())
+            .map(|i| textures && texture::worth_it(batch, spec.layers[i].units, spec.fan_in(i)))
+            .collect();
+        let mut activation_textures = Vec::new();
+        let mut grad_output_textures = Vec::new();
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let (input, grad) = (View::whole(&activations[i]), View::whole(&grad_outputs[i]));
+            let input_wanted = textured[i] && spec.fan_in(i).is_multiple_of(4);
+            let grad_wanted = textured[i] && layer.units.is_multiple_of(4);
+            activation_textures.push(TextureCopy::of(
+                ctx,
+                input_wanted,
+                &format!("layer {i}'s inputs"),
+                input,
+            )?);
+            grad_output_textures.push(TextureCopy::of(
+                ctx,
+                grad_wanted,
+                &format!("layer {i}'s gradients"),
+                grad,
+            )?);
+        }
         Ok(Workspace {
             batch,
+            textured,
+            activation_textures,
+            grad_output_textures,
             activations,
             grad_outputs,
             targets: ctx.storage(&format!("the target batch [{batch}, {out}]"), batch * out)?,
@@ -167,7 +215,7 @@ pub struct GpuBackend {
     model: ModelBuffers,
     work: Workspace,
     data: HashMap<DataKey, GpuData>,
-    programs: HashMap<Program, Vec<Dispatch>>,
+    programs: HashMap<Program, Vec<Segment>>,
     startup: Startup,
     /// Set while kernels are being timed (`--profile`).
     profiler: Option<Profiler>,
@@ -185,11 +233,13 @@ pub struct Startup {
     pub pipelines: BuildStats,
     /// From opening the device to the backend being ready.
     pub seconds: f64,
+    /// Whether the products read their operands from texture copies (texture.rs).
+    pub textures: bool,
 }
 
 impl Startup {
     /// "GPU start-up 0.29 s: 12 pipelines built in 0.18 s; matmul AB direct8x4, … (from the
-    /// autotune cache)".
+    /// autotune cache), operands read from texture copies".
     pub fn describe(&self) -> String {
         let source = match self.matmul_source {
             Source::Forced => "forced by WGRAD_MATMUL".to_string(),
@@ -201,11 +251,16 @@ impl Startup {
         };
         format!(
             "GPU start-up {:.2} s: {} pipelines built in {:.2} s (some drivers, lavapipe among \
-             them, compile a kernel on its first dispatch); matmul {} ({source})",
+             them, compile a kernel on its first dispatch); matmul {} ({source}){}",
             self.seconds,
             self.pipelines.pipelines,
             self.pipelines.seconds,
-            self.matmul.describe()
+            self.matmul.describe(),
+            if self.textures {
+                ", operands of the larger products read from texture copies"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -281,13 +336,24 @@ impl GpuBackend {
                 spec.fan_in(i),
             )?);
         }
-        let state_len = |needed: bool| if needed { layout.len } else { 1 };
+        // Unused state: one vec4 to bind (the optimizer reads its vectors as vec4s).
+        let state_len = |needed: bool| if needed { layout.len } else { 4 };
         let [used1, used2] = spec.optimizer.state_vectors();
         let parts = vector_parts(&ctx, layout.len);
         let partials: usize = parts
             .iter()
             .map(|part| Kernels::sum_squares_groups(part.len()))
             .sum();
+        let textures = ctx.textures;
+        let param_buffer = ctx.storage_in_parts("parameters", layout.len)?;
+        let weight_textures = (0..spec.layers.len())
+            .map(|i| {
+                let weight = layout.weight(i);
+                let view = View::part(&param_buffer, weight.offset, weight.len);
+                let wanted = textures && blocks[i].len() == 1 && spec.fan_in(i).is_multiple_of(4);
+                TextureCopy::of(&ctx, wanted, &weight.name, view)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let model = ModelBuffers {
             step: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("step uniforms"),
@@ -296,12 +362,13 @@ impl GpuBackend {
                 mapped_at_creation: false,
             }),
             parts,
-            params: ctx.storage_in_parts("parameters", layout.len)?,
+            params: param_buffer,
             grads: ctx.storage_in_parts("gradients", layout.len)?,
             state1: ctx.storage_in_parts("optimizer state", state_len(used1))?,
             state2: ctx.storage_in_parts("optimizer second moment", state_len(used2))?,
             grad_norm_partials: ctx.storage("gradient norm partials", 2 * partials)?,
             no_partials: ctx.storage("no gradient norm partials", 2)?,
+            weight_textures,
         };
         ctx.queue
             .write_buffer(&model.params, 0, bytemuck::cast_slice(params));
@@ -322,9 +389,10 @@ impl GpuBackend {
                 seconds: after.seconds - before.seconds,
             },
             seconds: started.elapsed().as_secs_f64(),
+            textures,
         };
         Ok(GpuBackend {
-            work: Workspace::new(&ctx, spec, initial_batch(&ctx, spec))?,
+            work: Workspace::new(&ctx, spec, initial_batch(&ctx, spec), textures)?,
             loss: spec.resolved_loss(),
             spec: spec.clone(),
             layout,
@@ -445,7 +513,7 @@ impl GpuBackend {
             loss: self.loss,
             model: &self.model,
             work: &self.work,
-            dispatches: Vec::new(),
+            segments: Vec::new(),
         };
         builder.gather(data)?;
         builder.forward()?;
@@ -461,8 +529,8 @@ impl GpuBackend {
             Program::Evaluate(_) => builder.loss(&self.work.eval_metrics)?,
             Program::Predict => builder.probabilities()?,
         }
-        let dispatches = builder.dispatches;
-        self.programs.insert(program, dispatches);
+        let segments = builder.segments;
+        self.programs.insert(program, segments);
         Ok(())
     }
 
@@ -489,9 +557,12 @@ impl GpuBackend {
                 .write_buffer(&self.model.step, 0, &step_buffer_bytes(chunk));
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             for i in 0..chunk.len() {
-                {
+                for segment in &self.programs[&program] {
+                    for copy in &segment.copies {
+                        copy.record(&mut encoder);
+                    }
                     let mut pass = encoder.begin_compute_pass(&Default::default());
-                    for dispatch in &self.programs[&program] {
+                    for dispatch in &segment.dispatches {
                         dispatch.record(&mut pass, i);
                     }
                 }
@@ -509,9 +580,10 @@ impl GpuBackend {
         steps: &[StepParams],
         mut after: impl FnMut(usize, &mut wgpu::CommandEncoder),
     ) -> Result<()> {
-        let dispatches = &self.programs[&program];
+        let segments = &self.programs[&program];
         let profiler = self.profiler.as_mut().expect("profiling");
-        let chunk_len = STEPS_PER_SUBMISSION.min(Profiler::steps_per_submission(dispatches.len()));
+        let dispatches: usize = segments.iter().map(|s| s.dispatches.len()).sum();
+        let chunk_len = STEPS_PER_SUBMISSION.min(Profiler::steps_per_submission(dispatches));
         for (chunk_index, chunk) in steps.chunks(chunk_len).enumerate() {
             self.ctx
                 .queue
@@ -519,9 +591,14 @@ impl GpuBackend {
             let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
             let mut families = Vec::new();
             for i in 0..chunk.len() {
-                for dispatch in dispatches {
-                    profiler.record(&mut encoder, dispatch, i, families.len() as u32);
-                    families.push(dispatch.family);
+                for segment in segments {
+                    for copy in &segment.copies {
+                        copy.record(&mut encoder);
+                    }
+                    for dispatch in &segment.dispatches {
+                        profiler.record(&mut encoder, dispatch, i, families.len() as u32);
+                        families.push(dispatch.family);
+                    }
                 }
                 after(chunk_index * chunk_len + i, &mut encoder);
             }
@@ -550,7 +627,8 @@ impl GpuBackend {
     }
 }
 
-/// Assembles the dispatches of one program in execution order.
+/// Assembles the dispatches of one program in execution order, with the copies that refresh
+/// texture copies after the dispatches that write their buffers.
 struct ProgramBuilder<'a> {
     ctx: &'a GpuContext,
     kernels: &'a mut Kernels,
@@ -560,27 +638,63 @@ struct ProgramBuilder<'a> {
     loss: Loss,
     model: &'a ModelBuffers,
     work: &'a Workspace,
-    dispatches: Vec<Dispatch>,
+    segments: Vec<Segment>,
 }
 
 impl<'a> ProgramBuilder<'a> {
     /// Tensor `tensor` of the layout, inside a parameter-shaped buffer.
     fn tensor<'b>(&self, buffer: &'b wgpu::Buffer, tensor: usize) -> View<'b> {
         let slot = &self.layout.tensors[tensor];
-        View {
-            buffer,
-            offset: slot.offset,
-            len: slot.len,
-        }
+        View::part(buffer, slot.offset, slot.len)
     }
 
-    /// Layer `i`'s output gradient in the workspace.
+    fn push(&mut self, dispatch: Dispatch) {
+        if self.segments.is_empty() {
+            self.segments.push(Segment::default());
+        }
+        let last = self.segments.len() - 1;
+        self.segments[last].dispatches.push(dispatch);
+    }
+
+    /// Refreshes `copy` (where there is one) before the dispatches that follow.
+    fn refresh(&mut self, copy: &Option<TextureCopy>) {
+        let Some(copy) = copy else { return };
+        if self
+            .segments
+            .last()
+            .is_none_or(|s| !s.dispatches.is_empty())
+        {
+            self.segments.push(Segment::default());
+        }
+        let last = self.segments.len() - 1;
+        self.segments[last].copies.push(copy.clone());
+    }
+
+    /// Layer `i`'s output gradient in the workspace, with its texture copy.
     fn grad_output(&self, i: usize) -> View<'a> {
         View::whole(&self.work.grad_outputs[i])
+            .with_texture(self.work.grad_output_textures[i].as_ref())
     }
 
-    /// One gather per chunk of the data set.
+    /// activations[i] (layer i's input; the logits for i = L), with its texture copy.
+    fn activation(&self, i: usize) -> View<'a> {
+        let texture = self
+            .work
+            .activation_textures
+            .get(i)
+            .and_then(Option::as_ref);
+        View::whole(&self.work.activations[i]).with_texture(texture)
+    }
+
+    /// One gather per chunk of the data set; before it, the weights' texture copies are
+    /// refreshed (the previous step's update changed the weights), after it the batch's.
     fn gather(&mut self, data: &GpuData) -> Result<()> {
+        let (model, work) = (self.model, self.work);
+        for (copy, &textured) in model.weight_textures.iter().zip(&work.textured) {
+            if textured {
+                self.refresh(copy);
+            }
+        }
         for chunk in &data.chunks {
             let targets = chunk.y.as_ref().map(|y| {
                 (
@@ -601,25 +715,41 @@ impl<'a> ProgramBuilder<'a> {
                 View::whole(&self.work.activations[0]),
                 targets,
             )?;
-            self.dispatches.push(d);
+            self.push(d);
         }
+        self.refresh(&work.activation_textures[0]);
         Ok(())
     }
 
-    /// Layer `i`'s weight and bias inside a parameter-shaped buffer.
-    fn dense(&self, buffer: &'a wgpu::Buffer, i: usize) -> DenseTensors<'a> {
+    /// Layer `i`'s weight and bias inside a parameter-shaped buffer, the weight with
+    /// `texture`.
+    fn dense(
+        &self,
+        buffer: &'a wgpu::Buffer,
+        texture: Option<&'a TextureCopy>,
+        i: usize,
+    ) -> DenseTensors<'a> {
         DenseTensors {
-            weight: self.tensor(buffer, 2 * i),
+            weight: self.tensor(buffer, 2 * i).with_texture(texture),
             bias: self.tensor(buffer, 2 * i + 1),
             fan_in: self.spec.fan_in(i),
             blocks: &self.blocks[i],
         }
     }
 
+    /// Layer `i`'s parameters, the weight with its texture copy where the layer reads them.
+    fn params(&self, i: usize) -> DenseTensors<'a> {
+        let model = self.model;
+        let texture = model.weight_textures[i]
+            .as_ref()
+            .filter(|_| self.work.textured[i]);
+        self.dense(&model.params, texture, i)
+    }
+
     fn push_products(&mut self, products: Vec<Product>) -> Result<()> {
         for product in &products {
             let d = self.kernels.matmul(self.ctx, &self.model.step, product)?;
-            self.dispatches.push(d);
+            self.push(d);
         }
         Ok(())
     }
@@ -638,14 +768,18 @@ impl<'a> ProgramBuilder<'a> {
                 rate: layer.dropout,
             };
             let products = dense::forward(
-                self.dense(&self.model.params, i),
+                self.params(i),
                 self.work.batch,
                 activation,
                 dropout,
-                View::whole(&self.work.activations[i]),
-                View::whole(&self.work.activations[i + 1]),
+                self.activation(i),
+                self.activation(i + 1),
             );
             self.push_products(products)?;
+            let work = self.work;
+            if let Some(copy) = work.activation_textures.get(i + 1) {
+                self.refresh(copy);
+            }
         }
         Ok(())
     }
@@ -664,7 +798,9 @@ impl<'a> ProgramBuilder<'a> {
             View::whole(&self.work.row_stats),
             View::whole(metrics),
         )?;
-        self.dispatches.push(d);
+        self.push(d);
+        let work = self.work;
+        self.refresh(&work.grad_output_textures[last]);
         Ok(())
     }
 
@@ -681,7 +817,7 @@ impl<'a> ProgramBuilder<'a> {
             View::whole(&self.work.row_stats),
             View::whole(&self.work.eval_metrics),
         )?;
-        self.dispatches.push(d);
+        self.push(d);
         Ok(())
     }
 
@@ -689,10 +825,10 @@ impl<'a> ProgramBuilder<'a> {
         let batch = self.work.batch;
         for i in (0..self.spec.layers.len()).rev() {
             let grad_output = self.grad_output(i);
-            let input = View::whole(&self.work.activations[i]);
+            let input = self.activation(i);
             // dW = dzᵀ·x, and db = Σ_rows dz in the same pass.
-            let products =
-                dense::grad_params(self.dense(&self.model.grads, i), batch, grad_output, input);
+            let grads = self.dense(&self.model.grads, None, i);
+            let products = dense::grad_params(grads, batch, grad_output, input);
             self.push_products(products)?;
             // dz of the layer below = (dz·W) ⊙ f'(its output)
             if i > 0 {
@@ -702,7 +838,7 @@ impl<'a> ProgramBuilder<'a> {
                     rate: below.dropout,
                 };
                 let products = dense::grad_input(
-                    self.dense(&self.model.params, i),
+                    self.params(i),
                     batch,
                     grad_output,
                     input,
@@ -711,6 +847,8 @@ impl<'a> ProgramBuilder<'a> {
                     self.grad_output(i - 1),
                 );
                 self.push_products(products)?;
+                let work = self.work;
+                self.refresh(&work.grad_output_textures[i - 1]);
             }
         }
         Ok(())
@@ -718,11 +856,7 @@ impl<'a> ProgramBuilder<'a> {
 
     /// Part `part` of one of the flat vectors.
     fn part<'b>(buffer: &'b wgpu::Buffer, part: &Range<usize>) -> View<'b> {
-        View {
-            buffer,
-            offset: part.start,
-            len: part.len(),
-        }
+        View::part(buffer, part.start, part.len())
     }
 
     /// The (scale, ssq) partial norms of the gradient (the update makes the clipping
@@ -737,7 +871,7 @@ impl<'a> ProgramBuilder<'a> {
                 View::whole(&self.model.grad_norm_partials),
                 first,
             )?;
-            self.dispatches.push(d);
+            self.push(d);
             first += Kernels::sum_squares_groups(part.len());
         }
         Ok(())
@@ -771,14 +905,10 @@ impl<'a> ProgramBuilder<'a> {
                 state(&self.model.state1, used1, part),
                 state(&self.model.state2, used2, part),
                 View::whole(clip),
-                View {
-                    buffer: &self.work.train_metrics,
-                    offset: PARAMS_STEP_WORD,
-                    len: 1,
-                },
+                View::part(&self.work.train_metrics, PARAMS_STEP_WORD, 1),
                 &regions(self.layout, part),
             )?;
-            self.dispatches.push(d);
+            self.push(d);
         }
         Ok(())
     }
@@ -840,7 +970,7 @@ impl Backend for GpuBackend {
             )));
         }
         if self.work.batch != batch_size {
-            self.work = Workspace::new(&self.ctx, &self.spec, batch_size)?;
+            self.work = Workspace::new(&self.ctx, &self.spec, batch_size, self.kernels.textures)?;
             self.programs.clear();
         }
         Ok(())
