@@ -81,3 +81,11 @@ fn dropout_scale(rate: f32, layer: u32, index: u32) -> f32 {
     let u = f32(h >> 8u) * (1.0 / 16777216.0);
     return select(0.0, 1.0 / (1.0 - rate), u >= rate);
 }
+
+// Texture copies (src/gpu/texture.rs): elements 4i..4i+3 of a flat vector in texel i, at
+// these coordinates of an rgba32float texture TEXTURE_WIDTH texels wide.
+const TEXTURE_WIDTH: u32 = 256u;
+
+fn texel(i: u32) -> vec2<u32> {
+    return vec2<u32>(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH);
+}

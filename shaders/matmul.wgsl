@@ -83,23 +83,22 @@ struct Dims {
 // EPILOGUE 3's row sums (bound to a dummy otherwise).
 @group(0) @binding(8) var<storage, read_write> sums_out: array<f32>;
 
-// Copies of a and b as textures of vec4s, texel i at (i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)
-// (A_TEXTURE, B_TEXTURE; bound to a 1×1 dummy when unused).
+// Copies of a and b as textures of vec4s, texel i at texel(i) (common.wgsl; A_TEXTURE,
+// B_TEXTURE; bound to a 1×1 dummy when unused).
 @group(0) @binding(9) var a_texture: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(10) var b_texture: texture_storage_2d<rgba32float, read>;
-const TEXTURE_WIDTH: u32 = 256u;
 
 // Four consecutive elements 4i.. 4i+3 of a (b), from a4 (b4) or its texture copy.
 fn a_vec4_at(i: u32) -> vec4<f32> {
     if (A_TEXTURE) {
-        return textureLoad(a_texture, vec2<u32>(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH));
+        return textureLoad(a_texture, texel(i));
     }
     return a4[i];
 }
 
 fn b_vec4_at(i: u32) -> vec4<f32> {
     if (B_TEXTURE) {
-        return textureLoad(b_texture, vec2<u32>(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH));
+        return textureLoad(b_texture, texel(i));
     }
     return b4[i];
 }

@@ -158,10 +158,10 @@ fn gradient_clipping_of_exploding_gradients() {
     );
 }
 
-/// The matmul operands read from texture copies (gpu/texture.rs) and from the buffers
-/// themselves give the same bits, and the CPU's weights: layers large enough for copies
-/// (batch × units × fan-in ≥ 2^18) with widths that are multiples of 4, dropout after the
-/// first, a short last batch, Adam.
+/// The matmul operands read from texture copies (gpu/texture.rs; the weight gradient from
+/// the transposes of its operands) and from the buffers themselves give the CPU's weights:
+/// layers large enough for copies (batch × units × fan-in ≥ 2^18) with widths that are
+/// multiples of 4, dropout after the first, a short last batch, Adam.
 #[test]
 fn texture_copies_train_like_buffers() {
     const TEST: &str = "texture_copies_train_like_buffers";
@@ -208,9 +208,13 @@ fn texture_copies_train_like_buffers() {
         "{TEST}: {error:e} from the CPU's weights"
     );
     assert!(relative_error(&texture_losses, &cpu_losses) <= TOLERANCE);
-    assert_eq!(
-        textures, buffers,
-        "{TEST}: texture copies changed the weights"
+    // Not bit for bit: with the copies the weight gradient runs as (dzᵀ)·(xᵀ)ᵀ, whose bias
+    // gradient adds the batch four rows at a time.
+    let error = relative_error(&textures, &buffers);
+    println!("{TEST}: against the buffers' weights: max relative error {error:.2e}");
+    assert!(
+        error <= 1e-5,
+        "{TEST}: texture copies moved the weights by {error:e}"
     );
-    assert_eq!(texture_losses, buffer_losses, "{TEST}: and the losses");
+    assert!(relative_error(&texture_losses, &buffer_losses) <= 1e-5);
 }

@@ -5,7 +5,7 @@
 use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::GpuContext;
 use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
-use super::texture::TextureCopy;
+use super::texture::{Texels, TextureCopy};
 use crate::backend::StepParams;
 use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
@@ -304,6 +304,7 @@ enum PipelineKey {
     Gather(DataFormat),
     Optimizer { code: u32, clipped: bool },
     ClipFactor,
+    Transpose,
 }
 
 impl PipelineKey {
@@ -316,6 +317,7 @@ impl PipelineKey {
             PipelineKey::SumSquares => "sum_squares",
             PipelineKey::Gather(_) => "gather",
             PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => "optimizer",
+            PipelineKey::Transpose => "transpose",
         }
     }
 }
@@ -402,10 +404,10 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The view with its texture copy.
+    /// The view with the texture copy `texture`; with `None`, as it was.
     pub fn with_texture(self, texture: Option<&'a TextureCopy>) -> Self {
         View {
-            texture: texture.map(|t| &t.view),
+            texture: texture.map(TextureCopy::view).or(self.texture),
             ..self
         }
     }
@@ -454,6 +456,8 @@ enum Slot {
     ReadWrite,
     /// A read-only rgba32float storage texture (texture.rs).
     Texture,
+    /// A write-only one.
+    TextureWrite,
 }
 
 /// A kernel family's bind-group layout and pipeline layout.
@@ -471,8 +475,12 @@ impl Layout {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: match slot {
-                    Slot::Texture => wgpu::BindingType::StorageTexture {
-                        access: wgpu::StorageTextureAccess::ReadOnly,
+                    Slot::Texture | Slot::TextureWrite => wgpu::BindingType::StorageTexture {
+                        access: if matches!(slot, Slot::Texture) {
+                            wgpu::StorageTextureAccess::ReadOnly
+                        } else {
+                            wgpu::StorageTextureAccess::WriteOnly
+                        },
                         format: wgpu::TextureFormat::Rgba32Float,
                         view_dimension: wgpu::TextureViewDimension::D2,
                     },
@@ -529,12 +537,14 @@ pub struct Kernels {
     reduce: Layout,
     gather: Layout,
     optimizer: Layout,
+    transpose: Layout,
     /// One module per matmul configuration, made on first use.
     matmul_modules: HashMap<usize, wgpu::ShaderModule>,
     output_module: wgpu::ShaderModule,
     reduce_module: wgpu::ShaderModule,
     gather_module: wgpu::ShaderModule,
     optimizer_module: wgpu::ShaderModule,
+    transpose_module: wgpu::ShaderModule,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
     /// The matmul configuration of each form; chosen on first use (see `autotune.rs`).
     matmul_choice: Option<MatmulChoice>,
@@ -591,10 +601,15 @@ impl Kernels {
                     ReadWrite,
                 ],
             ),
+            transpose: Layout::new(ctx, "transpose", &[Uniform, Uniform, Texture, TextureWrite]),
             matmul_modules: HashMap::new(),
             output_module: with_common("output", include_str!("../../shaders/output.wgsl")),
             reduce_module: with_reductions("reduce", include_str!("../../shaders/reduce.wgsl")),
             gather_module: with_common("gather", include_str!("../../shaders/gather.wgsl")),
+            transpose_module: with_common(
+                "transpose",
+                include_str!("../../shaders/transpose.wgsl"),
+            ),
             optimizer_module: with_reductions(
                 "optimizer",
                 include_str!("../../shaders/optimizer.wgsl"),
@@ -603,12 +618,7 @@ impl Kernels {
             matmul_choice: None,
             dummy: ctx.storage("unused binding", 4)?,
             dummy_rw: ctx.storage("unused read-write binding", 4)?,
-            dummy_texture: TextureCopy::new(
-                ctx,
-                "unused texture binding",
-                View::whole(&ctx.storage("texture stand-in", 4)?),
-            )?
-            .view,
+            dummy_texture: Texels::new(ctx, "unused texture binding", 4)?.view,
             textures: ctx.textures,
             build: BuildStats::default(),
         };
@@ -667,6 +677,9 @@ impl Kernels {
                 clipped: true,
             },
         ];
+        if self.textures {
+            keys.push(PipelineKey::Transpose);
+        }
         // The products of the scheduler's step, made on a stand-in buffer: a variant depends on
         // the buffers only through their offsets, multiples of 4 here as in the scheduler, and
         // whether they have texture copies, as the scheduler's operands do with textures on
@@ -709,6 +722,9 @@ impl Kernels {
                 let (x, y) = (operand(fan_in), operand(units));
                 products.extend(dense::forward(tensors, 1, activation, no_dropout, x, y));
                 products.extend(dense::grad_params(tensors, 1, y, x));
+                if textured && dense::transposable(4, units, fan_in, &blocks[i]) {
+                    products.extend(dense::grad_params_transposed(tensors, 4, y, x));
+                }
                 if i > 0 {
                     let below = spec.layers[i - 1].activation;
                     products.extend(dense::grad_input(tensors, 1, y, x, below, no_dropout, x));
@@ -734,6 +750,7 @@ impl Kernels {
             PipelineKey::SumSquares => &self.reduce,
             PipelineKey::Gather(_) => &self.gather,
             PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => &self.optimizer,
+            PipelineKey::Transpose => &self.transpose,
         }
     }
 
@@ -806,6 +823,7 @@ impl Kernels {
                 "clip_factor",
                 vec![("CLIPPED", 1.0)],
             ),
+            PipelineKey::Transpose => (self.transpose_module.clone(), "main", vec![]),
         }
     }
 
@@ -1133,6 +1151,31 @@ impl Kernels {
             clipped,
         };
         self.dispatch(ctx, key, &bindings, linear_groups(params.len))
+    }
+
+    /// dst = srcᵀ for src [rows, cols] (transpose.wgsl), both laid out as texture copies
+    /// (texture.rs); rows and cols multiples of 4.
+    pub fn transpose(
+        &mut self,
+        ctx: &GpuContext,
+        step: &wgpu::Buffer,
+        (rows, cols): (usize, usize),
+        src: &wgpu::TextureView,
+        dst: &wgpu::TextureView,
+    ) -> Result<Dispatch> {
+        let uniform = ctx.uniform(
+            "transpose dims",
+            &SmallDims([rows as u32, cols as u32, 0, 0]),
+        );
+        let bindings = [
+            step_binding(step),
+            uniform.as_entire_binding(),
+            wgpu::BindingResource::TextureView(src),
+            wgpu::BindingResource::TextureView(dst),
+        ];
+        let texels = (rows * cols / 4) as u32;
+        let groups = [texels.div_ceil(LINEAR_GROUP).max(1), 1, 1];
+        self.dispatch(ctx, PipelineKey::Transpose, &bindings, groups)
     }
 
     /// out[0] = min(1, clip_norm / ‖gradient‖) from the (scale, ssq) partial norms, by the

@@ -8,7 +8,7 @@ use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{DataFormat, Dispatch, Kernels, Product, StepUniform, View};
 use super::matmul::MatmulChoice;
-use super::texture::TextureCopy;
+use super::texture::{Texels, TextureCopy};
 use crate::backend::StepParams;
 use crate::cpu::ops::{Dropout, MatmulForm};
 use crate::error::Result;
@@ -299,7 +299,47 @@ impl KernelRunner {
             fan_in,
             blocks: &blocks,
         };
-        let products = dense::grad_params(grads, batch, View::whole(&dz), View::whole(&x));
+        // As the scheduler computes it: from the transposes of dz and x where textures are
+        // on and the shapes allow.
+        let transposed = if self.kernels.textures
+            && dense::transposable(batch, units, fan_in, &blocks)
+        {
+            let copies =
+                TextureCopy::filled(&self.ctx, true, &[View::whole(&dz), View::whole(&x)])?;
+            let dz_t = Texels::new(&self.ctx, "dz transposed", batch * units)?;
+            let x_t = Texels::new(&self.ctx, "x transposed", batch * fan_in)?;
+            let mut transposes = Vec::new();
+            for (copy, target, width) in [(&copies[0], &dz_t, units), (&copies[1], &x_t, fan_in)] {
+                let copy = copy
+                    .as_ref()
+                    .expect("operands of a transposable layer fit textures");
+                transposes.push(self.kernels.transpose(
+                    &self.ctx,
+                    &step,
+                    (batch, width),
+                    copy.view(),
+                    &target.view,
+                )?);
+            }
+            self.submit(&transposes)?;
+            Some((dz_t, x_t))
+        } else {
+            None
+        };
+        let products = match &transposed {
+            Some((dz_t, x_t)) => {
+                let dz_t = View {
+                    texture: Some(&dz_t.view),
+                    ..View::whole(&dz)
+                };
+                let x_t = View {
+                    texture: Some(&x_t.view),
+                    ..View::whole(&x)
+                };
+                dense::grad_params_transposed(grads, batch, dz_t, x_t)
+            }
+            None => dense::grad_params(grads, batch, View::whole(&dz), View::whole(&x)),
+        };
         self.run_products(&step, &products)?;
         Ok((
             self.read2(&grad_weight, units, fan_in)?,

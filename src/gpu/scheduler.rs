@@ -30,7 +30,7 @@ use super::kernels::{
 };
 use super::matmul::MatmulChoice;
 use super::profile::{Profile, Profiler};
-use super::texture::{self, TextureCopy};
+use super::texture::{self, Texels, TextureCopy};
 use crate::backend::{Backend, Metrics, Slot, StepParams};
 use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, ParamLayout, Sequential};
@@ -125,6 +125,9 @@ struct Workspace {
     textured: Vec<bool>,
     activation_textures: Vec<Option<TextureCopy>>,
     grad_output_textures: Vec<Option<TextureCopy>>,
+    /// [xᵀ, dzᵀ] per layer whose weight gradient runs as A·Bᵀ from the transposes of its
+    /// input and output gradient (`dense::grad_params_transposed`).
+    transposed: Vec<Option<[Texels; 2]>>,
 }
 
 /// A metrics buffer, read back once per epoch: words 0-4 are output.wgsl's loss sum,
@@ -171,28 +174,33 @@ impl Workspace {
             .collect();
         let mut activation_textures = Vec::new();
         let mut grad_output_textures = Vec::new();
+        let mut transposed = Vec::new();
         for (i, layer) in spec.layers.iter().enumerate() {
             let (input, grad) = (View::whole(&activations[i]), View::whole(&grad_outputs[i]));
             let input_wanted = textured[i] && spec.fan_in(i).is_multiple_of(4);
             let grad_wanted = textured[i] && layer.units.is_multiple_of(4);
-            activation_textures.push(TextureCopy::of(
-                ctx,
-                input_wanted,
-                &format!("layer {i}'s inputs"),
-                input,
-            )?);
-            grad_output_textures.push(TextureCopy::of(
-                ctx,
-                grad_wanted,
-                &format!("layer {i}'s gradients"),
-                grad,
-            )?);
+            let input_copy =
+                TextureCopy::of(ctx, input_wanted, &format!("layer {i}'s inputs"), input)?;
+            let grad_copy =
+                TextureCopy::of(ctx, grad_wanted, &format!("layer {i}'s gradients"), grad)?;
+            let both = input_copy.is_some() && grad_copy.is_some() && batch.is_multiple_of(4);
+            transposed.push(if both {
+                Some([
+                    Texels::new(ctx, &format!("layer {i}'s inputs, transposed"), input.len)?,
+                    Texels::new(ctx, &format!("layer {i}'s gradients, transposed"), grad.len)?,
+                ])
+            } else {
+                None
+            });
+            activation_textures.push(input_copy);
+            grad_output_textures.push(grad_copy);
         }
         Ok(Workspace {
             batch,
             textured,
             activation_textures,
             grad_output_textures,
+            transposed,
             activations,
             grad_outputs,
             targets: ctx.storage(&format!("the target batch [{batch}, {out}]"), batch * out)?,
@@ -826,9 +834,37 @@ impl<'a> ProgramBuilder<'a> {
         for i in (0..self.spec.layers.len()).rev() {
             let grad_output = self.grad_output(i);
             let input = self.activation(i);
-            // dW = dzᵀ·x, and db = Σ_rows dz in the same pass.
+            // dW = dzᵀ·x, and db = Σ_rows dz in the same pass; as (dzᵀ)·(xᵀ)ᵀ from texture
+            // copies of the transposes where the layer has them.
             let grads = self.dense(&self.model.grads, None, i);
-            let products = dense::grad_params(grads, batch, grad_output, input);
+            let work = self.work;
+            let units = grads.bias.len;
+            let products = match &work.transposed[i] {
+                Some([x_t, dz_t])
+                    if dense::transposable(batch, units, grads.fan_in, &self.blocks[i]) =>
+                {
+                    for (copy, target, width) in [
+                        (&work.activation_textures[i], x_t, grads.fan_in),
+                        (&work.grad_output_textures[i], dz_t, units),
+                    ] {
+                        let copy = copy.as_ref().expect("transposes come with texture copies");
+                        let d = self.kernels.transpose(
+                            self.ctx,
+                            &self.model.step,
+                            (batch, width),
+                            copy.view(),
+                            &target.view,
+                        )?;
+                        self.push(d);
+                    }
+                    let placeholder = |texture: &'a Texels| View {
+                        texture: Some(&texture.view),
+                        ..View::whole(&work.activations[i])
+                    };
+                    dense::grad_params_transposed(grads, batch, placeholder(dz_t), placeholder(x_t))
+                }
+                _ => dense::grad_params(grads, batch, grad_output, input),
+            };
             self.push_products(products)?;
             // dz of the layer below = (dz·W) ⊙ f'(its output)
             if i > 0 {

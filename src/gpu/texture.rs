@@ -15,7 +15,7 @@ use super::device::GpuContext;
 use super::kernels::View;
 use crate::error::Result;
 
-/// Texels per texture row (`TEXTURE_WIDTH` in matmul.wgsl).
+/// Texels per texture row (`TEXTURE_WIDTH` in common.wgsl).
 pub const TEXTURE_WIDTH: u32 = 256;
 
 const TEXEL_BYTES: u32 = 16;
@@ -36,37 +36,21 @@ pub fn fits(ctx: &GpuContext, offset: usize, len: usize) -> bool {
         && texels.div_ceil(TEXTURE_WIDTH as usize) <= ctx.limits.max_texture_dimension_2d as usize
 }
 
-/// A texture copy of a range of a buffer, and the copy that refreshes it.
+/// An rgba32float texture laid out as the texels of a flat vector (see above), readable and
+/// writable by kernels as a storage texture and filled by copies.
 #[derive(Clone)]
-pub struct TextureCopy {
-    buffer: wgpu::Buffer,
-    /// Byte offset of the range in the buffer.
-    offset: u64,
-    texels: u32,
+pub struct Texels {
     texture: wgpu::Texture,
     pub view: wgpu::TextureView,
 }
 
-impl TextureCopy {
-    /// A texture copy of `source` where `wanted` and it [`fits`], named after `what`.
-    pub fn of(ctx: &GpuContext, wanted: bool, what: &str, source: View) -> Result<Option<Self>> {
-        if wanted && fits(ctx, source.offset, source.len) {
-            Ok(Some(Self::new(
-                ctx,
-                &format!("texture copy of {what}"),
-                source,
-            )?))
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// A texture for `source` (which must [`fits`]), not yet filled.
-    pub fn new(ctx: &GpuContext, what: &str, source: View) -> Result<Self> {
-        let texels = (source.len / 4) as u32;
+impl Texels {
+    /// A texture for `len` elements (a multiple of 4 that [`fits`]), named `what`.
+    pub fn new(ctx: &GpuContext, what: &str, len: usize) -> Result<Self> {
+        let texels = (len / 4) as u32;
         let size = wgpu::Extent3d {
             width: TEXTURE_WIDTH,
-            height: texels.div_ceil(TEXTURE_WIDTH),
+            height: texels.div_ceil(TEXTURE_WIDTH).max(1),
             depth_or_array_layers: 1,
         };
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -80,18 +64,42 @@ impl TextureCopy {
             usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
-        ctx.out_of_memory_error(scope, what, u64::from(size.height) * 4096)?;
-        Ok(TextureCopy {
-            buffer: source.buffer.clone(),
-            offset: (source.offset * 4) as u64,
-            texels,
+        let bytes = u64::from(size.height) * u64::from(TEXTURE_WIDTH * TEXEL_BYTES);
+        ctx.out_of_memory_error(scope, what, bytes)?;
+        Ok(Texels {
             view: texture.create_view(&Default::default()),
             texture,
         })
     }
+}
 
-    /// Texture copies of `sources` (where `wanted` and they fit), filled now: for operands
-    /// that do not change after (the parity tests', the benchmarks', the autotuner's).
+/// A texture copy of a range of a buffer, and the copy that refreshes it.
+#[derive(Clone)]
+pub struct TextureCopy {
+    buffer: wgpu::Buffer,
+    /// Byte offset of the range in the buffer.
+    offset: u64,
+    texels: u32,
+    pub target: Texels,
+}
+
+impl TextureCopy {
+    /// A texture copy of `source` where `wanted` and it [`fits`], named after `what`.
+    pub fn of(ctx: &GpuContext, wanted: bool, what: &str, source: View) -> Result<Option<Self>> {
+        if !(wanted && fits(ctx, source.offset, source.len)) {
+            return Ok(None);
+        }
+        Ok(Some(TextureCopy {
+            buffer: source.buffer.clone(),
+            offset: (source.offset * 4) as u64,
+            texels: (source.len / 4) as u32,
+            target: Texels::new(ctx, &format!("texture copy of {what}"), source.len)?,
+        }))
+    }
+
+    /// Texture copies of `sources` (where `wanted`, they have none yet, and they fit),
+    /// filled now: for operands that do not change after (the parity tests', the
+    /// benchmarks', the autotuner's).
     pub fn filled(
         ctx: &GpuContext,
         wanted: bool,
@@ -99,7 +107,14 @@ impl TextureCopy {
     ) -> Result<Vec<Option<TextureCopy>>> {
         let copies = sources
             .iter()
-            .map(|&source| Self::of(ctx, wanted, "an operand", source))
+            .map(|&source| {
+                Self::of(
+                    ctx,
+                    wanted && source.texture.is_none(),
+                    "an operand",
+                    source,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         for copy in copies.iter().flatten() {
@@ -107,6 +122,11 @@ impl TextureCopy {
         }
         ctx.queue.submit([encoder.finish()]);
         Ok(copies)
+    }
+
+    /// The texture, for [`View::with_texture`].
+    pub fn view(&self) -> &wgpu::TextureView {
+        &self.target.view
     }
 
     /// Records the copy of the buffer range into the texture: the whole rows, then the
@@ -125,7 +145,7 @@ impl TextureCopy {
                     },
                 },
                 wgpu::TexelCopyTextureInfo {
-                    texture: &self.texture,
+                    texture: &self.target.texture,
                     mip_level: 0,
                     origin: wgpu::Origin3d {
                         x: 0,
