@@ -5,7 +5,7 @@
 use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::GpuContext;
 use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
-use super::texture::{Texels, TextureCopy};
+use super::texture::{self, Texels, TextureCopy};
 use crate::backend::StepParams;
 use crate::cpu::ops::MatmulForm;
 use crate::error::{Result, WgradError};
@@ -651,14 +651,15 @@ impl Kernels {
         self.build
     }
 
-    /// Builds every pipeline a model's training step and inference use, so that all shader
-    /// compilation happens before the first step; `blocks[i]` are layer i's weight blocks
-    /// ([`dense::weight_blocks`]).
+    /// Builds every pipeline a model's training step and inference use at batch size
+    /// `batch`, so that all shader compilation happens before the first step; `blocks[i]`
+    /// are layer i's weight blocks ([`dense::weight_blocks`]).
     pub fn prepare(
         &mut self,
         ctx: &GpuContext,
         spec: &crate::model::Sequential,
         blocks: &[Vec<Range<usize>>],
+        batch: usize,
     ) -> Result<()> {
         let loss = spec.resolved_loss();
         let output = spec.output_activation();
@@ -682,8 +683,8 @@ impl Kernels {
         }
         // The products of the scheduler's step, made on a stand-in buffer: a variant depends on
         // the buffers only through their offsets, multiples of 4 here as in the scheduler, and
-        // whether they have texture copies, as the scheduler's operands do with textures on
-        // (but where one is too large for a texture: its pipeline is built when first used).
+        // whether they have texture copies (where one would be too large for a texture, its
+        // pipeline is built when first used).
         let stand_in = self.dummy.clone();
         let stand_in_texture = self.dummy_texture.clone();
         let view = |offset: usize, len: usize| View::part(&stand_in, offset, len);
@@ -700,41 +701,39 @@ impl Kernels {
                 layer: i,
                 rate: 0.0,
             };
-            // With textures on, a layer's products read them or not depending on the batch.
-            let textured: &[bool] = if self.textures {
-                &[false, true]
-            } else {
-                &[false]
+            // The texture copies the scheduler gives this layer's operands at this batch size.
+            let [input_copy, grad_copy] =
+                texture::operand_copies(self.textures, batch, units, fan_in);
+            let texture = |copied: bool| copied.then_some(&stand_in_texture);
+            let operand = |len: usize, copied: bool| View {
+                texture: texture(copied),
+                ..view(0, len)
             };
-            let mut products = Vec::new();
-            for &textured in textured {
-                let texture = textured.then_some(&stand_in_texture);
-                let operand = |len: usize| View {
-                    texture,
-                    ..view(0, len)
-                };
-                let tensors = DenseTensors {
-                    weight: operand(units * fan_in),
-                    bias: view(0, units),
-                    fan_in,
-                    blocks: &blocks[i],
-                };
-                let (x, y) = (operand(fan_in), operand(units));
-                products.extend(dense::forward(tensors, 1, activation, no_dropout, x, y));
-                products.extend(dense::grad_params(tensors, 1, y, x));
-                if textured && dense::transposable(4, units, fan_in, &blocks[i]) {
-                    products.extend(dense::grad_params_transposed(tensors, 4, y, x));
-                }
-                if i > 0 {
-                    let below = spec.layers[i - 1].activation;
-                    products.extend(dense::grad_input(tensors, 1, y, x, below, no_dropout, x));
-                }
+            let tensors = DenseTensors {
+                weight: operand(units * fan_in, input_copy && blocks[i].len() == 1),
+                bias: view(0, units),
+                fan_in,
+                blocks: &blocks[i],
+            };
+            let (x, dz) = (
+                operand(batch * fan_in, input_copy),
+                operand(batch * units, grad_copy),
+            );
+            let mut products = dense::forward(tensors, batch, activation, no_dropout, x, dz);
+            if input_copy && grad_copy && dense::transposable(batch, units, fan_in, &blocks[i]) {
+                products.extend(dense::grad_params_transposed(tensors, batch, dz, x));
+            } else {
+                products.extend(dense::grad_params(tensors, batch, dz, x));
             }
-            // The batch size decides a product's size class; prepare both where they differ.
+            if i > 0 {
+                let below = spec.layers[i - 1].activation;
+                products.extend(dense::grad_input(
+                    tensors, batch, dz, x, below, no_dropout, x,
+                ));
+            }
             for p in products {
-                for config in choice.configs(p.form) {
-                    keys.push(PipelineKey::Matmul(MatmulVariant::for_product(config, &p)));
-                }
+                let config = choice.get(p.form, p.dims.shape());
+                keys.push(PipelineKey::Matmul(MatmulVariant::for_product(config, &p)));
             }
         }
         for key in keys {

@@ -177,8 +177,8 @@ impl Workspace {
         let mut transposed = Vec::new();
         for (i, layer) in spec.layers.iter().enumerate() {
             let (input, grad) = (View::whole(&activations[i]), View::whole(&grad_outputs[i]));
-            let input_wanted = textured[i] && spec.fan_in(i).is_multiple_of(4);
-            let grad_wanted = textured[i] && layer.units.is_multiple_of(4);
+            let [input_wanted, grad_wanted] =
+                texture::operand_copies(textures, batch, layer.units, spec.fan_in(i));
             let input_copy =
                 TextureCopy::of(ctx, input_wanted, &format!("layer {i}'s inputs"), input)?;
             let grad_copy =
@@ -386,7 +386,8 @@ impl GpuBackend {
         kernels.set_matmul_choice(matmul);
         let tuned_seconds = tuning.elapsed().as_secs_f64();
         let before = kernels.build_stats();
-        kernels.prepare(&ctx, spec, &blocks)?;
+        let batch = initial_batch(&ctx, spec);
+        kernels.prepare(&ctx, spec, &blocks, batch)?;
         let after = kernels.build_stats();
         let startup = Startup {
             matmul,
@@ -400,7 +401,7 @@ impl GpuBackend {
             textures,
         };
         Ok(GpuBackend {
-            work: Workspace::new(&ctx, spec, initial_batch(&ctx, spec), textures)?,
+            work: Workspace::new(&ctx, spec, batch, textures)?,
             loss: spec.resolved_loss(),
             spec: spec.clone(),
             layout,
@@ -1007,6 +1008,8 @@ impl Backend for GpuBackend {
         }
         if self.work.batch != batch_size {
             self.work = Workspace::new(&self.ctx, &self.spec, batch_size, self.kernels.textures)?;
+            self.kernels
+                .prepare(&self.ctx, &self.spec, &self.blocks, batch_size)?;
             self.programs.clear();
         }
         Ok(())

@@ -26,6 +26,16 @@ pub fn worth_it(batch: usize, units: usize, fan_in: usize) -> bool {
     batch * units * fan_in >= super::matmul::SMALL_PRODUCT
 }
 
+/// Whether a layer's input and its output gradient get texture copies, with copies `on`:
+/// where its products are [`worth_it`] and the matrix's rows are whole texels.
+pub fn operand_copies(on: bool, batch: usize, units: usize, fan_in: usize) -> [bool; 2] {
+    let textured = on && worth_it(batch, units, fan_in);
+    [
+        textured && fan_in.is_multiple_of(4),
+        textured && units.is_multiple_of(4),
+    ]
+}
+
 /// Whether `len` elements starting at element `offset` can have a texture copy: whole texels,
 /// at a copyable offset, within the adapter's largest texture.
 pub fn fits(ctx: &GpuContext, offset: usize, len: usize) -> bool {
