@@ -131,9 +131,9 @@ impl KernelRunner {
         ))
     }
 
-    /// Seconds per C[M,N] = A·B on random-free constant inputs, timed over `repeats`
-    /// dispatches recorded into one submission after one warm-up dispatch: the kernel's own
-    /// speed, without uploads or read-backs.
+    /// Seconds per C = A·B (M×K by K×N) on varied inputs, timed over `repeats` dispatches
+    /// recorded into one submission after one warm-up dispatch: the kernel's own speed,
+    /// without uploads or read-backs (operands read from texture copies where training would).
     pub fn time_matmul(&mut self, m: usize, n: usize, k: usize, repeats: usize) -> Result<f64> {
         self.time_matmul_form(MatmulForm::AB, m, n, k, repeats)
     }

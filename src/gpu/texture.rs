@@ -1,11 +1,14 @@
 //! Texture copies of matmul operands. On llvmpipe (lavapipe) a load from a storage buffer at
 //! an address that differs per invocation is a loop over the SIMD lanes with a branch per
 //! lane, while a texel load from a read-only storage texture is one branch-free 128-bit load
-//! per lane; the matmul kernel reading its vec4s from textures runs 3–5× faster there
+//! per lane; the matmul kernel reading its vec4s from textures runs 2–3× faster there
 //! (measured at the MNIST shapes and at 1024³). So on software adapters the scheduler keeps a
 //! texture copy of each operand whose rows are whole vec4s — the layer inputs, the output
 //! gradients and the weights — refreshed by a buffer-to-texture copy (a memcpy on llvmpipe)
 //! after each write, and matmul.wgsl reads A and B from them (`A_TEXTURE`, `B_TEXTURE`).
+//! [`Texels`] are textures in the same layout that kernels write: transpose.wgsl's
+//! transposes of the layer inputs and output gradients, from which the weight gradient runs
+//! in the faster A·Bᵀ form.
 //!
 //! Layout: texel i of the copy holds elements 4i..4i+3 of the buffer range, at
 //! (i % [`TEXTURE_WIDTH`], i / [`TEXTURE_WIDTH`]) of an rgba32float texture; its rows of
