@@ -389,6 +389,24 @@ fn loss_metrics_over_large_batches() {
     }
 }
 
+/// The transpose the weight gradient takes its operands through (texture to texture), exact,
+/// at sizes whose texel counts are not multiples of the 64-wide workgroups.
+#[test]
+fn transpose_through_textures() {
+    let Some(mut gpu) = kernel_runner("transpose") else {
+        return;
+    };
+    for (i, &(rows, cols)) in [(4, 4), (12, 20), (132, 68), (128, 784), (36, 1028)]
+        .iter()
+        .enumerate()
+    {
+        let matrix = random_matrix(rows, cols, 1.0, 300 + i as u64);
+        let transposed = gpu.transpose(matrix.view()).unwrap();
+        assert_eq!(transposed, matrix.t(), "transpose of [{rows}, {cols}]");
+    }
+    assert!(gpu.transpose(random_matrix(6, 8, 1.0, 1).view()).is_err());
+}
+
 #[test]
 fn gather_batches_in_epoch_order() {
     let Some(mut gpu) = kernel_runner("gather") else {

@@ -11,7 +11,7 @@ use super::matmul::MatmulChoice;
 use super::texture::{Texels, TextureCopy};
 use crate::backend::StepParams;
 use crate::cpu::ops::{Dropout, MatmulForm};
-use crate::error::Result;
+use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, Optimizer};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use std::ops::Range;
@@ -345,6 +345,40 @@ impl KernelRunner {
             self.read2(&grad_weight, units, fan_in)?,
             Array1::from(self.ctx.read(&grad_bias, 0, units)?),
         ))
+    }
+
+    /// Twin of ndarray's transpose, as the weight gradient takes its operands: the matrix's
+    /// texture copy transposed into a texture (transpose.wgsl), read back. Rows and columns
+    /// must be multiples of 4.
+    pub fn transpose(&mut self, matrix: ArrayView2<f32>) -> Result<Array2<f32>> {
+        let (rows, cols) = matrix.dim();
+        if !(rows.is_multiple_of(4) && cols.is_multiple_of(4)) {
+            return Err(WgradError::Gpu(format!(
+                "transpose of a [{rows}, {cols}] matrix: both must be multiples of 4"
+            )));
+        }
+        let step = self.step_buffer(&step_for(None));
+        let source = self.ctx.storage_from("matrix", &flat(matrix))?;
+        let copies = TextureCopy::filled(&self.ctx, true, &[View::whole(&source)])?;
+        let copy = copies[0].as_ref().ok_or_else(|| {
+            WgradError::Gpu(format!("a [{rows}, {cols}] matrix does not fit a texture"))
+        })?;
+        let transposed = Texels::new(&self.ctx, "transposed", rows * cols)?;
+        let d = self.kernels.transpose(
+            &self.ctx,
+            &step,
+            (rows, cols),
+            copy.view(),
+            &transposed.view,
+        )?;
+        self.submit(&[d])?;
+        let out = self
+            .ctx
+            .storage("read-back", (transposed.bytes() / 4) as usize)?;
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        transposed.record_read(&mut encoder, &out);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.read2(&out, cols, rows)
     }
 
     /// Twin of [`crate::cpu::ops::output_loss`]: (row losses, row correctness, logit

@@ -74,7 +74,9 @@ impl Texels {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+            usage: wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_DST
+                | wgpu::TextureUsages::COPY_SRC,
             view_formats: &[],
         });
         let bytes = u64::from(size.height) * u64::from(TEXTURE_WIDTH * TEXEL_BYTES);
@@ -83,6 +85,31 @@ impl Texels {
             view: texture.create_view(&Default::default()),
             texture,
         })
+    }
+}
+
+impl Texels {
+    /// Records a copy of the texture into `buffer` (at least as large as the texture's rows
+    /// of 4 KiB), which then holds the flat vector in order.
+    pub fn record_read(&self, encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) {
+        let size = self.texture.size();
+        encoder.copy_texture_to_buffer(
+            self.texture.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(TEXTURE_WIDTH * TEXEL_BYTES),
+                    rows_per_image: None,
+                },
+            },
+            size,
+        );
+    }
+
+    /// Bytes [`Texels::record_read`] writes.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.texture.height()) * u64::from(TEXTURE_WIDTH * TEXEL_BYTES)
     }
 }
 
