@@ -36,6 +36,9 @@
 //           where an operand is read as vec4s along K, else one.
 //   tiled   the workgroup stages BM×BK of op(A) and BK×BN of op(B) in workgroup memory per
 //           step of BK, then each invocation accumulates its TM×TN block from there.
+//   subgroup_abt  appended by src/gpu/matmul.rs for its subgroup configuration (where the
+//           adapter has 8-lane subgroups): A·Bᵀ from vec4s, A shared across a subgroup with
+//           subgroupBroadcast; its dispatch geometry is documented there.
 // Rows and columns past the edge are computed from clamped indices and never written; the
 // staged tiles read depths past K as 0.
 

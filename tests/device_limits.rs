@@ -262,7 +262,12 @@ fn dense_products_with_the_weight_in_blocks() {
         let w = random_matrix(units, fan_in, 0.5, seed + 1);
         let b = random_vector(units, 0.5, seed + 2);
         let dz = random_matrix(batch, units, 1.0, seed + 3);
-        for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+        let subgroup_size = gpu.ctx.subgroup_size;
+        let supported = MATMUL_CONFIGS
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.supported(subgroup_size));
+        for (config, spec) in supported {
             gpu.set_matmul_config(config);
             let activation = activations[(i + config) % activations.len()];
             let what = format!(

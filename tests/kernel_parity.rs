@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use wgrad::backend::StepParams;
 use wgrad::cpu::ops::{self, Dropout, MatmulForm};
 use wgrad::gpu::matmul::MATMUL_CONFIGS;
+use wgrad::gpu::ops::KernelRunner;
 use wgrad::{Activation, Loss, Optimizer};
 
 const TOLERANCE: f32 = 1e-4;
@@ -72,15 +73,24 @@ fn dropout(rate: f32, layer: u32) -> Dropout {
     }
 }
 
-/// Every matmul configuration, reading its vec4 operands from buffers (as on hardware GPUs)
-/// and from texture copies (as on software adapters): (index, textures, name).
-fn configurations() -> impl Iterator<Item = (usize, bool, String)> {
-    [false, true].into_iter().flat_map(|textures| {
-        MATMUL_CONFIGS.iter().enumerate().map(move |(i, config)| {
-            let reads = if textures { "textures" } else { "buffers" };
-            (i, textures, format!("{} ({reads})", config.name))
+/// Every matmul configuration the adapter supports, reading its vec4 operands from buffers
+/// (as on hardware GPUs) and from texture copies (as on software adapters): (index, textures,
+/// name).
+fn configurations(gpu: &KernelRunner) -> Vec<(usize, bool, String)> {
+    let subgroup_size = gpu.ctx.subgroup_size;
+    [false, true]
+        .into_iter()
+        .flat_map(|textures| {
+            MATMUL_CONFIGS
+                .iter()
+                .enumerate()
+                .filter(move |(_, config)| config.supported(subgroup_size))
+                .map(move |(i, config)| {
+                    let reads = if textures { "textures" } else { "buffers" };
+                    (i, textures, format!("{} ({reads})", config.name))
+                })
         })
-    })
+        .collect()
 }
 
 #[test]
@@ -88,7 +98,7 @@ fn matmul_all_forms_every_configuration() {
     let Some(mut gpu) = kernel_runner("matmul_all_forms") else {
         return;
     };
-    for (config, textures, name) in configurations() {
+    for (config, textures, name) in configurations(&gpu) {
         gpu.set_matmul_config(config);
         gpu.set_textures(textures);
         for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
@@ -118,7 +128,7 @@ fn dense_forward_every_activation_with_and_without_dropout() {
     let Some(mut gpu) = kernel_runner("dense_forward") else {
         return;
     };
-    for (config, textures, name) in configurations() {
+    for (config, textures, name) in configurations(&gpu) {
         gpu.set_matmul_config(config);
         gpu.set_textures(textures);
         for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
@@ -157,7 +167,7 @@ fn dense_backward_input_every_activation_with_and_without_dropout() {
     let Some(mut gpu) = kernel_runner("dense_backward_input") else {
         return;
     };
-    for (config, textures, name) in configurations() {
+    for (config, textures, name) in configurations(&gpu) {
         gpu.set_matmul_config(config);
         gpu.set_textures(textures);
         for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
@@ -212,7 +222,7 @@ fn weight_and_bias_gradients_in_one_pass_every_configuration() {
     let Some(mut gpu) = kernel_runner("weight_and_bias_gradients") else {
         return;
     };
-    for (config, textures, name) in configurations() {
+    for (config, textures, name) in configurations(&gpu) {
         gpu.set_matmul_config(config);
         gpu.set_textures(textures);
         // dW [units, fan_in] = dzᵀ·x with dz [batch, units], x [batch, fan_in]; db = Σ_rows dz.

@@ -149,10 +149,16 @@ pub fn save_cache(path: &Path, cache: &CacheFile) -> Result<()> {
 }
 
 /// The configuration `WGRAD_MATMUL` forces, if any.
-pub fn forced() -> Result<Option<MatmulChoice>> {
+pub fn forced(subgroup_size: Option<u32>) -> Result<Option<MatmulChoice>> {
     match std::env::var(ENV) {
         Ok(name) if !name.is_empty() && !name.eq_ignore_ascii_case("auto") => {
             match MatmulConfig::by_name(&name) {
+                Some(config) if !MATMUL_CONFIGS[config].supported(subgroup_size) => {
+                    Err(WgradError::Gpu(format!(
+                        "{ENV}={name}: this adapter has no subgroups of {} lanes",
+                        super::matmul::SUBGROUP_LANES
+                    )))
+                }
                 Some(config) => Ok(Some(MatmulChoice::all(config))),
                 None => Err(WgradError::Gpu(format!(
                     "{ENV}={name}: no such matmul configuration (one of: auto, {})",
@@ -191,7 +197,7 @@ pub fn choose_with_source(
     ctx: &GpuContext,
     kernels: &mut Kernels,
 ) -> Result<(MatmulChoice, Source)> {
-    if let Some(choice) = forced()? {
+    if let Some(choice) = forced(ctx.subgroup_size)? {
         return Ok((choice, Source::Forced));
     }
     let key = adapter_key(&ctx.info, kernels.textures);
@@ -314,7 +320,10 @@ fn tune_probe(
     // (configuration, dispatch, repeats per timing, best seconds per run)
     let mut candidates = Vec::new();
     let mut best_once = f64::INFINITY;
-    for config in 0..MATMUL_CONFIGS.len() {
+    for (config, spec) in MATMUL_CONFIGS.iter().enumerate() {
+        if !spec.supported(ctx.subgroup_size) {
+            continue;
+        }
         let product = Product::plain(
             form,
             (m, n, k),

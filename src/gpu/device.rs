@@ -211,6 +211,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// Whether matmul operands are read from texture copies (`AdapterChoice::matmul_textures`).
     pub textures: bool,
+    /// The lanes of the adapter's subgroups, where it has subgroups of one fixed size.
+    pub subgroup_size: Option<u32>,
     faults: Arc<Mutex<Faults>>,
 }
 
@@ -225,8 +227,10 @@ impl GpuContext {
             limits.max_storage_buffer_binding_size =
                 limits.max_storage_buffer_binding_size.min(cap);
         }
-        // Timestamp queries, where offered, for `--profile`.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamp queries, where offered, for `--profile`; subgroup operations, where
+        // offered, for the matmul's subgroup configuration.
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_features: features,
@@ -258,9 +262,14 @@ impl GpuContext {
             };
             lock(&sink).lost = Some(format!("'{adapter_name}' ({why}{detail})"));
         });
+        // The subgroup size, where the adapter has subgroups of one fixed size.
+        let subgroup_size = (features.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == info.subgroup_max_size)
+            .then_some(info.subgroup_min_size);
         Ok(GpuContext {
             device,
             queue,
+            subgroup_size,
             textures: choice
                 .matmul_textures
                 .unwrap_or(info.device_type == wgpu::DeviceType::Cpu),

@@ -260,6 +260,11 @@ pub struct MatmulVariant {
 }
 
 impl MatmulVariant {
+    /// Whether both operands are read as vec4s.
+    pub fn vec4s(&self) -> bool {
+        self.a_vec4 && self.b_vec4
+    }
+
     /// The variant for `product` in configuration `config`: vec4 reads where the operand's
     /// contiguous dimension, its offset and (for A) its stride and first column are
     /// multiples of 4, from the operand's texture copy where it has one.
@@ -765,10 +770,7 @@ impl Kernels {
                 let module = self
                     .matmul_modules
                     .entry(v.config)
-                    .or_insert_with(|| {
-                        let source = format!("{COMMON}\n{}\n{MATMUL}", config.wgsl_constants());
-                        module(ctx, config.name, &source)
-                    })
+                    .or_insert_with(|| module(ctx, config.name, &config.wgsl(COMMON, MATMUL)))
                     .clone();
                 let (code, act) = v.epilogue.code();
                 let constants = vec![
@@ -780,7 +782,7 @@ impl Kernels {
                     ("A_TEXTURE", f64::from(u8::from(v.a_texture))),
                     ("B_TEXTURE", f64::from(u8::from(v.b_texture))),
                 ];
-                (module, config.entry_point(), constants)
+                (module, config.entry_point(v.form, v.vec4s()), constants)
             }
             PipelineKey::Loss(loss, act) | PipelineKey::Probabilities(loss, act) => {
                 let entry = if matches!(key, PipelineKey::Loss(..)) {
@@ -918,7 +920,7 @@ impl Kernels {
         } = *product;
         let variant = MatmulVariant::for_product(config, product);
         let uniform = ctx.uniform("matmul dims", &dims.resolved(form));
-        let groups = MATMUL_CONFIGS[config].workgroups(dims.m, dims.n);
+        let groups = MATMUL_CONFIGS[config].workgroups(form, variant.vec4s(), dims.m, dims.n);
         let (dummy_buffer, dummy_rw_buffer) = (self.dummy.clone(), self.dummy_rw.clone());
         let dummy_texture = self.dummy_texture.clone();
         let dummy = View::whole(&dummy_buffer);
