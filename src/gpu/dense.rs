@@ -7,7 +7,8 @@
 //! activation's derivative applied by the last.
 
 use super::device::GpuContext;
-use super::kernels::{Epilogue, MatmulDims, Product, View};
+use super::kernels::{Dispatch, Epilogue, Kernels, MatmulDims, Product, View};
+use super::texture::{Texels, TextureCopy};
 use crate::cpu::ops::MatmulForm;
 use crate::error::Result;
 use crate::model::{Activation, ParamLayout};
@@ -174,6 +175,36 @@ pub fn grad_params_transposed<'a>(
         c: grads.weight,
         sums: Some(grads.bias),
     }]
+}
+
+/// A layer operand for [`grad_params_from_transposes`]: its buffer, the texture copy of it,
+/// and the texture its transpose goes to.
+pub type TransposedOperand<'a> = (&'a wgpu::Buffer, &'a TextureCopy, &'a Texels);
+
+/// The dispatches transposing x `[batch, fan_in]` and dz `[batch, units]` from their texture
+/// copies (transpose.wgsl), and the product of [`grad_params_transposed`] that reads the
+/// transposes: what the scheduler records and the parity tests run.
+pub fn grad_params_from_transposes<'a>(
+    kernels: &mut Kernels,
+    ctx: &GpuContext,
+    step: &wgpu::Buffer,
+    grads: DenseTensors<'a>,
+    batch: usize,
+    x: TransposedOperand<'a>,
+    dz: TransposedOperand<'a>,
+) -> Result<(Vec<Dispatch>, Vec<Product<'a>>)> {
+    let mut transposes = Vec::with_capacity(2);
+    for ((_, copy, target), width) in [(x, grads.fan_in), (dz, grads.units())] {
+        let shape = (batch, width);
+        transposes.push(kernels.transpose(ctx, step, shape, copy.view(), &target.view)?);
+    }
+    // The buffers are bound as placeholders: only the textures are read.
+    let read = |(buffer, _, target): TransposedOperand<'a>| View {
+        texture: Some(&target.view),
+        ..View::whole(buffer)
+    };
+    let products = grad_params_transposed(grads, batch, read(dz), read(x));
+    Ok((transposes, products))
 }
 
 /// dx = (dz·W) ⊙ f'(input), with `dropout` (the input's) undone: dz `[batch, units]`, input

@@ -301,44 +301,30 @@ impl KernelRunner {
         };
         // As the scheduler computes it: from the transposes of dz and x where textures are
         // on and the shapes allow.
-        let transposed = if self.kernels.textures
-            && dense::transposable(batch, units, fan_in, &blocks)
-        {
-            let copies =
-                TextureCopy::filled(&self.ctx, true, &[View::whole(&dz), View::whole(&x)])?;
-            let dz_t = Texels::new(&self.ctx, "dz transposed", batch * units)?;
-            let x_t = Texels::new(&self.ctx, "x transposed", batch * fan_in)?;
-            let mut transposes = Vec::new();
-            for (copy, target, width) in [(&copies[0], &dz_t, units), (&copies[1], &x_t, fan_in)] {
-                let copy = copy
-                    .as_ref()
-                    .expect("operands of a transposable layer fit textures");
-                transposes.push(self.kernels.transpose(
+        let wanted = self.kernels.textures && dense::transposable(batch, units, fan_in, &blocks);
+        let copies = TextureCopy::filled(&self.ctx, wanted, &[View::whole(&x), View::whole(&dz)])?;
+        let targets = match &copies[..] {
+            [Some(_), Some(_)] => Some([
+                Texels::new(&self.ctx, "x transposed", batch * fan_in)?,
+                Texels::new(&self.ctx, "dz transposed", batch * units)?,
+            ]),
+            _ => None,
+        };
+        let products = match (&copies[..], &targets) {
+            ([Some(x_copy), Some(dz_copy)], Some([x_t, dz_t])) => {
+                let (transposes, products) = dense::grad_params_from_transposes(
+                    &mut self.kernels,
                     &self.ctx,
                     &step,
-                    (batch, width),
-                    copy.view(),
-                    &target.view,
-                )?);
+                    grads,
+                    batch,
+                    (&x, x_copy, x_t),
+                    (&dz, dz_copy, dz_t),
+                )?;
+                self.submit(&transposes)?;
+                products
             }
-            self.submit(&transposes)?;
-            Some((dz_t, x_t))
-        } else {
-            None
-        };
-        let products = match &transposed {
-            Some((dz_t, x_t)) => {
-                let dz_t = View {
-                    texture: Some(&dz_t.view),
-                    ..View::whole(&dz)
-                };
-                let x_t = View {
-                    texture: Some(&x_t.view),
-                    ..View::whole(&x)
-                };
-                dense::grad_params_transposed(grads, batch, dz_t, x_t)
-            }
-            None => dense::grad_params(grads, batch, View::whole(&dz), View::whole(&x)),
+            _ => dense::grad_params(grads, batch, View::whole(&dz), View::whole(&x)),
         };
         self.run_products(&step, &products)?;
         Ok((

@@ -119,10 +119,9 @@ struct Workspace {
     /// [`METRICS_WORDS`]: the loss kernel's sums and the optimizer's divergence step.
     train_metrics: wgpu::Buffer,
     eval_metrics: wgpu::Buffer,
-    /// Whether each layer's products read texture copies of their operands (texture.rs),
-    /// and the copies of the layer inputs (activations[..L]) and output gradients where they
-    /// do and fit one.
-    textured: Vec<bool>,
+    /// Texture copies (texture.rs) of the layer inputs (activations[..L]) and output
+    /// gradients, where the layer's products read them (`texture::operand_copies`) and they
+    /// fit one. A layer whose input has one reads its weight's copy too.
     activation_textures: Vec<Option<TextureCopy>>,
     grad_output_textures: Vec<Option<TextureCopy>>,
     /// [xᵀ, dzᵀ] per layer whose weight gradient runs as A·Bᵀ from the transposes of its
@@ -167,11 +166,6 @@ impl Workspace {
             })
             .collect::<Result<Vec<_>>>()?;
         let out = spec.output_dim();
-        // A layer's products read textures where they are large enough to gain more than the
-        // copies cost, from operands whose rows are whole vec4s.
-        let textured: Vec<bool> = (0..spec.layers.len())
-            .map(|i| textures && texture::worth_it(batch, spec.layers[i].units, spec.fan_in(i)))
-            .collect();
         let mut activation_textures = Vec::new();
         let mut grad_output_textures = Vec::new();
         let mut transposed = Vec::new();
@@ -197,7 +191,6 @@ impl Workspace {
         }
         Ok(Workspace {
             batch,
-            textured,
             activation_textures,
             grad_output_textures,
             transposed,
@@ -699,8 +692,8 @@ impl<'a> ProgramBuilder<'a> {
     /// refreshed (the previous step's update changed the weights), after it the batch's.
     fn gather(&mut self, data: &GpuData) -> Result<()> {
         let (model, work) = (self.model, self.work);
-        for (copy, &textured) in model.weight_textures.iter().zip(&work.textured) {
-            if textured {
+        for (copy, input) in model.weight_textures.iter().zip(&work.activation_textures) {
+            if input.is_some() {
                 self.refresh(copy);
             }
         }
@@ -746,12 +739,13 @@ impl<'a> ProgramBuilder<'a> {
         }
     }
 
-    /// Layer `i`'s parameters, the weight with its texture copy where the layer reads them.
+    /// Layer `i`'s parameters, the weight with its texture copy where the layer reads
+    /// copies (its input has one).
     fn params(&self, i: usize) -> DenseTensors<'a> {
         let model = self.model;
         let texture = model.weight_textures[i]
             .as_ref()
-            .filter(|_| self.work.textured[i]);
+            .filter(|_| self.work.activation_textures[i].is_some());
         self.dense(&model.params, texture, i)
     }
 
@@ -840,31 +834,34 @@ impl<'a> ProgramBuilder<'a> {
             let grads = self.dense(&self.model.grads, None, i);
             let work = self.work;
             let units = grads.bias.len;
-            let products = match &work.transposed[i] {
-                Some([x_t, dz_t])
+            let transposed = match (
+                &work.transposed[i],
+                &work.activation_textures[i],
+                &work.grad_output_textures[i],
+            ) {
+                (Some([x_t, dz_t]), Some(x_copy), Some(dz_copy))
                     if dense::transposable(batch, units, grads.fan_in, &self.blocks[i]) =>
                 {
-                    for (copy, target, width) in [
-                        (&work.activation_textures[i], x_t, grads.fan_in),
-                        (&work.grad_output_textures[i], dz_t, units),
-                    ] {
-                        let copy = copy.as_ref().expect("transposes come with texture copies");
-                        let d = self.kernels.transpose(
-                            self.ctx,
-                            &self.model.step,
-                            (batch, width),
-                            copy.view(),
-                            &target.view,
-                        )?;
+                    Some(dense::grad_params_from_transposes(
+                        self.kernels,
+                        self.ctx,
+                        &self.model.step,
+                        grads,
+                        batch,
+                        (&work.activations[i], x_copy, x_t),
+                        (&work.grad_outputs[i], dz_copy, dz_t),
+                    )?)
+                }
+                _ => None,
+            };
+            let products = match transposed {
+                Some((transposes, products)) => {
+                    for d in transposes {
                         self.push(d);
                     }
-                    let placeholder = |texture: &'a Texels| View {
-                        texture: Some(&texture.view),
-                        ..View::whole(&work.activations[i])
-                    };
-                    dense::grad_params_transposed(grads, batch, placeholder(dz_t), placeholder(x_t))
+                    products
                 }
-                _ => dense::grad_params(grads, batch, grad_output, input),
+                None => dense::grad_params(grads, batch, grad_output, input),
             };
             self.push_products(products)?;
             // dz of the layer below = (dz·W) ⊙ f'(its output)

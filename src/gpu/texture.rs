@@ -25,7 +25,7 @@ const TEXEL_BYTES: u32 = 16;
 
 /// Whether a layer's products (batch × units × fan_in multiply-adds each) gain from texture
 /// copies of their operands: the copies cost about as much as the gain on small ones.
-pub fn worth_it(batch: usize, units: usize, fan_in: usize) -> bool {
+fn worth_it(batch: usize, units: usize, fan_in: usize) -> bool {
     batch * units * fan_in >= super::matmul::SMALL_PRODUCT
 }
 
