@@ -15,12 +15,15 @@
 // to a u32 (little end first, the chunk's first row starting a word), standing for k / 255
 // (8-bit images: a quarter of the memory, and the value is bit-identical to the host's
 // `k as f32 / 255.0`).
+// X_VEC4 (x_width % 4 == 0, the bindings' offsets too): x is read and written four columns
+// at a time (one u32 of bytes, or one vec4 of f32 bits, into one vec4): on llvmpipe a vec4
+// access costs what one f32 does.
 // Dispatch (per chunk): workgroups (B, 1, 1), one workgroup of 64 per batch row, its
-// invocations striding over the row's columns: columns below x_width are inputs, the rest
-// targets. Whether a row is this chunk's is decided once per workgroup, so the rows of other
+// invocations striding over the row's columns (or groups of four): x's, then y's. Whether a row is this chunk's is decided once per workgroup, so the rows of other
 // chunks cost one workgroup each, not one per 64 columns.
 
 override SOURCE_FORMAT: u32 = 0u;
+override X_VEC4: bool = false;
 const GROUP: u32 = 64u;
 
 struct Dims {
@@ -37,6 +40,9 @@ struct Dims {
 @group(0) @binding(4) var<storage, read> order: array<u32>;
 @group(0) @binding(5) var<storage, read_write> x_dest: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y_dest: array<f32>;
+// The same memory as x_source and x_dest, as vec4s (X_VEC4; bound to dummies otherwise).
+@group(0) @binding(7) var<storage, read> x_source4: array<vec4<u32>>;
+@group(0) @binding(8) var<storage, read_write> x_dest4: array<vec4<f32>>;
 
 @compute @workgroup_size(GROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
@@ -54,7 +60,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         source -= dims.first_row;
     }
-    for (var col = lane; col < dims.x_width; col += GROUP) {
+    if (X_VEC4) {
+        let quads = dims.x_width / 4u;
+        for (var q = lane; q < quads; q += GROUP) {
+            var value = vec4<f32>(0.0);
+            if (!padding) {
+                let index = source * quads + q;
+                if (SOURCE_FORMAT == 1u) {
+                    let bytes = x_source[index];
+                    let k = vec4<u32>(bytes, bytes >> 8u, bytes >> 16u, bytes >> 24u) & vec4<u32>(0xffu);
+                    value = vec4<f32>(k) / 255.0;
+                } else {
+                    value = bitcast<vec4<f32>>(x_source4[index]);
+                }
+            }
+            x_dest4[row * quads + q] = value;
+        }
+    }
+    for (var col = lane; col < select(dims.x_width, 0u, X_VEC4); col += GROUP) {
         var value = 0.0;
         if (!padding) {
             let index = source * dims.x_width + col;

@@ -25,7 +25,7 @@ const TOLERANCE: f32 = 1e-4;
 
 /// (M, N, K) of C[M,N] = op(A)·op(B) with inner dimension K: odd ones, all multiples of 4
 /// (every operand read as vec4s), and mixed.
-const SHAPES: [(usize, usize, usize); 8] = [
+const SHAPES: [(usize, usize, usize); 9] = [
     (1, 1, 1),
     (3, 5, 7),
     (127, 129, 65),
@@ -34,6 +34,8 @@ const SHAPES: [(usize, usize, usize); 8] = [
     (36, 12, 20),
     (128, 800, 784),
     (68, 10, 132),
+    // M and N multiples of 4, K not: A·B, Aᵀ·B read vec4s along M and N, with a depth tail.
+    (44, 36, 29),
 ];
 
 const HIDDEN_ACTIVATIONS: [Activation; 5] = [

@@ -8,6 +8,7 @@
 
 use super::device::GpuContext;
 use super::kernels::{Dispatch, Epilogue, Kernels, MatmulDims, Product, View};
+use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
 use super::texture::{Texels, TextureCopy};
 use crate::cpu::ops::MatmulForm;
 use crate::error::Result;
@@ -148,11 +149,23 @@ pub fn grad_params<'a>(
         .collect()
 }
 
-/// Whether [`grad_params_transposed`] serves a layer: the weight whole, and the batch, its
-/// inputs and its units multiples of 4 (its operands' texture copies transposed, texel for
-/// texel).
-pub fn transposable(batch: usize, units: usize, fan_in: usize, blocks: &[Range<usize>]) -> bool {
-    blocks.len() == 1 && [batch, units, fan_in].iter().all(|v| v.is_multiple_of(4))
+/// Whether a layer's weight gradient runs from the transposes of its operands' texture
+/// copies ([`grad_params_from_transposes`]) rather than as dzᵀ·x: where the weight is whole,
+/// the batch, its inputs and its units are multiples of 4 (the copies transposed texel for
+/// texel), and the configuration chosen for Aᵀ·B has no subgroup kernel (which reads the
+/// copies of dz and x as they are, about as fast as A·Bᵀ reads the transposes, and saves
+/// transposing them). The caller knows the operands have copies.
+pub fn transposed_weight_gradient(
+    choice: &MatmulChoice,
+    batch: usize,
+    units: usize,
+    fan_in: usize,
+    blocks: &[Range<usize>],
+) -> bool {
+    let config = choice.get(MatmulForm::AtB, (units, fan_in, batch));
+    blocks.len() == 1
+        && [batch, units, fan_in].iter().all(|v| v.is_multiple_of(4))
+        && !MATMUL_CONFIGS[config].subgroup
 }
 
 /// [`grad_params`] from the transposes dzᵀ `[units, batch]` and xᵀ `[fan_in, batch]`, as the

@@ -22,6 +22,10 @@ const WORKGROUP_REDUCE: &str = include_str!("../../shaders/workgroup_reduce.wgsl
 
 /// Invocations per workgroup of the one-dimensional kernels.
 const LINEAR_GROUP: u32 = 64;
+
+/// Blocks of [`LINEAR_GROUP`] parameters each optimizer workgroup updates (`ROUNDS` in
+/// optimizer.wgsl).
+const OPTIMIZER_ROUNDS: u32 = 8;
 const MAX_GROUPS: u32 = 65_535;
 
 /// `Step` in common.wgsl.
@@ -246,7 +250,7 @@ impl Epilogue {
 }
 
 /// A matmul pipeline: configuration (index into [`MATMUL_CONFIGS`]), form, epilogue, and
-/// whether A and B are read as vec4s.
+/// whether A and B are read and C (with the epilogue's operand) written as vec4s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MatmulVariant {
     pub config: usize,
@@ -257,6 +261,8 @@ pub struct MatmulVariant {
     /// Read the vec4s of A (B) from its texture copy.
     pub a_texture: bool,
     pub b_texture: bool,
+    /// Write C, and read what the epilogue adds or reads, four columns at a time.
+    pub c_vec4: bool,
 }
 
 impl MatmulVariant {
@@ -267,13 +273,16 @@ impl MatmulVariant {
 
     /// The variant for `product` in configuration `config`: vec4 reads where the operand's
     /// contiguous dimension, its offset and (for A) its stride and first column are
-    /// multiples of 4, from the operand's texture copy where it has one.
+    /// multiples of 4, from the operand's texture copy where it has one; vec4 writes where
+    /// C's width, stride, first column and offset are (and the epilogue operand's offset).
     pub fn for_product(config: usize, product: &Product) -> Self {
         let Product {
             form,
             epilogue,
             a,
             b,
+            aux,
+            c,
             ..
         } = *product;
         let dims = product.dims.resolved(form);
@@ -288,6 +297,13 @@ impl MatmulVariant {
             dims.a_col0 as usize,
         ]);
         let b_vec4 = fours(&[b_contiguous, b.offset]);
+        let c_vec4 = fours(&[
+            n,
+            dims.ldc as usize,
+            dims.c_col0 as usize,
+            c.offset,
+            aux.map_or(0, |aux| aux.offset),
+        ]);
         MatmulVariant {
             config,
             form,
@@ -296,6 +312,7 @@ impl MatmulVariant {
             b_vec4,
             a_texture: a_vec4 && a.texture.is_some(),
             b_texture: b_vec4 && b.texture.is_some(),
+            c_vec4,
         }
     }
 }
@@ -306,8 +323,12 @@ enum PipelineKey {
     Loss(Loss, Activation),
     Probabilities(Loss, Activation),
     SumSquares,
-    Gather(DataFormat),
-    Optimizer { code: u32, clipped: bool },
+    /// With x's rows gathered four columns at a time (`X_VEC4`).
+    Gather(DataFormat, bool),
+    Optimizer {
+        code: u32,
+        clipped: bool,
+    },
     ClipFactor,
     Transpose,
 }
@@ -320,7 +341,7 @@ impl PipelineKey {
             PipelineKey::Loss(..) => "loss",
             PipelineKey::Probabilities(..) => "probabilities",
             PipelineKey::SumSquares => "sum_squares",
-            PipelineKey::Gather(_) => "gather",
+            PipelineKey::Gather(..) => "gather",
             PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => "optimizer",
             PipelineKey::Transpose => "transpose",
         }
@@ -582,7 +603,7 @@ impl Kernels {
                 "matmul",
                 &[
                     Uniform, Uniform, Read, Read, Read, ReadWrite, Read, Read, ReadWrite, Texture,
-                    Texture,
+                    Texture, ReadWrite, Read,
                 ],
             ),
             output: Layout::new(
@@ -596,7 +617,9 @@ impl Kernels {
             gather: Layout::new(
                 ctx,
                 "gather",
-                &[Uniform, Uniform, Read, Read, Read, ReadWrite, ReadWrite],
+                &[
+                    Uniform, Uniform, Read, Read, Read, ReadWrite, ReadWrite, Read, ReadWrite,
+                ],
             ),
             optimizer: Layout::new(
                 ctx,
@@ -643,7 +666,7 @@ impl Kernels {
 
     /// The configuration of each form and size, chosen (autotuned, read from the cache or
     /// forced by `WGRAD_MATMUL`) on first use.
-    fn matmul_choice_or_tune(&mut self, ctx: &GpuContext) -> Result<MatmulChoice> {
+    pub(crate) fn matmul_choice_or_tune(&mut self, ctx: &GpuContext) -> Result<MatmulChoice> {
         if self.matmul_choice.is_none() {
             let choice = super::autotune::choose(ctx, self)?;
             self.matmul_choice = Some(choice);
@@ -668,9 +691,10 @@ impl Kernels {
     ) -> Result<()> {
         let loss = spec.resolved_loss();
         let output = spec.output_activation();
+        let x_vec4 = gathers_vec4s(spec.input_dim);
         let mut keys = vec![
-            PipelineKey::Gather(DataFormat::F32),
-            PipelineKey::Gather(DataFormat::Bytes),
+            PipelineKey::Gather(DataFormat::F32, x_vec4),
+            PipelineKey::Gather(DataFormat::Bytes, x_vec4),
             PipelineKey::Loss(loss, output),
             PipelineKey::Probabilities(loss, output),
             PipelineKey::SumSquares,
@@ -725,7 +749,10 @@ impl Kernels {
                 operand(batch * units, grad_copy),
             );
             let mut products = dense::forward(tensors, batch, activation, no_dropout, x, dz);
-            if input_copy && grad_copy && dense::transposable(batch, units, fan_in, &blocks[i]) {
+            if input_copy
+                && grad_copy
+                && dense::transposed_weight_gradient(&choice, batch, units, fan_in, &blocks[i])
+            {
                 products.extend(dense::grad_params_transposed(tensors, batch, dz, x));
             } else {
                 products.extend(dense::grad_params(tensors, batch, dz, x));
@@ -752,7 +779,7 @@ impl Kernels {
             PipelineKey::Matmul(_) => &self.matmul,
             PipelineKey::Loss(..) | PipelineKey::Probabilities(..) => &self.output,
             PipelineKey::SumSquares => &self.reduce,
-            PipelineKey::Gather(_) => &self.gather,
+            PipelineKey::Gather(..) => &self.gather,
             PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => &self.optimizer,
             PipelineKey::Transpose => &self.transpose,
         }
@@ -781,8 +808,9 @@ impl Kernels {
                     ("B_VEC4", f64::from(u8::from(v.b_vec4))),
                     ("A_TEXTURE", f64::from(u8::from(v.a_texture))),
                     ("B_TEXTURE", f64::from(u8::from(v.b_texture))),
+                    ("C_VEC4", f64::from(u8::from(v.c_vec4))),
                 ];
-                (module, config.entry_point(v.form, v.vec4s()), constants)
+                (module, config.entry_point(v.vec4s()), constants)
             }
             PipelineKey::Loss(loss, act) | PipelineKey::Probabilities(loss, act) => {
                 let entry = if matches!(key, PipelineKey::Loss(..)) {
@@ -800,7 +828,7 @@ impl Kernels {
                 (self.output_module.clone(), entry, constants)
             }
             PipelineKey::SumSquares => (self.reduce_module.clone(), "sum_squares", vec![]),
-            PipelineKey::Gather(format) => {
+            PipelineKey::Gather(format, x_vec4) => {
                 let code = match format {
                     DataFormat::F32 => 0.0,
                     DataFormat::Bytes => 1.0,
@@ -808,7 +836,10 @@ impl Kernels {
                 (
                     self.gather_module.clone(),
                     "main",
-                    vec![("SOURCE_FORMAT", code)],
+                    vec![
+                        ("SOURCE_FORMAT", code),
+                        ("X_VEC4", f64::from(u8::from(x_vec4))),
+                    ],
                 )
             }
             PipelineKey::Optimizer { code, clipped } => (
@@ -816,6 +847,7 @@ impl Kernels {
                 "main",
                 vec![
                     ("OPTIMIZER", code as f64),
+                    ("ROUNDS", f64::from(OPTIMIZER_ROUNDS)),
                     ("CLIPPED", f64::from(u8::from(clipped))),
                 ],
             ),
@@ -920,7 +952,7 @@ impl Kernels {
         } = *product;
         let variant = MatmulVariant::for_product(config, product);
         let uniform = ctx.uniform("matmul dims", &dims.resolved(form));
-        let groups = MATMUL_CONFIGS[config].workgroups(form, variant.vec4s(), dims.m, dims.n);
+        let groups = MATMUL_CONFIGS[config].workgroups(variant.vec4s(), dims.m, dims.n);
         let (dummy_buffer, dummy_rw_buffer) = (self.dummy.clone(), self.dummy_rw.clone());
         let dummy_texture = self.dummy_texture.clone();
         let dummy = View::whole(&dummy_buffer);
@@ -936,6 +968,18 @@ impl Kernels {
             sums.unwrap_or(View::whole(&dummy_rw_buffer)).resource(),
             texture_binding(a.texture.filter(|_| variant.a_texture), &dummy_texture),
             texture_binding(b.texture.filter(|_| variant.b_texture), &dummy_texture),
+            if variant.c_vec4 {
+                c
+            } else {
+                View::whole(&dummy_rw_buffer)
+            }
+            .vec4_resource(),
+            if variant.c_vec4 {
+                aux.unwrap_or(dummy)
+            } else {
+                dummy
+            }
+            .vec4_resource(),
         ];
         self.dispatch(ctx, PipelineKey::Matmul(variant), &bindings, groups)
     }
@@ -1077,6 +1121,11 @@ impl Kernels {
         let dummy_buffer = self.dummy.clone();
         let dummy = View::whole(&dummy_buffer);
         let (y_source, y_dest) = y.map_or((dummy, x_dest), |(_, s, d)| (s, d));
+        let x_vec4 = gathers_vec4s(x_width)
+            && x_source.offset.is_multiple_of(4)
+            && x_dest.offset.is_multiple_of(4);
+        let dummy_rw_buffer = self.dummy_rw.clone();
+        let dummy_rw = View::whole(&dummy_rw_buffer);
         let bindings = [
             step_binding(step),
             uniform.as_entire_binding(),
@@ -1085,10 +1134,12 @@ impl Kernels {
             order.resource(),
             x_dest.resource(),
             y_dest.resource(),
+            if x_vec4 { x_source } else { dummy }.vec4_resource(),
+            if x_vec4 { x_dest } else { dummy_rw }.vec4_resource(),
         ];
         self.dispatch(
             ctx,
-            PipelineKey::Gather(x_format),
+            PipelineKey::Gather(x_format, x_vec4),
             &bindings,
             [batch as u32, 1, 1],
         )
@@ -1151,7 +1202,8 @@ impl Kernels {
             code: optimizer.gpu_code(),
             clipped,
         };
-        self.dispatch(ctx, key, &bindings, linear_groups(params.len))
+        let groups = linear_groups(params.len.div_ceil(OPTIMIZER_ROUNDS as usize));
+        self.dispatch(ctx, key, &bindings, groups)
     }
 
     /// dst = srcᵀ for src [rows, cols] (transpose.wgsl), both laid out as texture copies
@@ -1207,6 +1259,12 @@ impl Kernels {
         ];
         self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
     }
+}
+
+/// Whether the gather reads and writes rows of `x_width` four columns at a time (given
+/// offsets that are multiples of 4): on llvmpipe a vec4 access costs what one f32 does.
+fn gathers_vec4s(x_width: usize) -> bool {
+    x_width.is_multiple_of(4)
 }
 
 /// Workgroups for `len` elements, 64 to a workgroup, spread over (x, y) past 65535 groups.

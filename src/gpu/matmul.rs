@@ -21,10 +21,10 @@ pub struct MatmulConfig {
     pub workgroup: [u32; 2],
     /// Depth of a staged tile (multiple of 4); unused by direct configurations.
     pub bk: u32,
-    /// A·Bᵀ with both operands read as vec4s runs the `subgroup_abt` entry point, which
-    /// shares A across an 8-lane subgroup with `subgroupBroadcast` (see
-    /// [`subgroup_abt_wgsl`]); everything else runs `direct`. Only on adapters whose
-    /// subgroups are 8 lanes wide ([`MatmulConfig::supported`]).
+    /// Products with both operands read as vec4s run the `subgroup` entry point, which
+    /// shares A across an 8-lane subgroup with `subgroupBroadcast` (see [`subgroup_wgsl`]);
+    /// everything else runs `direct`. Only on adapters whose subgroups are 8 lanes wide
+    /// ([`MatmulConfig::supported`]).
     pub subgroup: bool,
 }
 
@@ -58,9 +58,9 @@ const fn tiled(name: &'static str, tm: u32, tn: u32, workgroup: [u32; 2], bk: u3
 /// On lavapipe (llvmpipe) every load from a buffer or workgroup memory is a loop over the
 /// SIMD lanes, so what counts is loads per multiply-add: larger blocks per invocation win
 /// there, and staging through workgroup memory saves nothing. The staged configurations are
-/// for hardware GPUs. `subgroup8x24` is direct8x8 but for A·Bᵀ from vec4s, which it runs
-/// with subgroup operations ([`subgroup_abt_wgsl`]); adapters without 8-lane subgroups never
-/// see it (on lavapipe it trains MNIST's MLPs 1.15–1.25× faster than direct8x8).
+/// for hardware GPUs. `subgroup8x32` is direct8x8 but for products from vec4s, which it runs
+/// with subgroup operations ([`subgroup_wgsl`]); adapters without 8-lane subgroups never
+/// see it.
 pub const MATMUL_CONFIGS: [MatmulConfig; 7] = [
     direct("direct4x4", 4, 4),
     direct("direct8x4", 8, 4),
@@ -70,78 +70,153 @@ pub const MATMUL_CONFIGS: [MatmulConfig; 7] = [
     tiled("tiled128x128-8x8", 8, 8, [16, 16], 8),
     MatmulConfig {
         subgroup: true,
-        ..direct("subgroup8x24", 8, 8)
+        ..direct("subgroup8x32", 8, 8)
     },
 ];
 
-/// Lanes of the subgroups `subgroup_abt` is written for, rows of C per subgroup.
+/// Lanes of the subgroups the `subgroup` entry point is written for, rows of C per subgroup.
 pub const SUBGROUP_LANES: u32 = 8;
-/// Columns of C per lane in `subgroup_abt` (lane l owns columns l, l + 8, l + 16 of its
-/// subgroup's 24), and subgroups per workgroup (stacked along the rows).
-const SUBGROUP_COLUMNS: u32 = 3;
+/// Consecutive columns of C per lane in `subgroup` (one vec4), and subgroups per workgroup
+/// (stacked along the rows).
+const LANE_COLUMNS: u32 = 4;
 const SUBGROUPS: u32 = 4;
 
-/// The `subgroup_abt` entry point, appended to matmul.wgsl for subgroup configurations:
-/// C = A·Bᵀ with A and B read as vec4s along K. A workgroup of 32 is 4 subgroups of 8
-/// lanes; subgroup s of workgroup (x, y) computes rows 8·(4y + s) .. +8 and columns
-/// 24x .. +24. Per 4 depths a lane loads one vec4 of A (row 8·(4y + s) + lane) and three of
-/// B (its three columns); the A values reach every lane by `subgroupBroadcast` with a
-/// constant lane (a register permute on llvmpipe), so a lane makes 96 multiply-adds per 4
-/// loads, into 24 accumulators (8×8 blocks need 64 and spill there). Generated because the
-/// broadcast lane must be a constant. Dispatch: (ceil(N / 24), ceil(M / 32), 1).
-pub fn subgroup_abt_wgsl() -> String {
+/// The `subgroup` entry point, appended to matmul.wgsl for subgroup configurations: any form
+/// with A and B read as vec4s. A workgroup of 32 is 4 subgroups of 8 lanes; subgroup s of
+/// workgroup (x, y) computes rows 8·(4y + s) .. +8 and columns 32x .. +32 of C, lane l the
+/// four columns 32x + 4l .. +4 of those rows, in 8 vec4 accumulators (8×8 blocks per
+/// invocation spill on llvmpipe), written a row at a time by `finish4`.
+///
+/// Per 4 depths a lane loads one vec4 of op(A) and four of op(B):
+/// - A along K (A·B, A·Bᵀ): row 8·(4y + s) + l at those depths; the value at (depth d, row
+///   i) is component d of lane i's vec4.
+/// - A along M (Aᵀ·B): depth k + l/2, rows 4·(l % 2) .. +4 of the subgroup's; the value at
+///   (d, i) is component i % 4 of lane 2d + i/4's vec4.
+/// - B along K (A·Bᵀ): its four columns at the four depths, regrouped per depth.
+/// - B along N (A·B, Aᵀ·B): its four columns at each depth.
+///
+/// The A values reach every lane by `subgroupBroadcast` with a constant lane (a register
+/// permute on llvmpipe), so a lane makes 128 multiply-adds per 5 loads. Depths past K (Aᵀ·B
+/// only: elsewhere K % 4 == 0 with vec4 reads) read as 0. Generated because the broadcast
+/// lane must be a constant. Dispatch: (ceil(N / 32), ceil(M / 32), 1).
+pub fn subgroup_wgsl() -> String {
     let lanes = SUBGROUP_LANES;
-    let mut body = String::new();
-    for d in ["x", "y", "z", "w"] {
-        body += &format!("        let b_{d} = vec3<f32>(b0.{d}, b1.{d}, b2.{d});\n");
-        for i in 0..lanes {
-            body += &format!(
-                "        acc[{i}] = fma(vec3<f32>(subgroupBroadcast(a.{d}, {i}u)), b_{d}, acc[{i}]);\n"
-            );
+    // The multiply-adds of 4 depths, with the A value at (depth d, row i) from `a_value`.
+    let products = |a_value: &dyn Fn(usize, u32) -> String| {
+        let mut body = String::new();
+        for (d, component) in ["x", "y", "z", "w"].iter().enumerate() {
+            for i in 0..lanes {
+                body += &format!(
+                    "            acc[{i}] = fma(vec4<f32>({}), b_{component}, acc[{i}]);\n",
+                    a_value(d, i)
+                );
+            }
         }
+        body
+    };
+    const XYZW: [&str; 4] = ["x", "y", "z", "w"];
+    let along_k = products(&|d, i| format!("subgroupBroadcast(a.{}, {i}u)", XYZW[d]));
+    let along_m = products(&|d, i| {
+        format!(
+            "subgroupBroadcast(a.{}, {}u)",
+            XYZW[(i % 4) as usize],
+            2 * d as u32 + i / 4
+        )
+    });
+    // Aᵀ·B's row sums: row i's from the lanes holding it, each lane keeping its own row's.
+    let mut row_sums = String::new();
+    for i in 0..lanes {
+        let parts: Vec<String> = (0..4)
+            .map(|d| {
+                format!(
+                    "subgroupBroadcast(a_sum.{}, {}u)",
+                    XYZW[(i % 4) as usize],
+                    2 * d + i / 4
+                )
+            })
+            .collect();
+        row_sums += &format!(
+            "        row_sum = select(row_sum, {}, lane == {i}u);\n",
+            parts.join(" + ")
+        );
     }
     format!(
         r#"
-// subgroup_abt: see subgroup_abt_wgsl in src/gpu/matmul.rs.
+// subgroup: see subgroup_wgsl in src/gpu/matmul.rs.
 @compute @workgroup_size({threads})
-fn subgroup_abt(@builtin(local_invocation_index) index: u32, @builtin(workgroup_id) wid: vec3<u32>) {{
+fn subgroup(@builtin(local_invocation_index) index: u32, @builtin(workgroup_id) wid: vec3<u32>) {{
     let lane = index % {lanes}u;
     let row0 = (wid.y * {subgroups}u + index / {lanes}u) * {lanes}u;
-    let col0 = wid.x * {columns}u + lane;
+    let col0 = wid.x * {columns}u + {lane_columns}u * lane;
+    let last_k = dims.k - 1u;
+    // A along K: this lane's row; along M: its first row and depth (rows past M repeat the
+    // last vec4, and are never written).
     let a_row = min(row0 + lane, dims.m - 1u);
-    let last = dims.n - 1u;
-    let b_rows = vec3<u32>(min(col0, last), min(col0 + {lanes}u, last), min(col0 + {twice}u, last));
-    var acc: array<vec3<f32>, {lanes}>;
+    let a_rows = min(row0 + 4u * (lane % 2u), dims.m - 4u);
+    let a_depth = lane / 2u;
+    // B along K: this lane's four columns; along N: its first column.
+    let b_cols = min(vec4<u32>(col0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(dims.n - 1u));
+    let b_col = min(col0, dims.n - 4u);
+    var acc: array<vec4<f32>, {lanes}>;
     var row_sum = 0.0;
+    var a_sum = vec4<f32>(0.0);
     for (var k = 0u; k < dims.k; k += 4u) {{
-        let a = a_vec4_at((a_row * dims.lda + dims.a_col0 + k) / 4u);
-        let b0 = b_vec4_at((b_rows.x * dims.k + k) / 4u);
-        let b1 = b_vec4_at((b_rows.y * dims.k + k) / 4u);
-        let b2 = b_vec4_at((b_rows.z * dims.k + k) / 4u);
-        row_sum += a.x + a.y + a.z + a.w;
-{body}    }}
+        var b_x: vec4<f32>;
+        var b_y: vec4<f32>;
+        var b_z: vec4<f32>;
+        var b_w: vec4<f32>;
+        if (FORM == 1u) {{
+            let b0 = b_vec4_at((b_cols.x * dims.k + k) / 4u);
+            let b1 = b_vec4_at((b_cols.y * dims.k + k) / 4u);
+            let b2 = b_vec4_at((b_cols.z * dims.k + k) / 4u);
+            let b3 = b_vec4_at((b_cols.w * dims.k + k) / 4u);
+            b_x = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
+            b_y = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
+            b_z = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
+            b_w = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+        }} else {{
+            b_x = b_depth(k, b_col);
+            b_y = b_depth(k + 1u, b_col);
+            b_z = b_depth(k + 2u, b_col);
+            b_w = b_depth(k + 3u, b_col);
+        }}
+        if (FORM == 2u) {{
+            let depth = k + a_depth;
+            let texel = (min(depth, last_k) * dims.lda + dims.a_col0 + a_rows) / 4u;
+            let a = select(vec4<f32>(0.0), a_vec4_at(texel), depth < dims.k);
+            a_sum += a;
+{along_m}        }} else {{
+            let a = a_vec4_at((a_row * dims.lda + dims.a_col0 + k) / 4u);
+            row_sum += a.x + a.y + a.z + a.w;
+{along_k}        }}
+    }}
+    if (FORM == 2u) {{
+{row_sums}    }}
     // The epilogue loops over a copy of the accumulators, so that they stay in registers
     // (as finish_block does).
     var block = acc;
     for (var i = 0u; i < {lanes}u; i++) {{
         let row = row0 + i;
-        for (var j = 0u; j < {per_lane}u; j++) {{
-            let col = col0 + {lanes}u * j;
-            if (row < dims.m && col < dims.n) {{
-                finish(row, col, block[i][j]);
-            }}
+        if (row < dims.m && col0 < dims.n) {{
+            finish4(row, col0, block[i]);
         }}
     }}
     if (EPILOGUE == 3u && wid.x == 0u && row0 + lane < dims.m) {{
         sums_out[dims.row_sums + row0 + lane] = row_sum;
     }}
 }}
+
+// op(B)[kk, col.. col+3] for B stored [K, N] (N % 4 == 0), 0 past K (where A is 0 too, but
+// a non-finite value in B's last row must not make 0·∞ a NaN).
+fn b_depth(kk: u32, col: u32) -> vec4<f32> {{
+    let texel = (min(kk, dims.k - 1u) * dims.n + col) / 4u;
+    return select(vec4<f32>(0.0), b_vec4_at(texel), kk < dims.k);
+}}
 "#,
         threads = lanes * SUBGROUPS,
         subgroups = SUBGROUPS,
-        columns = lanes * SUBGROUP_COLUMNS,
-        twice = 2 * lanes,
-        per_lane = SUBGROUP_COLUMNS,
+        columns = lanes * LANE_COLUMNS,
+        lane_columns = LANE_COLUMNS,
     )
 }
 
@@ -177,15 +252,15 @@ impl MatmulConfig {
         !self.subgroup || subgroup_size == Some(SUBGROUP_LANES)
     }
 
-    /// Whether a product of `form`, reading A and B as vec4s or not, runs `subgroup_abt`.
-    fn runs_subgroup_abt(&self, form: MatmulForm, vec4s: bool) -> bool {
-        self.subgroup && form == MatmulForm::ABt && vec4s
+    /// Whether a product reading A and B as vec4s or not runs `subgroup`.
+    fn runs_subgroup(&self, vec4s: bool) -> bool {
+        self.subgroup && vec4s
     }
 
     /// The entry point for a product of `form`, with both operands read as vec4s or not.
-    pub fn entry_point(&self, form: MatmulForm, vec4s: bool) -> &'static str {
-        if self.runs_subgroup_abt(form, vec4s) {
-            "subgroup_abt"
+    pub fn entry_point(&self, vec4s: bool) -> &'static str {
+        if self.runs_subgroup(vec4s) {
+            "subgroup"
         } else if self.staged {
             "tiled"
         } else {
@@ -198,7 +273,7 @@ impl MatmulConfig {
     /// configuration has one.
     pub fn wgsl(&self, common: &str, matmul: &str) -> String {
         let subgroup = if self.subgroup {
-            subgroup_abt_wgsl()
+            subgroup_wgsl()
         } else {
             String::new()
         };
@@ -214,10 +289,10 @@ impl MatmulConfig {
     }
 
     /// Workgroups covering C[m, n] for a product of `form` (operands read as vec4s or not).
-    pub fn workgroups(&self, form: MatmulForm, vec4s: bool, m: u32, n: u32) -> [u32; 3] {
-        if self.runs_subgroup_abt(form, vec4s) {
+    pub fn workgroups(&self, vec4s: bool, m: u32, n: u32) -> [u32; 3] {
+        if self.runs_subgroup(vec4s) {
             let rows = SUBGROUP_LANES * SUBGROUPS;
-            let cols = SUBGROUP_LANES * SUBGROUP_COLUMNS;
+            let cols = SUBGROUP_LANES * LANE_COLUMNS;
             return [n.div_ceil(cols), m.div_ceil(rows), 1];
         }
         [

@@ -299,32 +299,42 @@ impl KernelRunner {
             fan_in,
             blocks: &blocks,
         };
-        // As the scheduler computes it: from the transposes of dz and x where textures are
-        // on and the shapes allow.
-        let wanted = self.kernels.textures && dense::transposable(batch, units, fan_in, &blocks);
-        let copies = TextureCopy::filled(&self.ctx, wanted, &[View::whole(&x), View::whole(&dz)])?;
-        let targets = match &copies[..] {
-            [Some(_), Some(_)] => Some([
-                Texels::new(&self.ctx, "x transposed", batch * fan_in)?,
-                Texels::new(&self.ctx, "dz transposed", batch * units)?,
-            ]),
-            _ => None,
-        };
-        let products = match (&copies[..], &targets) {
-            ([Some(x_copy), Some(dz_copy)], Some([x_t, dz_t])) => {
+        // As the scheduler computes it: from texture copies of dz and x where textures are on
+        // (transposed where the matmul configuration and the shapes call for it).
+        let copies = TextureCopy::filled(
+            &self.ctx,
+            self.kernels.textures,
+            &[View::whole(&x), View::whole(&dz)],
+        )?;
+        let choice = self.kernels.matmul_choice_or_tune(&self.ctx)?;
+        // The transposes, where made: they live until the products have run.
+        let targets;
+        let products = match &copies[..] {
+            [Some(x_copy), Some(dz_copy)]
+                if dense::transposed_weight_gradient(&choice, batch, units, fan_in, &blocks) =>
+            {
+                targets = [
+                    Texels::new(&self.ctx, "x transposed", batch * fan_in)?,
+                    Texels::new(&self.ctx, "dz transposed", batch * units)?,
+                ];
                 let (transposes, products) = dense::grad_params_from_transposes(
                     &mut self.kernels,
                     &self.ctx,
                     &step,
                     grads,
                     batch,
-                    (&x, x_copy, x_t),
-                    (&dz, dz_copy, dz_t),
+                    (&x, x_copy, &targets[0]),
+                    (&dz, dz_copy, &targets[1]),
                 )?;
                 self.submit(&transposes)?;
                 products
             }
-            _ => dense::grad_params(grads, batch, View::whole(&dz), View::whole(&x)),
+            _ => dense::grad_params(
+                grads,
+                batch,
+                View::whole(&dz).with_texture(copies[1].as_ref()),
+                View::whole(&x).with_texture(copies[0].as_ref()),
+            ),
         };
         self.run_products(&step, &products)?;
         Ok((

@@ -125,7 +125,7 @@ struct Workspace {
     activation_textures: Vec<Option<TextureCopy>>,
     grad_output_textures: Vec<Option<TextureCopy>>,
     /// [xᵀ, dzᵀ] per layer whose weight gradient runs as A·Bᵀ from the transposes of its
-    /// input and output gradient (`dense::grad_params_transposed`).
+    /// input and output gradient (`dense::transposed_weight_gradient`).
     transposed: Vec<Option<[Texels; 2]>>,
 }
 
@@ -138,7 +138,14 @@ const PARAMS_STEP_WORD: usize = 64;
 const METRICS_WORDS: usize = PARAMS_STEP_WORD + 1;
 
 impl Workspace {
-    fn new(ctx: &GpuContext, spec: &Sequential, batch: usize, textures: bool) -> Result<Self> {
+    fn new(
+        ctx: &GpuContext,
+        spec: &Sequential,
+        blocks: &[Vec<Range<usize>>],
+        batch: usize,
+        kernels: (bool, MatmulChoice),
+    ) -> Result<Self> {
+        let (textures, choice) = kernels;
         let widths: Vec<usize> = std::iter::once(spec.input_dim)
             .chain(spec.layers.iter().map(|l| l.units))
             .collect();
@@ -177,7 +184,10 @@ impl Workspace {
                 TextureCopy::of(ctx, input_wanted, &format!("layer {i}'s inputs"), input)?;
             let grad_copy =
                 TextureCopy::of(ctx, grad_wanted, &format!("layer {i}'s gradients"), grad)?;
-            let both = input_copy.is_some() && grad_copy.is_some() && batch.is_multiple_of(4);
+            let (units, fan_in) = (layer.units, spec.fan_in(i));
+            let both = input_copy.is_some()
+                && grad_copy.is_some()
+                && dense::transposed_weight_gradient(&choice, batch, units, fan_in, &blocks[i]);
             transposed.push(if both {
                 Some([
                     Texels::new(ctx, &format!("layer {i}'s inputs, transposed"), input.len)?,
@@ -394,7 +404,7 @@ impl GpuBackend {
             textures,
         };
         Ok(GpuBackend {
-            work: Workspace::new(&ctx, spec, batch, textures)?,
+            work: Workspace::new(&ctx, spec, &blocks, batch, (textures, matmul))?,
             loss: spec.resolved_loss(),
             spec: spec.clone(),
             layout,
@@ -833,15 +843,12 @@ impl<'a> ProgramBuilder<'a> {
             // copies of the transposes where the layer has them.
             let grads = self.dense(&self.model.grads, None, i);
             let work = self.work;
-            let units = grads.bias.len;
             let transposed = match (
                 &work.transposed[i],
                 &work.activation_textures[i],
                 &work.grad_output_textures[i],
             ) {
-                (Some([x_t, dz_t]), Some(x_copy), Some(dz_copy))
-                    if dense::transposable(batch, units, grads.fan_in, &self.blocks[i]) =>
-                {
+                (Some([x_t, dz_t]), Some(x_copy), Some(dz_copy)) => {
                     Some(dense::grad_params_from_transposes(
                         self.kernels,
                         self.ctx,
@@ -1004,7 +1011,13 @@ impl Backend for GpuBackend {
             )));
         }
         if self.work.batch != batch_size {
-            self.work = Workspace::new(&self.ctx, &self.spec, batch_size, self.kernels.textures)?;
+            self.work = Workspace::new(
+                &self.ctx,
+                &self.spec,
+                &self.blocks,
+                batch_size,
+                (self.kernels.textures, self.startup.matmul),
+            )?;
             self.kernels
                 .prepare(&self.ctx, &self.spec, &self.blocks, batch_size)?;
             self.programs.clear();
