@@ -266,11 +266,6 @@ pub struct MatmulVariant {
 }
 
 impl MatmulVariant {
-    /// Whether both operands are read as vec4s.
-    pub fn vec4s(&self) -> bool {
-        self.a_vec4 && self.b_vec4
-    }
-
     /// The variant for `product` in configuration `config`: vec4 reads where the operand's
     /// contiguous dimension, its offset and (for A) its stride and first column are
     /// multiples of 4, from the operand's texture copy where it has one; vec4 writes where
@@ -810,7 +805,11 @@ impl Kernels {
                     ("B_TEXTURE", f64::from(u8::from(v.b_texture))),
                     ("C_VEC4", f64::from(u8::from(v.c_vec4))),
                 ];
-                (module, config.entry_point(v.vec4s()), constants)
+                (
+                    module,
+                    config.entry_point(v.form, v.a_vec4, v.b_vec4),
+                    constants,
+                )
             }
             PipelineKey::Loss(loss, act) | PipelineKey::Probabilities(loss, act) => {
                 let entry = if matches!(key, PipelineKey::Loss(..)) {
@@ -952,7 +951,8 @@ impl Kernels {
         } = *product;
         let variant = MatmulVariant::for_product(config, product);
         let uniform = ctx.uniform("matmul dims", &dims.resolved(form));
-        let groups = MATMUL_CONFIGS[config].workgroups(variant.vec4s(), dims.m, dims.n);
+        let groups =
+            MATMUL_CONFIGS[config].workgroups(form, variant.a_vec4, variant.b_vec4, dims.m, dims.n);
         let (dummy_buffer, dummy_rw_buffer) = (self.dummy.clone(), self.dummy_rw.clone());
         let dummy_texture = self.dummy_texture.clone();
         let dummy = View::whole(&dummy_buffer);

@@ -87,7 +87,8 @@ const SUBGROUPS: u32 = 4;
 /// four columns 32x + 4l .. +4 of those rows, in 8 vec4 accumulators (8×8 blocks per
 /// invocation spill on llvmpipe), written a row at a time by `finish4`.
 ///
-/// Per 4 depths a lane loads one vec4 of op(A) and four of op(B):
+/// Per 4 depths a lane loads one vec4 of op(A) and four of op(B) (where A is not read as
+/// vec4s, in A·B and Aᵀ·B, per depth one value of A, row 8·(4y + s) + l, and one vec4 of B):
 /// - A along K (A·B, A·Bᵀ): row 8·(4y + s) + l at those depths; the value at (depth d, row
 ///   i) is component d of lane i's vec4.
 /// - A along M (Aᵀ·B): depth k + l/2, rows 4·(l % 2) .. +4 of the subgroup's; the value at
@@ -107,7 +108,7 @@ pub fn subgroup_wgsl() -> String {
         for (d, component) in ["x", "y", "z", "w"].iter().enumerate() {
             for i in 0..lanes {
                 body += &format!(
-                    "            acc[{i}] = fma(vec4<f32>({}), b_{component}, acc[{i}]);\n",
+                    "                acc[{i}] = fma(vec4<f32>({}), b_{component}, acc[{i}]);\n",
                     a_value(d, i)
                 );
             }
@@ -115,6 +116,12 @@ pub fn subgroup_wgsl() -> String {
         body
     };
     const XYZW: [&str; 4] = ["x", "y", "z", "w"];
+    let mut one_depth = String::new();
+    for i in 0..lanes {
+        one_depth += &format!(
+            "            acc[{i}] = fma(vec4<f32>(subgroupBroadcast(a, {i}u)), b, acc[{i}]);\n"
+        );
+    }
     let along_k = products(&|d, i| format!("subgroupBroadcast(a.{}, {i}u)", XYZW[d]));
     let along_m = products(&|d, i| {
         format!(
@@ -160,37 +167,46 @@ fn subgroup(@builtin(local_invocation_index) index: u32, @builtin(workgroup_id) 
     var acc: array<vec4<f32>, {lanes}>;
     var row_sum = 0.0;
     var a_sum = vec4<f32>(0.0);
-    for (var k = 0u; k < dims.k; k += 4u) {{
-        var b_x: vec4<f32>;
-        var b_y: vec4<f32>;
-        var b_z: vec4<f32>;
-        var b_w: vec4<f32>;
-        if (FORM == 1u) {{
-            let b0 = b_vec4_at((b_cols.x * dims.k + k) / 4u);
-            let b1 = b_vec4_at((b_cols.y * dims.k + k) / 4u);
-            let b2 = b_vec4_at((b_cols.z * dims.k + k) / 4u);
-            let b3 = b_vec4_at((b_cols.w * dims.k + k) / 4u);
-            b_x = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
-            b_y = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
-            b_z = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
-            b_w = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
-        }} else {{
-            b_x = b_depth(k, b_col);
-            b_y = b_depth(k + 1u, b_col);
-            b_z = b_depth(k + 2u, b_col);
-            b_w = b_depth(k + 3u, b_col);
+    if (!A_VEC4) {{
+        // A one value at a time (A·B and Aᵀ·B, B along N): op(A)[row0 + lane, k].
+        for (var k = 0u; k < dims.k; k++) {{
+            let a = a_at(row0 + lane, k);
+            let b = b_depth(k, b_col);
+            row_sum += a;
+{one_depth}        }}
+    }} else {{
+        for (var k = 0u; k < dims.k; k += 4u) {{
+            var b_x: vec4<f32>;
+            var b_y: vec4<f32>;
+            var b_z: vec4<f32>;
+            var b_w: vec4<f32>;
+            if (FORM == 1u) {{
+                let b0 = b_vec4_at((b_cols.x * dims.k + k) / 4u);
+                let b1 = b_vec4_at((b_cols.y * dims.k + k) / 4u);
+                let b2 = b_vec4_at((b_cols.z * dims.k + k) / 4u);
+                let b3 = b_vec4_at((b_cols.w * dims.k + k) / 4u);
+                b_x = vec4<f32>(b0.x, b1.x, b2.x, b3.x);
+                b_y = vec4<f32>(b0.y, b1.y, b2.y, b3.y);
+                b_z = vec4<f32>(b0.z, b1.z, b2.z, b3.z);
+                b_w = vec4<f32>(b0.w, b1.w, b2.w, b3.w);
+            }} else {{
+                b_x = b_depth(k, b_col);
+                b_y = b_depth(k + 1u, b_col);
+                b_z = b_depth(k + 2u, b_col);
+                b_w = b_depth(k + 3u, b_col);
+            }}
+            if (FORM == 2u) {{
+                let depth = k + a_depth;
+                let texel = (min(depth, last_k) * dims.lda + dims.a_col0 + a_rows) / 4u;
+                let a = select(vec4<f32>(0.0), a_vec4_at(texel), depth < dims.k);
+                a_sum += a;
+{along_m}            }} else {{
+                let a = a_vec4_at((a_row * dims.lda + dims.a_col0 + k) / 4u);
+                row_sum += a.x + a.y + a.z + a.w;
+{along_k}            }}
         }}
-        if (FORM == 2u) {{
-            let depth = k + a_depth;
-            let texel = (min(depth, last_k) * dims.lda + dims.a_col0 + a_rows) / 4u;
-            let a = select(vec4<f32>(0.0), a_vec4_at(texel), depth < dims.k);
-            a_sum += a;
-{along_m}        }} else {{
-            let a = a_vec4_at((a_row * dims.lda + dims.a_col0 + k) / 4u);
-            row_sum += a.x + a.y + a.z + a.w;
-{along_k}        }}
     }}
-    if (FORM == 2u) {{
+    if (A_VEC4 && FORM == 2u) {{
 {row_sums}    }}
     // The epilogue loops over a copy of the accumulators, so that they stay in registers
     // (as finish_block does).
@@ -252,14 +268,15 @@ impl MatmulConfig {
         !self.subgroup || subgroup_size == Some(SUBGROUP_LANES)
     }
 
-    /// Whether a product reading A and B as vec4s or not runs `subgroup`.
-    fn runs_subgroup(&self, vec4s: bool) -> bool {
-        self.subgroup && vec4s
+    /// Whether a product of `form` runs `subgroup`, given which operands it reads as vec4s:
+    /// B always, A too or (A·B, Aᵀ·B) one value at a time.
+    fn runs_subgroup(&self, form: MatmulForm, a_vec4: bool, b_vec4: bool) -> bool {
+        self.subgroup && b_vec4 && (a_vec4 || form != MatmulForm::ABt)
     }
 
     /// The entry point for a product of `form`, with both operands read as vec4s or not.
-    pub fn entry_point(&self, vec4s: bool) -> &'static str {
-        if self.runs_subgroup(vec4s) {
+    pub fn entry_point(&self, form: MatmulForm, a_vec4: bool, b_vec4: bool) -> &'static str {
+        if self.runs_subgroup(form, a_vec4, b_vec4) {
             "subgroup"
         } else if self.staged {
             "tiled"
@@ -289,8 +306,15 @@ impl MatmulConfig {
     }
 
     /// Workgroups covering C[m, n] for a product of `form` (operands read as vec4s or not).
-    pub fn workgroups(&self, vec4s: bool, m: u32, n: u32) -> [u32; 3] {
-        if self.runs_subgroup(vec4s) {
+    pub fn workgroups(
+        &self,
+        form: MatmulForm,
+        a_vec4: bool,
+        b_vec4: bool,
+        m: u32,
+        n: u32,
+    ) -> [u32; 3] {
+        if self.runs_subgroup(form, a_vec4, b_vec4) {
             let rows = SUBGROUP_LANES * SUBGROUPS;
             let cols = SUBGROUP_LANES * LANE_COLUMNS;
             return [n.div_ceil(cols), m.div_ceil(rows), 1];
