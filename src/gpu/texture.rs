@@ -8,7 +8,8 @@
 //! after each write, and matmul.wgsl reads A and B from them (`A_TEXTURE`, `B_TEXTURE`).
 //! [`Texels`] are textures in the same layout that kernels write: transpose.wgsl's
 //! transposes of the layer inputs and output gradients, from which the weight gradient runs
-//! in the faster A·Bᵀ form.
+//! in the faster A·Bᵀ form where the matmul configuration has no subgroup kernel (which
+//! reads the copies as they are: `dense::transposed_weight_gradient`).
 //!
 //! Layout: texel i of the copy holds elements 4i..4i+3 of the buffer range, at
 //! (i % [`TEXTURE_WIDTH`], i / [`TEXTURE_WIDTH`]) of an rgba32float texture; its rows of
