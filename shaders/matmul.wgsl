@@ -41,8 +41,8 @@
 //   tiled   the workgroup stages BM×BK of op(A) and BK×BN of op(B) in workgroup memory per
 //           step of BK, then each invocation accumulates its TM×TN block from there.
 //   subgroup  appended by src/gpu/matmul.rs for its subgroup configuration (where the
-//           adapter has 8-lane subgroups): any form with both operands read as vec4s, A
-//           shared across a subgroup with subgroupBroadcast; its dispatch geometry is
+//           adapter has 8-lane subgroups): any form with B read as vec4s (A too, for A·Bᵀ),
+//           A shared across a subgroup with subgroupBroadcast; its dispatch geometry is
 //           documented there.
 // Rows and columns past the edge are computed from clamped indices and never written; the
 // staged tiles read depths past K as 0.

@@ -21,10 +21,10 @@ pub struct MatmulConfig {
     pub workgroup: [u32; 2],
     /// Depth of a staged tile (multiple of 4); unused by direct configurations.
     pub bk: u32,
-    /// Products with both operands read as vec4s run the `subgroup` entry point, which
-    /// shares A across an 8-lane subgroup with `subgroupBroadcast` (see [`subgroup_wgsl`]);
-    /// everything else runs `direct`. Only on adapters whose subgroups are 8 lanes wide
-    /// ([`MatmulConfig::supported`]).
+    /// Products whose B is read as vec4s (and A too, for A·Bᵀ) run the `subgroup` entry
+    /// point, which shares A across an 8-lane subgroup with `subgroupBroadcast` (see
+    /// [`subgroup_wgsl`]); everything else runs `direct`. Only on adapters whose subgroups
+    /// are 8 lanes wide ([`MatmulConfig::supported`]).
     pub subgroup: bool,
 }
 
@@ -60,7 +60,7 @@ const fn tiled(name: &'static str, tm: u32, tn: u32, workgroup: [u32; 2], bk: u3
 /// there, and staging through workgroup memory saves nothing. The staged configurations are
 /// for hardware GPUs. `subgroup8x32` is direct8x8 but for products from vec4s, which it runs
 /// with subgroup operations ([`subgroup_wgsl`]); adapters without 8-lane subgroups never
-/// see it.
+/// see it (on lavapipe it is the fastest for every form).
 pub const MATMUL_CONFIGS: [MatmulConfig; 7] = [
     direct("direct4x4", 4, 4),
     direct("direct8x4", 8, 4),
@@ -82,7 +82,7 @@ const LANE_COLUMNS: u32 = 4;
 const SUBGROUPS: u32 = 4;
 
 /// The `subgroup` entry point, appended to matmul.wgsl for subgroup configurations: any form
-/// with A and B read as vec4s. A workgroup of 32 is 4 subgroups of 8 lanes; subgroup s of
+/// with B read as vec4s (A too, for A·Bᵀ). A workgroup of 32 is 4 subgroups of 8 lanes; subgroup s of
 /// workgroup (x, y) computes rows 8·(4y + s) .. +8 and columns 32x .. +32 of C, lane l the
 /// four columns 32x + 4l .. +4 of those rows, in 8 vec4 accumulators (8×8 blocks per
 /// invocation spill on llvmpipe), written a row at a time by `finish4`.
@@ -101,11 +101,12 @@ const SUBGROUPS: u32 = 4;
 /// only: elsewhere K % 4 == 0 with vec4 reads) read as 0. Generated because the broadcast
 /// lane must be a constant. Dispatch: (ceil(N / 32), ceil(M / 32), 1).
 pub fn subgroup_wgsl() -> String {
+    const XYZW: [&str; 4] = ["x", "y", "z", "w"];
     let lanes = SUBGROUP_LANES;
     // The multiply-adds of 4 depths, with the A value at (depth d, row i) from `a_value`.
     let products = |a_value: &dyn Fn(usize, u32) -> String| {
         let mut body = String::new();
-        for (d, component) in ["x", "y", "z", "w"].iter().enumerate() {
+        for (d, component) in XYZW.iter().enumerate() {
             for i in 0..lanes {
                 body += &format!(
                     "                acc[{i}] = fma(vec4<f32>({}), b_{component}, acc[{i}]);\n",
@@ -115,7 +116,7 @@ pub fn subgroup_wgsl() -> String {
         }
         body
     };
-    const XYZW: [&str; 4] = ["x", "y", "z", "w"];
+    // The multiply-adds of one depth (A not read as vec4s).
     let mut one_depth = String::new();
     for i in 0..lanes {
         one_depth += &format!(
