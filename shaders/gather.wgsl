@@ -19,8 +19,9 @@
 // at a time (one u32 of bytes, or one vec4 of f32 bits, into one vec4): on llvmpipe a vec4
 // access costs what one f32 does.
 // Dispatch (per chunk): workgroups (B, 1, 1), one workgroup of 64 per batch row, its
-// invocations striding over the row's columns (or groups of four): x's, then y's. Whether a row is this chunk's is decided once per workgroup, so the rows of other
-// chunks cost one workgroup each, not one per 64 columns.
+// invocations striding over the row's columns (or groups of four): x's, then y's. Whether a
+// row is this chunk's is decided once per workgroup, so the rows of other chunks cost one
+// workgroup each, not one per 64 columns.
 
 override SOURCE_FORMAT: u32 = 0u;
 override X_VEC4: bool = false;
@@ -76,18 +77,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             x_dest4[row * quads + q] = value;
         }
-    }
-    for (var col = lane; col < select(dims.x_width, 0u, X_VEC4); col += GROUP) {
-        var value = 0.0;
-        if (!padding) {
-            let index = source * dims.x_width + col;
-            if (SOURCE_FORMAT == 1u) {
-                value = f32((x_source[index / 4u] >> (8u * (index % 4u))) & 0xffu) / 255.0;
-            } else {
-                value = bitcast<f32>(x_source[index]);
+    } else {
+        for (var col = lane; col < dims.x_width; col += GROUP) {
+            var value = 0.0;
+            if (!padding) {
+                let index = source * dims.x_width + col;
+                if (SOURCE_FORMAT == 1u) {
+                    value = f32((x_source[index / 4u] >> (8u * (index % 4u))) & 0xffu) / 255.0;
+                } else {
+                    value = bitcast<f32>(x_source[index]);
+                }
             }
+            x_dest[row * dims.x_width + col] = value;
         }
-        x_dest[row * dims.x_width + col] = value;
     }
     for (var col = lane; col < dims.y_width; col += GROUP) {
         var value = 0.0;

@@ -32,7 +32,7 @@
 //                buffer access costs a loop over the lanes, so one vec4 costs about what one
 //                f32 does); the vectors' lengths are multiples of 4. Dispatch: workgroups of
 //                16 invocations, each updating ROUNDS blocks of 64 elements in turn (fewer,
-//                longer workgroups: 10–15% faster on llvmpipe), spread over (x, y) when the
+//                longer workgroups: about 10% faster on llvmpipe), spread over (x, y) when the
 //                vector needs more than 65535 workgroups.
 //   clip_factor  params[0] = s, from the same function (the parity tests' view of it).
 //                Dispatch: (1, 1, 1).

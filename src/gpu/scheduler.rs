@@ -143,9 +143,9 @@ impl Workspace {
         spec: &Sequential,
         blocks: &[Vec<Range<usize>>],
         batch: usize,
-        kernels: (bool, MatmulChoice),
+        textures: bool,
+        choice: &MatmulChoice,
     ) -> Result<Self> {
-        let (textures, choice) = kernels;
         let widths: Vec<usize> = std::iter::once(spec.input_dim)
             .chain(spec.layers.iter().map(|l| l.units))
             .collect();
@@ -178,16 +178,16 @@ impl Workspace {
         let mut transposed = Vec::new();
         for (i, layer) in spec.layers.iter().enumerate() {
             let (input, grad) = (View::whole(&activations[i]), View::whole(&grad_outputs[i]));
+            let (units, fan_in) = (layer.units, spec.fan_in(i));
             let [input_wanted, grad_wanted] =
-                texture::operand_copies(textures, batch, layer.units, spec.fan_in(i));
+                texture::operand_copies(textures, batch, units, fan_in);
             let input_copy =
                 TextureCopy::of(ctx, input_wanted, &format!("layer {i}'s inputs"), input)?;
             let grad_copy =
                 TextureCopy::of(ctx, grad_wanted, &format!("layer {i}'s gradients"), grad)?;
-            let (units, fan_in) = (layer.units, spec.fan_in(i));
             let both = input_copy.is_some()
                 && grad_copy.is_some()
-                && dense::transposed_weight_gradient(&choice, batch, units, fan_in, &blocks[i]);
+                && dense::transposed_weight_gradient(choice, batch, units, fan_in, &blocks[i]);
             transposed.push(if both {
                 Some([
                     Texels::new(ctx, &format!("layer {i}'s inputs, transposed"), input.len)?,
@@ -404,7 +404,7 @@ impl GpuBackend {
             textures,
         };
         Ok(GpuBackend {
-            work: Workspace::new(&ctx, spec, &blocks, batch, (textures, matmul))?,
+            work: Workspace::new(&ctx, spec, &blocks, batch, textures, &matmul)?,
             loss: spec.resolved_loss(),
             spec: spec.clone(),
             layout,
@@ -1016,7 +1016,8 @@ impl Backend for GpuBackend {
                 &self.spec,
                 &self.blocks,
                 batch_size,
-                (self.kernels.textures, self.startup.matmul),
+                self.kernels.textures,
+                &self.startup.matmul,
             )?;
             self.kernels
                 .prepare(&self.ctx, &self.spec, &self.blocks, batch_size)?;

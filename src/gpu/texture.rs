@@ -87,9 +87,7 @@ impl Texels {
             texture,
         })
     }
-}
 
-impl Texels {
     /// Records a copy of the texture into `buffer` (at least as large as the texture's rows
     /// of 4 KiB), which then holds the flat vector in order.
     pub fn record_read(&self, encoder: &mut wgpu::CommandEncoder, buffer: &wgpu::Buffer) {
