@@ -187,7 +187,7 @@ fn devices_lists_the_adapters() {
 
 #[test]
 fn bad_options_are_clear_errors() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["train", "--data", "cifar"], "unknown data set"),
         (
             &["train", "--data", "xor", "--layers", "3,4,1"],
@@ -208,6 +208,25 @@ fn bad_options_are_clear_errors() {
         (
             &["eval", "--model", "/no/such/model", "--data", "xor"],
             "/no/such/model",
+        ),
+        (&["train", "--data", "xor", "--epochs", "0"], "at least 1"),
+        // Negative numbers are values (and then out of range), not options.
+        (&["train", "--data", "xor", "--lr", "-1"], "got -1"),
+        (
+            &["train", "--data", "xor", "--dropout", "-0.1"],
+            "dropout rate -0.1",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "xor",
+                "--layers",
+                "2,1",
+                "--dropout",
+                "0.2",
+            ],
+            "has none",
         ),
     ];
     for (args, expected) in cases {

@@ -430,6 +430,44 @@ fn csv_string_labels_and_target_by_name() {
 }
 
 #[test]
+fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
+    let dir = temp_dir("csv-separators");
+    let comma = write(&dir, "comma.csv", b"a,b,label\n1.5,2,x\n3,4,y\n");
+    let expected = data::load_csv(&comma, None, CsvTask::Auto).expect("loads");
+    for (name, text) in [
+        ("tab.tsv", &b"a\tb\tlabel\n1.5\t2\tx\n3\t4\ty\n"[..]),
+        ("semicolon.csv", &b"a;b;label\n1.5;2;x\n3;4;y\n"[..]),
+        // A comma in the header line makes commas the separator, quoted or not.
+        (
+            "quoted.csv",
+            &b"\"a\",\"b\",\"label\"\n1.5,2,\"x\"\n3,4,y\n"[..],
+        ),
+    ] {
+        let path = write(&dir, name, text);
+        let set = data::load_csv(&path, None, CsvTask::Auto).expect(name);
+        assert_eq!(set, expected, "{name}");
+    }
+    // Semicolons with decimal commas: the number is named, with the way out.
+    let path = write(&dir, "decimal-comma.csv", b"a;b;label\n1,5;2;x\n3;4;y\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["line 2", "column \"a\"", "\"1,5\"", "decimals with a point"],
+    );
+}
+
+#[test]
+fn csv_classification_needs_two_classes() {
+    let dir = temp_dir("csv-one-class");
+    let path = write(&dir, "one.csv", b"a,b,label\n1,2,x\n3,4,x\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(&message, &["one.csv", "\"label\"", "one class", "\"x\""]);
+    // As regression targets the same column is fine.
+    let path = write(&dir, "one-value.csv", b"a,b,y\n1,2,7\n3,4,7\n");
+    assert!(data::load_csv(&path, None, CsvTask::Regression).is_ok());
+}
+
+#[test]
 fn csv_regression_and_task_choice() {
     let dir = temp_dir("csv-reg");
     let path = write(&dir, "reg.csv", b"x,y\n0.5,1.25\n-1,3\n2,-0.5\n");

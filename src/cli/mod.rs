@@ -359,9 +359,10 @@ fn predict(args: PredictArgs) -> Result<()> {
     writer
         .flush()
         .map_err(|e| WgradError::io(&args.output, e))?;
+    let rows = outputs.nrows();
     println!(
-        "wrote {} predictions to {}",
-        outputs.nrows(),
+        "wrote {rows} prediction{} to {}",
+        if rows == 1 { "" } else { "s" },
         args.output.display()
     );
     Ok(())

@@ -45,9 +45,9 @@ pub struct TrainArgs {
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
     /// Learning rate (default: 0.01 for SGD and momentum, 0.001 for RMSprop and Adam).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub momentum: f32,
     /// Train until this epoch (default 10; when resuming, the saved run's target).
     #[arg(long)]
@@ -67,15 +67,15 @@ pub struct TrainArgs {
     /// Print only the final figures.
     #[arg(long)]
     pub quiet: bool,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l1: f32,
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l2: f32,
     /// Dropout rate after every hidden layer.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub dropout: f32,
     /// Fraction of the training data held out for validation.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub validation_split: Option<f32>,
     /// A separate validation file (CSV with the training file's columns).
     #[arg(long)]
@@ -90,7 +90,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "constant")]
     pub schedule: String,
     /// Clip the gradient's global L2 norm to this.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub clip_norm: Option<f32>,
     /// standard | minmax | none (default: standard, none for MNIST's [0, 1] pixels).
     #[arg(long)]
@@ -286,10 +286,19 @@ pub fn build_spec(
         None if classes.is_some() => Activation::Softmax,
         None => Activation::Linear,
     };
+    if args.dropout != 0.0 && widths.len() == 2 {
+        return Err(invalid(
+            "dropout",
+            format!(
+                "dropout applies after hidden layers, and --layers {} has none",
+                args.layers.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
     let mut spec = Sequential::new(inputs);
     for &width in &widths[1..widths.len() - 1] {
         spec = spec.dense(width, hidden);
-        if args.dropout > 0.0 {
+        if args.dropout != 0.0 {
             spec = spec.dropout(args.dropout);
         }
     }
@@ -332,6 +341,9 @@ pub fn fit_config(
         }
         None => None,
     };
+    if args.epochs() == 0 {
+        return Err(invalid("epochs", "must be at least 1, got 0"));
+    }
     Ok(FitConfig {
         epochs: args.epochs(),
         batch_size: args.batch_size,
@@ -542,6 +554,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let meta = meta.unwrap_or(data.meta.clone());
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
+    if config.initial_epoch >= config.epochs {
+        eprintln!(
+            "the run in {} has trained {} epochs, --epochs {}: nothing to train (a larger \
+             --epochs continues it)",
+            out.display(),
+            config.initial_epoch,
+            config.epochs
+        );
+    }
     if !args.quiet {
         eprintln!(
             "training {} on {} ({} samples{}), {}",

@@ -14,7 +14,7 @@ use ndarray::Array2;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -89,6 +89,16 @@ pub fn load_csv_from_reader(
         CsvTask::Regression => (Targets::Values(table.column_values(target_col)?), None),
         _ => {
             let (labels, names) = table.class_labels(target_col)?;
+            if names.len() < 2 {
+                return Err(WgradError::data(
+                    source,
+                    format!(
+                        "the target column {:?} holds one class only ({:?}); a classifier \
+                         needs at least two (for numbers to predict, use --task regression)",
+                        table.headers[target_col], names[0]
+                    ),
+                ));
+            }
             (Targets::Classes(labels), Some(names))
         }
     };
@@ -207,12 +217,17 @@ struct Table {
 
 impl Table {
     /// Reads CSV text from `input` (read from `path`) and checks the shape: a header naming
-    /// every column uniquely, then at least one row, every row as wide as the header.
+    /// every column uniquely, then at least one row, every row as wide as the header. The
+    /// fields are separated by commas, or by the separator the header uses instead
+    /// ([`separator`]).
     fn read(path: &Path, input: impl Read) -> Result<Table> {
+        let mut input = BufReader::with_capacity(1 << 16, input);
+        let first_bytes = input.fill_buf().map_err(|e| WgradError::io(path, e))?;
         let mut reader = ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .trim(Trim::All)
+            .delimiter(separator(first_bytes))
             .from_reader(input);
         let csv_error = |e: ::csv::Error| {
             if e.is_io_error() {
@@ -354,9 +369,15 @@ impl Table {
                 "empty value; missing values are not supported".into(),
             ));
         }
-        let value: f32 = raw
-            .parse()
-            .map_err(|_| self.cell_error(row, col, format!("{raw:?} is not a number")))?;
+        let value: f32 = raw.parse().map_err(|_| {
+            // A decimal comma (1,5) gets a hint; other text is named as it is.
+            let hint = if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
+                "; write decimals with a point"
+            } else {
+                ""
+            };
+            self.cell_error(row, col, format!("{raw:?} is not a number{hint}"))
+        })?;
         if !value.is_finite() {
             return Err(self.cell_error(
                 row,
@@ -437,6 +458,17 @@ impl Table {
             format!("line {line}, column {:?}: {message}", self.headers[col]),
         )
     }
+}
+
+/// The field separator of CSV text starting with `start`: a comma if the first line has one,
+/// else a tab or a semicolon if it has one of those (as tab-separated files and spreadsheets
+/// set to a decimal comma write them), else a comma.
+fn separator(start: &[u8]) -> u8 {
+    let line = start.split(|&b| b == b'\n').next().unwrap_or_default();
+    [b',', b'\t', b';']
+        .into_iter()
+        .find(|separator| line.contains(separator))
+        .unwrap_or(b',')
 }
 
 /// `path` opened for buffered reading.
