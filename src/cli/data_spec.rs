@@ -1,8 +1,9 @@
-//! `--data` specifications: `mnist`, `mnist:DIR`, `csv:PATH`, or a built-in synthetic set.
+//! `--data` specifications: `mnist`, `mnist:DIR`, `csv:PATH` (or a path ending in `.csv` or
+//! `.tsv`), or a built-in synthetic set.
 
 use crate::data::{self, CsvTask, Dataset};
 use crate::error::{Result, WgradError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataSpec {
@@ -21,20 +22,34 @@ pub struct Loaded {
 impl DataSpec {
     pub fn parse(spec: &str) -> Result<DataSpec> {
         let bad = |why: String| WgradError::InvalidModel(format!("--data {spec}: {why}"));
+        let expected = format!(
+            "expected mnist, mnist:DIR, csv:PATH (or a path ending in .csv or .tsv) or one of {}",
+            data::SYNTHETIC_NAMES.join(", ")
+        );
+        let table_file = Path::new(spec)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("tsv"));
         match spec.split_once(':') {
             Some(("mnist", dir)) if !dir.is_empty() => Ok(DataSpec::Mnist(Some(dir.into()))),
             Some(("csv", path)) if !path.is_empty() => Ok(DataSpec::Csv(path.into())),
-            Some((kind, _)) => Err(bad(format!(
+            Some((kind @ ("mnist" | "csv"), _)) => Err(bad(format!(
                 "'{kind}:' needs a path after the colon (mnist:DIR or csv:PATH)"
             ))),
+            _ if table_file => Ok(DataSpec::Csv(spec.into())),
             None if spec == "mnist" => Ok(DataSpec::Mnist(None)),
             None if data::SYNTHETIC_NAMES.contains(&spec) => {
                 Ok(DataSpec::Synthetic(spec.to_string()))
             }
-            None => Err(bad(format!(
-                "unknown data set (expected mnist, mnist:DIR, csv:PATH or one of {})",
-                data::SYNTHETIC_NAMES.join(", ")
+            _ if Path::new(spec).is_file() => Err(bad(format!(
+                "unknown data set; for the file {spec}, write csv:{spec}"
             ))),
+            _ if Path::new(spec).is_dir() => Err(bad(format!(
+                "unknown data set; for MNIST files in the directory {spec}, write mnist:{spec}"
+            ))),
+            Some(_) => Err(bad(format!(
+                "unknown data set ({expected}; only mnist and csv take a path after a colon)"
+            ))),
+            None => Err(bad(format!("unknown data set ({expected})"))),
         }
     }
 
@@ -112,6 +127,18 @@ mod tests {
             DataSpec::parse("moons").unwrap(),
             DataSpec::Synthetic("moons".into())
         );
+        // A table file by its extension, a Windows drive letter included.
+        for path in ["iris.csv", "data/Iris.TSV", "C:/data/iris.csv"] {
+            assert_eq!(DataSpec::parse(path).unwrap(), DataSpec::Csv(path.into()));
+        }
+        for (spec, hint) in [
+            ("spirals:3", "only mnist and csv take a path"),
+            ("Cargo.toml", "csv:Cargo.toml"),
+            ("src", "mnist:src"),
+        ] {
+            let message = DataSpec::parse(spec).unwrap_err().to_string();
+            assert!(message.contains(hint), "{spec}: {message}");
+        }
         assert!(
             DataSpec::parse("csv:")
                 .unwrap_err()

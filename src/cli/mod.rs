@@ -113,7 +113,7 @@ struct EvalArgs {
     /// A model directory written by `wgrad train`.
     #[arg(long)]
     model: PathBuf,
-    /// mnist | mnist:DIR | csv:PATH | xor | moons | spirals | blobs | regression
+    /// mnist | mnist:DIR | csv:PATH (or PATH.csv, PATH.tsv) | xor | moons | spirals | blobs | regression
     #[arg(long)]
     data: String,
     #[arg(long, default_value_t = 1)]

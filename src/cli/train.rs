@@ -19,7 +19,7 @@ use std::time::Instant;
 
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
 pub struct TrainArgs {
-    /// mnist | mnist:DIR | csv:PATH | xor | moons | spirals | blobs | regression
+    /// mnist | mnist:DIR | csv:PATH (or PATH.csv, PATH.tsv) | xor | moons | spirals | blobs | regression
     #[arg(long, default_value = "mnist")]
     pub data: String,
     /// CSV: the target column's name (default: the last column).
