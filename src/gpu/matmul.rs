@@ -156,6 +156,11 @@ fn subgroup(@builtin(local_invocation_index) index: u32, @builtin(workgroup_id) 
     let lane = index % {lanes}u;
     let row0 = (wid.y * {subgroups}u + index / {lanes}u) * {lanes}u;
     let col0 = wid.x * {columns}u + {lane_columns}u * lane;
+    // A subgroup whose rows all lie past M has nothing to write (the output layer's 10-row
+    // weight gradient leaves half of its workgroups' subgroups so).
+    if (row0 >= dims.m) {{
+        return;
+    }}
     let last_k = dims.k - 1u;
     // A along K: this lane's row; along M: its first row and depth (rows past M repeat the
     // last vec4, and are never written).
