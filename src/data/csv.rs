@@ -94,7 +94,8 @@ pub fn load_csv_from_reader(
                     source,
                     format!(
                         "the target column {:?} holds one class only ({:?}); a classifier \
-                         needs at least two (for numbers to predict, use --task regression)",
+                         needs at least two (numbers to predict are a regression target: \
+                         CsvTask::Regression, `--task regression`)",
                         table.headers[target_col], names[0]
                     ),
                 ));

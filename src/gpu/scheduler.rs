@@ -1011,13 +1011,14 @@ impl Backend for GpuBackend {
             )));
         }
         if self.work.batch != batch_size {
+            let choice = self.kernels.matmul_choice_or_tune(&self.ctx)?;
             self.work = Workspace::new(
                 &self.ctx,
                 &self.spec,
                 &self.blocks,
                 batch_size,
                 self.kernels.textures,
-                &self.startup.matmul,
+                &choice,
             )?;
             self.kernels
                 .prepare(&self.ctx, &self.spec, &self.blocks, batch_size)?;
