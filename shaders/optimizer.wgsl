@@ -27,13 +27,18 @@
 // in divergence[0] unless an earlier step is there (0: none yet); the host reads it with the
 // metrics once per epoch, so the run stops naming the step, and no NaN reaches a checkpoint.
 //
+// Packing: the vectors are arrays of `Packed`, HALVES vec4s of elements each, with
+// `unpack(p, half)` and `pack(lo, hi)` (prepended by the host: kernels.rs `packing_wgsl`):
+// vec4<f32> (HALVES 1), or where the kernels use 64-bit words vec4<u64>, eight elements
+// (HALVES 2). llvmpipe loops over the lanes and the components of every buffer access, so
+// four 64-bit components move twice the elements for the same loop.
+//
 // Entry points:
-//   main         the update, four consecutive elements per invocation (vec4s: on llvmpipe a
-//                buffer access costs a loop over the lanes, so one vec4 costs about what one
-//                f32 does); the vectors' lengths are multiples of 4. Dispatch: workgroups of
-//                16 invocations, each updating ROUNDS blocks of 64 elements in turn (fewer,
-//                longer workgroups: about 10% faster on llvmpipe), spread over (x, y) when the
-//                vector needs more than 65535 workgroups.
+//   main         the update, 4·HALVES consecutive elements per invocation; the vectors'
+//                lengths are multiples of 4·HALVES. Dispatch: workgroups of GROUP
+//                invocations (64 elements), each updating ROUNDS blocks of 64 elements in turn
+//                (fewer, longer workgroups: about 10% faster on llvmpipe), spread over (x, y)
+//                when the vector needs more than 65535 workgroups.
 //   clip_factor  params[0] = s, from the same function (the parity tests' view of it).
 //                Dispatch: (1, 1, 1).
 
@@ -59,18 +64,18 @@ struct Regions {
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> hyper: Hyper;
-@group(0) @binding(2) var<storage, read> grads: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> params: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> state1: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> state2: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> grads: array<Packed>;
+@group(0) @binding(3) var<storage, read_write> params: array<Packed>;
+@group(0) @binding(4) var<storage, read_write> state1: array<Packed>;
+@group(0) @binding(5) var<storage, read_write> state2: array<Packed>;
 @group(0) @binding(6) var<storage, read> clip: array<vec2<f32>>;
 @group(0) @binding(7) var<uniform> regions: Regions;
 @group(0) @binding(8) var<storage, read_write> divergence: array<atomic<u32>>;
 
-// Invocations per workgroup, and the elements they update in a round (4 each); each
+// Invocations per workgroup, and the elements they update in a round (4·HALVES each); each
 // workgroup makes ROUNDS rounds over consecutive blocks of ELEMENTS (set by the host).
-const GROUP: u32 = 16u;
-const ELEMENTS: u32 = 4u * GROUP;
+const GROUP: u32 = 16u / HALVES;
+const ELEMENTS: u32 = 64u;
 override ROUNDS: u32 = 1u;
 // The width of workgroup_reduce.wgsl's reductions.
 const REDUCE_THREADS: u32 = GROUP;
@@ -129,57 +134,87 @@ fn main(
     }
 }
 
-// Elements 4i .. 4i + 3, in a tensor regularized or not.
+// Elements 4·HALVES·i onwards (one Packed), in a tensor regularized or not.
 fn update(scale: f32, penalized: bool, i: u32) {
-    if (4u * i >= hyper.len) {
+    if (4u * HALVES * i >= hyper.len) {
         return;
     }
     let w = params[i];
-    let l1 = select(0.0, hyper.l1, penalized);
-    let l2 = select(0.0, hyper.l2, penalized);
-    let g = scale * grads[i] + l1 * sign(w) + 2.0 * l2 * w;
-    let lr = step.learning_rate;
-    var updated: vec4<f32>;
-    switch OPTIMIZER {
-        case 0u: {
-            updated = w - lr * g;
-        }
-        case 1u: {
-            let v = hyper.h1 * state1[i] + g;
-            state1[i] = v;
-            updated = w - lr * v;
-        }
-        case 2u: {
-            let v = hyper.h1 * state1[i] + g;
-            state1[i] = v;
-            updated = w - lr * (g + hyper.h1 * v);
-        }
-        case 3u: {
-            let s = hyper.h1 * state1[i] + (1.0 - hyper.h1) * g * g;
-            state1[i] = s;
-            updated = w - lr * g / (sqrt(s) + hyper.eps);
-        }
-        default: {
-            let m = hyper.h1 * state1[i] + (1.0 - hyper.h1) * g;
-            let v = hyper.h2 * state2[i] + (1.0 - hyper.h2) * g * g;
-            state1[i] = m;
-            state2[i] = v;
-            updated = w - lr * (m / step.bias_correction1) / (sqrt(v / step.bias_correction2) + hyper.eps);
-        }
+    let grad = grads[i];
+    var s1 = Packed();
+    var s2 = Packed();
+    if (OPTIMIZER != 0u) {
+        s1 = state1[i];
     }
-    params[i] = updated;
-    let finite = is_finite(updated.x) && is_finite(updated.y) && is_finite(updated.z)
-        && is_finite(updated.w);
+    if (OPTIMIZER == 4u) {
+        s2 = state2[i];
+    }
+    let lo = update4(scale, penalized, unpack(w, 0u), unpack(grad, 0u), unpack(s1, 0u), unpack(s2, 0u));
+    var hi = lo;
+    if (HALVES == 2u) {
+        hi = update4(scale, penalized, unpack(w, 1u), unpack(grad, 1u), unpack(s1, 1u), unpack(s2, 1u));
+    }
+    params[i] = pack(lo.w, hi.w);
+    if (OPTIMIZER != 0u) {
+        state1[i] = pack(lo.s1, hi.s1);
+    }
+    if (OPTIMIZER == 4u) {
+        state2[i] = pack(lo.s2, hi.s2);
+    }
     // Every invocation that finds one in this step stores the same step: a benign race.
-    if (!finite && atomicLoad(&divergence[0]) == 0u) {
+    if (!(all_finite(lo.w) && all_finite(hi.w)) && atomicLoad(&divergence[0]) == 0u) {
         atomicStore(&divergence[0], step.step);
     }
+}
+
+// Four elements after the update, and the optimizer's state for them.
+struct Updated {
+    w: vec4<f32>,
+    s1: vec4<f32>,
+    s2: vec4<f32>,
+}
+
+// The update of four elements: parameters w, gradient grad, state s1 and s2 (where the
+// optimizer keeps them).
+fn update4(scale: f32, penalized: bool, w: vec4<f32>, grad: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>) -> Updated {
+    let l1 = select(0.0, hyper.l1, penalized);
+    let l2 = select(0.0, hyper.l2, penalized);
+    let g = scale * grad + l1 * sign(w) + 2.0 * l2 * w;
+    let lr = step.learning_rate;
+    var out = Updated(w, s1, s2);
+    switch OPTIMIZER {
+        case 0u: {
+            out.w = w - lr * g;
+        }
+        case 1u: {
+            out.s1 = hyper.h1 * s1 + g;
+            out.w = w - lr * out.s1;
+        }
+        case 2u: {
+            out.s1 = hyper.h1 * s1 + g;
+            out.w = w - lr * (g + hyper.h1 * out.s1);
+        }
+        case 3u: {
+            out.s1 = hyper.h1 * s1 + (1.0 - hyper.h1) * g * g;
+            out.w = w - lr * g / (sqrt(out.s1) + hyper.eps);
+        }
+        default: {
+            out.s1 = hyper.h1 * s1 + (1.0 - hyper.h1) * g;
+            out.s2 = hyper.h2 * s2 + (1.0 - hyper.h2) * g * g;
+            out.w = w - lr * (out.s1 / step.bias_correction1) / (sqrt(out.s2 / step.bias_correction2) + hyper.eps);
+        }
+    }
+    return out;
+}
+
+fn all_finite(v: vec4<f32>) -> bool {
+    return is_finite(v.x) && is_finite(v.y) && is_finite(v.z) && is_finite(v.w);
 }
 
 @compute @workgroup_size(GROUP)
 fn clip_factor(@builtin(local_invocation_index) thread: u32) {
     let scale = gradient_scale(thread);
     if (thread == 0u) {
-        params[0].x = scale;
+        params[0] = pack(vec4<f32>(scale, 0.0, 0.0, 0.0), vec4<f32>(0.0));
     }
 }

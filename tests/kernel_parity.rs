@@ -492,7 +492,12 @@ fn optimizer_updates() {
         Optimizer::rmsprop(0.01),
         Optimizer::adam(0.01),
     ];
-    for optimizer in optimizers {
+    for (wide, optimizer) in gpu
+        .packings()
+        .into_iter()
+        .flat_map(|wide| optimizers.iter().map(move |o| (wide, o)))
+    {
+        gpu.set_wide_words(wide);
         // Tensors as (end, regularized), like a layout's [W0, b0, W1, b1], each starting at a
         // multiple of 64: the penalties apply to the regularized ones only.
         for (len, l1, l2, regions) in [
@@ -530,18 +535,19 @@ fn optimizer_updates() {
             };
             let grad_scale = 0.75;
             let (p, s1, s2) = common::cpu_optimizer_update(
-                &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale, &step,
+                optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale, &step,
             );
             let (gp, gs1, gs2) = gpu
                 .optimizer_update(
-                    &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale,
+                    optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale,
                     &step,
                 )
                 .unwrap();
             let what = format!(
-                "{} len {len} l1 {l1} l2 {l2} {} tensors",
+                "{} len {len} l1 {l1} l2 {l2} {} tensors{}",
                 optimizer.name(),
-                regions.len()
+                regions.len(),
+                if wide { " (64-bit words)" } else { "" }
             );
             check(&format!("params {what}"), relative_error(&gp, &p));
             check(&format!("state1 {what}"), relative_error(&gs1, &s1));
@@ -556,19 +562,25 @@ fn gradient_clip_factor() {
     let Some(mut gpu) = kernel_runner("gradient_clip_factor") else {
         return;
     };
-    for (len, scale, clip_norm) in [
-        (1, 3.0, 1.0),
-        (1003, 0.1, 1.0),
-        (300_007, 0.05, 5.0),
-        (5000, 0.001, 10.0),
-    ] {
-        let grads = random_vector(len, scale, len as u64 + 9).to_vec();
-        let expected = ops::gradient_clip_factor(&grads, clip_norm);
-        let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
-        check(
-            &format!("clip factor len {len} norm {clip_norm} (expected {expected:.4})"),
-            relative_error(&[actual], &[expected]),
-        );
+    for wide in gpu.packings() {
+        gpu.set_wide_words(wide);
+        for (len, scale, clip_norm) in [
+            (1, 3.0, 1.0),
+            (1003, 0.1, 1.0),
+            (300_007, 0.05, 5.0),
+            (5000, 0.001, 10.0),
+        ] {
+            let grads = random_vector(len, scale, len as u64 + 9).to_vec();
+            let expected = ops::gradient_clip_factor(&grads, clip_norm);
+            let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
+            check(
+                &format!(
+                    "clip factor len {len} norm {clip_norm} (expected {expected:.4}, 64-bit \
+                     words {wide})"
+                ),
+                relative_error(&[actual], &[expected]),
+            );
+        }
     }
 }
 
@@ -595,17 +607,23 @@ fn gradient_clip_factor_of_huge_gradients() {
         ("300007 of ±1e30 and ±1e-30", mixed, 0.5),
     ] {
         let expected = ops::gradient_clip_factor(&grads, clip_norm);
-        let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
         assert!(
             expected > 0.0 && expected < 1e-15,
             "{what}: CPU factor {expected:e}"
         );
-        check(
-            &format!("clip factor of {what} (expected {expected:.4e})"),
-            relative_error(&[actual], &[expected]),
-        );
+        for wide in gpu.packings() {
+            gpu.set_wide_words(wide);
+            let actual = gpu.gradient_clip_factor(&grads, clip_norm).unwrap();
+            check(
+                &format!("clip factor of {what} (expected {expected:.4e}, 64-bit words {wide})"),
+                relative_error(&[actual], &[expected]),
+            );
+        }
     }
     let infinite = [1.0, f32::INFINITY, -2.0];
     assert_eq!(ops::gradient_clip_factor(&infinite, 1.0), 0.0);
-    assert_eq!(gpu.gradient_clip_factor(&infinite, 1.0).unwrap(), 0.0);
+    for wide in gpu.packings() {
+        gpu.set_wide_words(wide);
+        assert_eq!(gpu.gradient_clip_factor(&infinite, 1.0).unwrap(), 0.0);
+    }
 }

@@ -1081,12 +1081,15 @@ fn optimizer_updates_with_penalties_and_clipping() {
         prop::option::of(-2.0..2.0f32),
         1..=1000u64,
         (matmul_values(), gradient_values(), any::<u64>()),
+        any::<bool>(),
     );
     check(
         "optimizer_update",
         96,
         strategy,
-        |gpu, (optimizer, tensors, (l1, l2), clip, t, (vp, vg, seed))| {
+        |gpu, (optimizer, tensors, (l1, l2), clip, t, (vp, vg, seed), wide)| {
+            // Either packing of the optimizer's vectors, where the device runs both.
+            gpu.set_wide_words(wide && gpu.packings().contains(&true));
             // Tensors laid out as ParamLayout does: each starting at a multiple of 64, the
             // padding between them zero (and staying zero).
             let mut regions = vec![];

@@ -320,11 +320,15 @@ enum PipelineKey {
     SumSquares,
     /// With x's rows gathered four columns at a time (`X_VEC4`).
     Gather(DataFormat, bool),
+    /// `wide`: the vectors packed in 64-bit words ([`packing_wgsl`]).
     Optimizer {
         code: u32,
         clipped: bool,
+        wide: bool,
     },
-    ClipFactor,
+    ClipFactor {
+        wide: bool,
+    },
     Transpose,
 }
 
@@ -337,7 +341,7 @@ impl PipelineKey {
             PipelineKey::Probabilities(..) => "probabilities",
             PipelineKey::SumSquares => "sum_squares",
             PipelineKey::Gather(..) => "gather",
-            PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => "optimizer",
+            PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor { .. } => "optimizer",
             PipelineKey::Transpose => "transpose",
         }
     }
@@ -564,7 +568,8 @@ pub struct Kernels {
     output_module: wgpu::ShaderModule,
     reduce_module: wgpu::ShaderModule,
     gather_module: wgpu::ShaderModule,
-    optimizer_module: wgpu::ShaderModule,
+    /// optimizer.wgsl with each packing (keyed by `wide`), made on first use.
+    optimizer_modules: HashMap<bool, wgpu::ShaderModule>,
     transpose_module: wgpu::ShaderModule,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
     /// The matmul configuration of each form; chosen on first use (see `autotune.rs`).
@@ -577,6 +582,8 @@ pub struct Kernels {
     dummy_texture: wgpu::TextureView,
     /// Whether the scheduler gives matmul operands texture copies (texture.rs).
     pub textures: bool,
+    /// Whether the optimizer's vectors are packed in 64-bit words (`GpuContext::wide_words`).
+    pub wide_words: bool,
     build: BuildStats,
 }
 
@@ -633,16 +640,14 @@ impl Kernels {
                 "transpose",
                 include_str!("../../shaders/transpose.wgsl"),
             ),
-            optimizer_module: with_reductions(
-                "optimizer",
-                include_str!("../../shaders/optimizer.wgsl"),
-            ),
+            optimizer_modules: HashMap::new(),
             pipelines: HashMap::new(),
             matmul_choice: None,
             dummy: ctx.storage("unused binding", 4)?,
             dummy_rw: ctx.storage("unused read-write binding", 4)?,
             dummy_texture: Texels::new(ctx, "unused texture binding", 4)?.view,
             textures: ctx.textures,
+            wide_words: ctx.wide_words,
             build: BuildStats::default(),
         };
         ctx.check()?;
@@ -696,10 +701,12 @@ impl Kernels {
             PipelineKey::Optimizer {
                 code: spec.optimizer.gpu_code(),
                 clipped: false,
+                wide: self.wide_words,
             },
             PipelineKey::Optimizer {
                 code: spec.optimizer.gpu_code(),
                 clipped: true,
+                wide: self.wide_words,
             },
         ];
         if self.textures {
@@ -775,7 +782,7 @@ impl Kernels {
             PipelineKey::Loss(..) | PipelineKey::Probabilities(..) => &self.output,
             PipelineKey::SumSquares => &self.reduce,
             PipelineKey::Gather(..) => &self.gather,
-            PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor => &self.optimizer,
+            PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor { .. } => &self.optimizer,
             PipelineKey::Transpose => &self.transpose,
         }
     }
@@ -841,8 +848,12 @@ impl Kernels {
                     ],
                 )
             }
-            PipelineKey::Optimizer { code, clipped } => (
-                self.optimizer_module.clone(),
+            PipelineKey::Optimizer {
+                code,
+                clipped,
+                wide,
+            } => (
+                self.optimizer_module(ctx, wide),
                 "main",
                 vec![
                     ("OPTIMIZER", code as f64),
@@ -850,13 +861,35 @@ impl Kernels {
                     ("CLIPPED", f64::from(u8::from(clipped))),
                 ],
             ),
-            PipelineKey::ClipFactor => (
-                self.optimizer_module.clone(),
+            PipelineKey::ClipFactor { wide } => (
+                self.optimizer_module(ctx, wide),
                 "clip_factor",
                 vec![("CLIPPED", 1.0)],
             ),
             PipelineKey::Transpose => (self.transpose_module.clone(), "main", vec![]),
         }
+    }
+
+    /// optimizer.wgsl after common.wgsl, workgroup_reduce.wgsl and its packing.
+    fn optimizer_module(&mut self, ctx: &GpuContext, wide: bool) -> wgpu::ShaderModule {
+        self.optimizer_modules
+            .entry(wide)
+            .or_insert_with(|| {
+                let source = include_str!("../../shaders/optimizer.wgsl");
+                let packing = packing_wgsl(wide);
+                module(
+                    ctx,
+                    "optimizer",
+                    &format!("{COMMON}\n{WORKGROUP_REDUCE}\n{packing}\n{source}"),
+                )
+            })
+            .clone()
+    }
+
+    /// Elements the optimizer updates per invocation: the vectors given to it are whole
+    /// multiples of this many (optimizer.wgsl, "Packing").
+    pub fn optimizer_granule(&self) -> usize {
+        if self.wide_words { 8 } else { 4 }
     }
 
     fn pipeline(&mut self, ctx: &GpuContext, key: PipelineKey) -> Result<wgpu::ComputePipeline> {
@@ -1201,6 +1234,7 @@ impl Kernels {
         let key = PipelineKey::Optimizer {
             code: optimizer.gpu_code(),
             clipped,
+            wide: self.wide_words,
         };
         let groups = linear_groups(params.len.div_ceil(OPTIMIZER_ROUNDS as usize));
         self.dispatch(ctx, key, &bindings, groups)
@@ -1257,8 +1291,42 @@ impl Kernels {
             table.as_entire_binding(),
             scratch[2].resource(),
         ];
-        self.dispatch(ctx, PipelineKey::ClipFactor, &bindings, [1, 1, 1])
+        let key = PipelineKey::ClipFactor {
+            wide: self.wide_words,
+        };
+        self.dispatch(ctx, key, &bindings, [1, 1, 1])
     }
+}
+
+/// optimizer.wgsl's packing of its vectors (`Packed`, `HALVES`, `unpack`, `pack`): vec4<f32>s,
+/// or with `wide` vec4<u64>s of eight elements (two f32 bit patterns to a word, the lower
+/// element in the lower half), which needs the device's `SHADER_INT64`.
+fn packing_wgsl(wide: bool) -> &'static str {
+    if !wide {
+        return "alias Packed = vec4<f32>;
+const HALVES: u32 = 1u;
+fn unpack(p: Packed, half: u32) -> vec4<f32> {
+    return p;
+}
+fn pack(lo: vec4<f32>, hi: vec4<f32>) -> Packed {
+    return lo;
+}
+";
+    }
+    "alias Packed = vec4<u64>;
+const HALVES: u32 = 2u;
+fn unpack(p: Packed, half: u32) -> vec4<f32> {
+    let words = select(p.xy, p.zw, half == 1u);
+    let low = vec2<u32>(words & vec2<u64>(0xfffffffflu));
+    let high = vec2<u32>(words >> vec2<u32>(32u));
+    return bitcast<vec4<f32>>(vec4<u32>(low.x, high.x, low.y, high.y));
+}
+fn pack(lo: vec4<f32>, hi: vec4<f32>) -> Packed {
+    let l = vec4<u64>(bitcast<vec4<u32>>(lo));
+    let h = vec4<u64>(bitcast<vec4<u32>>(hi));
+    return vec4<u64>(l.xz | (l.yw << vec2<u32>(32u)), h.xz | (h.yw << vec2<u32>(32u)));
+}
+"
 }
 
 /// Whether the gather reads and writes rows of `x_width` four columns at a time (given

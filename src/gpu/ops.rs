@@ -89,6 +89,26 @@ impl KernelRunner {
         self.kernels.textures = on;
     }
 
+    /// Whether the optimizer packs its vectors in 64-bit words (by default as the scheduler
+    /// does on this adapter); on only where [`KernelRunner::packings`] lists it.
+    pub fn set_wide_words(&mut self, on: bool) {
+        self.kernels.wide_words = on;
+    }
+
+    /// The optimizer's packings this device runs: 32-bit always, 64-bit words where it has
+    /// `SHADER_INT64` (optimizer.wgsl, "Packing").
+    pub fn packings(&self) -> Vec<bool> {
+        let int64 = self
+            .ctx
+            .device
+            .features()
+            .contains(wgpu::Features::SHADER_INT64);
+        [false, true]
+            .into_iter()
+            .filter(|&wide| !wide || int64)
+            .collect()
+    }
+
     /// Runs `products` in order, in one submission, their operands read from texture copies
     /// where the scheduler would give them one.
     fn run_products(&mut self, step: &wgpu::Buffer, products: &[Product]) -> Result<()> {
@@ -506,8 +526,10 @@ impl KernelRunner {
         let partials = self
             .ctx
             .storage("partials", 2 * Kernels::sum_squares_groups(grads.len()))?;
-        // The optimizer's vectors are vec4s: four elements at least.
-        let factor = self.ctx.storage("factor", 4)?;
+        // The optimizer's vectors are whole packed elements.
+        let factor = self
+            .ctx
+            .storage("factor", self.kernels.optimizer_granule())?;
         let d = self.kernels.sum_squares(
             &self.ctx,
             &step,
@@ -554,11 +576,12 @@ impl KernelRunner {
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let len = params.len();
         let step_buf = self.step_buffer(step);
-        // The kernel updates four elements at a time: vectors padded with zeros to whole
-        // vec4s, as the parameter layout pads its tensors (zeros stay zero).
+        // The kernel updates whole packed elements: vectors padded with zeros to a multiple
+        // of them, as the parameter layout pads its tensors (zeros stay zero).
+        let granule = self.kernels.optimizer_granule();
         let padded = |values: &[f32]| {
             let mut values = values.to_vec();
-            values.resize(values.len().next_multiple_of(4).max(4), 0.0);
+            values.resize(values.len().next_multiple_of(granule).max(granule), 0.0);
             values
         };
         let p = self.ctx.storage_from("params", &padded(params))?;

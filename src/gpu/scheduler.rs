@@ -347,8 +347,10 @@ impl GpuBackend {
                 spec.fan_in(i),
             )?);
         }
-        // Unused state: one vec4 to bind (the optimizer reads its vectors as vec4s).
-        let state_len = |needed: bool| if needed { layout.len } else { 4 };
+        let mut kernels = Kernels::new(&ctx)?;
+        // Unused state is bound all the same: one packed element of the optimizer's.
+        let granule = kernels.optimizer_granule();
+        let state_len = |needed: bool| if needed { layout.len } else { granule };
         let [used1, used2] = spec.optimizer.state_vectors();
         let parts = vector_parts(&ctx, layout.len);
         let partials: usize = parts
@@ -383,7 +385,6 @@ impl GpuBackend {
         };
         ctx.queue
             .write_buffer(&model.params, 0, bytemuck::cast_slice(params));
-        let mut kernels = Kernels::new(&ctx)?;
         let tuning = std::time::Instant::now();
         let (matmul, matmul_source) = super::autotune::choose_with_source(&ctx, &mut kernels)?;
         kernels.set_matmul_choice(matmul);
