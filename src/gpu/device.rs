@@ -213,7 +213,7 @@ pub struct GpuContext {
     pub textures: bool,
     /// Whether the optimizer moves its vectors as 64-bit words (optimizer.wgsl, "Packing"):
     /// on for software adapters with 64-bit integers (`SHADER_INT64`), where llvmpipe's
-    /// per-component loops make the update 1.6–2.2× faster that way; hardware GPUs load a
+    /// per-component loops make the update 1.4–2.1× faster that way; hardware GPUs load a
     /// vec4 in one instruction already.
     pub wide_words: bool,
     /// The lanes of the adapter's subgroups, where it has subgroups of one fixed size.
