@@ -457,6 +457,36 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
 }
 
 #[test]
+fn csv_feature_column_of_words_is_named_with_a_way_out() {
+    let dir = temp_dir("csv-categories");
+    let path = write(
+        &dir,
+        "cars.csv",
+        b"colour,doors,price\nred,2,cheap\nblue,4,dear\n,4,cheap\ngreen,2,dear\nred,5,dear\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 2",
+            "column \"colour\"",
+            "\"red\" is not a number",
+            "words in every row",
+            "(\"blue\", \"green\", \"red\")",
+            "one column per category",
+        ],
+    );
+    // A column of numbers with a stray word is a typo, named as such.
+    let path = write(&dir, "typo.csv", b"a,b,label\n1,2,x\n3,four,y\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["line 3", "column \"b\"", "\"four\" is not a number"],
+    );
+    assert!(!message.contains("category"), "{message}");
+}
+
+#[test]
 fn csv_classification_needs_two_classes() {
     let dir = temp_dir("csv-one-class");
     let path = write(&dir, "one.csv", b"a,b,label\n1,2,x\n3,4,x\n");

@@ -371,11 +371,17 @@ impl Table {
             ));
         }
         let value: f32 = raw.parse().map_err(|_| {
-            // A decimal comma (1,5) gets a hint; other text is named as it is.
+            // A decimal comma (1,5) gets a hint, and so does a column of words (categories);
+            // other text is named as it is.
             let hint = if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
-                "; write decimals with a point"
+                "; write decimals with a point".to_string()
+            } else if let Some(words) = self.text_column(col) {
+                format!(
+                    "; the column holds words in every row ({words}): encode categories as \
+                     numbers, for instance one column per category holding 0 or 1"
+                )
             } else {
-                ""
+                String::new()
             };
             self.cell_error(row, col, format!("{raw:?} is not a number{hint}"))
         })?;
@@ -387,6 +393,31 @@ impl Table {
             ));
         }
         Ok(value)
+    }
+
+    /// Up to three of the distinct values of column `col`, quoted, when no cell of it holds a
+    /// number (a column of categories).
+    fn text_column(&self, col: usize) -> Option<String> {
+        let mut distinct = BTreeSet::new();
+        for row in &self.rows {
+            let value = &row[col];
+            if value.parse::<f64>().is_ok() {
+                return None;
+            }
+            if !value.is_empty() {
+                distinct.insert(value);
+            }
+        }
+        if distinct.is_empty() {
+            return None;
+        }
+        let shown: Vec<&&str> = distinct.iter().take(3).collect();
+        let more = if distinct.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        };
+        Some(format!("{}{more}", list(&shown)))
     }
 
     /// The non-empty label text in a cell.
