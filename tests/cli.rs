@@ -187,7 +187,7 @@ fn devices_lists_the_adapters() {
 
 #[test]
 fn bad_options_are_clear_errors() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["train", "--data", "cifar"], "unknown data set"),
         (
             &["train", "--data", "xor", "--layers", "3,4,1"],
@@ -196,6 +196,10 @@ fn bad_options_are_clear_errors() {
         (
             &["train", "--data", "xor", "--layers", "2,x,1"],
             "'x' is not a layer width",
+        ),
+        (
+            &["train", "--data", "xor", "--layers", "2-8-1"],
+            "separated by commas",
         ),
         (
             &["train", "--data", "xor", "--schedule", "step:0:0.5"],
@@ -232,15 +236,56 @@ fn bad_options_are_clear_errors() {
     for (args, expected) in cases {
         let output = wgrad(args);
         assert!(!output.status.success(), "wgrad {args:?} succeeded");
-        let message = text(&output);
-        assert!(
-            message.contains(expected),
-            "wgrad {args:?}: {message:?} does not mention {expected:?}"
-        );
-        assert!(
-            !message.contains("panicked"),
-            "wgrad {args:?} panicked: {message}"
-        );
+        check_message(args, &output, expected);
+    }
+}
+
+/// The output of a failed `wgrad args` mentions `expected` and is not a panic.
+fn check_message(args: &[&str], output: &Output, expected: &str) {
+    let message = text(output);
+    assert!(
+        message.contains(expected),
+        "wgrad {args:?}: {message:?} does not mention {expected:?}"
+    );
+    assert!(
+        !message.contains("panicked"),
+        "wgrad {args:?} panicked: {message}"
+    );
+}
+
+/// Paths that cannot hold a model: `--out` naming a file stops the run before its first
+/// epoch (not at its first checkpoint, after the work); `--model` naming a directory with no
+/// model says so.
+#[test]
+fn output_and_model_paths_that_are_not_models_are_clear_errors() {
+    let dir = temp_dir("not-models");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let args = [
+        "train",
+        "--data",
+        "xor",
+        "--device",
+        "cpu",
+        "--out",
+        s(&file),
+    ];
+    let output = wgrad(&args);
+    assert!(!output.status.success(), "wgrad {args:?} succeeded");
+    check_message(&args, &output, "--out names a file");
+    assert!(
+        !text(&output).contains("epoch 1"),
+        "trained before failing: {}",
+        text(&output)
+    );
+    for command in ["summary", "eval"] {
+        let mut args = vec![command, "--model", s(&dir)];
+        if command == "eval" {
+            args.extend(["--data", "xor"]);
+        }
+        let output = wgrad(&args);
+        assert!(!output.status.success(), "wgrad {args:?} succeeded");
+        check_message(&args, &output, "no saved model here");
     }
 }
 

@@ -484,6 +484,14 @@ fn csv_feature_column_of_words_is_named_with_a_way_out() {
         &["line 3", "column \"b\"", "\"four\" is not a number"],
     );
     assert!(!message.contains("category"), "{message}");
+    // Words in a regression target are not features to encode.
+    let path = write(&dir, "words.csv", b"a,b,y\n1,2,high\n3,4,low\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Regression));
+    assert_mentions(
+        &message,
+        &["line 2", "column \"y\"", "\"high\" is not a number"],
+    );
+    assert!(!message.contains("category"), "{message}");
 }
 
 #[test]

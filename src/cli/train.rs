@@ -199,9 +199,15 @@ pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
     let widths = text
         .split(',')
         .map(|w| {
-            w.trim()
-                .parse::<usize>()
-                .map_err(|_| invalid("layers", format!("'{w}' is not a layer width in '{text}'")))
+            w.trim().parse::<usize>().map_err(|_| {
+                invalid(
+                    "layers",
+                    format!(
+                        "'{w}' is not a layer width in '{text}' (widths are separated by \
+                             commas: 784,128,10)"
+                    ),
+                )
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     if widths.len() < 2 {
@@ -563,6 +569,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
             config.epochs
         );
     }
+    // The output directory exists before the first epoch, so that a path that cannot be one
+    // (a file, a read-only place) stops the run now rather than at its first checkpoint.
+    if out.exists() && !out.is_dir() {
+        return Err(WgradError::data(
+            &out,
+            "--out names a file; the model is saved into a directory (give a new or existing \
+             directory)",
+        ));
+    }
+    std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
     if !args.quiet {
         eprintln!(
             "training {} on {} ({} samples{}), {}",

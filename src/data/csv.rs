@@ -209,6 +209,13 @@ pub fn load_features_from_reader(
     Ok((x, names))
 }
 
+/// What a column of numbers is for, as error messages say what to do about a bad one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Feature,
+    Target,
+}
+
 /// A CSV file read into memory: header names and the rows, each as long as the header.
 struct Table {
     path: PathBuf,
@@ -344,12 +351,12 @@ impl Table {
         Ok((self.numeric(&columns)?, names))
     }
 
-    /// The given columns as numbers, [rows, columns.len()].
+    /// The given feature columns as numbers, [rows, columns.len()].
     fn numeric(&self, columns: &[usize]) -> Result<Array2<f32>> {
         let mut x = Array2::zeros((self.rows.len(), columns.len()));
         for (row, mut out) in x.rows_mut().into_iter().enumerate() {
             for (j, &col) in columns.iter().enumerate() {
-                out[j] = self.number(row, col)?;
+                out[j] = self.number(row, col, Role::Feature)?;
             }
         }
         Ok(x)
@@ -357,11 +364,14 @@ impl Table {
 
     /// One column as a [rows, 1] array of numbers (regression targets).
     fn column_values(&self, col: usize) -> Result<Array2<f32>> {
-        self.numeric(&[col])
+        let values = (0..self.rows.len())
+            .map(|row| self.number(row, col, Role::Target))
+            .collect::<Result<Vec<f32>>>()?;
+        Ok(Array2::from_shape_vec((values.len(), 1), values).expect("one value per row"))
     }
 
-    /// The finite number in a cell.
-    fn number(&self, row: usize, col: usize) -> Result<f32> {
+    /// The finite number in a cell of a column in `role`.
+    fn number(&self, row: usize, col: usize, role: Role) -> Result<f32> {
         let raw = &self.rows[row][col];
         if raw.is_empty() {
             return Err(self.cell_error(
@@ -375,7 +385,9 @@ impl Table {
             // other text is named as it is.
             let hint = if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
                 "; write decimals with a point".to_string()
-            } else if let Some(words) = self.text_column(col) {
+            } else if role == Role::Feature
+                && let Some(words) = self.text_column(col)
+            {
                 format!(
                     "; the column holds words in every row ({words}): encode categories as \
                      numbers, for instance one column per category holding 0 or 1"

@@ -70,7 +70,19 @@ pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
         Ok(parsed) => parsed,
         // A first checkpoint killed between its renames has no model.json yet, but the
         // checkpoint, complete under temporary names, holds the model.
-        Err(e) => checkpoint::interrupted_model(dir).ok_or(e)?,
+        Err(e) => match checkpoint::interrupted_model(dir) {
+            Some(parsed) => parsed,
+            None if !dir.join(MODEL_JSON).exists() => {
+                return Err(WgradError::data(
+                    dir,
+                    format!(
+                        "no saved model here (no {MODEL_JSON}); a model is the directory \
+                         `wgrad train` saves into (--out)"
+                    ),
+                ));
+            }
+            None => return Err(e),
+        },
     };
     let model = build_model(spec, device, &params)?;
     Ok((model, meta))
