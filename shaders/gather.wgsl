@@ -16,8 +16,8 @@
 // (8-bit images: a quarter of the memory, and the value is bit-identical to the host's
 // `k as f32 / 255.0`).
 // X_VEC4 (x_width % 4 == 0, the bindings' offsets too): x is read and written four columns
-// at a time (one u32 of bytes, or one vec4 of f32 bits, into one vec4): on llvmpipe a vec4
-// access costs what one f32 does.
+// at a time (one u32 of bytes, or one vec4 of f32 bits, into one vec4): llvmpipe makes each
+// buffer access a loop over the lanes, so one vec4 is one loop where four f32s are four.
 // Dispatch (per chunk): workgroups (B, 1, 1), one workgroup of 64 per batch row, its
 // invocations striding over the row's columns (or groups of four): x's, then y's. Whether a
 // row is this chunk's is decided once per workgroup, so the rows of other chunks cost one

@@ -1330,7 +1330,8 @@ fn pack(lo: vec4<f32>, hi: vec4<f32>) -> Packed {
 }
 
 /// Whether the gather reads and writes rows of `x_width` four columns at a time (given
-/// offsets that are multiples of 4): on llvmpipe a vec4 access costs what one f32 does.
+/// offsets that are multiples of 4): llvmpipe makes each buffer access a loop over the lanes,
+/// so one vec4 is one loop where four f32s are four.
 fn gathers_vec4s(x_width: usize) -> bool {
     x_width.is_multiple_of(4)
 }
