@@ -254,8 +254,8 @@ fn check_message(args: &[&str], output: &Output, expected: &str) {
 }
 
 /// Paths that cannot hold a model: `--out` naming a file stops the run before its first
-/// epoch (not at its first checkpoint, after the work); `--model` naming a directory with no
-/// model says so.
+/// epoch (not at its first checkpoint, after the work); `--model` or `--resume` naming a
+/// directory with no model or checkpoint says so.
 #[test]
 fn output_and_model_paths_that_are_not_models_are_clear_errors() {
     let dir = temp_dir("not-models");
@@ -287,6 +287,10 @@ fn output_and_model_paths_that_are_not_models_are_clear_errors() {
         assert!(!output.status.success(), "wgrad {args:?} succeeded");
         check_message(&args, &output, "no saved model here");
     }
+    let args = ["train", "--resume", s(&dir)];
+    let output = wgrad(&args);
+    assert!(!output.status.success(), "wgrad {args:?} succeeded");
+    check_message(&args, &output, "no checkpoint here");
 }
 
 #[test]

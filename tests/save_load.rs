@@ -434,9 +434,10 @@ fn missing_directory_and_files_are_named() {
 
     let mut model = trained(Optimizer::sgd(0.1), 1);
     save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
+    // A model directory with no checkpoint in it is named as such.
     let e = load_checkpoint_error(&dir);
-    assert!(matches!(e, WgradError::Io { .. }), "{e:?}");
-    assert_mentions(&e, &["checkpoint.json"]);
+    assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
+    assert_mentions(&e, &["missing", "no checkpoint here", "checkpoint.json"]);
 
     fs::remove_file(dir.join("model.safetensors")).unwrap();
     let e = load_model_error(&dir);

@@ -325,6 +325,15 @@ fn find_consistent(dir: &Path) -> Result<Consistent> {
     let path = dir.join(CHECKPOINT_JSON);
     let bytes = match files.get(&path) {
         Ok((bytes, _)) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(WgradError::data(
+                dir,
+                format!(
+                    "no checkpoint here (no {CHECKPOINT_JSON}); --resume takes the directory \
+                     of a run `wgrad train` saved (--out)"
+                ),
+            ));
+        }
         Err(e) => {
             return Err(WgradError::io(
                 &path,
