@@ -106,7 +106,7 @@ pub trait Backend {
     fn set_batch_size(&mut self, batch_size: usize) -> Result<()>;
     /// Store a data set (x: [n, inputs], y: [n, outputs]) in `slot`, replacing what was there.
     fn upload(&mut self, slot: Slot, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()>;
-    /// The order in which [`Backend::train_step`] visits the `Train` slot's rows this epoch.
+    /// The order in which [`Backend::train_steps`] visits the `Train` slot's rows this epoch.
     fn set_order(&mut self, order: &[u32]) -> Result<()>;
     /// For each step in order: forward, loss, backward and update on rows
     /// `order[batch_start .. batch_start + rows]`. Several steps at once let the GPU record

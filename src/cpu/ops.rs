@@ -11,11 +11,11 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
 /// Which operands of `C = op(A)·op(B)` are transposed (`shaders/matmul.wgsl`'s `FORM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatmulForm {
-    /// C[M,N] = A[M,K]·B[K,N]
+    /// `C[M,N] = A[M,K]·B[K,N]`
     AB,
-    /// C[M,N] = A[M,K]·B[N,K]ᵀ
+    /// `C[M,N] = A[M,K]·B[N,K]ᵀ`
     ABt,
-    /// C[M,N] = A[K,M]ᵀ·B[K,N]
+    /// `C[M,N] = A[K,M]ᵀ·B[K,N]`
     AtB,
 }
 

@@ -229,7 +229,7 @@ impl<'a> Product<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Epilogue {
     None,
-    /// f(acc + bias[n]), then dropout; aux = bias.
+    /// `f(acc + bias[n])`, then dropout; aux = bias.
     BiasActivation(Activation),
     /// acc · f'(input), dropout undone; aux = the layer input.
     ActivationGrad(Activation),
@@ -1265,7 +1265,7 @@ impl Kernels {
         self.dispatch(ctx, PipelineKey::Transpose, &bindings, groups)
     }
 
-    /// out[0] = min(1, clip_norm / ‖gradient‖) from the (scale, ssq) partial norms, by the
+    /// `out[0] = min(1, clip_norm / ‖gradient‖)` from the (scale, ssq) partial norms, by the
     /// optimizer's own function (optimizer.wgsl, `clip_factor`). `scratch` is bound to the
     /// other read-write slots (three different buffers).
     pub fn clip_factor(

@@ -31,7 +31,7 @@ fn worth_it(batch: usize, units: usize, fan_in: usize) -> bool {
 }
 
 /// Whether a layer's input and its output gradient get texture copies, with copies `on`:
-/// where its products are [`worth_it`] and the matrix's rows are whole texels.
+/// where its products are worth it (`worth_it`) and the matrix's rows are whole texels.
 pub fn operand_copies(on: bool, batch: usize, units: usize, fan_in: usize) -> [bool; 2] {
     let textured = on && worth_it(batch, units, fan_in);
     [
