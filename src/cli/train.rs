@@ -58,7 +58,7 @@ pub struct TrainArgs {
     pub device: DeviceArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Model directory to write (default: `runs/<data>`).
+    /// Model directory to write (default: runs/DATA, DATA the data set's name).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run checkpointed in this directory.
@@ -86,7 +86,7 @@ pub struct TrainArgs {
     /// loss | accuracy | val_loss | val_accuracy (default: val_loss with validation data).
     #[arg(long)]
     pub monitor: Option<String>,
-    /// constant | step:EVERY:FACTOR | exp:RATE | cosine\[:MIN_LR\]
+    /// constant | step:EVERY:FACTOR | exp:RATE | cosine | cosine:MIN_LR
     #[arg(long, default_value = "constant")]
     pub schedule: String,
     /// Clip the gradient's global L2 norm to this.
