@@ -19,6 +19,9 @@
 //                operand instead (rgba32float, read-only storage texture): on llvmpipe a
 //                texel load is a branch-free 128-bit load per lane, a buffer load a loop over
 //                the lanes with a branch each, and the products run 3–5× faster
+//   AUX_TEXTURE  with C_VEC4: read the epilogue's vec4s of aux from a texture copy of it
+//                (EPILOGUE 2's layer input, which the scheduler keeps one of for the products
+//                that read it as an operand), for the reason A_TEXTURE does
 //   C_VEC4      write C four columns at a time (and read the epilogue's aux and, with
 //                `accumulate`, C itself so): the host sets it only when N, ldc, c_col0 and
 //                the offsets of C and aux are multiples of 4. llvmpipe makes each buffer
@@ -54,6 +57,7 @@ override A_VEC4: bool = false;
 override B_VEC4: bool = false;
 override A_TEXTURE: bool = false;
 override B_TEXTURE: bool = false;
+override AUX_TEXTURE: bool = false;
 override C_VEC4: bool = false;
 
 const BM: u32 = WG_Y * TM;
@@ -99,6 +103,8 @@ struct Dims {
 // The same memory as c and aux, seen as vec4s (C_VEC4; bound to dummies otherwise).
 @group(0) @binding(11) var<storage, read_write> c4: array<vec4<f32>>;
 @group(0) @binding(12) var<storage, read> aux4: array<vec4<f32>>;
+// A copy of aux as a texture of vec4s (AUX_TEXTURE; a 1×1 dummy otherwise).
+@group(0) @binding(13) var aux_texture: texture_storage_2d<rgba32float, read>;
 
 // Four consecutive elements 4i.. 4i+3 of a (b), from a4 (b4) or its texture copy.
 fn a_vec4_at(i: u32) -> vec4<f32> {
@@ -113,6 +119,13 @@ fn b_vec4_at(i: u32) -> vec4<f32> {
         return textureLoad(b_texture, texel(i));
     }
     return b4[i];
+}
+
+fn aux_vec4_at(i: u32) -> vec4<f32> {
+    if (AUX_TEXTURE) {
+        return textureLoad(aux_texture, texel(i));
+    }
+    return aux4[i];
 }
 
 // op(A)[r, kk] for kk < K; rows past M repeat the last one.
@@ -274,9 +287,9 @@ fn finish4(row: u32, col: u32, acc: vec4<f32>) {
     }
     var operand = vec4<f32>(0.0);
     if (EPILOGUE == 1u) {
-        operand = aux4[(dims.c_col0 + col) / 4u];
+        operand = aux_vec4_at((dims.c_col0 + col) / 4u);
     } else if (EPILOGUE == 2u) {
-        operand = aux4[index / 4u];
+        operand = aux_vec4_at(index / 4u);
     }
     c4[index / 4u] = vec4<f32>(
         epilogue(value.x, operand.x, index),

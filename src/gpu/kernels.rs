@@ -263,13 +263,16 @@ pub struct MatmulVariant {
     pub b_texture: bool,
     /// Write C, and read what the epilogue adds or reads, four columns at a time.
     pub c_vec4: bool,
+    /// Read the epilogue's vec4s from its operand's texture copy.
+    pub aux_texture: bool,
 }
 
 impl MatmulVariant {
     /// The variant for `product` in configuration `config`: vec4 reads where the operand's
     /// contiguous dimension, its offset and (for A) its stride and first column are
     /// multiples of 4, from the operand's texture copy where it has one; vec4 writes where
-    /// C's width, stride, first column and offset are (and the epilogue operand's offset).
+    /// C's width, stride, first column and offset are (and the epilogue operand's offset),
+    /// the epilogue operand then from its texture copy where it has one.
     pub fn for_product(config: usize, product: &Product) -> Self {
         let Product {
             form,
@@ -308,6 +311,7 @@ impl MatmulVariant {
             a_texture: a_vec4 && a.texture.is_some(),
             b_texture: b_vec4 && b.texture.is_some(),
             c_vec4,
+            aux_texture: c_vec4 && aux.is_some_and(|aux| aux.texture.is_some()),
         }
     }
 }
@@ -605,7 +609,7 @@ impl Kernels {
                 "matmul",
                 &[
                     Uniform, Uniform, Read, Read, Read, ReadWrite, Read, Read, ReadWrite, Texture,
-                    Texture, ReadWrite, Read,
+                    Texture, ReadWrite, Read, Texture,
                 ],
             ),
             output: Layout::new(
@@ -811,6 +815,7 @@ impl Kernels {
                     ("A_TEXTURE", f64::from(u8::from(v.a_texture))),
                     ("B_TEXTURE", f64::from(u8::from(v.b_texture))),
                     ("C_VEC4", f64::from(u8::from(v.c_vec4))),
+                    ("AUX_TEXTURE", f64::from(u8::from(v.aux_texture))),
                 ];
                 (
                     module,
@@ -1013,6 +1018,11 @@ impl Kernels {
                 dummy
             }
             .vec4_resource(),
+            texture_binding(
+                aux.and_then(|aux| aux.texture)
+                    .filter(|_| variant.aux_texture),
+                &dummy_texture,
+            ),
         ];
         self.dispatch(ctx, PipelineKey::Matmul(variant), &bindings, groups)
     }

@@ -114,6 +114,12 @@ impl KernelRunner {
     fn run_products(&mut self, step: &wgpu::Buffer, products: &[Product]) -> Result<()> {
         let operands: Vec<View> = products.iter().flat_map(|p| [p.a, p.b]).collect();
         let copies = TextureCopy::filled(&self.ctx, self.kernels.textures, &operands)?;
+        let aux_copies = TextureCopy::filled(
+            &self.ctx,
+            self.kernels.textures,
+            &products.iter().filter_map(|p| p.aux).collect::<Vec<_>>(),
+        )?;
+        let mut aux_copies = aux_copies.iter();
         let dispatches = products
             .iter()
             .zip(copies.chunks(2))
@@ -121,6 +127,9 @@ impl KernelRunner {
                 let product = Product {
                     a: product.a.with_texture(copies[0].as_ref()),
                     b: product.b.with_texture(copies[1].as_ref()),
+                    aux: product
+                        .aux
+                        .map(|aux| aux.with_texture(aux_copies.next().and_then(Option::as_ref))),
                     ..*product
                 };
                 self.kernels.matmul(&self.ctx, step, &product)

@@ -5,7 +5,8 @@
 //! (measured at the MNIST shapes and at 1024³). So on software adapters the scheduler keeps a
 //! texture copy of each operand whose rows are whole vec4s — the layer inputs, the output
 //! gradients and the weights — refreshed by a buffer-to-texture copy (a memcpy on llvmpipe)
-//! after each write, and matmul.wgsl reads A and B from them (`A_TEXTURE`, `B_TEXTURE`).
+//! after each write, and matmul.wgsl reads A and B from them (`A_TEXTURE`, `B_TEXTURE`), and
+//! the input gradient's epilogue its layer input (`AUX_TEXTURE`).
 //! [`Texels`] are textures in the same layout that kernels write: transpose.wgsl's
 //! transposes of the layer inputs and output gradients, from which the weight gradient runs
 //! in the faster A·Bᵀ form where the matmul configuration has no subgroup kernel (which
