@@ -15,9 +15,12 @@
 // to a u32 (little end first, the chunk's first row starting a word), standing for k / 255
 // (8-bit images: a quarter of the memory, and the value is bit-identical to the host's
 // `k as f32 / 255.0`).
-// X_VEC4 (x_width % 4 == 0, the bindings' offsets too): x is read and written four columns
-// at a time (one u32 of bytes, or one vec4 of f32 bits, into one vec4): llvmpipe makes each
-// buffer access a loop over the lanes, so one vec4 is one loop where four f32s are four.
+// X_VEC4 (x_width % (4·HALVES) == 0, the bindings' offsets too): x is read four columns at a
+// time (one u32 of bytes, or one vec4 of f32 bits) and written HALVES·4 at a time, as one
+// `Packed` (the packing prelude the host prepends, as for optimizer.wgsl: a vec4<f32>, or a
+// vec4<u64> of eight on software adapters with 64-bit integers): llvmpipe makes each buffer
+// access a loop over the lanes with the components inside, so one wide store is one loop
+// where four f32s are four.
 // Dispatch (per chunk): workgroups (B, 1, 1), one workgroup of 64 per batch row, its
 // invocations striding over the row's columns (or groups of four): x's, then y's. Whether a
 // row is this chunk's is decided once per workgroup, so the rows of other chunks cost one
@@ -41,9 +44,20 @@ struct Dims {
 @group(0) @binding(4) var<storage, read> order: array<u32>;
 @group(0) @binding(5) var<storage, read_write> x_dest: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y_dest: array<f32>;
-// The same memory as x_source and x_dest, as vec4s (X_VEC4; bound to dummies otherwise).
+// The same memory as x_source and x_dest, as vec4s and packs (X_VEC4; bound to dummies
+// otherwise).
 @group(0) @binding(7) var<storage, read> x_source4: array<vec4<u32>>;
-@group(0) @binding(8) var<storage, read_write> x_dest4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> x_dest_packed: array<Packed>;
+
+// Columns 4q.. 4q+3 of x_source's row-major matrix (X_VEC4).
+fn source_quad(q: u32) -> vec4<f32> {
+    if (SOURCE_FORMAT == 1u) {
+        let bytes = x_source[q];
+        let k = vec4<u32>(bytes, bytes >> 8u, bytes >> 16u, bytes >> 24u) & vec4<u32>(0xffu);
+        return vec4<f32>(k) / 255.0;
+    }
+    return bitcast<vec4<f32>>(x_source4[q]);
+}
 
 @compute @workgroup_size(GROUP)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
@@ -62,20 +76,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         source -= dims.first_row;
     }
     if (X_VEC4) {
-        let quads = dims.x_width / 4u;
-        for (var q = lane; q < quads; q += GROUP) {
-            var value = vec4<f32>(0.0);
+        let packs = dims.x_width / (4u * HALVES);
+        for (var p = lane; p < packs; p += GROUP) {
+            var quads: array<vec4<f32>, 2>;
             if (!padding) {
-                let index = source * quads + q;
-                if (SOURCE_FORMAT == 1u) {
-                    let bytes = x_source[index];
-                    let k = vec4<u32>(bytes, bytes >> 8u, bytes >> 16u, bytes >> 24u) & vec4<u32>(0xffu);
-                    value = vec4<f32>(k) / 255.0;
-                } else {
-                    value = bitcast<vec4<f32>>(x_source4[index]);
+                for (var h = 0u; h < HALVES; h++) {
+                    quads[h] = source_quad((source * packs + p) * HALVES + h);
                 }
             }
-            x_dest4[row * quads + q] = value;
+            x_dest_packed[row * packs + p] = pack(quads[0], quads[1]);
         }
     } else {
         for (var col = lane; col < dims.x_width; col += GROUP) {

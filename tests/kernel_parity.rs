@@ -425,13 +425,25 @@ fn gather_batches_in_epoch_order() {
         return;
     };
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    for (n, width, batch, start, bytes, y_width) in [
+    // Widths that are whole vec4s and 64-bit packs of eight (784) or only vec4s (12) take
+    // the gather's vector paths; the others its column-at-a-time one.
+    let cases = [
         (1, 1, 1, 0, false, 1),
         (100, 7, 32, 96, false, 3),
         (1000, 785, 129, 258, false, 10),
         (1000, 785, 129, 258, true, 0),
         (33, 3, 16, 17, true, 70),
-    ] {
+        (300, 784, 129, 200, true, 10),
+        (300, 784, 33, 5, false, 1),
+        (50, 12, 19, 40, true, 2),
+        (50, 12, 19, 3, false, 0),
+    ];
+    let packings = gpu.packings();
+    for ((n, width, batch, start, bytes, y_width), wide) in cases
+        .into_iter()
+        .flat_map(|case| packings.iter().map(move |&wide| (case, wide)))
+    {
+        gpu.set_wide_words(wide);
         // 8-bit data (k/255) is stored as bytes on the GPU and must come back bit-identical.
         let source = if bytes {
             random_matrix(n, width, 1.0, n as u64).mapv(|v| ((v.abs() * 255.0).round()) / 255.0)
@@ -467,7 +479,7 @@ fn gather_batches_in_epoch_order() {
             assert_eq!(
                 actual.row(i).to_vec(),
                 pick(&source),
-                "row {i} of a batch of {batch} from {n}"
+                "row {i} of a batch of {batch} from {n} (width {width}, bytes {bytes}, 64-bit words {wide})"
             );
             if let Some(actual_y) = &actual_y {
                 assert_eq!(

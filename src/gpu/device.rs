@@ -211,10 +211,11 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// Whether matmul operands are read from texture copies (`AdapterChoice::matmul_textures`).
     pub textures: bool,
-    /// Whether the optimizer moves its vectors as 64-bit words (optimizer.wgsl, "Packing"):
-    /// on for software adapters with 64-bit integers (`SHADER_INT64`), where llvmpipe's
-    /// per-component loops make the update 1.4–2.1× faster that way; hardware GPUs load a
-    /// vec4 in one instruction already.
+    /// Whether the optimizer moves its vectors, and the gather writes its batch, as 64-bit
+    /// words (optimizer.wgsl, "Packing"; gather.wgsl): on for software adapters with 64-bit
+    /// integers (`SHADER_INT64`), where llvmpipe's per-component loops make the update
+    /// 1.4–2.1× and the gather about 1.2× faster that way; hardware GPUs load a vec4 in one
+    /// instruction already.
     pub wide_words: bool,
     /// The lanes of the adapter's subgroups, where it has subgroups of one fixed size.
     pub subgroup_size: Option<u32>,

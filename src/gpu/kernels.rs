@@ -322,8 +322,13 @@ enum PipelineKey {
     Loss(Loss, Activation),
     Probabilities(Loss, Activation),
     SumSquares,
-    /// With x's rows gathered four columns at a time (`X_VEC4`).
-    Gather(DataFormat, bool),
+    /// With x's rows gathered four columns at a time (`X_VEC4`), written in packs of
+    /// eight where `wide` ([`packing_wgsl`]).
+    Gather {
+        format: DataFormat,
+        x_vec4: bool,
+        wide: bool,
+    },
     /// `wide`: the vectors packed in 64-bit words ([`packing_wgsl`]).
     Optimizer {
         code: u32,
@@ -344,7 +349,7 @@ impl PipelineKey {
             PipelineKey::Loss(..) => "loss",
             PipelineKey::Probabilities(..) => "probabilities",
             PipelineKey::SumSquares => "sum_squares",
-            PipelineKey::Gather(..) => "gather",
+            PipelineKey::Gather { .. } => "gather",
             PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor { .. } => "optimizer",
             PipelineKey::Transpose => "transpose",
         }
@@ -489,6 +494,13 @@ enum Slot {
     TextureWrite,
 }
 
+/// The kernels written against [`packing_wgsl`]'s prelude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PackedKernel {
+    Gather,
+    Optimizer,
+}
+
 /// A kernel family's bind-group layout and pipeline layout.
 struct Layout {
     bind_group: wgpu::BindGroupLayout,
@@ -571,9 +583,8 @@ pub struct Kernels {
     matmul_modules: HashMap<usize, wgpu::ShaderModule>,
     output_module: wgpu::ShaderModule,
     reduce_module: wgpu::ShaderModule,
-    gather_module: wgpu::ShaderModule,
-    /// optimizer.wgsl with each packing (keyed by `wide`), made on first use.
-    optimizer_modules: HashMap<bool, wgpu::ShaderModule>,
+    /// gather.wgsl and optimizer.wgsl with each packing (keyed by `wide`), made on first use.
+    packed_modules: HashMap<(PackedKernel, bool), wgpu::ShaderModule>,
     transpose_module: wgpu::ShaderModule,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
     /// The matmul configuration of each form; chosen on first use (see `autotune.rs`).
@@ -586,7 +597,8 @@ pub struct Kernels {
     dummy_texture: wgpu::TextureView,
     /// Whether the scheduler gives matmul operands texture copies (texture.rs).
     pub textures: bool,
-    /// Whether the optimizer's vectors are packed in 64-bit words (`GpuContext::wide_words`).
+    /// Whether the optimizer's vectors and the gathered batch are packed in 64-bit words
+    /// (`GpuContext::wide_words`).
     pub wide_words: bool,
     build: BuildStats,
 }
@@ -639,12 +651,11 @@ impl Kernels {
             matmul_modules: HashMap::new(),
             output_module: with_common("output", include_str!("../../shaders/output.wgsl")),
             reduce_module: with_reductions("reduce", include_str!("../../shaders/reduce.wgsl")),
-            gather_module: with_common("gather", include_str!("../../shaders/gather.wgsl")),
             transpose_module: with_common(
                 "transpose",
                 include_str!("../../shaders/transpose.wgsl"),
             ),
-            optimizer_modules: HashMap::new(),
+            packed_modules: HashMap::new(),
             pipelines: HashMap::new(),
             matmul_choice: None,
             dummy: ctx.storage("unused binding", 4)?,
@@ -695,10 +706,15 @@ impl Kernels {
     ) -> Result<()> {
         let loss = spec.resolved_loss();
         let output = spec.output_activation();
-        let x_vec4 = gathers_vec4s(spec.input_dim);
+        let (x_vec4, wide) = self.gather_packing(spec.input_dim, &[0]);
+        let gather = |format| PipelineKey::Gather {
+            format,
+            x_vec4,
+            wide,
+        };
         let mut keys = vec![
-            PipelineKey::Gather(DataFormat::F32, x_vec4),
-            PipelineKey::Gather(DataFormat::Bytes, x_vec4),
+            gather(DataFormat::F32),
+            gather(DataFormat::Bytes),
             PipelineKey::Loss(loss, output),
             PipelineKey::Probabilities(loss, output),
             PipelineKey::SumSquares,
@@ -785,7 +801,7 @@ impl Kernels {
             PipelineKey::Matmul(_) => &self.matmul,
             PipelineKey::Loss(..) | PipelineKey::Probabilities(..) => &self.output,
             PipelineKey::SumSquares => &self.reduce,
-            PipelineKey::Gather(..) => &self.gather,
+            PipelineKey::Gather { .. } => &self.gather,
             PipelineKey::Optimizer { .. } | PipelineKey::ClipFactor { .. } => &self.optimizer,
             PipelineKey::Transpose => &self.transpose,
         }
@@ -839,13 +855,17 @@ impl Kernels {
                 (self.output_module.clone(), entry, constants)
             }
             PipelineKey::SumSquares => (self.reduce_module.clone(), "sum_squares", vec![]),
-            PipelineKey::Gather(format, x_vec4) => {
+            PipelineKey::Gather {
+                format,
+                x_vec4,
+                wide,
+            } => {
                 let code = match format {
                     DataFormat::F32 => 0.0,
                     DataFormat::Bytes => 1.0,
                 };
                 (
-                    self.gather_module.clone(),
+                    self.packed_module(ctx, PackedKernel::Gather, wide),
                     "main",
                     vec![
                         ("SOURCE_FORMAT", code),
@@ -858,7 +878,7 @@ impl Kernels {
                 clipped,
                 wide,
             } => (
-                self.optimizer_module(ctx, wide),
+                self.packed_module(ctx, PackedKernel::Optimizer, wide),
                 "main",
                 vec![
                     ("OPTIMIZER", code as f64),
@@ -867,7 +887,7 @@ impl Kernels {
                 ],
             ),
             PipelineKey::ClipFactor { wide } => (
-                self.optimizer_module(ctx, wide),
+                self.packed_module(ctx, PackedKernel::Optimizer, wide),
                 "clip_factor",
                 vec![("CLIPPED", 1.0)],
             ),
@@ -875,20 +895,46 @@ impl Kernels {
         }
     }
 
-    /// optimizer.wgsl after common.wgsl, workgroup_reduce.wgsl and its packing.
-    fn optimizer_module(&mut self, ctx: &GpuContext, wide: bool) -> wgpu::ShaderModule {
-        self.optimizer_modules
-            .entry(wide)
+    /// A kernel written against a packing prelude ([`packing_wgsl`]), built once per packing.
+    fn packed_module(
+        &mut self,
+        ctx: &GpuContext,
+        kernel: PackedKernel,
+        wide: bool,
+    ) -> wgpu::ShaderModule {
+        self.packed_modules
+            .entry((kernel, wide))
             .or_insert_with(|| {
-                let source = include_str!("../../shaders/optimizer.wgsl");
                 let packing = packing_wgsl(wide);
-                module(
-                    ctx,
-                    "optimizer",
-                    &format!("{COMMON}\n{WORKGROUP_REDUCE}\n{packing}\n{source}"),
-                )
+                let (name, source) = match kernel {
+                    PackedKernel::Gather => (
+                        "gather",
+                        format!(
+                            "{COMMON}\n{packing}\n{}",
+                            include_str!("../../shaders/gather.wgsl")
+                        ),
+                    ),
+                    PackedKernel::Optimizer => (
+                        "optimizer",
+                        format!(
+                            "{COMMON}\n{WORKGROUP_REDUCE}\n{packing}\n{}",
+                            include_str!("../../shaders/optimizer.wgsl")
+                        ),
+                    ),
+                };
+                module(ctx, name, &source)
             })
             .clone()
+    }
+
+    /// Whether the gather moves rows of `x_width` columns four at a time (`X_VEC4`), and
+    /// whether it writes them in packs of eight (where the kernels use 64-bit words): the
+    /// width and the bindings' `offsets` must be multiples of the pack.
+    fn gather_packing(&self, x_width: usize, offsets: &[usize]) -> (bool, bool) {
+        let fits = |n: usize| {
+            x_width.is_multiple_of(n) && offsets.iter().all(|offset| offset.is_multiple_of(n))
+        };
+        (fits(4), self.wide_words && fits(8))
     }
 
     /// Elements the optimizer updates per invocation: the vectors given to it are whole
@@ -1164,9 +1210,7 @@ impl Kernels {
         let dummy_buffer = self.dummy.clone();
         let dummy = View::whole(&dummy_buffer);
         let (y_source, y_dest) = y.map_or((dummy, x_dest), |(_, s, d)| (s, d));
-        let x_vec4 = gathers_vec4s(x_width)
-            && x_source.offset.is_multiple_of(4)
-            && x_dest.offset.is_multiple_of(4);
+        let (x_vec4, wide) = self.gather_packing(x_width, &[x_source.offset, x_dest.offset]);
         let dummy_rw_buffer = self.dummy_rw.clone();
         let dummy_rw = View::whole(&dummy_rw_buffer);
         let bindings = [
@@ -1182,7 +1226,11 @@ impl Kernels {
         ];
         self.dispatch(
             ctx,
-            PipelineKey::Gather(x_format, x_vec4),
+            PipelineKey::Gather {
+                format: x_format,
+                x_vec4,
+                wide,
+            },
             &bindings,
             [batch as u32, 1, 1],
         )
@@ -1308,7 +1356,8 @@ impl Kernels {
     }
 }
 
-/// optimizer.wgsl's packing of its vectors (`Packed`, `HALVES`, `unpack`, `pack`): vec4<f32>s,
+/// The packing of optimizer.wgsl's vectors and gather.wgsl's batch rows (`Packed`, `HALVES`,
+/// `unpack`, `pack`): vec4<f32>s,
 /// or with `wide` vec4<u64>s of eight elements (two f32 bit patterns to a word, the lower
 /// element in the lower half), which needs the device's `SHADER_INT64`.
 fn packing_wgsl(wide: bool) -> &'static str {
@@ -1337,13 +1386,6 @@ fn pack(lo: vec4<f32>, hi: vec4<f32>) -> Packed {
     return vec4<u64>(l.xz | (l.yw << vec2<u32>(32u)), h.xz | (h.yw << vec2<u32>(32u)));
 }
 "
-}
-
-/// Whether the gather reads and writes rows of `x_width` four columns at a time (given
-/// offsets that are multiples of 4): llvmpipe makes each buffer access a loop over the lanes,
-/// so one vec4 is one loop where four f32s are four.
-fn gathers_vec4s(x_width: usize) -> bool {
-    x_width.is_multiple_of(4)
 }
 
 /// Workgroups for `len` elements, 64 to a workgroup, spread over (x, y) past 65535 groups.

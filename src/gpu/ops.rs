@@ -89,14 +89,14 @@ impl KernelRunner {
         self.kernels.textures = on;
     }
 
-    /// Whether the optimizer packs its vectors in 64-bit words (by default as the scheduler
-    /// does on this adapter); on only where [`KernelRunner::packings`] lists it.
+    /// Whether the optimizer and the gather pack their vectors in 64-bit words (by default as
+    /// the scheduler does on this adapter); on only where [`KernelRunner::packings`] lists it.
     pub fn set_wide_words(&mut self, on: bool) {
         self.kernels.wide_words = on;
     }
 
-    /// The optimizer's packings this device runs: 32-bit always, 64-bit words where it has
-    /// `SHADER_INT64` (optimizer.wgsl, "Packing").
+    /// The packings (optimizer, gather) this device runs: 32-bit always, 64-bit words where
+    /// it has `SHADER_INT64` (optimizer.wgsl, "Packing").
     pub fn packings(&self) -> Vec<bool> {
         let int64 = self
             .ctx
