@@ -142,6 +142,18 @@ fn train_eval_predict_summary_on_a_csv_file() {
         lines[1].starts_with("up,") && lines[2].starts_with("down,"),
         "{written}"
     );
+    // Without --output the same CSV goes to standard output, and nothing else does.
+    let to_stdout = wgrad(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&dir.join("new.csv")),
+        "--device",
+        "cpu",
+    ]);
+    assert!(to_stdout.status.success(), "{}", text(&to_stdout));
+    assert_eq!(String::from_utf8_lossy(&to_stdout.stdout), written);
 
     let summary = ok(&["summary", "--model", s(&model)]);
     assert!(

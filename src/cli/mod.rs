@@ -145,9 +145,10 @@ struct PredictArgs {
     /// A CSV file with a header row holding the model's feature columns.
     #[arg(long)]
     input: PathBuf,
-    /// Where to write the predictions (CSV).
+    /// Where to write the predictions (CSV); without it, or with `-`, they go to standard
+    /// output.
     #[arg(long)]
-    output: PathBuf,
+    output: Option<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -318,9 +319,16 @@ fn predict(args: PredictArgs) -> Result<()> {
     let (x, _) = crate::data::load_features(&args.input, meta.feature_names.as_deref())?;
     let x = scaled(&meta, x, &args.input.display().to_string())?;
     let outputs = model.predict(&x)?;
-    let mut writer = csv::Writer::from_path(&args.output)
-        .map_err(|e| WgradError::data(&args.output, e.to_string()))?;
-    let write_error = |e: csv::Error| WgradError::data(&args.output, e.to_string());
+    let file = args.output.filter(|path| path.as_os_str() != "-");
+    let destination = file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("standard output"));
+    let sink: Box<dyn std::io::Write> = match &file {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| WgradError::io(path, e))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut writer = csv::Writer::from_writer(sink);
+    let write_error = |e: csv::Error| WgradError::data(&destination, e.to_string());
     match &meta.class_names {
         Some(classes) => {
             let mut header = vec!["class".to_string()];
@@ -358,12 +366,14 @@ fn predict(args: PredictArgs) -> Result<()> {
     }
     writer
         .flush()
-        .map_err(|e| WgradError::io(&args.output, e))?;
-    let rows = outputs.nrows();
-    println!(
-        "wrote {rows} prediction{} to {}",
-        if rows == 1 { "" } else { "s" },
-        args.output.display()
-    );
+        .map_err(|e| WgradError::io(&destination, e))?;
+    if let Some(path) = file {
+        let rows = outputs.nrows();
+        println!(
+            "wrote {rows} prediction{} to {}",
+            if rows == 1 { "" } else { "s" },
+            path.display()
+        );
+    }
     Ok(())
 }
