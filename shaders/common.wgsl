@@ -82,6 +82,20 @@ fn dropout_scale(rate: f32, layer: u32, index: u32) -> f32 {
     return select(0.0, 1.0 / (1.0 - rate), u >= rate);
 }
 
+// The tiled layout of a weight gradient on software adapters (src/gpu/dense.rs,
+// `tiles_gradient`; Rust twin `kernels::tiled_index`): an [m, n] matrix stored by blocks of 8
+// rows, in the block's place as in row-major order, each block as its 32-column tiles one
+// after another, each tile row-major (the last tile of a block n % 32 columns wide, the last
+// block m % 8 rows high). The subgroup matmul then writes each of its 8×32 tiles of C as one
+// run of memory, which llvmpipe stores markedly faster than 8 rows of 128 bytes.
+fn tiled_index(row: u32, col: u32, m: u32, n: u32) -> u32 {
+    let block = row / 8u;
+    let height = min(8u, m - 8u * block);
+    let tile = col / 32u;
+    let width = min(32u, n - 32u * tile);
+    return 8u * block * n + height * 32u * tile + (row % 8u) * width + col % 32u;
+}
+
 // Texture copies (src/gpu/texture.rs): elements 4i..4i+3 of a flat vector in texel i, at
 // these coordinates of an rgba32float texture TEXTURE_WIDTH texels wide.
 const TEXTURE_WIDTH: u32 = 256u;

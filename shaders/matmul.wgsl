@@ -30,7 +30,9 @@
 //   TM, TN      rows and columns of C per invocation (4 or 8 each): its TM×TN block
 //   WG_X, WG_Y  the workgroup size: a workgroup covers BM = WG_Y·TM rows, BN = WG_X·TN columns
 //   BK          depth of the tiles the staged kernel holds in workgroup memory
-// All matrices are row-major f32. A and C may be column blocks of wider matrices (a layer's
+// All matrices are row-major f32, but for C where dims.c_tiled is set: then C is a whole
+// [M, N] matrix in the tiled layout of common.wgsl's `tiled_index` (weight gradients on
+// software adapters). A and C may be column blocks of wider matrices (a layer's
 // weight split by output units, when it is larger than one storage binding):
 //   A as stored (op(A) for FORM 0 and 1, A for FORM 2) is columns a_col0.. of a matrix of
 //   lda columns; C is columns c_col0.. of a matrix of ldc columns (the bias of EPILOGUE 1
@@ -81,7 +83,7 @@ struct Dims {
     c_col0: u32,       // C's first column in it
     accumulate: u32,   // 1: C += op(A)·op(B) before the epilogue
     row_sums: u32,     // EPILOGUE 3: where the row sums start in `sums`
-    _pad: u32,
+    c_tiled: u32,      // 1: C is stored tiled (whole, ldc = N, no epilogue operand)
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -255,9 +257,17 @@ fn epilogue(value: f32, operand: f32, index: u32) -> f32 {
     return value;
 }
 
+// Where C[row, col] is stored.
+fn c_index(row: u32, col: u32) -> u32 {
+    if (dims.c_tiled != 0u) {
+        return tiled_index(row, col, dims.m, dims.n);
+    }
+    return row * dims.ldc + dims.c_col0 + col;
+}
+
 // The epilogue for one output element (row < M, col < N).
 fn finish(row: u32, col: u32, acc: f32) {
-    let index = row * dims.ldc + dims.c_col0 + col;
+    let index = c_index(row, col);
     var value = acc;
     if (dims.accumulate != 0u) {
         value += c[index];
@@ -280,7 +290,7 @@ fn finish4(row: u32, col: u32, acc: vec4<f32>) {
         }
         return;
     }
-    let index = row * dims.ldc + dims.c_col0 + col;
+    let index = c_index(row, col);
     var value = acc;
     if (dims.accumulate != 0u) {
         value += c4[index / 4u];

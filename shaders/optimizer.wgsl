@@ -11,11 +11,14 @@
 //   4 Adam:      m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;
 //                w -= lr·(m / (1-β1ᵗ)) / (√(v / (1-β2ᵗ)) + ε)
 // The Rust twin is `cpu::ops::optimizer_update`. state1 holds v, s or m; state2 Adam's v.
-// regions holds, per tensor in order, (end, regularized), two tensors to a vec4; every tensor
+// regions holds, per tensor in order, (start, end, regularized, tiled columns); every tensor
 // starts at a multiple of 64 (as ParamLayout aligns them), so each block of 64 lies in
 // one tensor and its padding: the first tensor whose end is past the block's first
 // element. It is a uniform read at workgroup-uniform indices (lavapipe reads those once, not
-// per invocation). Alignment padding between tensors holds zeros and stays zero.
+// per invocation). Alignment padding between tensors holds zeros and stays zero. A tensor
+// with tiled columns n > 0 is an [(end - start) / n, n] weight whose gradient is stored in
+// common.wgsl's tiled layout (n a multiple of 8, so a Packed never straddles its rows): its
+// gradient is read from there, the parameters and state stay row-major.
 //
 // The gradient scale: with CLIPPED, every workgroup combines `clip` = the (scale, ssq)
 // partials of reduce.wgsl's sum_squares (fixed-order trees, so all workgroups agree) into
@@ -59,7 +62,7 @@ struct Hyper {
 // Up to MAX_TENSORS tensors: (end, regularized, end, regularized) per vec4.
 const MAX_TENSORS: u32 = 512u;
 struct Regions {
-    pairs: array<vec4<u32>, MAX_TENSORS / 2u>,
+    tensors: array<vec4<u32>, MAX_TENSORS>,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -105,16 +108,43 @@ fn gradient_scale(thread: u32) -> f32 {
     return min(1.0, step.clip_norm / (norm + 1e-6));
 }
 
-// Whether the tensor holding element `first` (a block's first) is regularized.
-fn regularized(first: u32) -> bool {
+// The region of the tensor holding element `first` (a block's first); past the last
+// tensor, an untiled, unregularized one.
+fn region_of(first: u32) -> vec4<u32> {
     for (var t = 0u; t < hyper.tensors; t++) {
-        let pair = regions.pairs[t / 2u];
-        let odd = t % 2u == 1u;
-        if (first < select(pair.x, pair.z, odd)) {
-            return select(pair.y, pair.w, odd) != 0u;
+        let region = regions.tensors[t];
+        if (first < region.y) {
+            return region;
         }
     }
-    return false;
+    return vec4<u32>(0u);
+}
+
+// (x / d, x % d) for the tensor sizes here (quotients far below 2^23): a float quotient
+// corrected to the exact one. llvmpipe has no vector integer division; it would divide lane
+// by lane, and cost the update about half again its time.
+fn div_mod(x: u32, d: u32) -> vec2<u32> {
+    var q = u32(f32(x) / f32(d));
+    if (q * d > x) {
+        q -= 1u;
+    }
+    if ((q + 1u) * d <= x) {
+        q += 1u;
+    }
+    return vec2<u32>(q, x - q * d);
+}
+
+// Where the gradient of packed element i (in tensor `region`) lies: at i, or where the
+// tensor's gradient is tiled, at its first element's place in the tiled layout.
+fn grad_at(i: u32, region: vec4<u32>) -> u32 {
+    let first = 4u * HALVES * i;
+    let columns = region.w;
+    if (columns == 0u || first >= region.y) {
+        return i;
+    }
+    let at = div_mod(first - region.x, columns);
+    let rows = div_mod(region.y - region.x, columns).x;
+    return (region.x + tiled_index(at.x, at.y, rows, columns)) / (4u * HALVES);
 }
 
 @compute @workgroup_size(GROUP)
@@ -130,17 +160,18 @@ fn main(
         if (block * ELEMENTS >= hyper.len) {
             break;
         }
-        update(scale, regularized(block * ELEMENTS), block * GROUP + thread);
+        update(scale, region_of(block * ELEMENTS), block * GROUP + thread);
     }
 }
 
-// Elements 4·HALVES·i onwards (one Packed), in a tensor regularized or not.
-fn update(scale: f32, penalized: bool, i: u32) {
+// Elements 4·HALVES·i onwards (one Packed), in tensor `region`.
+fn update(scale: f32, region: vec4<u32>, i: u32) {
     if (4u * HALVES * i >= hyper.len) {
         return;
     }
+    let penalized = region.z != 0u;
     let w = params[i];
-    let grad = grads[i];
+    let grad = grads[grad_at(i, region)];
     var s1 = Packed();
     var s2 = Packed();
     if (OPTIMIZER != 0u) {

@@ -17,6 +17,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgrad::backend::StepParams;
 use wgrad::cpu::ops::{self, Dropout, MatmulForm};
+use wgrad::gpu::kernels::tiled_index;
 use wgrad::gpu::matmul::MATMUL_CONFIGS;
 use wgrad::gpu::ops::KernelRunner;
 use wgrad::{Activation, Loss, Optimizer};
@@ -228,14 +229,25 @@ fn weight_and_bias_gradients_in_one_pass_every_configuration() {
         gpu.set_matmul_config(config);
         gpu.set_textures(textures);
         // dW [units, fan_in] = dzᵀ·x with dz [batch, units], x [batch, fan_in]; db = Σ_rows dz.
+        // Also stored tiled where the shape allows (fan_in a multiple of 8: 784 with a
+        // narrower last tile and 257 rows with a one-row last block, and 800), read back
+        // row-major by the runner.
         for (i, &(units, fan_in, batch)) in SHAPES.iter().enumerate() {
             let dz = random_matrix(batch, units, 1.0, 90 + i as u64);
             let x = random_matrix(batch, fan_in, 1.0, 95 + i as u64);
             let (expected_w, expected_b) = cpu_grad_weights_and_bias(dz.view(), x.view());
-            let (w, b) = gpu.grad_weights_and_bias(dz.view(), x.view()).unwrap();
-            let what = format!("{name} gradients {units}x{fan_in} batch {batch}");
-            check(&format!("{what} weights"), relative_error(&w, &expected_w));
-            check(&format!("{what} bias"), relative_error(&b, &expected_b));
+            let layouts: &[bool] = if fan_in % 8 == 0 {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for &tiled in layouts {
+                gpu.set_tiled_gradients(tiled);
+                let (w, b) = gpu.grad_weights_and_bias(dz.view(), x.view()).unwrap();
+                let what = format!("{name} gradients {units}x{fan_in} batch {batch} tiled {tiled}");
+                check(&format!("{what} weights"), relative_error(&w, &expected_w));
+                check(&format!("{what} bias"), relative_error(&b, &expected_b));
+            }
         }
     }
 }
@@ -512,7 +524,7 @@ fn optimizer_updates() {
         gpu.set_wide_words(wide);
         // Tensors as (end, regularized), like a layout's [W0, b0, W1, b1], each starting at a
         // multiple of 64: the penalties apply to the regularized ones only.
-        for (len, l1, l2, regions) in [
+        for (len, l1, l2, tensors) in [
             (1, 0.0, 0.0, vec![(1, true)]),
             (
                 1003,
@@ -547,18 +559,26 @@ fn optimizer_updates() {
             };
             let grad_scale = 0.75;
             let (p, s1, s2) = common::cpu_optimizer_update(
-                optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale, &step,
+                optimizer, &params, &grads, &state1, &state2, &tensors, l1, l2, grad_scale, &step,
             );
             let (gp, gs1, gs2) = gpu
                 .optimizer_update(
-                    optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale,
+                    optimizer,
+                    &params,
+                    &grads,
+                    &state1,
+                    &state2,
+                    &common::regions(&tensors),
+                    l1,
+                    l2,
+                    grad_scale,
                     &step,
                 )
                 .unwrap();
             let what = format!(
                 "{} len {len} l1 {l1} l2 {l2} {} tensors{}",
                 optimizer.name(),
-                regions.len(),
+                tensors.len(),
                 if wide { " (64-bit words)" } else { "" }
             );
             check(&format!("params {what}"), relative_error(&gp, &p));
@@ -566,6 +586,65 @@ fn optimizer_updates() {
             check(&format!("state2 {what}"), relative_error(&gs2, &s2));
             assert_ne!(p, params, "{what}: the update changed nothing");
         }
+        // A [37, 40] weight and its bias, the weight's gradient given tiled (a last tile 8
+        // columns wide, a last block of 5 rows): the same update as from the row-major one.
+        let (rows, cols) = (37, 40);
+        let weight_end = rows * cols;
+        let len = 1536 + 37;
+        let tensors = [(weight_end, true), (len, false)];
+        // The alignment padding after the weight holds zeros, as in a parameter layout.
+        let padded = |values: Vec<f32>| -> Vec<f32> {
+            let mut values = values;
+            values[weight_end..1536].fill(0.0);
+            values
+        };
+        let params = padded(random_vector(len, 1.0, 11).to_vec());
+        let grads = padded(random_vector(len, 0.1, 12).to_vec());
+        let state1 = padded(
+            random_vector(len, 0.1, 13)
+                .iter()
+                .map(|v| v.abs())
+                .collect(),
+        );
+        let state2 = padded(
+            random_vector(len, 0.01, 14)
+                .iter()
+                .map(|v| v.abs())
+                .collect(),
+        );
+        let mut tiled_grads = grads.clone();
+        for row in 0..rows {
+            for col in 0..cols {
+                tiled_grads[tiled_index(row, col, rows, cols)] = grads[row * cols + col];
+            }
+        }
+        let mut regions = common::regions(&tensors);
+        regions[0].tiled_columns = cols;
+        let step = StepParams {
+            learning_rate: optimizer.learning_rate(),
+            ..StepParams::inference(3)
+        };
+        let (p, s1, s2) = common::cpu_optimizer_update(
+            optimizer, &params, &grads, &state1, &state2, &tensors, 1e-3, 1e-2, 1.0, &step,
+        );
+        let (gp, gs1, gs2) = gpu
+            .optimizer_update(
+                optimizer,
+                &params,
+                &tiled_grads,
+                &state1,
+                &state2,
+                &regions,
+                1e-3,
+                1e-2,
+                1.0,
+                &step,
+            )
+            .unwrap();
+        let what = format!("{} tiled gradient (64-bit words {wide})", optimizer.name());
+        check(&format!("params {what}"), relative_error(&gp, &p));
+        check(&format!("state1 {what}"), relative_error(&gs1, &s1));
+        check(&format!("state2 {what}"), relative_error(&gs2, &s2));
     }
 }
 

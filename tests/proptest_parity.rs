@@ -1156,7 +1156,15 @@ fn optimizer_updates_with_penalties_and_clipping() {
             );
             let (gp, gs1, gs2) = gpu
                 .optimizer_update(
-                    &optimizer, &params, &grads, &state1, &state2, &regions, l1, l2, grad_scale,
+                    &optimizer,
+                    &params,
+                    &grads,
+                    &state1,
+                    &state2,
+                    &common::regions(&regions),
+                    l1,
+                    l2,
+                    grad_scale,
                     &step,
                 )
                 .unwrap();

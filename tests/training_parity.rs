@@ -218,3 +218,18 @@ fn texture_copies_train_like_buffers() {
     );
     assert!(relative_error(&texture_losses, &buffer_losses) <= 1e-5);
 }
+
+/// A weight of 1 MiB or more gets a tiled gradient on software adapters (gpu/dense.rs,
+/// `TILED_GRADIENT_ELEMENTS`): written tile by tile by the weight-gradient product, read back
+/// into row order by the optimizer. 515 × 520 has a last row block of 3 rows and a last tile
+/// 8 columns wide; momentum and the L2 penalty read the gradient, the bias keeps row order.
+#[test]
+fn large_weights_with_tiled_gradients_give_the_cpu_weights() {
+    let spec = Sequential::new(520)
+        .dense(515, Activation::Relu)
+        .dense(10, Activation::Softmax)
+        .optimizer(Optimizer::momentum(0.05, 0.9))
+        .l2(1e-3)
+        .seed(13);
+    compare(spec, classes(37, 10), "515x520 weight, tiled gradient");
+}

@@ -217,6 +217,11 @@ pub struct GpuContext {
     /// 1.4–2.1× and the gather about 1.2× faster that way; hardware GPUs load a vec4 in one
     /// instruction already.
     pub wide_words: bool,
+    /// Whether large weight gradients are stored tiled where they can be
+    /// (`dense::tiles_gradient`, `dense::TILED_GRADIENT_ELEMENTS`): on for software adapters,
+    /// where llvmpipe writes the subgroup matmul's 8×32 tiles of C faster as one run of
+    /// memory each than as eight rows.
+    pub tiled_gradients: bool,
     /// The lanes of the adapter's subgroups, where it has subgroups of one fixed size.
     pub subgroup_size: Option<u32>,
     faults: Arc<Mutex<Faults>>,
@@ -281,6 +286,7 @@ impl GpuContext {
             subgroup_size,
             textures: choice.matmul_textures.unwrap_or(software),
             wide_words: software && features.contains(wgpu::Features::SHADER_INT64),
+            tiled_gradients: software,
             info,
             limits,
             faults,

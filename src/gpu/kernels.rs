@@ -114,7 +114,9 @@ pub struct MatmulDims {
     pub accumulate: u32,
     /// `Epilogue::WithRowSums`: where the row sums start in their binding, in elements.
     pub row_sums: u32,
-    pub _pad: u32,
+    /// 1: C is a whole matrix stored in the tiled layout ([`tiled_index`]); only for products
+    /// without an epilogue operand.
+    pub c_tiled: u32,
 }
 
 impl MatmulDims {
@@ -132,7 +134,7 @@ impl MatmulDims {
             c_col0: 0,
             accumulate: 0,
             row_sums: 0,
-            _pad: 0,
+            c_tiled: 0,
         }
     }
 
@@ -178,14 +180,40 @@ struct OptimizerHyper {
 /// Most tensors one optimizer dispatch covers (`MAX_TENSORS` in optimizer.wgsl).
 pub const MAX_TENSORS: usize = 512;
 
-/// `Regions` in optimizer.wgsl: (end, regularized) of each tensor, padded to MAX_TENSORS.
-fn regions_uniform(regions: &[(usize, bool)]) -> Vec<u32> {
-    let mut words = vec![0u32; 2 * MAX_TENSORS];
-    for (slot, &(end, regularized)) in words.chunks_mut(2).zip(regions) {
-        slot[0] = end as u32;
-        slot[1] = u32::from(regularized);
+/// One parameter tensor, as the optimizer sees it (`Regions` in optimizer.wgsl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// Its elements in the vectors the dispatch updates; it starts at a multiple of 64.
+    pub start: usize,
+    pub end: usize,
+    /// Whether the L1/L2 penalties apply (weights, not biases).
+    pub regularized: bool,
+    /// For a weight whose gradient is stored tiled ([`tiled_index`]), its columns (a multiple
+    /// of 8); 0 where the gradient is row-major like the parameters.
+    pub tiled_columns: usize,
+}
+
+/// `Regions` in optimizer.wgsl: (start, end, regularized, tiled columns) of each tensor,
+/// padded to MAX_TENSORS.
+fn regions_uniform(regions: &[Region]) -> Vec<u32> {
+    let mut words = vec![0u32; 4 * MAX_TENSORS];
+    for (slot, region) in words.chunks_mut(4).zip(regions) {
+        slot[0] = region.start as u32;
+        slot[1] = region.end as u32;
+        slot[2] = u32::from(region.regularized);
+        slot[3] = region.tiled_columns as u32;
     }
     words
+}
+
+/// Where element (row, col) of a `rows` × `cols` matrix lies in the tiled layout of weight
+/// gradients on software adapters (`tiled_index` in common.wgsl, which documents it).
+pub fn tiled_index(row: usize, col: usize, rows: usize, cols: usize) -> usize {
+    let block = row / 8;
+    let height = 8.min(rows - 8 * block);
+    let tile = col / 32;
+    let width = 32.min(cols - 32 * tile);
+    8 * block * cols + height * 32 * tile + (row % 8) * width + col % 32
 }
 
 /// One matmul launch: C = op(A)·op(B) with an epilogue, and the buffers it works on.
@@ -765,6 +793,7 @@ impl Kernels {
                 bias: view(0, units),
                 fan_in,
                 blocks: &blocks[i],
+                tiled: false,
             };
             let (x, dz) = (
                 operand(batch * fan_in, input_copy),
@@ -1237,8 +1266,8 @@ impl Kernels {
     }
 
     /// One optimizer step on every tensor of a flat parameter vector (optimizer.wgsl).
-    /// `regions` holds (end, regularized) per tensor, each tensor starting at a multiple of
-    /// 64 elements; the penalties apply to regularized ones. The gradient is scaled by
+    /// `regions` holds each tensor ([`Region`]: where it is, whether the penalties apply,
+    /// whether its gradient is tiled). The gradient is scaled by
     /// `grad_scale`, or with `clipped` by the clipping factor of the (scale, ssq) partial
     /// norms in `clip` (bound either way, at least one pair). `divergence[0]` receives the
     /// first step whose update left a parameter non-finite (kept while non-zero).
@@ -1257,7 +1286,7 @@ impl Kernels {
         state2: View,
         clip: View,
         divergence: View,
-        regions: &[(usize, bool)],
+        regions: &[Region],
     ) -> Result<Dispatch> {
         if regions.len() > MAX_TENSORS {
             return Err(WgradError::InvalidModel(format!(

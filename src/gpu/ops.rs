@@ -6,7 +6,9 @@
 use super::autotune::time_dispatch;
 use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::{AdapterChoice, GpuContext};
-use super::kernels::{DataFormat, Dispatch, Kernels, Product, StepUniform, View};
+use super::kernels::{
+    DataFormat, Dispatch, Kernels, Product, Region, StepUniform, View, tiled_index,
+};
 use super::matmul::MatmulChoice;
 use super::texture::{Texels, TextureCopy};
 use crate::backend::StepParams;
@@ -93,6 +95,13 @@ impl KernelRunner {
     /// the scheduler does on this adapter); on only where [`KernelRunner::packings`] lists it.
     pub fn set_wide_words(&mut self, on: bool) {
         self.kernels.wide_words = on;
+    }
+
+    /// Whether weight gradients are stored tiled where they can be (by default as the
+    /// scheduler does on this adapter, `GpuContext::tiled_gradients`); read back row-major
+    /// either way.
+    pub fn set_tiled_gradients(&mut self, on: bool) {
+        self.ctx.tiled_gradients = on;
     }
 
     /// The packings (optimizer, gather) this device runs: 32-bit always, 64-bit words where
@@ -257,6 +266,7 @@ impl KernelRunner {
             bias: View::whole(&bias_buf),
             fan_in: weight.ncols(),
             blocks: &blocks,
+            tiled: false,
         };
         let products = dense::forward(
             tensors,
@@ -292,6 +302,7 @@ impl KernelRunner {
             bias: View::whole(&bias_buf),
             fan_in,
             blocks: &blocks,
+            tiled: false,
         };
         let products = dense::grad_input(
             tensors,
@@ -321,12 +332,14 @@ impl KernelRunner {
         let x = self.ctx.storage_from("x", &flat(input))?;
         let blocks = dense::weight_blocks(&self.ctx, "weight gradient", units, fan_in)?;
         let grad_weight = self.ctx.storage_in_parts("dW", units * fan_in)?;
+        let tiled = self.ctx.tiled_gradients && dense::tiles_gradient(fan_in, &blocks);
         let grad_bias = self.ctx.storage("db", units)?;
         let grads = DenseTensors {
             weight: View::whole(&grad_weight),
             bias: View::whole(&grad_bias),
             fan_in,
             blocks: &blocks,
+            tiled,
         };
         // As the scheduler computes it: from texture copies of dz and x where textures are on
         // (transposed where the matmul configuration and the shapes call for it).
@@ -366,8 +379,16 @@ impl KernelRunner {
             ),
         };
         self.run_products(&step, &products)?;
+        let stored = self.ctx.read(&grad_weight, 0, units * fan_in)?;
+        let grad_weight = Array2::from_shape_fn((units, fan_in), |(row, col)| {
+            stored[if tiled {
+                tiled_index(row, col, units, fan_in)
+            } else {
+                row * fan_in + col
+            }]
+        });
         Ok((
-            self.read2(&grad_weight, units, fan_in)?,
+            grad_weight,
             Array1::from(self.ctx.read(&grad_bias, 0, units)?),
         ))
     }
@@ -566,9 +587,10 @@ impl KernelRunner {
     }
 
     /// Twin of [`crate::cpu::ops::optimizer_update`] applied to consecutive tensors in one
-    /// dispatch: `regions` holds each tensor's (end, regularized), every tensor starting at a
-    /// multiple of 64 elements, the penalties l1 and l2 applying to the regularized ones.
-    /// Returns (params, state1, state2).
+    /// dispatch: `regions` holds each tensor ([`Region`]), every tensor starting at a
+    /// multiple of 64 elements, the penalties l1 and l2 applying to the regularized ones;
+    /// `grads` is laid out as the regions say (tiled where they are). Returns (params,
+    /// state1, state2).
     #[allow(clippy::too_many_arguments)]
     pub fn optimizer_update(
         &mut self,
@@ -577,7 +599,7 @@ impl KernelRunner {
         grads: &[f32],
         state1: &[f32],
         state2: &[f32],
-        regions: &[(usize, bool)],
+        regions: &[Region],
         l1: f32,
         l2: f32,
         grad_scale: f32,

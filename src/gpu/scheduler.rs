@@ -26,7 +26,8 @@ use super::autotune::Source;
 use super::dense::{self, DenseTensors, LayerDropout};
 use super::device::{AdapterChoice, GpuContext};
 use super::kernels::{
-    BuildStats, DataFormat, Dispatch, Kernels, Product, STEP_STRIDE, View, step_buffer_bytes,
+    BuildStats, DataFormat, Dispatch, Kernels, Product, Region, STEP_STRIDE, View,
+    step_buffer_bytes,
 };
 use super::matmul::MatmulChoice;
 use super::profile::{Profile, Profiler};
@@ -747,6 +748,7 @@ impl<'a> ProgramBuilder<'a> {
             bias: self.tensor(buffer, 2 * i + 1),
             fan_in: self.spec.fan_in(i),
             blocks: &self.blocks[i],
+            tiled: false,
         }
     }
 
@@ -842,7 +844,10 @@ impl<'a> ProgramBuilder<'a> {
             let input = self.activation(i);
             // dW = dzᵀ·x, and db = Σ_rows dz in the same pass; as (dzᵀ)·(xᵀ)ᵀ from texture
             // copies of the transposes where the layer has them.
-            let grads = self.dense(&self.model.grads, None, i);
+            let grads = DenseTensors {
+                tiled: self.tiled_gradient(i),
+                ..self.dense(&self.model.grads, None, i)
+            };
             let work = self.work;
             let transposed = match (
                 &work.transposed[i],
@@ -894,6 +899,18 @@ impl<'a> ProgramBuilder<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether layer `i`'s weight gradient is stored tiled (`dense::tiles_gradient`): on
+    /// adapters that gain from it (`GpuContext::tiled_gradients`), for weights large enough
+    /// (`dense::TILED_GRADIENT_ELEMENTS`), where the flat vectors are one part, so that the
+    /// optimizer's one dispatch sees the whole gradient.
+    fn tiled_gradient(&self, i: usize) -> bool {
+        let fan_in = self.spec.fan_in(i);
+        self.ctx.tiled_gradients
+            && self.model.parts.len() == 1
+            && self.spec.layers[i].units * fan_in >= dense::TILED_GRADIENT_ELEMENTS
+            && dense::tiles_gradient(fan_in, &self.blocks[i])
     }
 
     /// Part `part` of one of the flat vectors.
@@ -948,7 +965,14 @@ impl<'a> ProgramBuilder<'a> {
                 state(&self.model.state2, used2, part),
                 View::whole(clip),
                 View::part(&self.work.train_metrics, PARAMS_STEP_WORD, 1),
-                &regions(self.layout, part),
+                &regions(self.layout, part, |tensor| {
+                    // Tensor 2i is layer i's weight.
+                    if tensor % 2 == 0 && self.tiled_gradient(tensor / 2) {
+                        self.spec.fan_in(tensor / 2)
+                    } else {
+                        0
+                    }
+                }),
             )?;
             self.push(d);
         }
@@ -956,14 +980,24 @@ impl<'a> ProgramBuilder<'a> {
     }
 }
 
-/// (end, regularized) of each tensor of `layout` that reaches into `part`, with the ends
-/// counted from the part's start, for optimizer.wgsl.
-fn regions(layout: &ParamLayout, part: &Range<usize>) -> Vec<(usize, bool)> {
+/// Each tensor of `layout` that reaches into `part`, counted from the part's start, for
+/// optimizer.wgsl; `tiled_columns(t)` gives tensor t's if its gradient is tiled, else 0.
+fn regions(
+    layout: &ParamLayout,
+    part: &Range<usize>,
+    tiled_columns: impl Fn(usize) -> usize,
+) -> Vec<Region> {
     layout
         .tensors
         .iter()
-        .filter(|t| t.offset + t.len > part.start && t.offset < part.end)
-        .map(|t| (t.offset + t.len - part.start, t.regularized))
+        .enumerate()
+        .filter(|(_, t)| t.offset + t.len > part.start && t.offset < part.end)
+        .map(|(i, t)| Region {
+            start: t.offset.saturating_sub(part.start),
+            end: t.offset + t.len - part.start,
+            regularized: t.regularized,
+            tiled_columns: tiled_columns(i),
+        })
         .collect()
 }
 

@@ -6,6 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wgrad::backend::StepParams;
 use wgrad::cpu::ops::{self, Dropout};
+use wgrad::gpu::kernels::Region;
 use wgrad::gpu::ops::KernelRunner;
 use wgrad::{Activation, AdapterChoice, Device, Loss, Optimizer};
 
@@ -158,6 +159,25 @@ pub fn cpu_output_loss(
 /// on each tensor of `regions` ((end, regularized); each tensor starts at the first multiple of
 /// 64 at or after the previous one's end), penalties on the regularized ones only, padding
 /// untouched. Returns the updated parameters and state vectors.
+/// The optimizer's regions of tensors given as (end, regularized), each starting at the
+/// first multiple of 64 at or after the previous one's end, gradients row-major.
+pub fn regions(tensors: &[(usize, bool)]) -> Vec<Region> {
+    let mut start = 0;
+    tensors
+        .iter()
+        .map(|&(end, regularized)| {
+            let region = Region {
+                start,
+                end,
+                regularized,
+                tiled_columns: 0,
+            };
+            start = end.div_ceil(64) * 64;
+            region
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn cpu_optimizer_update(
     optimizer: &Optimizer,
