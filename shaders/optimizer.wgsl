@@ -59,7 +59,7 @@ struct Hyper {
     tensors: u32,  // entries of regions
 }
 
-// Up to MAX_TENSORS tensors: (end, regularized, end, regularized) per vec4.
+// Up to MAX_TENSORS tensors: (start, end, regularized, tiled columns) per vec4.
 const MAX_TENSORS: u32 = 512u;
 struct Regions {
     tensors: array<vec4<u32>, MAX_TENSORS>,
@@ -121,8 +121,8 @@ fn region_of(first: u32) -> vec4<u32> {
 }
 
 // (x / d, x % d) for the tensor sizes here (quotients far below 2^23): a float quotient
-// corrected to the exact one. llvmpipe has no vector integer division; it would divide lane
-// by lane, and cost the update about half again its time.
+// corrected to the exact one: llvmpipe has no vector integer division (it divides lane by
+// lane), while a float division is one vector instruction.
 fn div_mod(x: u32, d: u32) -> vec2<u32> {
     var q = u32(f32(x) / f32(d));
     if (q * d > x) {
