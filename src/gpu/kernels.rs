@@ -1063,6 +1063,12 @@ impl Kernels {
             ..
         } = *product;
         let variant = MatmulVariant::for_product(config, product);
+        // The tiled layout indexes C alone: a whole matrix, with no epilogue operand at C's
+        // index (dense.rs sets it for weight gradients only).
+        assert!(
+            dims.c_tiled == 0 || (aux.is_none() && dims.c_col0 == 0 && dims.ldc == 0),
+            "a tiled C must be a whole matrix without an epilogue operand"
+        );
         let uniform = ctx.uniform("matmul dims", &dims.resolved(form));
         let groups =
             MATMUL_CONFIGS[config].workgroups(form, variant.a_vec4, variant.b_vec4, dims.m, dims.n);
