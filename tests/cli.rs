@@ -517,5 +517,15 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "cpu",
     ]);
     assert!(eval.contains("loss"), "{eval}");
+    // Predictions of a regression target chosen by default (the last column) are headed by
+    // its name.
+    let output = wgrad(&["predict", "--model", s(&model), "--input", s(&data)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let predicted = String::from_utf8_lossy(&output.stdout);
+    let mut lines = predicted.lines();
+    assert_eq!(lines.next(), Some("y"), "{predicted}");
+    let values: Vec<f32> = lines.map(|line| line.parse().unwrap()).collect();
+    assert_eq!(values.len(), 120, "{predicted}");
+    assert!(values.iter().all(|v| v.is_finite()), "{predicted}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -399,6 +399,7 @@ fn csv_string_labels_and_target_by_name() {
     );
     let set = data::load_csv(&path, Some("species"), CsvTask::Auto).expect("loads");
     assert_eq!(set.feature_names, ["sepal_length", "petal_width"]);
+    assert_eq!(set.target_name.as_deref(), Some("species"));
     assert_eq!(set.x.row(2).to_vec(), [5.8, 1.2]);
     assert_eq!(
         set.class_names.as_deref(),
@@ -512,6 +513,7 @@ fn csv_regression_and_task_choice() {
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("loads");
     assert_eq!(set.class_names, None);
     assert_eq!(set.n_classes(), None);
+    assert_eq!(set.target_name.as_deref(), Some("y"));
     assert_eq!(values(&set.y).column(0).to_vec(), [1.25, 3.0, -0.5]);
 
     // Few integers: classes under Auto, values when asked for regression.
@@ -650,6 +652,7 @@ fn indexed(n: usize) -> Dataset {
         y: Targets::Classes((0..n).map(|i| i % 2).collect()),
         feature_names: vec!["i".into()],
         class_names: Some(vec!["even".into(), "odd".into()]),
+        target_name: Some("parity".into()),
     }
 }
 
@@ -661,6 +664,7 @@ fn select_keeps_rows_in_order_and_names() {
     assert_eq!(classes(&picked.y), &[1, 0, 0]);
     assert_eq!(picked.feature_names, set.feature_names);
     assert_eq!(picked.class_names, set.class_names);
+    assert_eq!(picked.target_name, set.target_name);
 
     let (x, y) = data::regression_curve(5, 0.0, 1);
     let reg = Dataset {
@@ -668,6 +672,7 @@ fn select_keeps_rows_in_order_and_names() {
         y: Targets::Values(y.clone()),
         feature_names: vec!["x0".into()],
         class_names: None,
+        target_name: None,
     };
     assert_eq!(
         values(&reg.select(&[4, 0]).y).column(0).to_vec(),

@@ -437,10 +437,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Resul
         scaler,
         class_names: train.class_names.clone(),
         feature_names: Some(train.feature_names.clone()),
-        target: match source {
-            DataSpec::Csv(_) => args.target.clone(),
-            _ => None,
-        },
+        target: train.target_name.clone(),
     };
     Ok(Prepared {
         train,

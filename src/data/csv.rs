@@ -108,6 +108,7 @@ pub fn load_csv_from_reader(
         y,
         feature_names,
         class_names,
+        target_name: Some(table.headers[target_col].clone()),
     })
 }
 
@@ -162,6 +163,7 @@ pub fn load_csv_with_classes_from_reader(
         y: Targets::Classes(labels),
         feature_names,
         class_names: Some(class_names.to_vec()),
+        target_name: Some(table.headers[target_col].clone()),
     })
 }
 

@@ -121,6 +121,7 @@ pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset> {
             .map(|i| format!("pixel{i}"))
             .collect(),
         class_names: Some((0..CLASSES).map(|c| c.to_string()).collect()),
+        target_name: None,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct Dataset {
     pub feature_names: Vec<String>,
     /// The name of each class index, for classification; `None` for regression.
     pub class_names: Option<Vec<String>>,
+    /// The name of the target, where the data names it (a CSV's target column).
+    pub target_name: Option<String>,
 }
 
 /// A training set and the held-out set it is evaluated on.
@@ -81,6 +83,7 @@ impl Dataset {
             y,
             feature_names: self.feature_names.clone(),
             class_names: self.class_names.clone(),
+            target_name: self.target_name.clone(),
         }
     }
 
@@ -124,6 +127,7 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
     let classes = |(x, y): (Array2<f32>, Vec<usize>), n_classes: usize| Dataset {
         feature_names: feature_names(x.ncols()),
         class_names: Some((0..n_classes).map(|c| c.to_string()).collect()),
+        target_name: None,
         x,
         y: Targets::Classes(y),
     };
@@ -137,6 +141,7 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
             Dataset {
                 feature_names: feature_names(x.ncols()),
                 class_names: None,
+                target_name: None,
                 x,
                 y: Targets::Values(y),
             }
