@@ -181,9 +181,12 @@ impl Callback for MemoryPerEpoch {
 pub fn scaling(devices: &[Device], quick: bool) -> Result<()> {
     let case = &standard_cases()[0];
     let base_steps = if quick { 25 } else { 100 };
-    println!(
+    out!(
         "{:<34} {:>14} {:>16} {:>10}  device",
-        "run", "s/epoch", "samples/s", "memory"
+        "run",
+        "s/epoch",
+        "samples/s",
+        "memory"
     );
     for device in devices {
         let name = device_name(device)?;
@@ -203,7 +206,7 @@ pub fn scaling(devices: &[Device], quick: bool) -> Result<()> {
                     .map(|e| e.samples_per_second)
                     .collect(),
             );
-            println!(
+            out!(
                 "{:<34} {:>14.3} {:>16.0} {:>10}  {name}",
                 format!("(b) {} samples x 3 epochs", x.nrows()),
                 x.nrows() as f64 / samples,
@@ -219,7 +222,7 @@ pub fn scaling(devices: &[Device], quick: bool) -> Result<()> {
         };
         model.fit_with(&x, &y, &epochs, None, &mut [&mut memory])?;
         for (epoch, mib) in [(1, memory.0[0]), (20, memory.0[19])] {
-            println!(
+            out!(
                 "{:<34} {:>14} {:>16} {:>10}  {name}",
                 format!("memory after epoch {epoch} of 20"),
                 "",
@@ -235,7 +238,7 @@ pub fn scaling(devices: &[Device], quick: bool) -> Result<()> {
 /// steps (for software adapters, or a first look).
 pub fn run(devices: &[Device], quick: bool) -> Result<()> {
     let sizes: &[usize] = if quick { &[256, 1024] } else { &[1024, 4096] };
-    println!("{:<28} {:>16}  device", "benchmark", "figure");
+    out!("{:<28} {:>16}  device", "benchmark", "figure");
     for device in devices {
         let name = device_name(device)?;
         for &n in sizes {
@@ -250,7 +253,7 @@ pub fn run(devices: &[Device], quick: bool) -> Result<()> {
                     gpu_matmul_gflops(&mut runner, n, 5)?
                 }
             };
-            println!(
+            out!(
                 "{:<28} {:>10.1} GFLOP/s  {name}",
                 format!("(a) matmul {n}³"),
                 gflops
@@ -272,7 +275,7 @@ pub fn run(devices: &[Device], quick: bool) -> Result<()> {
             } else {
                 format!("{samples:>10.0} samples/s")
             };
-            println!("{:<28} {figure}  {name}", case.name);
+            out!("{:<28} {figure}  {name}", case.name);
         }
     }
     Ok(())

@@ -19,6 +19,23 @@
 //! [`cpu`] and [`gpu`] are the two backends behind [`backend::Backend`]; [`train`] is the
 //! training loop both share; [`data`] holds built-in data sets.
 
+/// `println!` that a closed standard output (a reader that quit, as `| head` does) does not
+/// stop: the report is lost, the work goes on, where `println!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that a closed standard error does not stop (as [`out!`]).
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod backend;
 pub mod bench;
 pub mod cli;

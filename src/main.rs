@@ -2,13 +2,15 @@
 //! `wgrad::cli`.
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     match wgrad::cli::run(wgrad::cli::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wgrad: {e}");
+            // Not eprintln!, which panics where standard error is closed.
+            let _ = writeln!(std::io::stderr(), "wgrad: {e}");
             ExitCode::FAILURE
         }
     }

@@ -197,14 +197,14 @@ fn bench(args: BenchArgs) -> Result<()> {
 fn devices() {
     let adapters = crate::gpu::list_adapters();
     if adapters.is_empty() {
-        println!(
+        out!(
             "no GPU adapter found; install a Vulkan driver (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1) or use --device cpu"
         );
     }
     for adapter in adapters {
         let info = adapter.get_info();
         let limits = adapter.limits();
-        println!(
+        out!(
             "{} | {:?} | {:?} | driver: {} {} | max buffer {} MiB, max storage binding {} MiB, max workgroup invocations {}",
             info.name,
             info.backend,
@@ -220,19 +220,19 @@ fn devices() {
 
 fn summary(dir: &Path) -> Result<()> {
     let (model, meta) = io::load_model(dir, Device::Cpu)?;
-    print!("{}", model.spec().summary());
+    out!("{}", model.spec().summary().trim_end());
     if let Some(target) = &meta.target {
-        println!("Target column: {target}");
+        out!("Target column: {target}");
     }
     if let Some(classes) = &meta.class_names {
-        println!("Classes: {}", classes.join(", "));
+        out!("Classes: {}", classes.join(", "));
     }
     if let Some(scaler) = &meta.scaler {
         let kind = match scaler {
             crate::data::Scaler::Standard { .. } => "standardised",
             crate::data::Scaler::MinMax { .. } => "min-max scaled",
         };
-        println!("Inputs are {kind} with statistics of the training data");
+        out!("Inputs are {kind} with statistics of the training data");
     }
     Ok(())
 }
@@ -277,14 +277,14 @@ fn eval(args: EvalArgs) -> Result<()> {
     let data = evaluation_data(&args.data, &meta, args.seed)?;
     let x = scaled(&meta, data.x, &args.data)?;
     let evaluation = model.evaluate(&x, &data.y)?;
-    println!("{} samples on {}", x.nrows(), model.device());
+    out!("{} samples on {}", x.nrows(), model.device());
     match evaluation.accuracy {
-        Some(accuracy) => println!(
+        Some(accuracy) => out!(
             "loss {:.5}  accuracy {:.2}%",
             evaluation.loss,
             100.0 * accuracy
         ),
-        None => println!("loss {:.5}", evaluation.loss),
+        None => out!("loss {:.5}", evaluation.loss),
     }
     print_report(&mut model, &x, &data.y, meta.class_names.as_deref())
 }
@@ -304,22 +304,31 @@ fn print_report(
             if let Some(names) = class_names {
                 report.class_names = names.to_vec();
             }
-            println!("{report}");
+            out!("{report}");
         }
         Targets::Values(truth) => {
             let predicted = model.predict(x)?;
-            println!("{}", regression_report(truth.view(), predicted.view()));
+            out!("{}", regression_report(truth.view(), predicted.view()));
         }
     }
     Ok(())
 }
 
 fn predict(args: PredictArgs) -> Result<()> {
+    let file = args.output.filter(|path| path.as_os_str() != "-");
+    if let Some(path) = &file
+        && same_file(path, &args.input)
+    {
+        return Err(WgradError::data(
+            path,
+            "--output is the input file: the predictions would overwrite the data; choose \
+             another",
+        ));
+    }
     let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
     let (x, _) = crate::data::load_features(&args.input, meta.feature_names.as_deref())?;
     let x = scaled(&meta, x, &args.input.display().to_string())?;
     let outputs = model.predict(&x)?;
-    let file = args.output.filter(|path| path.as_os_str() != "-");
     let destination = file
         .clone()
         .unwrap_or_else(|| PathBuf::from("standard output"));
@@ -327,8 +336,41 @@ fn predict(args: PredictArgs) -> Result<()> {
         Some(path) => Box::new(std::fs::File::create(path).map_err(|e| WgradError::io(path, e))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    let mut writer = csv::Writer::from_writer(sink);
-    let write_error = |e: csv::Error| WgradError::data(&destination, e.to_string());
+    match write_predictions(csv::Writer::from_writer(sink), &outputs, &meta) {
+        Ok(()) => {}
+        // A reader of standard output that quit early (`| head`) wanted no more.
+        Err(e) if file.is_none() && is_broken_pipe(&e) => return Ok(()),
+        Err(e) => return Err(WgradError::data(&destination, e.to_string())),
+    }
+    if let Some(path) = file {
+        let rows = outputs.nrows();
+        out!(
+            "wrote {rows} prediction{} to {}",
+            if rows == 1 { "" } else { "s" },
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!(
+        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+        (Ok(a), Ok(b)) if a == b
+    )
+}
+
+fn is_broken_pipe(e: &csv::Error) -> bool {
+    matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// One row per sample: the class and each class's probability, or the predicted values.
+fn write_predictions(
+    mut writer: csv::Writer<Box<dyn std::io::Write>>,
+    outputs: &Array2<f32>,
+    meta: &ModelMeta,
+) -> csv::Result<()> {
     match &meta.class_names {
         Some(classes) => {
             let mut header = vec!["class".to_string()];
@@ -337,14 +379,14 @@ fn predict(args: PredictArgs) -> Result<()> {
             } else {
                 header.extend(classes.iter().map(|c| format!("p_{c}")));
             }
-            writer.write_record(&header).map_err(write_error)?;
+            writer.write_record(&header)?;
             for row in outputs.rows() {
                 let class = crate::cpu::ops::predicted_class(
                     row.as_slice().expect("owned rows are contiguous"),
                 );
                 let mut record = vec![classes[class].clone()];
                 record.extend(row.iter().map(|p| p.to_string()));
-                writer.write_record(&record).map_err(write_error)?;
+                writer.write_record(&record)?;
             }
         }
         None => {
@@ -356,24 +398,12 @@ fn predict(args: PredictArgs) -> Result<()> {
                     .map(|j| format!("{target}_{j}"))
                     .collect()
             };
-            writer.write_record(&header).map_err(write_error)?;
+            writer.write_record(&header)?;
             for row in outputs.rows() {
-                writer
-                    .write_record(row.iter().map(|v| v.to_string()))
-                    .map_err(write_error)?;
+                writer.write_record(row.iter().map(|v| v.to_string()))?;
             }
         }
     }
-    writer
-        .flush()
-        .map_err(|e| WgradError::io(&destination, e))?;
-    if let Some(path) = file {
-        let rows = outputs.nrows();
-        println!(
-            "wrote {rows} prediction{} to {}",
-            if rows == 1 { "" } else { "s" },
-            path.display()
-        );
-    }
+    writer.flush()?;
     Ok(())
 }

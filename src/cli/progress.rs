@@ -51,7 +51,7 @@ impl Callback for ProgressDisplay {
         }
         if !self.quiet {
             let record = history.last().expect("called after an epoch");
-            eprintln!("{}", crate::train::format_epoch(record, self.epochs));
+            note!("{}", crate::train::format_epoch(record, self.epochs));
         }
         Ok(())
     }

@@ -558,7 +558,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
     if config.initial_epoch >= config.epochs {
-        eprintln!(
+        note!(
             "the run in {} has trained {} epochs, --epochs {}: nothing to train (a larger \
              --epochs continues it)",
             out.display(),
@@ -577,7 +577,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
     if !args.quiet {
-        eprintln!(
+        note!(
             "training {} on {} ({} samples{}), {}",
             layer_widths(model.spec()),
             source.name(),
@@ -588,7 +588,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             model.device()
         );
         if config.initial_epoch > 0 {
-            eprintln!(
+            note!(
                 "resuming after epoch {} from {}",
                 config.initial_epoch,
                 out.display()
@@ -598,11 +598,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if (args.verbose || args.profile)
         && let Some(startup) = model.gpu_startup()
     {
-        eprintln!("{}", startup.describe());
+        note!("{}", startup.describe());
     }
     let profiling = args.profile && model.set_profiling(true);
     if args.profile && !profiling {
-        eprintln!(
+        note!(
             "--profile: {} has no timestamp queries; training without kernel times",
             model.device()
         );
@@ -626,7 +626,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .map_err(|e| name_checkpoint(e, &out))?;
     if profiling {
         if let Some(profile) = model.take_profile() {
-            println!(
+            out!(
                 "GPU kernel profile (timestamp queries):\n{}",
                 profile.table()
             );
@@ -671,13 +671,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         };
         let evaluation = model.evaluate(&test.x, &test.y)?;
         match evaluation.accuracy {
-            Some(a) => println!(
+            Some(a) => out!(
                 "{which} accuracy {:.2}% (loss {:.4}) on {} samples",
                 100.0 * a,
                 evaluation.loss,
                 test.len()
             ),
-            None => println!(
+            None => out!(
                 "{which} loss {:.5} on {} samples",
                 evaluation.loss,
                 test.len()
@@ -687,7 +687,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             print_report(&mut model, &test.x, &test.y, meta.class_names.as_deref())?;
         }
     }
-    println!(
+    out!(
         "{} epochs in {:.1} s on {}; model saved in {}",
         history.epochs.len(),
         started.elapsed().as_secs_f64(),

@@ -210,7 +210,7 @@ pub fn choose_with_source(
     if let Some(path) = &path {
         let (loaded, warning) = load_cache(path);
         if let Some(warning) = warning {
-            eprintln!("wgrad: warning: {warning}");
+            note!("wgrad: warning: {warning}");
         }
         cache = loaded;
     }
@@ -243,7 +243,7 @@ pub fn choose_with_source(
     if let Some(path) = &path
         && let Err(e) = save_cache(path, &cache)
     {
-        eprintln!("wgrad: warning: could not write the matmul autotune cache: {e}");
+        note!("wgrad: warning: could not write the matmul autotune cache: {e}");
     }
     chosen.insert(key, choice);
     Ok((choice, Source::Tuned))

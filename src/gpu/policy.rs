@@ -9,7 +9,7 @@ pub const NO_ADAPTER_HELP: &str = "no GPU adapter: install Mesa's lavapipe (apt-
 pub fn skip_requested(what: &str) -> bool {
     let skip = std::env::var("WGRAD_SKIP_GPU").is_ok_and(|v| v == "1");
     if skip {
-        eprintln!("SKIPPED {what}: WGRAD_SKIP_GPU=1 is set");
+        note!("SKIPPED {what}: WGRAD_SKIP_GPU=1 is set");
     }
     skip
 }

@@ -124,7 +124,7 @@ impl Model {
                     Ok(gpu) => Box::new(gpu),
                     Err(WgradError::NoAdapter { .. }) => Box::new(CpuBackend::new(&spec, &params)),
                     Err(e @ (WgradError::Gpu(_) | WgradError::DeviceLost(_))) => {
-                        eprintln!("wgrad: the GPU failed to start ({e}); training on the CPU");
+                        note!("wgrad: the GPU failed to start ({e}); training on the CPU");
                         Box::new(CpuBackend::new(&spec, &params))
                     }
                     Err(e) => return Err(e),
@@ -289,7 +289,7 @@ impl Model {
                 samples_per_second: n as f64 / train_seconds,
             };
             if config.verbose {
-                eprintln!("{}", format_epoch(&record, config.epochs));
+                note!("{}", format_epoch(&record, config.epochs));
             }
             history.epochs.push(record);
             let stop = match &mut stopper {
@@ -301,7 +301,7 @@ impl Model {
             }
             if stop {
                 if config.verbose {
-                    eprintln!("early stopping after epoch {epoch}");
+                    note!("early stopping after epoch {epoch}");
                 }
                 break;
             }
