@@ -532,6 +532,15 @@ fn csv_regression_and_task_choice() {
         data::load_csv(&many, None, CsvTask::Auto).unwrap().y,
         Targets::Values(_)
     ));
+    // Integers written as floats (as pandas writes a column that had a missing value) are
+    // integer labels too, and match integer class names when evaluating.
+    let floats = write(&dir, "floats.csv", b"x,y\n1,1.0\n2,0.0\n3,2.0\n4,1.0\n");
+    let set = data::load_csv(&floats, None, CsvTask::Auto).unwrap();
+    assert_eq!(set.class_names.clone().unwrap(), ["0", "1", "2"]);
+    assert_eq!(classes(&set.y), &[1, 0, 2, 1]);
+    let names = ["2", "1", "0"].map(String::from);
+    let again = data::load_csv_with_classes(&floats, None, &names).unwrap();
+    assert_eq!(classes(&again.y), &[1, 2, 0, 1]);
     // Numbers forced into classes.
     let forced = data::load_csv(&path, None, CsvTask::Classification).unwrap();
     assert_eq!(forced.class_names.unwrap(), ["-0.5", "1.25", "3"]);
@@ -598,6 +607,22 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
             "empty-label.csv",
             b"a,label\n1,\n",
             &["line 2", "empty label"],
+        ),
+        // A quote left open swallows the rest of the file into one field.
+        (
+            "open-quote-label.csv",
+            b"a,b,label\n1,2,x\n3,4,\"y\n5,6,x\n7,8,y\n",
+            &["line 3", "runs over 3 lines", "closing quote missing"],
+        ),
+        (
+            "open-quote-feature.csv",
+            b"a,b,label\n1,\"2,x\n3,4,y\n5,6,x\n",
+            &["line 2", "runs over 3 lines", "closing quote missing"],
+        ),
+        (
+            "open-quote-header.csv",
+            b"a,\"b,label\n1,2,x\n3,4,y\n",
+            &["line 1", "column name \"b,label\"", "closing quote missing"],
         ),
     ];
     for (name, content, parts) in cases {

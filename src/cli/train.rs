@@ -687,9 +687,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             print_report(&mut model, &test.x, &test.y, meta.class_names.as_deref())?;
         }
     }
+    let epochs = history.epochs.len();
     out!(
-        "{} epochs in {:.1} s on {}; model saved in {}",
-        history.epochs.len(),
+        "{epochs} epoch{} in {:.1} s on {}; model saved in {}",
+        if epochs == 1 { "" } else { "s" },
         started.elapsed().as_secs_f64(),
         model.device(),
         out.display()

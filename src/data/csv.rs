@@ -25,8 +25,9 @@ pub const AUTO_MAX_CLASSES: usize = 20;
 /// How to read the target column of a CSV file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CsvTask {
-    /// Decide from the values: any non-numeric value → classification; only integers, with
-    /// at most [`AUTO_MAX_CLASSES`] distinct values → classification; otherwise regression.
+    /// Decide from the values: any non-numeric value → classification; only integers (`1`,
+    /// `01` or `1.0`), with at most [`AUTO_MAX_CLASSES`] distinct values → classification;
+    /// otherwise regression.
     #[default]
     Auto,
     /// Labels (integers or strings) mapped to class indices.
@@ -141,10 +142,10 @@ pub fn load_csv_with_classes_from_reader(
             .iter()
             .position(|name| name == label)
             .or_else(|| {
-                let value = label.parse::<i64>().ok()?;
+                let value = integer_label(label)?;
                 class_names
                     .iter()
-                    .position(|name| name.parse::<i64>() == Ok(value))
+                    .position(|name| integer_label(name) == Some(value))
             })
             .ok_or_else(|| {
                 table.cell_error(
@@ -261,6 +262,17 @@ impl Table {
                 "the file is empty: expected a header row naming the columns, then data rows",
             ));
         }
+        if let Some(name) = headers.iter().find(|h| h.contains(['\n', '\r'])) {
+            return Err(WgradError::data(
+                path,
+                format!(
+                    "line 1: the quoted column name {:?} runs over {} lines; is its closing \
+                     quote missing?",
+                    name.lines().next().unwrap_or_default(),
+                    name.lines().count()
+                ),
+            ));
+        }
         if let Some(i) = headers.iter().position(|h| h.is_empty()) {
             return Err(WgradError::data(
                 path,
@@ -289,8 +301,19 @@ impl Table {
         let mut rows = Vec::new();
         for record in reader.records() {
             let record = record.map_err(csv_error)?;
+            let line = record.position().map_or(0, |p| p.line());
+            if let Some(field) = record.iter().find(|field| field.contains(['\n', '\r'])) {
+                // Legal CSV, but no number or label holds a line break: a quote left open.
+                let lines = field.lines().count();
+                return Err(WgradError::data(
+                    path,
+                    format!(
+                        "line {line}: a quoted field runs over {lines} lines; is its closing \
+                         quote missing?"
+                    ),
+                ));
+            }
             if record.len() != headers.len() {
-                let line = record.position().map_or(0, |p| p.line());
                 return Err(WgradError::data(
                     path,
                     format!(
@@ -452,14 +475,14 @@ impl Table {
         }
         let mut distinct = BTreeSet::new();
         for v in values() {
-            match v.parse::<i64>() {
-                Ok(i) => {
+            match integer_label(v) {
+                Some(i) => {
                     distinct.insert(i);
                     if distinct.len() > AUTO_MAX_CLASSES {
                         return CsvTask::Regression;
                     }
                 }
-                Err(_) => return CsvTask::Regression,
+                None => return CsvTask::Regression,
             }
         }
         CsvTask::Classification
@@ -471,7 +494,7 @@ impl Table {
         let labels = (0..self.rows.len())
             .map(|row| self.label(row, col))
             .collect::<Result<Vec<&str>>>()?;
-        let integers: Option<Vec<i64>> = labels.iter().map(|l| l.parse().ok()).collect();
+        let integers: Option<Vec<i64>> = labels.iter().map(|l| integer_label(l)).collect();
         Ok(match integers {
             Some(integers) => {
                 let classes: Vec<i64> = BTreeSet::from_iter(integers.iter().copied())
@@ -504,6 +527,15 @@ impl Table {
             format!("line {line}, column {:?}: {message}", self.headers[col]),
         )
     }
+}
+
+/// The integer a label writes: `1`, `01`, or `1.0` (as pandas writes an integer column that
+/// had a missing value, and as scikit-learn reads `[0.0, 1.0]` as binary labels).
+fn integer_label(label: &str) -> Option<i64> {
+    label.parse::<i64>().ok().or_else(|| {
+        let value = label.parse::<f64>().ok()?;
+        (value.fract() == 0.0 && value.abs() < 2f64.powi(53)).then_some(value as i64)
+    })
 }
 
 /// The field separator of CSV text starting with `start`: a comma if the first line has one,
