@@ -119,6 +119,73 @@ fn train_eval_predict_summary_on_a_csv_file() {
         "{eval}"
     );
 
+    // The same rows with the columns in another order and an extra column of words: eval
+    // and --validation-data find the columns by name, and name one that is missing.
+    let mut shuffled = String::from("id,label,noise,x1,x0\n");
+    for (i, line) in csv.lines().skip(1).enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        shuffled += &format!(
+            "row{i},{},{},{},{}\n",
+            fields[3], fields[2], fields[1], fields[0]
+        );
+    }
+    let reordered = dir.join("reordered.csv");
+    std::fs::write(&reordered, &shuffled).unwrap();
+    let eval_reordered = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&reordered),
+        "--device",
+        "cpu",
+    ]);
+    let loss_line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("loss"))
+            .map(String::from)
+    };
+    assert_eq!(
+        loss_line(&eval_reordered),
+        loss_line(&eval),
+        "{eval_reordered}"
+    );
+    let validated = ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--layers",
+        "3,16,2",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--validation-data",
+        s(&reordered),
+        "--no-plots",
+        "--out",
+        s(&dir.join("validated")),
+    ]);
+    assert!(validated.contains("val_accuracy"), "{validated}");
+    let missing = dir.join("missing.csv");
+    std::fs::write(&missing, "x0,label,x1\n0.5,up,0.5\n").unwrap();
+    for args in [
+        &["eval", "--model", s(&model), "--data", s(&missing)][..],
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--validation-data",
+            s(&missing),
+            "--out",
+            s(&dir.join("v2")),
+        ],
+    ] {
+        let output = wgrad(args);
+        assert!(!output.status.success(), "wgrad {args:?} succeeded");
+        check_message(args, &output, "missing.csv: missing column \"noise\"");
+    }
+
     // Prediction inputs: the feature columns in another order, without the label.
     let mut inputs = String::from("noise,x1,x0\n");
     inputs += "1,0.9,0.8\n2,-0.9,-0.7\n";

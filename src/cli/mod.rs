@@ -238,15 +238,20 @@ fn summary(dir: &Path) -> Result<()> {
 }
 
 /// Loads evaluation data for a saved model: the held-out part of a built-in set, or a CSV
-/// read with the model's own label mapping.
+/// read with the model's feature columns (by name), target column and label mapping.
 fn evaluation_data(spec: &str, meta: &ModelMeta, seed: u64) -> Result<Dataset> {
     let source = data_spec::DataSpec::parse(spec)?;
-    match (&source, &meta.class_names) {
-        (data_spec::DataSpec::Csv(path), Some(classes)) => {
-            crate::data::load_csv_with_classes(path, meta.target.as_deref(), classes)
+    let target = meta.target.as_deref();
+    match (&source, &meta.feature_names, &meta.class_names) {
+        (data_spec::DataSpec::Csv(path), Some(features), classes) => {
+            crate::data::load_csv_for_model(path, target, features, classes.as_deref())
         }
-        (data_spec::DataSpec::Csv(path), None) => {
-            crate::data::load_csv(path, meta.target.as_deref(), CsvTask::Regression)
+        // Models saved without their feature names: the columns in the file's order.
+        (data_spec::DataSpec::Csv(path), None, Some(classes)) => {
+            crate::data::load_csv_with_classes(path, target, classes)
+        }
+        (data_spec::DataSpec::Csv(path), None, None) => {
+            crate::data::load_csv(path, target, CsvTask::Regression)
         }
         _ => Ok(source
             .load(seed)?

@@ -386,12 +386,13 @@ fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Resul
             (train, Some(validation))
         }
         (None, Some(path)) => {
-            let validation = match &train.class_names {
-                Some(classes) => {
-                    crate::data::load_csv_with_classes(path, args.target.as_deref(), classes)?
-                }
-                None => crate::data::load_csv(path, args.target.as_deref(), CsvTask::Regression)?,
-            };
+            // The training data's columns, found by name.
+            let validation = crate::data::load_csv_for_model(
+                path,
+                train.target_name.as_deref(),
+                &train.feature_names,
+                train.class_names.as_deref(),
+            )?;
             (train, Some(validation))
         }
         (None, None) => (train, None),

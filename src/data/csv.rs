@@ -135,35 +135,37 @@ pub fn load_csv_with_classes_from_reader(
     let table = Table::read(source, reader)?;
     let target_col = table.target_column(target)?;
     let (x, feature_names) = table.features_except(target_col)?;
-    let mut labels = Vec::with_capacity(table.rows.len());
-    for row in 0..table.rows.len() {
-        let label = table.label(row, target_col)?;
-        let index = class_names
-            .iter()
-            .position(|name| name == label)
-            .or_else(|| {
-                let value = integer_label(label)?;
-                class_names
-                    .iter()
-                    .position(|name| integer_label(name) == Some(value))
-            })
-            .ok_or_else(|| {
-                table.cell_error(
-                    row,
-                    target_col,
-                    format!(
-                        "unknown class {label:?}; the known classes are {}",
-                        list(class_names)
-                    ),
-                )
-            })?;
-        labels.push(index);
-    }
     Ok(Dataset {
         x,
-        y: Targets::Classes(labels),
+        y: Targets::Classes(table.labels_among(target_col, class_names)?),
         feature_names,
         class_names: Some(class_names.to_vec()),
+        target_name: Some(table.headers[target_col].clone()),
+    })
+}
+
+/// Loads a labelled file to evaluate a trained model on: the feature columns it was trained
+/// on, by name and in its order (other columns are ignored; a missing one is an error), and
+/// the target column (`target`, default the last), as labels from `class_names` for a
+/// classifier ([`load_csv_with_classes`]) or as values for a regression model (`None`).
+pub fn load_csv_for_model(
+    path: &Path,
+    target: Option<&str>,
+    features: &[String],
+    class_names: Option<&[String]>,
+) -> Result<Dataset> {
+    let table = Table::read(path, open(path)?)?;
+    let target_col = table.target_column(target)?;
+    let x = table.numeric(&table.columns_named(features)?)?;
+    let y = match class_names {
+        Some(classes) => Targets::Classes(table.labels_among(target_col, classes)?),
+        None => Targets::Values(table.column_values(target_col)?),
+    };
+    Ok(Dataset {
+        x,
+        y,
+        feature_names: features.to_vec(),
+        class_names: class_names.map(<[String]>::to_vec),
         target_name: Some(table.headers[target_col].clone()),
     })
 }
@@ -184,28 +186,10 @@ pub fn load_features_from_reader(
     reader: impl Read,
     expected_columns: Option<&[String]>,
 ) -> Result<(Array2<f32>, Vec<String>)> {
-    let path = source;
     let table = Table::read(source, reader)?;
     let columns: Vec<usize> = match expected_columns {
         None => (0..table.headers.len()).collect(),
-        Some(names) => {
-            let missing: Vec<&String> = names
-                .iter()
-                .filter(|name| table.find(name).is_none())
-                .collect();
-            if !missing.is_empty() {
-                return Err(WgradError::data(
-                    path,
-                    format!(
-                        "missing column{} {}; the file has {}",
-                        if missing.len() == 1 { "" } else { "s" },
-                        list(&missing),
-                        list(&table.headers)
-                    ),
-                ));
-            }
-            names.iter().filter_map(|name| table.find(name)).collect()
-        }
+        Some(names) => table.columns_named(names)?,
     };
     let x = table.numeric(&columns)?;
     let names = columns.iter().map(|&c| table.headers[c].clone()).collect();
@@ -341,6 +325,53 @@ impl Table {
     /// The column called `name`, if any.
     fn find(&self, name: &str) -> Option<usize> {
         self.headers.iter().position(|h| h == name)
+    }
+
+    /// The columns called `names`, in that order; an error lists the missing ones.
+    fn columns_named(&self, names: &[String]) -> Result<Vec<usize>> {
+        let missing: Vec<&String> = names.iter().filter(|n| self.find(n).is_none()).collect();
+        if !missing.is_empty() {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "missing column{} {}; the file has {}",
+                    if missing.len() == 1 { "" } else { "s" },
+                    list(&missing),
+                    list(&self.headers)
+                ),
+            ));
+        }
+        Ok(names.iter().filter_map(|name| self.find(name)).collect())
+    }
+
+    /// The class index of each row's label in column `col`, among `class_names`: a label
+    /// matches a name by its text, or by its integer value when both are integers; an
+    /// unknown label is an error naming its line and value.
+    fn labels_among(&self, col: usize, class_names: &[String]) -> Result<Vec<usize>> {
+        (0..self.rows.len())
+            .map(|row| {
+                let label = self.label(row, col)?;
+                class_names
+                    .iter()
+                    .position(|name| name == label)
+                    .or_else(|| {
+                        let value = integer_label(label)?;
+                        class_names
+                            .iter()
+                            .position(|name| integer_label(name) == Some(value))
+                    })
+                    .ok_or_else(|| {
+                        self.cell_error(
+                            row,
+                            col,
+                            format!(
+                                "unknown class {label:?}; the known classes are {}",
+                                list(class_names)
+                            ),
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// The target column: `name` if given (an error lists the columns when it is missing),
