@@ -1,12 +1,11 @@
 //! The `wgrad` binary: parses the command line and reports errors; the work is in
 //! `wgrad::cli`.
 
-use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match wgrad::cli::run(wgrad::cli::Cli::parse()) {
+    match wgrad::cli::run(wgrad::cli::Cli::from_command_line()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Not eprintln!, which panics where standard error is closed.

@@ -647,6 +647,34 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "cpu",
     ]);
     assert!(eval.contains("loss"), "{eval}");
+    // The kept checkpoint resumes with a learning rate and clipping that do not diverge; what
+    // made the run (here its layers and data) cannot change on resuming.
+    let resumed = ok(&[
+        "train",
+        "--resume",
+        s(&model),
+        "--lr",
+        "0.05",
+        "--clip-norm",
+        "1",
+        "--quiet",
+    ]);
+    assert!(resumed.contains("20 epochs in"), "{resumed}");
+    let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 1 + 20, "{history}");
+    let args = [
+        "train",
+        "--resume",
+        s(&model),
+        "--layers",
+        "2,8,1",
+        "--data",
+        "xor",
+    ];
+    let output = wgrad(&args);
+    assert!(!output.status.success(), "wgrad {args:?} succeeded");
+    check_message(&args, &output, "--layers, --data cannot change");
+
     // Predictions of a regression target chosen by default (the last column) are headed by
     // its name.
     let output = wgrad(&["predict", "--model", s(&model), "--input", s(&data)]);
@@ -657,5 +685,42 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
     let values: Vec<f32> = lines.map(|line| line.parse().unwrap()).collect();
     assert_eq!(values.len(), 120, "{predicted}");
     assert!(values.iter().all(|v| v.is_finite()), "{predicted}");
+
+    // Device options before the command apply to it (this adapter name matches nothing);
+    // given before and after, they are an error.
+    for (args, expected) in [
+        (
+            &[
+                "--device",
+                "gpu",
+                "--adapter",
+                "no-such-adapter",
+                "eval",
+                "--model",
+                s(&model),
+                "--data",
+                &data_spec,
+            ][..],
+            "no-such-adapter",
+        ),
+        (
+            &[
+                "--device",
+                "gpu",
+                "eval",
+                "--device",
+                "cpu",
+                "--model",
+                s(&model),
+                "--data",
+                &data_spec,
+            ],
+            "both before and after the command",
+        ),
+    ] {
+        let output = wgrad(args);
+        assert!(!output.status.success(), "wgrad {args:?} succeeded");
+        check_message(args, &output, expected);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,7 +12,8 @@ use crate::gpu::{AdapterChoice, GpuApi};
 use crate::io::{self, ModelMeta};
 use crate::metrics::{classification_report, regression_report};
 use crate::train::Targets;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -38,9 +39,43 @@ pub mod specs {
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Where the main job runs (without a command).
+    /// Where the main job runs (without a command), or the command's device when given
+    /// before it (`wgrad --device gpu train …`).
     #[command(flatten)]
     device: DeviceArgs,
+}
+
+impl Cli {
+    /// The process's command line, parsed (clap's message and exit on a bad one), with the
+    /// options given on it noted where a command needs to know which were (`--resume`).
+    pub fn from_command_line() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let (Some(Command::Train(args)), Some(("train", train))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            args.given = train
+                .ids()
+                .filter(|id| train.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.to_string())
+                .collect();
+        }
+        cli
+    }
+
+    /// The device options of the command: its own, or those given before it.
+    fn device_for(&self, own: &DeviceArgs) -> Result<DeviceArgs> {
+        match (
+            self.device == DeviceArgs::default(),
+            own == &DeviceArgs::default(),
+        ) {
+            (true, _) => Ok(own.clone()),
+            (false, true) => Ok(self.device.clone()),
+            (false, false) => Err(WgradError::InvalidModel(
+                "device options given both before and after the command; give them once".into(),
+            )),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -63,7 +98,7 @@ enum Command {
 }
 
 /// Where to run; shared by the commands that run a model.
-#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceArgs {
     /// auto: the best hardware GPU adapter, else the CPU (software adapters need `gpu`).
     #[arg(long, value_enum, default_value = "auto")]
@@ -154,21 +189,33 @@ struct PredictArgs {
 }
 
 /// Runs the command line; the binary only reports the error.
-pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+pub fn run(mut cli: Cli) -> Result<()> {
+    match cli.command.take() {
         None => train::run(TrainArgs {
             device: cli.device,
             ..TrainArgs::main_job()
         }),
-        Some(Command::Train(args)) => train::run(*args),
-        Some(Command::Eval(args)) => eval(args),
-        Some(Command::Predict(args)) => predict(args),
+        Some(Command::Train(mut args)) => {
+            args.device = cli.device_for(&args.device)?;
+            train::run(*args)
+        }
+        Some(Command::Eval(mut args)) => {
+            args.device = cli.device_for(&args.device)?;
+            eval(args)
+        }
+        Some(Command::Predict(mut args)) => {
+            args.device = cli.device_for(&args.device)?;
+            predict(args)
+        }
         Some(Command::Devices) => {
             devices();
             Ok(())
         }
         Some(Command::Summary { model }) => summary(&model),
-        Some(Command::Bench(args)) => bench(args),
+        Some(Command::Bench(mut args)) => {
+            args.gpu = cli.device_for(&args.gpu)?;
+            bench(args)
+        }
     }
 }
 

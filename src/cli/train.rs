@@ -106,6 +106,36 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub verbose: bool,
+    /// The options given on the command line, by field name (`Cli::from_command_line`
+    /// fills it): what `--resume` takes over from them.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: Vec<String>,
+}
+
+/// What may change when a run is resumed: how long and where it trains, the learning rate and
+/// its schedule, clipping, early stopping, and what is shown and written. The rest (the data,
+/// the model, the optimizer, the batches, the output directory) is the saved run's.
+const RESUMABLE: &[&str] = &[
+    "resume",
+    "epochs",
+    "device",
+    "backend",
+    "adapter",
+    "lr",
+    "schedule",
+    "clip_norm",
+    "early_stopping",
+    "monitor",
+    "quiet",
+    "no_plots",
+    "profile",
+    "verbose",
+];
+
+/// `--clip_norm` for the field `clip_norm`.
+fn flag(field: &str) -> String {
+    format!("--{}", field.replace('_', "-"))
 }
 
 impl TrainArgs {
@@ -143,6 +173,7 @@ impl TrainArgs {
             no_plots: false,
             profile: false,
             verbose: false,
+            given: Vec::new(),
         }
     }
 
@@ -518,12 +549,47 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         format!("training options: {e}"),
                     )
                 })?;
-            // What may change on resuming: the target epoch, the device, the verbosity.
+            let fixed: Vec<String> = args
+                .given
+                .iter()
+                .filter(|field| !RESUMABLE.contains(&field.as_str()))
+                .map(|field| flag(field))
+                .collect();
+            if !fixed.is_empty() {
+                return Err(WgradError::InvalidModel(format!(
+                    "--resume continues the run in {} as it was set up: {} cannot change \
+                     (what can: {}); a new run takes a new --out",
+                    dir.display(),
+                    fixed.join(", "),
+                    RESUMABLE[1..]
+                        .iter()
+                        .map(|field| flag(field))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            let given = |field: &str| args.given.iter().any(|g| g == field);
             saved.epochs = args.epochs.or(saved.epochs);
             saved.device = args.device.clone();
             saved.quiet = args.quiet;
+            saved.no_plots = args.no_plots;
             saved.profile = args.profile;
             saved.verbose = args.verbose;
+            if given("lr") {
+                saved.lr = args.lr;
+            }
+            if given("schedule") {
+                saved.schedule = args.schedule.clone();
+            }
+            if given("clip_norm") {
+                saved.clip_norm = args.clip_norm;
+            }
+            if given("early_stopping") {
+                saved.early_stopping = args.early_stopping;
+            }
+            if given("monitor") {
+                saved.monitor = args.monitor.clone();
+            }
             saved.resume = None;
             (
                 saved,
@@ -549,7 +615,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Targets::Classes(_) => classes.unwrap_or(2),
     };
     let mut model = match model.take() {
-        Some(model) => model,
+        Some(mut model) => {
+            // A resumed run's learning rate: the saved one, or the one given now.
+            if let Some(rate) = args.lr {
+                model.set_learning_rate(rate)?;
+            }
+            model
+        }
         None => Model::new(
             build_spec(&args, data.train.n_features(), classes, outputs)?,
             args.device.device()?,
@@ -560,8 +632,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
     if config.initial_epoch >= config.epochs {
         note!(
-            "the run in {} has trained {} epochs, --epochs {}: nothing to train (a larger \
-             --epochs continues it)",
+            "the run in {} has trained {} epochs, the {} it was set to: nothing to train (a \
+             larger --epochs continues it)",
             out.display(),
             config.initial_epoch,
             config.epochs

@@ -117,6 +117,14 @@ impl Optimizer {
         }
     }
 
+    pub fn set_learning_rate(&mut self, rate: f32) {
+        match self {
+            Optimizer::Sgd { learning_rate, .. }
+            | Optimizer::RmsProp { learning_rate, .. }
+            | Optimizer::Adam { learning_rate, .. } => *learning_rate = rate,
+        }
+    }
+
     pub fn gpu_code(&self) -> u32 {
         match *self {
             Optimizer::Sgd {

@@ -400,6 +400,16 @@ impl Model {
         self.steps = steps;
     }
 
+    /// Train on from here with another base learning rate (Keras's `optimizer.learning_rate
+    /// = …`); the optimizer's state is kept. The devices take the rate with every step.
+    pub fn set_learning_rate(&mut self, rate: f32) -> Result<()> {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(WgradError::InvalidLearningRate(rate));
+        }
+        self.spec.optimizer.set_learning_rate(rate);
+        Ok(())
+    }
+
     fn check_inputs(&self, x: ArrayView2<f32>) -> Result<()> {
         if x.nrows() == 0 {
             return Err(WgradError::EmptyDataset("x has no rows"));
