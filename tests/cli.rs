@@ -315,6 +315,44 @@ fn closed_output_pipes_neither_stop_training_nor_fail_a_command() {
 }
 
 #[test]
+fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
+    let dir = temp_dir("early-stopping");
+    let out = ok(&[
+        "train",
+        "--data",
+        "moons",
+        "--validation-split",
+        "0.3",
+        "--early-stopping",
+        "1",
+        "--epochs",
+        "300",
+        "--lr",
+        "0.05",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&dir),
+    ]);
+    let last = number_after(&out, "early stopping after epoch ");
+    assert!(last < 300, "{out}");
+    assert!(
+        out.contains("val_loss has not improved for 1 epoch\n"),
+        "{out}"
+    );
+    // Patience 1: the best epoch is the one before the last.
+    assert!(
+        out.contains(&format!(
+            "restored the weights of epoch {}, the best val_loss",
+            last - 1
+        )),
+        "{out}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn devices_lists_the_adapters() {
     let out = ok(&["devices"]);
     if std::env::var("WGRAD_SKIP_GPU").is_ok_and(|v| v == "1") {

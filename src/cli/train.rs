@@ -697,6 +697,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             &mut [&mut display, &mut checkpointer],
         )
         .map_err(|e| name_checkpoint(e, &out))?;
+    if let Some(rule) = &config.early_stopping
+        && !args.quiet
+    {
+        report_early_stopping(rule, &history, config.epochs);
+    }
     if profiling {
         if let Some(profile) = model.take_profile() {
             out!(
@@ -769,6 +774,42 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Says where early stopping stopped the run, and which epoch's weights it kept (the best,
+/// as Keras's `restore_best_weights`), when that is not the last epoch shown.
+fn report_early_stopping(rule: &EarlyStopping, history: &History, epochs: usize) {
+    let (Some(last), Some(best)) = (
+        history.last(),
+        history.epochs.iter().reduce(|best, record| {
+            let (value, best_value) = (rule.monitor.value(record), rule.monitor.value(best));
+            let better = if rule.monitor.maximize() {
+                value > best_value
+            } else {
+                value < best_value
+            };
+            if better { record } else { best }
+        }),
+    ) else {
+        return;
+    };
+    if last.epoch < epochs {
+        note!(
+            "early stopping after epoch {}: {} has not improved for {} epoch{}",
+            last.epoch,
+            rule.monitor.name(),
+            rule.patience,
+            if rule.patience == 1 { "" } else { "s" }
+        );
+    }
+    if rule.restore_best && best.epoch != last.epoch {
+        note!(
+            "restored the weights of epoch {}, the best {} ({:.5})",
+            best.epoch,
+            rule.monitor.name(),
+            rule.monitor.value(best).unwrap_or(f32::NAN)
+        );
+    }
 }
 
 /// A divergence stops the run before its epoch's checkpoint and the final save, so the

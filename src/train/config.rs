@@ -132,6 +132,16 @@ impl Monitor {
     pub fn maximize(self) -> bool {
         matches!(self, Monitor::Accuracy | Monitor::ValAccuracy)
     }
+
+    /// This figure in an epoch's record, where the epoch has it.
+    pub fn value(self, record: &super::EpochRecord) -> Option<f32> {
+        match self {
+            Monitor::Loss => Some(record.loss),
+            Monitor::Accuracy => record.accuracy,
+            Monitor::ValLoss => record.val_loss,
+            Monitor::ValAccuracy => record.val_accuracy,
+        }
+    }
 }
 
 impl std::str::FromStr for Monitor {

@@ -544,13 +544,11 @@ impl EarlyStopper {
 
     /// Records an epoch; returns whether to stop.
     fn update(&mut self, model: &mut Model, record: &EpochRecord) -> Result<bool> {
-        let value = match self.rule.monitor {
-            Monitor::Loss => Some(record.loss),
-            Monitor::Accuracy => record.accuracy,
-            Monitor::ValLoss => record.val_loss,
-            Monitor::ValAccuracy => record.val_accuracy,
-        }
-        .expect("checked before training");
+        let value = self
+            .rule
+            .monitor
+            .value(record)
+            .expect("checked before training");
         let sign = if self.rule.monitor.maximize() {
             1.0
         } else {
