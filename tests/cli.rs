@@ -367,7 +367,7 @@ fn devices_lists_the_adapters() {
 
 #[test]
 fn bad_options_are_clear_errors() {
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 15] = [
         (&["train", "--data", "cifar"], "unknown data set"),
         (
             &["train", "--data", "xor", "--layers", "3,4,1"],
@@ -412,11 +412,37 @@ fn bad_options_are_clear_errors() {
             ],
             "has none",
         ),
+        (
+            &["train", "--data", "moons", "--target", "y"],
+            "--target: picks a CSV file's target column; moons has its own labels",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "xor",
+                "--optimizer",
+                "adam",
+                "--momentum",
+                "0.5",
+            ],
+            "--momentum: applies to sgd, momentum and nesterov, not adam",
+        ),
+        // Bad training settings stop the run before it starts, not at its first step.
+        (
+            &["train", "--data", "xor", "--batch-size", "0"],
+            "--batch-size: must be at least 1",
+        ),
+        (
+            &["train", "--data", "xor", "--clip-norm", "-1"],
+            "--clip-norm: must be finite and > 0",
+        ),
     ];
     for (args, expected) in cases {
         let output = wgrad(args);
         assert!(!output.status.success(), "wgrad {args:?} succeeded");
         check_message(args, &output, expected);
+        assert!(!text(&output).contains("training "), "{}", text(&output));
     }
 }
 

@@ -608,6 +608,11 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
             b"a,label\n1,\n",
             &["line 2", "empty label"],
         ),
+        (
+            "latin1.csv",
+            b"a,b,label\n1,2,x\n3,4,caf\xe9\n",
+            &["line 3 is not UTF-8 text"],
+        ),
         // A quote left open swallows the rest of the file into one field.
         (
             "open-quote-label.csv",

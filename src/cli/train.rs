@@ -256,7 +256,19 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
         _ => 0.001,
     };
     let lr = args.lr.unwrap_or(default_lr);
+    let momentum_given = args.given.iter().any(|field| field == "momentum");
+    if momentum_given && matches!(args.optimizer.as_str(), "rmsprop" | "adam") {
+        return Err(invalid(
+            "momentum",
+            format!(
+                "applies to sgd, momentum and nesterov, not {}",
+                args.optimizer
+            ),
+        ));
+    }
     Ok(match args.optimizer.as_str() {
+        // As Keras's SGD(momentum=…): plain SGD unless a momentum is given.
+        "sgd" if momentum_given => Optimizer::momentum(lr, args.momentum),
         "sgd" => Optimizer::sgd(lr),
         "momentum" => Optimizer::momentum(lr, args.momentum),
         "nesterov" => Optimizer::nesterov(lr, args.momentum),
@@ -381,6 +393,18 @@ pub fn fit_config(
     if args.epochs() == 0 {
         return Err(invalid("epochs", "must be at least 1, got 0"));
     }
+    // Checked here as well as by `fit`, so that a bad value stops the run before it starts.
+    if args.batch_size == 0 {
+        return Err(invalid("batch-size", "must be at least 1, got 0"));
+    }
+    if let Some(clip) = args.clip_norm
+        && !(clip.is_finite() && clip > 0.0)
+    {
+        return Err(invalid(
+            "clip-norm",
+            format!("must be finite and > 0, got {clip}"),
+        ));
+    }
     Ok(FitConfig {
         epochs: args.epochs(),
         batch_size: args.batch_size,
@@ -404,6 +428,15 @@ struct Prepared {
 
 fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Result<Prepared> {
     let task: CsvTask = args.task.parse().map_err(|e| invalid("task", e))?;
+    if args.target.is_some() && !matches!(source, DataSpec::Csv(_)) {
+        return Err(invalid(
+            "target",
+            format!(
+                "picks a CSV file's target column; {} has its own labels",
+                source.name()
+            ),
+        ));
+    }
     let Loaded { train, test } = source.load_with(args.target.as_deref(), task, args.seed)?;
     let (mut train, mut validation) = match (args.validation_split, &args.validation_data) {
         (Some(_), Some(_)) => {

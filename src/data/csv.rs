@@ -225,6 +225,15 @@ impl Table {
             .delimiter(separator(first_bytes))
             .from_reader(input);
         let csv_error = |e: ::csv::Error| {
+            if let ::csv::ErrorKind::Utf8 { pos, .. } = e.kind() {
+                let line = pos.as_ref().map_or(1, |p| p.line());
+                return WgradError::data(
+                    path,
+                    format!(
+                        "line {line} is not UTF-8 text: a CSV file (saved as UTF-8) was expected"
+                    ),
+                );
+            }
             if e.is_io_error() {
                 match e.into_kind() {
                     ::csv::ErrorKind::Io(io) => WgradError::io(path, io),
