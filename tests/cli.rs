@@ -248,6 +248,26 @@ fn synthetic_data_writes_a_decision_boundary() {
     assert!(out.contains("test accuracy"), "{out}");
     let png = std::fs::read(dir.join("boundary.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5000);
+
+    // A new run into the same directory says it replaces the old one, and leaves no picture
+    // of it behind (one input: no decision boundary).
+    let again = ok(&[
+        "train",
+        "--data",
+        "regression",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(
+        again.contains("holds a run already; this one replaces it"),
+        "{again}"
+    );
+    assert!(!dir.join("boundary.png").exists());
+    assert!(dir.join("history.png").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
 

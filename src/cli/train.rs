@@ -681,6 +681,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
              directory)",
         ));
     }
+    if config.initial_epoch == 0 && out.join(io::CHECKPOINT_JSON).exists() {
+        note!(
+            "{} holds a run already; this one replaces it (--resume {} would continue it)",
+            out.display(),
+            out.display()
+        );
+    }
     std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
     if !args.quiet {
         note!(
@@ -754,8 +761,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     io::save_checkpoint(&out, &mut model, &meta, &progress)?;
     write_history(&out, &history)?;
+    // Plots this run does not draw are removed, so that none shows an earlier run.
+    let mut plots = vec![];
     if !args.no_plots {
         crate::plot::plot_history(&history, &out.join("history.png"))?;
+        plots.push("history.png");
         if let (2, Some(test), Targets::Classes(labels)) = (
             data.train.n_features(),
             &data.test,
@@ -771,6 +781,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 labels,
                 &out.join("boundary.png"),
             )?;
+            plots.push("boundary.png");
+        }
+    }
+    for stale in ["history.png", "boundary.png"] {
+        let path = out.join(stale);
+        if !plots.contains(&stale) && path.exists() {
+            std::fs::remove_file(&path).map_err(|e| WgradError::io(&path, e))?;
         }
     }
     let evaluated = data.test.as_ref().or(data.validation.as_ref());
