@@ -96,6 +96,10 @@ impl Metrics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Slot {
     Train,
+    /// `fit_with`'s validation data, uploaded once per `fit_with` call; a slot of its own, so
+    /// that an `evaluate` between epochs (in a callback) cannot replace it.
+    Validation,
+    /// The data of `Model::evaluate`.
     Eval,
 }
 

@@ -438,6 +438,7 @@ impl GpuBackend {
     ) -> Result<()> {
         let name = match key {
             DataKey::User(Slot::Train) => "the training data",
+            DataKey::User(Slot::Validation) => "the validation data",
             DataKey::User(Slot::Eval) => "the evaluation data",
             DataKey::Predict => "the prediction inputs",
         };

@@ -204,7 +204,7 @@ impl Model {
         if let Some((val_x, val_y)) = validation {
             let val_targets = self.encode(val_x.view(), val_y)?;
             self.backend
-                .upload(Slot::Eval, val_x.view(), val_targets.view())?;
+                .upload(Slot::Validation, val_x.view(), val_targets.view())?;
         }
         let mut stopper = config
             .early_stopping
@@ -273,7 +273,7 @@ impl Model {
                 });
             }
             let validation_metrics = match validation {
-                Some(_) => Some(self.backend.evaluate(Slot::Eval)?),
+                Some(_) => Some(self.backend.evaluate(Slot::Validation)?),
                 None => None,
             };
             let record = EpochRecord {
