@@ -74,7 +74,9 @@ pub enum WgradError {
     },
 
     /// Training went non-finite: found at the read-back after the epoch, named by the first
-    /// step that went bad, so the run can be redone from the last good weights.
+    /// step that went bad. The model is put back as it was when that epoch began (parameters,
+    /// optimizer state and step count), so it holds finite weights and the run can go on
+    /// from there, e.g. with gradient clipping.
     #[error("{}", diverged_message(*epoch, *step, *epoch_step, cause, *last_good_epoch, checkpoint.as_deref()))]
     Diverged {
         epoch: usize,
@@ -83,7 +85,8 @@ pub enum WgradError {
         /// 1-based step within the epoch.
         epoch_step: u64,
         cause: Divergence,
-        /// The last epoch that ended with finite weights (0: none did).
+        /// The epoch before `epoch`, whose weights the model holds (0: none of this run's
+        /// epochs ended; the model holds the weights it started with).
         last_good_epoch: usize,
         /// Where that epoch's checkpoint lies, when one was written (the CLI's).
         checkpoint: Option<String>,
@@ -153,13 +156,17 @@ fn diverged_message(
         Divergence::Weights => "its update made weights NaN or infinite".to_string(),
     };
     let kept = match (last_good_epoch, checkpoint) {
-        (0, _) => "no epoch ended with finite weights".to_string(),
+        (0, _) => "no epoch ended with finite weights; the model holds the weights it started with"
+            .to_string(),
         (good, Some(dir)) => format!("the last checkpoint (epoch {good}, in {dir}) is intact"),
-        (good, None) => format!("the weights after epoch {good} were the last finite ones"),
+        (good, None) => {
+            format!("the model holds the weights of epoch {good}, the last finite ones")
+        }
     };
     format!(
         "training diverged at epoch {epoch}, step {step} (step {epoch_step} of the epoch): \
-         {what}; {kept}. Lower the learning rate or clip gradients (--clip-norm)"
+         {what}; {kept}. Lower the learning rate or clip gradients \
+         (`FitConfig::clip_norm`, `--clip-norm` on the command line)"
     )
 }
 

@@ -229,6 +229,8 @@ impl Model {
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, n);
             }
+            // Where the model goes back to if this epoch diverges.
+            self.backend.snapshot()?;
             let steps_before = self.steps;
             let batch_starts: Vec<usize> = (0..n).step_by(config.batch_size).collect();
             for chunk in batch_starts.chunks(STEPS_PER_CALL) {
@@ -263,6 +265,8 @@ impl Model {
             if let Some((step, cause)) = metrics.divergence() {
                 // Devices count steps in 32 bits; the run's count is `self.steps`.
                 let epoch_step = u64::from(step.wrapping_sub(steps_before as u32));
+                self.backend.restore_snapshot()?;
+                self.steps = steps_before;
                 return Err(WgradError::Diverged {
                     epoch,
                     step: steps_before + epoch_step,
