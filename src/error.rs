@@ -15,7 +15,9 @@ pub enum WgradError {
     TargetWidth { expected: usize, got: usize },
 
     #[error(
-        "class label {label} at row {row} is out of range: the model has {classes} classes (labels 0..{classes})"
+        "class label {label} at row index {row} is out of range: the model has {classes} classes \
+         (labels 0 to {last})",
+        last = .classes.saturating_sub(1)
     )]
     LabelOutOfRange {
         row: usize,
@@ -23,7 +25,7 @@ pub enum WgradError {
         classes: usize,
     },
 
-    #[error("{what} holds a non-finite value ({value}) at row {row}, column {col}")]
+    #[error("{what} holds a non-finite value ({value}) at row index {row}, column index {col}")]
     NonFinite {
         what: &'static str,
         row: usize,
@@ -40,8 +42,24 @@ pub enum WgradError {
     #[error("learning rate must be a finite number > 0, got {0}")]
     InvalidLearningRate(f32),
 
+    /// The model description (layers, activations, loss, optimizer) cannot be trained.
     #[error("invalid model: {0}")]
     InvalidModel(String),
+
+    /// A training setting cannot work or is almost certainly a mistake (`FitConfig`'s
+    /// schedule, clipping, early stopping, batch size); the model description is fine.
+    #[error("invalid setting: {0}")]
+    InvalidConfig(String),
+
+    /// Data that cannot be used as given: targets the loss cannot take, arrays whose shapes
+    /// disagree, statistics that do not fit in f32.
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+
+    /// What is wrong with `fit_with`'s validation data: the error the same data would give as
+    /// training data, said to be about the validation set.
+    #[error("validation data: {0}")]
+    ValidationData(Box<WgradError>),
 
     #[error(
         "no GPU adapter found{detail}. Install a Vulkan driver (on Debian/Ubuntu the software \

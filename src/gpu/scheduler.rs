@@ -1069,7 +1069,7 @@ impl Backend for GpuBackend {
 
     fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {
         if batch_size > MAX_EXTENT {
-            return Err(WgradError::InvalidModel(format!(
+            return Err(WgradError::InvalidConfig(format!(
                 "batch size {batch_size} is more than the GPU backend's {MAX_EXTENT} rows per step; \
                  use a smaller batch (or the CPU)"
             )));

@@ -1,6 +1,7 @@
 //! How `fit` trains: epochs, batches, shuffling, learning-rate schedules, gradient clipping
 //! and early stopping, with the defaults Keras users expect.
 
+use crate::error::{Result, WgradError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +41,38 @@ impl Default for FitConfig {
     }
 }
 
+impl FitConfig {
+    /// Checks the settings that do not depend on the data, for an optimizer whose learning
+    /// rate is `base_rate`: a batch size of at least 1, the schedule's numbers (and a cosine
+    /// schedule that anneals down, not up), a finite positive clip norm, and early-stopping
+    /// numbers that can stop a run as intended.
+    pub(crate) fn check(&self, base_rate: f32) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(WgradError::ZeroBatchSize);
+        }
+        self.schedule.check().map_err(WgradError::InvalidConfig)?;
+        if let Schedule::Cosine { min_lr, .. } = self.schedule
+            && min_lr > base_rate
+        {
+            return Err(WgradError::InvalidConfig(format!(
+                "cosine schedule min_lr {min_lr} is above the base learning rate {base_rate}, \
+                 so the rate would rise: min_lr must be at most the optimizer's learning rate"
+            )));
+        }
+        if let Some(clip) = self.clip_norm
+            && !(clip.is_finite() && clip > 0.0)
+        {
+            return Err(WgradError::InvalidConfig(format!(
+                "clip_norm must be finite and > 0, got {clip}"
+            )));
+        }
+        if let Some(rule) = &self.early_stopping {
+            rule.check().map_err(WgradError::InvalidConfig)?;
+        }
+        Ok(())
+    }
+}
+
 /// The learning rate as a function of the epoch (0-based), from the optimizer's base rate.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -75,7 +108,7 @@ impl Schedule {
     }
 
     /// Checks the schedule's own numbers; `Err` says what is wrong.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> std::result::Result<(), String> {
         let positive = |name: &str, v: f32| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -136,7 +169,7 @@ impl Monitor {
 
 impl std::str::FromStr for Monitor {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s {
             "loss" => Ok(Monitor::Loss),
             "accuracy" => Ok(Monitor::Accuracy),
@@ -153,7 +186,10 @@ impl std::str::FromStr for Monitor {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
     pub monitor: Monitor,
+    /// Epochs without improvement before stopping; at least 1.
     pub patience: usize,
+    /// The least change that counts as an improvement, in the direction the monitor improves
+    /// (so ≥ 0 whether it is minimised or maximised).
     pub min_delta: f32,
     /// Put back the weights of the best epoch when stopping (or at the end).
     pub restore_best: bool,
@@ -167,5 +203,22 @@ impl EarlyStopping {
             min_delta: 0.0,
             restore_best: true,
         }
+    }
+
+    /// Checks the rule's own numbers; `Err` says what is wrong. A NaN `min_delta` would make
+    /// no epoch an improvement, a negative one every epoch, and patience 0 could not wait.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.patience == 0 {
+            return Err("early stopping patience must be at least 1 epoch, got 0".into());
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(format!(
+                "early stopping min_delta must be finite and ≥ 0 (the least improvement that \
+                 counts, whichever way {} improves), got {}",
+                self.monitor.name(),
+                self.min_delta
+            ));
+        }
+        Ok(())
     }
 }

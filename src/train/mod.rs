@@ -186,34 +186,32 @@ impl Model {
         validation: Option<(&Array2<f32>, &Targets)>,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<History> {
-        if config.batch_size == 0 {
-            return Err(WgradError::ZeroBatchSize);
-        }
-        config.schedule.check().map_err(WgradError::InvalidModel)?;
-        if let Some(clip) = config.clip_norm
-            && !(clip.is_finite() && clip > 0.0)
-        {
-            return Err(WgradError::InvalidModel(format!(
-                "clip norm must be finite and > 0, got {clip}"
-            )));
-        }
-        let targets = self.encode(x.view(), y)?;
-        let n = x.nrows();
-        self.backend.set_batch_size(config.batch_size.min(n))?;
-        self.backend.upload(Slot::Train, x.view(), targets.view())?;
-        if let Some((val_x, val_y)) = validation {
-            let val_targets = self.encode(val_x.view(), val_y)?;
-            self.backend
-                .upload(Slot::Validation, val_x.view(), val_targets.view())?;
-        }
+        let base_rate = self.spec.optimizer.learning_rate();
+        config.check(base_rate)?;
         let mut stopper = config
             .early_stopping
             .map(|rule| EarlyStopper::new(rule, validation.is_some()));
         if let Some(stopper) = &stopper {
             stopper.check(y.is_classification())?;
         }
+        let targets = self.encode(x.view(), y)?;
+        // The validation inputs with their encoded targets.
+        let validation = match validation {
+            Some((val_x, val_y)) => Some((
+                val_x,
+                self.encode(val_x.view(), val_y)
+                    .map_err(|e| WgradError::ValidationData(Box::new(e)))?,
+            )),
+            None => None,
+        };
+        let n = x.nrows();
+        self.backend.set_batch_size(config.batch_size.min(n))?;
+        self.backend.upload(Slot::Train, x.view(), targets.view())?;
+        if let Some((val_x, val_targets)) = &validation {
+            self.backend
+                .upload(Slot::Validation, val_x.view(), val_targets.view())?;
+        }
         let dropout_seed = (config.seed ^ (config.seed >> 32)) as u32;
-        let base_rate = self.spec.optimizer.learning_rate();
         let mut order: Vec<u32> = (0..n as u32).collect();
         let mut history = History::default();
         for epoch in config.initial_epoch + 1..=config.epochs {
@@ -461,8 +459,9 @@ impl Model {
                         .indexed_iter()
                         .find(|(_, v)| !(0.0..=1.0).contains(*v))
                 {
-                    return Err(WgradError::InvalidModel(format!(
-                        "cross-entropy targets must lie in [0, 1]; y has {value} at row {row}, column {col}"
+                    return Err(WgradError::InvalidData(format!(
+                        "cross-entropy targets must lie in [0, 1]; y has {value} at row index \
+                         {row}, column index {col}"
                     )));
                 }
                 Ok(values.clone())
@@ -522,14 +521,15 @@ impl EarlyStopper {
     fn check(&self, classification: bool) -> Result<()> {
         let monitor = self.rule.monitor;
         if matches!(monitor, Monitor::ValLoss | Monitor::ValAccuracy) && !self.has_validation {
-            return Err(WgradError::InvalidModel(format!(
+            return Err(WgradError::InvalidConfig(format!(
                 "early stopping monitors {} but there is no validation data",
                 monitor.name()
             )));
         }
         if monitor.maximize() && !classification {
-            return Err(WgradError::InvalidModel(format!(
-                "early stopping monitors {}, which regression targets do not have",
+            return Err(WgradError::InvalidConfig(format!(
+                "early stopping monitors {}, which value targets (Targets::Values) do not have; \
+                 give class labels (one-hot rows convert with Targets::from_one_hot)",
                 monitor.name()
             )));
         }
@@ -562,7 +562,7 @@ impl EarlyStopper {
         } else {
             self.epochs_without_improvement += 1;
         }
-        Ok(self.epochs_without_improvement >= self.rule.patience.max(1))
+        Ok(self.epochs_without_improvement >= self.rule.patience)
     }
 
     fn restore(self, model: &mut Model) -> Result<()> {
