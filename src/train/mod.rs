@@ -470,7 +470,8 @@ impl Model {
     }
 }
 
-fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
+/// [`WgradError::NonFinite`] naming the first NaN or infinity of `a` (called `what`).
+pub(crate) fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
     match a.indexed_iter().find(|(_, v)| !v.is_finite()) {
         Some(((row, col), &value)) => Err(WgradError::NonFinite {
             what,
