@@ -1,13 +1,14 @@
-//! The host-side helpers around `Model`: the metrics reports and the feature scaler. Input
-//! they cannot use is an error naming what does not fit (both shapes, the row, the column),
-//! never a panic or a silently wrong result; any finite data scales to finite values.
+//! The host-side helpers around `Model`: the metrics reports, the feature scaler and one-hot
+//! targets. Input they cannot use is an error naming what does not fit (both shapes, the row,
+//! the column), never a panic or a silently wrong result; any finite data scales to finite
+//! values.
 
 mod common;
 
 use ndarray::{Array2, Axis};
-use wgrad::WgradError;
 use wgrad::data::Scaler;
 use wgrad::metrics::{classification_report, regression_report};
+use wgrad::{Activation, Device, FitConfig, Model, Optimizer, Sequential, Targets, WgradError};
 
 /// Asserts that `result` is an `InvalidData` error whose message mentions every one of `parts`.
 fn assert_invalid_data<T: std::fmt::Debug>(result: wgrad::Result<T>, parts: &[&str]) {
@@ -28,6 +29,12 @@ fn random_labels(rows: usize, classes: usize, seed: u64) -> Vec<usize> {
         .iter()
         .map(|v| ((v + 1.0) * 0.5 * classes as f32) as usize % classes)
         .collect()
+}
+
+fn one_hot(labels: &[usize], classes: usize) -> Array2<f32> {
+    Array2::from_shape_fn((labels.len(), classes), |(row, class)| {
+        f32::from(labels[row] == class)
+    })
 }
 
 #[test]
@@ -161,4 +168,60 @@ fn min_max_scaler_of_huge_finite_values_spans_zero_to_one() {
         let max = column.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         assert!((min, max) == (0.0, 1.0), "column {j}: {column}");
     }
+}
+
+#[test]
+fn one_hot_rows_are_class_targets() {
+    let labels = random_labels(30, 4, 5);
+    let encoded = one_hot(&labels, 4);
+    assert_eq!(
+        Targets::from_one_hot(&encoded).unwrap(),
+        Targets::Classes(labels.clone())
+    );
+    // Trained on, they are the labels: the same losses, and an accuracy.
+    let x = common::random_matrix(30, 3, 1.0, 6);
+    let spec = Sequential::new(3)
+        .dense(8, Activation::Tanh)
+        .dense(4, Activation::Softmax)
+        .optimizer(Optimizer::adam(0.01))
+        .seed(2);
+    let config = FitConfig {
+        epochs: 3,
+        batch_size: 8,
+        ..Default::default()
+    };
+    let losses_and_accuracies = |y: &Targets| -> Vec<(f32, Option<f32>)> {
+        let history = Model::new(spec.clone(), Device::Cpu)
+            .unwrap()
+            .fit(&x, y, &config)
+            .unwrap();
+        history
+            .epochs
+            .iter()
+            .map(|e| (e.loss, e.accuracy))
+            .collect()
+    };
+    let from_one_hot = losses_and_accuracies(&Targets::from_one_hot(&encoded).unwrap());
+    assert_eq!(
+        from_one_hot,
+        losses_and_accuracies(&Targets::Classes(labels))
+    );
+    assert!(from_one_hot.iter().all(|(_, accuracy)| accuracy.is_some()));
+}
+
+#[test]
+fn rows_that_are_not_one_hot_are_named() {
+    let mut encoded = one_hot(&random_labels(6, 3, 7), 3);
+    encoded.row_mut(2).assign(&ndarray::arr1(&[0.0, 0.5, 0.5]));
+    assert_invalid_data(
+        Targets::from_one_hot(&encoded),
+        &["row index 2", "0.5", "column index 1"],
+    );
+    encoded.row_mut(2).assign(&ndarray::arr1(&[1.0, 0.0, 1.0]));
+    assert_invalid_data(Targets::from_one_hot(&encoded), &["row index 2", "2 ones"]);
+    encoded.row_mut(2).fill(0.0);
+    assert_invalid_data(Targets::from_one_hot(&encoded), &["row index 2", "0 ones"]);
+    encoded[[4, 0]] = f32::NAN;
+    encoded.row_mut(2).assign(&ndarray::arr1(&[0.0, 1.0, 0.0]));
+    assert_invalid_data(Targets::from_one_hot(&encoded), &["row index 4", "NaN"]);
 }

@@ -19,11 +19,15 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// What a model learns to output for each sample.
+///
+/// Classification targets are class indices. One-hot rows (Keras's `to_categorical`) convert
+/// with [`Targets::from_one_hot`]; given as `Values` they train the same, but count as value
+/// targets: no accuracy, and early stopping cannot monitor one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
     /// A class index per sample: one-hot encoded for several outputs; 0 or 1 for one output.
     Classes(Vec<usize>),
-    /// Values per sample, [n, outputs]: regression targets, or one-hot / soft labels.
+    /// Values per sample, [n, outputs]: regression targets, or soft labels (probabilities).
     Values(Array2<f32>),
 }
 
@@ -46,6 +50,36 @@ impl From<Array2<f32>> for Targets {
 }
 
 impl Targets {
+    /// The class of each one-hot row (a single 1, zeros elsewhere): its 1's column. Errors
+    /// ([`WgradError::InvalidData`]) name the first row that is not one-hot.
+    pub fn from_one_hot(one_hot: &Array2<f32>) -> Result<Targets> {
+        one_hot
+            .rows()
+            .into_iter()
+            .enumerate()
+            .map(|(row, values)| {
+                let not_one_hot = |why: String| {
+                    WgradError::InvalidData(format!(
+                        "one-hot row index {row} {why}; a one-hot row holds a single 1 and zeros"
+                    ))
+                };
+                if let Some((col, value)) = values
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| **v != 0.0 && **v != 1.0)
+                {
+                    return Err(not_one_hot(format!("holds {value} at column index {col}")));
+                }
+                let ones: Vec<usize> = (0..values.len()).filter(|&c| values[c] == 1.0).collect();
+                match ones[..] {
+                    [class] => Ok(class),
+                    _ => Err(not_one_hot(format!("holds {} ones", ones.len()))),
+                }
+            })
+            .collect::<Result<Vec<usize>>>()
+            .map(Targets::Classes)
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Targets::Classes(c) => c.len(),
