@@ -51,8 +51,8 @@ pub enum WgradError {
     #[error("invalid setting: {0}")]
     InvalidConfig(String),
 
-    /// Data that cannot be used as given: targets the loss cannot take, arrays whose shapes
-    /// disagree, statistics that do not fit in f32.
+    /// Data that cannot be used as given: targets the loss cannot take, rows that are not
+    /// one-hot, arrays or labels that do not fit each other (the metrics, the scaler).
     #[error("invalid data: {0}")]
     InvalidData(String),
 

@@ -1,7 +1,7 @@
 //! How `fit` trains: epochs, batches, shuffling, learning-rate schedules, gradient clipping
 //! and early stopping, with the defaults Keras users expect.
 
-use crate::error::{Result, WgradError};
+use crate::error::WgradError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ impl FitConfig {
     /// rate is `base_rate`: a batch size of at least 1, the schedule's numbers (and a cosine
     /// schedule that anneals down, not up), a finite positive clip norm, and early-stopping
     /// numbers that can stop a run as intended.
-    pub(crate) fn check(&self, base_rate: f32) -> Result<()> {
+    pub(crate) fn check(&self, base_rate: f32) -> crate::Result<()> {
         if self.batch_size == 0 {
             return Err(WgradError::ZeroBatchSize);
         }
@@ -108,7 +108,7 @@ impl Schedule {
     }
 
     /// Checks the schedule's own numbers; `Err` says what is wrong.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         let positive = |name: &str, v: f32| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
@@ -169,7 +169,7 @@ impl Monitor {
 
 impl std::str::FromStr for Monitor {
     type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "loss" => Ok(Monitor::Loss),
             "accuracy" => Ok(Monitor::Accuracy),
@@ -205,9 +205,10 @@ impl EarlyStopping {
         }
     }
 
-    /// Checks the rule's own numbers; `Err` says what is wrong. A NaN `min_delta` would make
-    /// no epoch an improvement, a negative one every epoch, and patience 0 could not wait.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    /// Checks the rule's own numbers; `Err` says what is wrong. A NaN `min_delta` would count
+    /// no epoch as an improvement, a negative one some worsening epochs, and patience 0 would
+    /// mean what 1 means (stop at the first epoch without improvement).
+    pub fn check(&self) -> Result<(), String> {
         if self.patience == 0 {
             return Err("early stopping patience must be at least 1 epoch, got 0".into());
         }

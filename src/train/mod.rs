@@ -70,7 +70,11 @@ impl Targets {
                 {
                     return Err(not_one_hot(format!("holds {value} at column index {col}")));
                 }
-                let ones: Vec<usize> = (0..values.len()).filter(|&c| values[c] == 1.0).collect();
+                let ones: Vec<usize> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(col, &v)| (v == 1.0).then_some(col))
+                    .collect();
                 match ones[..] {
                     [class] => Ok(class),
                     _ => Err(not_one_hot(format!("holds {} ones", ones.len()))),
@@ -212,6 +216,9 @@ impl Model {
     }
 
     /// `fit` with validation data, evaluated after every epoch, and callbacks.
+    ///
+    /// A run that goes non-finite stops with [`WgradError::Diverged`] at the end of the epoch,
+    /// and leaves the model as that epoch began (parameters, optimizer state, step count).
     pub fn fit_with(
         &mut self,
         x: &Array2<f32>,
