@@ -96,6 +96,10 @@ impl Metrics {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Slot {
     Train,
+    /// `fit_with`'s validation data, uploaded once per `fit_with` call; a slot of its own, so
+    /// that an `evaluate` between epochs (in a callback) cannot replace it.
+    Validation,
+    /// The data of `Model::evaluate`.
     Eval,
 }
 
@@ -126,6 +130,13 @@ pub trait Backend {
     /// optimizer does not use are empty.
     fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]>;
     fn set_optimizer_state(&mut self, state: &[Vec<f32>; 2]) -> Result<()>;
+    /// Copies the parameters and the optimizer state aside, where they are (on the GPU a
+    /// device-side copy, nothing read back): `fit` takes one as each epoch begins, so that an
+    /// epoch that diverges can be undone by [`Backend::restore_snapshot`].
+    fn snapshot(&mut self) -> Result<()>;
+    /// Puts back the parameters and optimizer state of the last [`Backend::snapshot`] (those
+    /// the backend was made with, before the first).
+    fn restore_snapshot(&mut self) -> Result<()>;
     /// Start (`true`) or stop timing every kernel; returns whether kernels are being timed
     /// (never on the CPU, nor on a GPU without timestamp queries).
     fn set_profiling(&mut self, _on: bool) -> bool {

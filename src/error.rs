@@ -15,7 +15,9 @@ pub enum WgradError {
     TargetWidth { expected: usize, got: usize },
 
     #[error(
-        "class label {label} at row {row} is out of range: the model has {classes} classes (labels 0..{classes})"
+        "class label {label} at row index {row} is out of range: the model has {classes} classes \
+         (labels 0 to {last})",
+        last = .classes.saturating_sub(1)
     )]
     LabelOutOfRange {
         row: usize,
@@ -23,7 +25,7 @@ pub enum WgradError {
         classes: usize,
     },
 
-    #[error("{what} holds a non-finite value ({value}) at row {row}, column {col}")]
+    #[error("{what} holds a non-finite value ({value}) at row index {row}, column index {col}")]
     NonFinite {
         what: &'static str,
         row: usize,
@@ -40,8 +42,24 @@ pub enum WgradError {
     #[error("learning rate must be a finite number > 0, got {0}")]
     InvalidLearningRate(f32),
 
+    /// The model description (layers, activations, loss, optimizer) cannot be trained.
     #[error("invalid model: {0}")]
     InvalidModel(String),
+
+    /// A training setting cannot work or is almost certainly a mistake (`FitConfig`'s
+    /// schedule, clipping, early stopping, batch size); the model description is fine.
+    #[error("invalid setting: {0}")]
+    InvalidConfig(String),
+
+    /// Data that cannot be used as given: targets the loss cannot take, rows that are not
+    /// one-hot, arrays or labels that do not fit each other (the metrics, the scaler).
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+
+    /// What is wrong with `fit_with`'s validation data: the error the same data would give as
+    /// training data, said to be about the validation set.
+    #[error("validation data: {0}")]
+    ValidationData(Box<WgradError>),
 
     #[error(
         "no GPU adapter found{detail}. Install a Vulkan driver (on Debian/Ubuntu the software \
@@ -74,7 +92,9 @@ pub enum WgradError {
     },
 
     /// Training went non-finite: found at the read-back after the epoch, named by the first
-    /// step that went bad, so the run can be redone from the last good weights.
+    /// step that went bad. The model is put back as it was when that epoch began (parameters,
+    /// optimizer state and step count), so it holds finite weights and the run can go on
+    /// from there, e.g. with gradient clipping.
     #[error("{}", diverged_message(*epoch, *step, *epoch_step, cause, *last_good_epoch, checkpoint.as_deref()))]
     Diverged {
         epoch: usize,
@@ -83,7 +103,8 @@ pub enum WgradError {
         /// 1-based step within the epoch.
         epoch_step: u64,
         cause: Divergence,
-        /// The last epoch that ended with finite weights (0: none did).
+        /// The epoch before `epoch`, whose weights the model holds (0: none of this run's
+        /// epochs ended; the model holds the weights it started with).
         last_good_epoch: usize,
         /// Where that epoch's checkpoint lies, when one was written (the CLI's).
         checkpoint: Option<String>,
@@ -153,13 +174,17 @@ fn diverged_message(
         Divergence::Weights => "its update made weights NaN or infinite".to_string(),
     };
     let kept = match (last_good_epoch, checkpoint) {
-        (0, _) => "no epoch ended with finite weights".to_string(),
+        (0, _) => "no epoch ended with finite weights; the model holds the weights it started with"
+            .to_string(),
         (good, Some(dir)) => format!("the last checkpoint (epoch {good}, in {dir}) is intact"),
-        (good, None) => format!("the weights after epoch {good} were the last finite ones"),
+        (good, None) => {
+            format!("the model holds the weights of epoch {good}, the last finite ones")
+        }
     };
     format!(
         "training diverged at epoch {epoch}, step {step} (step {epoch_step} of the epoch): \
-         {what}; {kept}. Lower the learning rate or clip gradients (--clip-norm)"
+         {what}; {kept}. Lower the learning rate or clip gradients \
+         (`FitConfig::clip_norm`, `--clip-norm` on the command line)"
     )
 }
 

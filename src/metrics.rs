@@ -2,6 +2,7 @@
 //! the confusion matrix for classification (scikit-learn's `classification_report`), and
 //! MSE, MAE and R² for regression.
 
+use crate::error::{Result, WgradError};
 use ndarray::{Array2, ArrayView2};
 use std::fmt;
 
@@ -36,13 +37,30 @@ fn ratio(num: usize, den: usize) -> f32 {
     }
 }
 
-/// Scores `predicted` against `truth`, both class indices below `classes`.
+/// Scores `predicted` against `truth`, both class indices below `classes`, one per sample.
+/// Errors ([`WgradError::InvalidData`]): the two differ in length, or a label is not below
+/// `classes`.
 pub fn classification_report(
     truth: &[usize],
     predicted: &[usize],
     classes: usize,
-) -> ClassificationReport {
-    let classes = classes.max(1 + truth.iter().chain(predicted).copied().max().unwrap_or(0));
+) -> Result<ClassificationReport> {
+    if truth.len() != predicted.len() {
+        return Err(WgradError::InvalidData(format!(
+            "truth has {} labels but predicted has {}: one prediction per sample",
+            truth.len(),
+            predicted.len()
+        )));
+    }
+    for (what, labels) in [("truth", truth), ("predicted", predicted)] {
+        if let Some((i, label)) = labels.iter().enumerate().find(|(_, l)| **l >= classes) {
+            return Err(WgradError::InvalidData(format!(
+                "{what} has label {label} at index {i}, but there are {classes} classes \
+                 (labels 0 to {})",
+                classes.saturating_sub(1)
+            )));
+        }
+    }
     let mut confusion = Array2::zeros((classes, classes));
     for (&t, &p) in truth.iter().zip(predicted) {
         confusion[[t, p]] += 1;
@@ -67,8 +85,9 @@ pub fn classification_report(
             }
         })
         .collect();
-    let mean = |f: fn(&ClassScores) -> f32| per_class.iter().map(f).sum::<f32>() / classes as f32;
-    ClassificationReport {
+    let mean =
+        |f: fn(&ClassScores) -> f32| per_class.iter().map(f).sum::<f32>() / classes.max(1) as f32;
+    Ok(ClassificationReport {
         accuracy: ratio(confusion.diag().sum(), truth.len()),
         macro_precision: mean(|s| s.precision),
         macro_recall: mean(|s| s.recall),
@@ -76,7 +95,7 @@ pub fn classification_report(
         class_names: (0..classes).map(|c| c.to_string()).collect(),
         confusion,
         per_class,
-    }
+    })
 }
 
 impl fmt::Display for ClassificationReport {
@@ -154,7 +173,19 @@ pub struct RegressionReport {
     pub r2: f32,
 }
 
-pub fn regression_report(truth: ArrayView2<f32>, predicted: ArrayView2<f32>) -> RegressionReport {
+/// Scores `predicted` against `truth`, both [samples, outputs]. Errors
+/// ([`WgradError::InvalidData`]): the two shapes differ.
+pub fn regression_report(
+    truth: ArrayView2<f32>,
+    predicted: ArrayView2<f32>,
+) -> Result<RegressionReport> {
+    if truth.shape() != predicted.shape() {
+        return Err(WgradError::InvalidData(format!(
+            "truth has shape {:?} but predicted has shape {:?}; they must match",
+            truth.shape(),
+            predicted.shape()
+        )));
+    }
     let n = truth.len().max(1) as f64;
     let diff = &predicted - &truth;
     let mse = diff.iter().map(|&d| (d as f64) * (d as f64)).sum::<f64>() / n;
@@ -173,11 +204,11 @@ pub fn regression_report(truth: ArrayView2<f32>, predicted: ArrayView2<f32>) -> 
         })
         .sum::<f64>()
         / truth.ncols().max(1) as f64;
-    RegressionReport {
+    Ok(RegressionReport {
         mse: mse as f32,
         mae: mae as f32,
         r2: r2 as f32,
-    }
+    })
 }
 
 impl fmt::Display for RegressionReport {
@@ -198,7 +229,7 @@ mod tests {
     #[test]
     fn classification_matches_hand_counts() {
         // truth 0,0,1,1,2,2 ; predicted 0,1,1,1,2,0
-        let r = classification_report(&[0, 0, 1, 1, 2, 2], &[0, 1, 1, 1, 2, 0], 3);
+        let r = classification_report(&[0, 0, 1, 1, 2, 2], &[0, 1, 1, 1, 2, 0], 3).unwrap();
         assert_eq!(r.confusion, array![[1, 1, 0], [0, 2, 0], [1, 0, 1]]);
         assert_eq!(r.accuracy, 4.0 / 6.0);
         assert_eq!(r.per_class[0].precision, 0.5);
@@ -212,7 +243,7 @@ mod tests {
     fn regression_matches_hand_values() {
         let truth = array![[1.0f32], [2.0], [3.0], [4.0]];
         let predicted = array![[1.5f32], [2.0], [2.0], [4.0]];
-        let r = regression_report(truth.view(), predicted.view());
+        let r = regression_report(truth.view(), predicted.view()).unwrap();
         assert!((r.mse - 1.25 / 4.0).abs() < 1e-6);
         assert!((r.mae - 1.5 / 4.0).abs() < 1e-6);
         assert!((r.r2 - (1.0 - 1.25 / 5.0)).abs() < 1e-6);

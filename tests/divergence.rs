@@ -1,6 +1,6 @@
 //! Divergence: a run whose loss or weights go NaN or infinite stops at the next read-back
 //! (the end of the epoch) with an error naming the epoch and the first bad step, on both
-//! devices, and the weights of the epoch before are finite.
+//! devices, and the model is put back as it was when that epoch began.
 
 mod common;
 
@@ -23,12 +23,15 @@ fn data() -> (Array2<f32>, Targets) {
 }
 
 fn model(device: Device, learning_rate: f32) -> Model {
-    let spec = Sequential::new(2)
+    Model::new(spec(Optimizer::sgd(learning_rate)), device).unwrap()
+}
+
+fn spec(optimizer: Optimizer) -> Sequential {
+    Sequential::new(2)
         .dense(16, Activation::Tanh)
         .dense(1, Activation::Linear)
-        .optimizer(Optimizer::sgd(learning_rate))
-        .seed(1);
-    Model::new(spec, device).unwrap()
+        .optimizer(optimizer)
+        .seed(1)
 }
 
 fn config(epochs: usize) -> FitConfig {
@@ -115,12 +118,9 @@ fn cpu_names_the_first_step_whose_loss_is_not_finite() {
         "{error}"
     );
     assert!(epoch < 20, "{error}");
-    // The whole epoch ran before its read-back found the step.
-    assert_eq!(model.steps(), epoch as u64 * STEPS_PER_EPOCH);
-    assert!(
-        !all_finite(&mut model),
-        "the diverged weights are the device's now"
-    );
+    // The model is back where the diverging epoch began.
+    assert_eq!(model.steps(), (epoch as u64 - 1) * STEPS_PER_EPOCH);
+    assert!(all_finite(&mut model));
 
     // The same run cut short: the epochs before and the steps before the named one are
     // finite, and the named step is where it breaks.
@@ -154,7 +154,7 @@ fn gpu_names_the_step_the_cpu_names() {
         matches!(cause, Divergence::Loss(loss) if !loss.is_finite()),
         "{gpu}"
     );
-    assert_eq!(gpu_model.steps(), gpu_epoch as u64 * STEPS_PER_EPOCH);
+    assert_eq!(gpu_model.steps(), (gpu_epoch as u64 - 1) * STEPS_PER_EPOCH);
     // The devices sum in different orders, so the overflow may come a step apart.
     assert!(cpu_step.abs_diff(gpu_step) <= 1, "CPU: {cpu}\nGPU: {gpu}");
     assert!(cpu_epoch.abs_diff(gpu_epoch) <= 1);
@@ -166,6 +166,7 @@ fn weights_overflow(device: Device) {
     let (x, _) = data();
     let y = Targets::Values(Array2::from_elem((x.nrows(), 1), 1e3));
     let mut model = model(device, f32::MAX);
+    let initial = model.params().unwrap();
     let config = FitConfig {
         epochs: 3,
         batch_size: x.nrows(),
@@ -189,9 +190,13 @@ fn weights_overflow(device: Device) {
     let message = error.to_string();
     assert!(message.contains("weights NaN or infinite"), "{message}");
     assert!(
-        message.contains("no epoch ended with finite weights"),
+        message.contains(
+            "no epoch ended with finite weights; the model holds the weights it started with"
+        ),
         "{message}"
     );
+    assert_eq!(model.params().unwrap(), initial);
+    assert_eq!(model.steps(), 0);
 }
 
 #[test]
@@ -203,5 +208,44 @@ fn cpu_weights_that_overflow_are_a_divergence() {
 fn gpu_weights_that_overflow_are_a_divergence() {
     if let Some(device) = common::gpu_device("gpu_weights_that_overflow_are_a_divergence") {
         weights_overflow(device);
+    }
+}
+
+/// After a divergence the model is back where the diverging epoch began: the parameters,
+/// optimizer state and step count of the same run stopped after the epoch before, bit for
+/// bit, so it predicts finite values and can be saved.
+fn diverged_model_holds_the_last_finite_epoch(device: Device) {
+    let (x, y) = data();
+    // Momentum keeps state, so that restoring it is checked too.
+    let spec = spec(Optimizer::momentum(0.5, 0.9));
+    let mut model = Model::new(spec.clone(), device.clone()).unwrap();
+    let error = model.fit(&x, &y, &config(20)).unwrap_err();
+    let (epoch, ..) = named_step(&error);
+    assert!(epoch >= 2, "diverged in the first epoch: {error}");
+    let mut stopped_before = Model::new(spec, device).unwrap();
+    stopped_before.fit(&x, &y, &config(epoch - 1)).unwrap();
+    assert_eq!(model.steps(), stopped_before.steps());
+    assert_eq!(model.params().unwrap(), stopped_before.params().unwrap());
+    assert_eq!(
+        model.optimizer_state().unwrap(),
+        stopped_before.optimizer_state().unwrap()
+    );
+    let predictions = model.predict(&x).unwrap();
+    assert!(predictions.iter().all(|v| v.is_finite()));
+    assert_eq!(predictions, stopped_before.predict(&x).unwrap());
+    let message = error.to_string();
+    let kept = format!("the model holds the weights of epoch {}", epoch - 1);
+    assert!(message.contains(&kept), "{message}");
+}
+
+#[test]
+fn cpu_diverged_model_holds_the_last_finite_epoch() {
+    diverged_model_holds_the_last_finite_epoch(Device::Cpu);
+}
+
+#[test]
+fn gpu_diverged_model_holds_the_last_finite_epoch() {
+    if let Some(device) = common::gpu_device("gpu_diverged_model_holds_the_last_finite_epoch") {
+        diverged_model_holds_the_last_finite_epoch(device);
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use ndarray::Array2;
+use wgrad::train::{EarlyStopping, Monitor, Schedule};
 use wgrad::{
     Activation, AdapterChoice, Device, FitConfig, Loss, Model, Optimizer, Sequential, Targets,
     WgradError,
@@ -209,7 +210,10 @@ fn label_out_of_range_softmax() {
         ),
         "got {e:?}"
     );
-    assert_mentions(&e, &["label 5", "row 4", "3 classes"]);
+    assert_mentions(
+        &e,
+        &["label 5", "row index 4", "3 classes", "labels 0 to 2"],
+    );
     let e = model.evaluate(&x_data(7, 3, 1), &y).unwrap_err();
     assert!(
         matches!(
@@ -241,7 +245,10 @@ fn label_out_of_range_single_sigmoid_output() {
         ),
         "got {e:?}"
     );
-    assert_mentions(&e, &["label 2", "row 3", "2 classes"]);
+    assert_mentions(
+        &e,
+        &["label 2", "row index 3", "2 classes", "labels 0 to 1"],
+    );
 }
 
 // 4. NaN or infinite values in x or in value targets.
@@ -257,7 +264,7 @@ fn non_finite_nan_in_x() {
         matches!(e, WgradError::NonFinite { what: "x", row: 4, col: 2, value } if value.is_nan()),
         "got {e:?}"
     );
-    assert_mentions(&e, &["x holds", "NaN", "row 4", "column 2"]);
+    assert_mentions(&e, &["x holds", "NaN", "row index 4", "column index 2"]);
 }
 
 #[test]
@@ -271,7 +278,7 @@ fn non_finite_infinity_in_x() {
         matches!(e, WgradError::NonFinite { what: "x", row: 2, col: 1, value } if value == f32::NEG_INFINITY),
         "got {e:?}"
     );
-    assert_mentions(&e, &["x holds", "-inf", "row 2", "column 1"]);
+    assert_mentions(&e, &["x holds", "-inf", "row index 2", "column index 1"]);
 
     x[[2, 1]] = 0.25;
     x[[3, 0]] = f32::INFINITY;
@@ -280,7 +287,7 @@ fn non_finite_infinity_in_x() {
         matches!(e, WgradError::NonFinite { what: "x", row: 3, col: 0, value } if value == f32::INFINITY),
         "got {e:?}"
     );
-    assert_mentions(&e, &["x holds", "inf", "row 3", "column 0"]);
+    assert_mentions(&e, &["x holds", "inf", "row index 3", "column index 0"]);
 }
 
 #[test]
@@ -296,7 +303,7 @@ fn non_finite_in_value_targets() {
         matches!(e, WgradError::NonFinite { what: "y", row: 3, col: 1, value } if value.is_nan()),
         "got {e:?}"
     );
-    assert_mentions(&e, &["y holds", "NaN", "row 3", "column 1"]);
+    assert_mentions(&e, &["y holds", "NaN", "row index 3", "column index 1"]);
 
     y[[3, 1]] = 0.5;
     y[[1, 0]] = f32::INFINITY;
@@ -305,7 +312,7 @@ fn non_finite_in_value_targets() {
         matches!(e, WgradError::NonFinite { what: "y", row: 1, col: 0, value } if value == f32::INFINITY),
         "got {e:?}"
     );
-    assert_mentions(&e, &["y holds", "inf", "row 1", "column 0"]);
+    assert_mentions(&e, &["y holds", "inf", "row index 1", "column index 0"]);
 }
 
 // 5. No rows at all.
@@ -481,7 +488,7 @@ fn invalid_model_negative_penalty() {
 }
 
 #[test]
-fn invalid_model_cross_entropy_targets_outside_unit_interval() {
+fn invalid_data_cross_entropy_targets_outside_unit_interval() {
     // Soft labels for a softmax output must be probabilities.
     let mut model = softmax_model();
     let x = x_data(5, 3, 1);
@@ -490,16 +497,34 @@ fn invalid_model_cross_entropy_targets_outside_unit_interval() {
     let e = model
         .fit(&x, &Targets::Values(y.clone()), &config())
         .unwrap_err();
-    assert!(matches!(e, WgradError::InvalidModel(_)), "got {e:?}");
-    assert_mentions(&e, &["[0, 1]", "1.5", "row 2", "column 1"]);
+    assert!(matches!(e, WgradError::InvalidData(_)), "got {e:?}");
+    assert_mentions(
+        &e,
+        &[
+            "invalid data",
+            "[0, 1]",
+            "1.5",
+            "row index 2",
+            "column index 1",
+        ],
+    );
 
     // The same for a sigmoid output (binary cross-entropy), with a negative target.
     let mut model = sigmoid_model();
     let mut y = Array2::from_shape_fn((5, 1), |(r, _)| [0.0, 1.0, 0.25, 1.0, 0.0][r]);
     y[[3, 0]] = -0.5;
     let e = model.evaluate(&x, &Targets::Values(y)).unwrap_err();
-    assert!(matches!(e, WgradError::InvalidModel(_)), "got {e:?}");
-    assert_mentions(&e, &["[0, 1]", "-0.5", "row 3", "column 0"]);
+    assert!(matches!(e, WgradError::InvalidData(_)), "got {e:?}");
+    assert_mentions(
+        &e,
+        &[
+            "invalid data",
+            "[0, 1]",
+            "-0.5",
+            "row index 3",
+            "column index 0",
+        ],
+    );
 }
 
 #[test]
@@ -739,11 +764,185 @@ fn gpu_batch_and_layer_extent_limits() {
         ..Default::default()
     };
     let error = model.fit(&x, &labels(70_001, 2), &config).unwrap_err();
-    assert!(matches!(error, WgradError::InvalidModel(_)), "{error:?}");
-    assert_mentions(&error, &["batch size 70001", "65535"]);
+    assert!(matches!(error, WgradError::InvalidConfig(_)), "{error:?}");
+    assert_mentions(&error, &["invalid setting", "batch size 70001", "65535"]);
     let wide = Sequential::new(70_000).dense(2, Activation::Softmax);
     let error = Model::new(wide, gpu())
         .err()
         .expect("a 70,000-wide layer is refused on the GPU");
     assert_mentions(&error, &["layer 0 is 70000 wide", "65535"]);
+}
+
+// 12. Fit settings that cannot work, or are likely mistakes: `InvalidConfig`, never
+// "invalid model" (the model is fine).
+
+/// The error `fit` gives `config` on the softmax model (base learning rate 0.01), after
+/// checking that it is `InvalidConfig` and mentions "invalid setting" and `parts`.
+fn assert_invalid_setting(config: FitConfig, parts: &[&str]) {
+    let mut model = softmax_model();
+    let e = model
+        .fit(&x_data(12, 3, 1), &labels(12, 3), &config)
+        .expect_err("fit accepted an invalid setting");
+    assert!(matches!(e, WgradError::InvalidConfig(_)), "got {e:?}");
+    assert_mentions(&e, &["invalid setting"]);
+    assert_mentions(&e, parts);
+}
+
+fn early_stopping(patience: usize, min_delta: f32) -> FitConfig {
+    FitConfig {
+        early_stopping: Some(EarlyStopping {
+            monitor: Monitor::Loss,
+            patience,
+            min_delta,
+            restore_best: true,
+        }),
+        ..config()
+    }
+}
+
+#[test]
+fn invalid_setting_schedule_and_clip_norm() {
+    let schedule = |schedule| FitConfig {
+        schedule,
+        ..config()
+    };
+    assert_invalid_setting(
+        schedule(Schedule::Step {
+            every: 0,
+            factor: 0.5,
+        }),
+        &["step schedule", "every"],
+    );
+    assert_invalid_setting(
+        schedule(Schedule::Exponential { rate: f32::NAN }),
+        &["exponential schedule rate", "NaN"],
+    );
+    let clip = FitConfig {
+        clip_norm: Some(0.0),
+        ..config()
+    };
+    assert_invalid_setting(clip, &["clip_norm", "got 0"]);
+}
+
+#[test]
+fn invalid_setting_cosine_schedule_rising_above_the_base_rate() {
+    // The softmax model's Adam rate is 0.01: a minimum of 0.5 would make the rate rise.
+    let rising = FitConfig {
+        schedule: Schedule::Cosine {
+            epochs: 2,
+            min_lr: 0.5,
+        },
+        ..config()
+    };
+    assert_invalid_setting(rising, &["min_lr 0.5", "base learning rate 0.01"]);
+    // Down to the base rate itself (a constant rate) is allowed.
+    let flat = FitConfig {
+        schedule: Schedule::Cosine {
+            epochs: 2,
+            min_lr: 0.01,
+        },
+        ..config()
+    };
+    softmax_model()
+        .fit(&x_data(12, 3, 1), &labels(12, 3), &flat)
+        .unwrap();
+}
+
+#[test]
+fn invalid_setting_early_stopping_min_delta_and_patience() {
+    assert_invalid_setting(early_stopping(2, f32::NAN), &["min_delta", "NaN"]);
+    assert_invalid_setting(early_stopping(2, -0.1), &["min_delta", "-0.1"]);
+    assert_invalid_setting(early_stopping(0, 0.0), &["patience", "at least 1"]);
+}
+
+#[test]
+fn invalid_setting_early_stopping_monitor() {
+    let val_loss = FitConfig {
+        early_stopping: Some(EarlyStopping::new(Monitor::ValLoss, 2)),
+        ..config()
+    };
+    assert_invalid_setting(val_loss, &["val_loss", "no validation data"]);
+    let mut model = regression_model();
+    let accuracy = FitConfig {
+        early_stopping: Some(EarlyStopping::new(Monitor::Accuracy, 2)),
+        ..config()
+    };
+    let y = Targets::Values(common::random_matrix(8, 2, 1.0, 2));
+    let e = model.fit(&x_data(8, 3, 1), &y, &accuracy).unwrap_err();
+    assert!(matches!(e, WgradError::InvalidConfig(_)), "got {e:?}");
+    assert_mentions(
+        &e,
+        &["invalid setting", "accuracy", "Targets::from_one_hot"],
+    );
+}
+
+// 13. Errors in `fit_with`'s validation data say so, wrapping the error the same data would
+// give as training data.
+
+/// The error `fit_with` gives for the validation set (vx, vy) next to valid training data,
+/// after checking that it is `ValidationData` and says "validation data:" first.
+fn validation_error(vx: &Array2<f32>, vy: &Targets) -> WgradError {
+    let mut model = softmax_model();
+    let e = model
+        .fit_with(
+            &x_data(12, 3, 1),
+            &labels(12, 3),
+            &config(),
+            Some((vx, vy)),
+            &mut [],
+        )
+        .expect_err("fit_with accepted invalid validation data");
+    let message = e.to_string();
+    assert!(message.starts_with("validation data: "), "{message}");
+    match e {
+        WgradError::ValidationData(inner) => *inner,
+        other => panic!("expected ValidationData, got {other:?}"),
+    }
+}
+
+#[test]
+fn validation_data_errors_name_the_validation_set() {
+    let mut vx = x_data(6, 3, 2);
+    vx[[2, 1]] = f32::NAN;
+    let e = validation_error(&vx, &labels(6, 3));
+    assert!(
+        matches!(e, WgradError::NonFinite { what: "x", row: 2, col: 1, value } if value.is_nan()),
+        "got {e:?}"
+    );
+    let e = validation_error(&x_data(6, 3, 2), &labels(2, 3));
+    assert!(
+        matches!(
+            e,
+            WgradError::RowMismatch {
+                x_rows: 6,
+                y_rows: 2
+            }
+        ),
+        "got {e:?}"
+    );
+    let e = validation_error(&x_data(6, 4, 2), &labels(6, 3));
+    assert!(
+        matches!(
+            e,
+            WgradError::InputWidth {
+                expected: 3,
+                got: 4
+            }
+        ),
+        "got {e:?}"
+    );
+    let e = validation_error(&Array2::zeros((0, 3)), &labels(0, 3));
+    assert!(matches!(e, WgradError::EmptyDataset(_)), "got {e:?}");
+    let e = validation_error(&x_data(6, 3, 2), &Targets::Classes(vec![0, 1, 2, 3, 0, 1]));
+    assert!(
+        matches!(
+            e,
+            WgradError::LabelOutOfRange {
+                row: 3,
+                label: 3,
+                classes: 3
+            }
+        ),
+        "got {e:?}"
+    );
 }

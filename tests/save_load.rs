@@ -88,7 +88,7 @@ fn trained(optimizer: Optimizer, epochs: usize) -> Model {
 fn meta() -> ModelMeta {
     let (x, _) = data();
     ModelMeta {
-        scaler: Some(Scaler::fit_standard(&x)),
+        scaler: Some(Scaler::fit_standard(&x).unwrap()),
         class_names: Some(vec!["low".into(), "mid".into(), "high".into()]),
         feature_names: Some((0..4).map(|i| format!("f{i}")).collect()),
         target: Some("level".into()),

@@ -319,7 +319,7 @@ fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32
                 ),
             ));
         }
-        scaler.transform(&mut x);
+        scaler.transform(&mut x)?;
     }
     Ok(x)
 }
@@ -352,7 +352,7 @@ fn print_report(
         Targets::Classes(truth) => {
             let predicted = model.predict_classes(x)?;
             let classes = class_names.map_or(model.spec().output_dim().max(2), |c| c.len());
-            let mut report = classification_report(truth, &predicted, classes);
+            let mut report = classification_report(truth, &predicted, classes)?;
             if let Some(names) = class_names {
                 report.class_names = names.to_vec();
             }
@@ -360,7 +360,7 @@ fn print_report(
         }
         Targets::Values(truth) => {
             let predicted = model.predict(x)?;
-            out!("{}", regression_report(truth.view(), predicted.view()));
+            out!("{}", regression_report(truth.view(), predicted.view())?);
         }
     }
     Ok(())

@@ -468,8 +468,8 @@ fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Resul
         } else {
             "standard"
         }) {
-            "standard" => Some(Scaler::fit_standard(&train.x)),
-            "minmax" => Some(Scaler::fit_min_max(&train.x)),
+            "standard" => Some(Scaler::fit_standard(&train.x)?),
+            "minmax" => Some(Scaler::fit_min_max(&train.x)?),
             "none" => None,
             other => {
                 return Err(invalid(
@@ -495,7 +495,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Resul
                     ),
                 ));
             }
-            scaler.transform(&mut set.x);
+            scaler.transform(&mut set.x)?;
         }
     }
     let meta = ModelMeta {

@@ -27,6 +27,8 @@ pub struct CpuBackend {
     state1: Vec<f32>,
     /// Adam's second moment.
     state2: Vec<f32>,
+    /// Copies of `params`, `state1` and `state2` at the last [`Backend::snapshot`].
+    snapshot: [Vec<f32>; 3],
     work: Workspace,
     data: HashMap<Slot, (Array2<f32>, Array2<f32>)>,
     order: Vec<u32>,
@@ -102,6 +104,11 @@ impl CpuBackend {
             grads: vec![0.0; layout.len],
             state1: vec![0.0; layout.len],
             state2: vec![0.0; layout.len],
+            snapshot: [
+                params.to_vec(),
+                vec![0.0; layout.len],
+                vec![0.0; layout.len],
+            ],
             layout,
             spec: spec.clone(),
             data: HashMap::new(),
@@ -400,6 +407,27 @@ impl Backend for CpuBackend {
             } else {
                 target.copy_from_slice(source);
             }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<()> {
+        for (saved, live) in
+            self.snapshot
+                .iter_mut()
+                .zip([&self.params, &self.state1, &self.state2])
+        {
+            saved.copy_from_slice(live);
+        }
+        Ok(())
+    }
+
+    fn restore_snapshot(&mut self) -> Result<()> {
+        for (live, saved) in [&mut self.params, &mut self.state1, &mut self.state2]
+            .into_iter()
+            .zip(&self.snapshot)
+        {
+            live.copy_from_slice(saved);
         }
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! Feature scaling, fitted on training data only and saved with the model so that the same
 //! transform applies at prediction time.
 
-use ndarray::{Array1, Array2, Axis};
+use crate::error::{Result, WgradError};
+use crate::train::check_finite;
+use ndarray::{Array2, ArrayView1};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,24 +16,41 @@ pub enum Scaler {
 }
 
 impl Scaler {
-    pub fn fit_standard(x: &Array2<f32>) -> Scaler {
-        let mean = x
-            .mean_axis(Axis(0))
-            .unwrap_or_else(|| Array1::zeros(x.ncols()));
-        let std = x.std_axis(Axis(0), 0.0);
-        Scaler::Standard {
-            mean: mean.to_vec(),
-            std: std.to_vec(),
-        }
+    /// Fits a standard scaler to `x`'s columns (the population standard deviation).
+    ///
+    /// The sums run in f64, where no finite f32 data can overflow them, so the statistics of
+    /// any finite data are finite: the mean lies between the column's extremes and the
+    /// standard deviation is at most half their distance (Popoviciu's inequality), both
+    /// within f32's range. Errors: [`WgradError::EmptyDataset`] for no rows,
+    /// [`WgradError::NonFinite`] naming the first NaN or infinity.
+    pub fn fit_standard(x: &Array2<f32>) -> Result<Scaler> {
+        check_fittable(x)?;
+        let (mean, std) = x
+            .columns()
+            .into_iter()
+            .map(|column| {
+                let rows = column.len() as f64;
+                let mean = wide(column).sum::<f64>() / rows;
+                let variance = wide(column).map(|v| (v - mean).powi(2)).sum::<f64>() / rows;
+                (mean as f32, variance.sqrt() as f32)
+            })
+            .unzip();
+        Ok(Scaler::Standard { mean, std })
     }
 
-    pub fn fit_min_max(x: &Array2<f32>) -> Scaler {
-        let min = x.fold_axis(Axis(0), f32::INFINITY, |a, &b| a.min(b));
-        let max = x.fold_axis(Axis(0), f32::NEG_INFINITY, |a, &b| a.max(b));
-        Scaler::MinMax {
-            min: min.to_vec(),
-            max: max.to_vec(),
-        }
+    /// Fits a min-max scaler to `x`'s columns; errors as [`Scaler::fit_standard`].
+    pub fn fit_min_max(x: &Array2<f32>) -> Result<Scaler> {
+        check_fittable(x)?;
+        let (min, max) = x
+            .columns()
+            .into_iter()
+            .map(|column| {
+                let min = column.iter().copied().fold(f32::INFINITY, f32::min);
+                let max = column.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                (min, max)
+            })
+            .unzip();
+        Ok(Scaler::MinMax { min, max })
     }
 
     /// Number of columns the scaler was fitted on.
@@ -42,23 +61,67 @@ impl Scaler {
         }
     }
 
-    /// Scales `x` in place; `x` must have [`Scaler::width`] columns.
-    pub fn transform(&self, x: &mut Array2<f32>) {
-        let (offset, divisor): (&[f32], Vec<f32>) = match self {
-            Scaler::Standard { mean, std } => (mean, std.clone()),
-            Scaler::MinMax { min, max } => {
-                (min, min.iter().zip(max).map(|(lo, hi)| hi - lo).collect())
-            }
-        };
+    /// Scales `x` in place. Each value is computed in f64, so that a range wider than f32's
+    /// (min -3e38, max 3e38) still divides correctly. Errors ([`WgradError::InvalidData`],
+    /// `x` left unchanged): `x` has other than [`Scaler::width`] columns, or the scaler's two
+    /// vectors differ in length (one built by hand).
+    pub fn transform(&self, x: &mut Array2<f32>) -> Result<()> {
+        let columns = self.columns()?;
+        if x.ncols() != columns.len() {
+            return Err(WgradError::InvalidData(format!(
+                "x has {} columns but the scaler was fitted on {}",
+                x.ncols(),
+                columns.len()
+            )));
+        }
         for mut row in x.rows_mut() {
-            for (j, v) in row.iter_mut().enumerate() {
-                let d = divisor[j];
-                *v = if d > 0.0 {
-                    (*v - offset[j]) / d
+            for (v, &(offset, divisor)) in row.iter_mut().zip(&columns) {
+                let centred = *v as f64 - offset;
+                *v = if divisor > 0.0 {
+                    (centred / divisor) as f32
                 } else {
-                    *v - offset[j]
+                    centred as f32
                 };
             }
         }
+        Ok(())
     }
+
+    /// Each column's offset and divisor, in f64.
+    fn columns(&self) -> Result<Vec<(f64, f64)>> {
+        let (offsets, others) = match self {
+            Scaler::Standard { mean, std } => (mean, std),
+            Scaler::MinMax { min, max } => (min, max),
+        };
+        if offsets.len() != others.len() {
+            return Err(WgradError::InvalidData(format!(
+                "the scaler's two vectors have {} and {} values; it needs one of each per column",
+                offsets.len(),
+                others.len()
+            )));
+        }
+        let pairs = offsets
+            .iter()
+            .zip(others)
+            .map(|(&a, &b)| (a as f64, b as f64));
+        Ok(match self {
+            Scaler::Standard { .. } => pairs.collect(),
+            Scaler::MinMax { .. } => pairs.map(|(min, max)| (min, max - min)).collect(),
+        })
+    }
+}
+
+/// The column's values in f64.
+fn wide(column: ArrayView1<'_, f32>) -> impl Iterator<Item = f64> + '_ {
+    column.into_iter().map(|&v| v as f64)
+}
+
+/// A scaler needs rows to fit to, all finite.
+fn check_fittable(x: &Array2<f32>) -> Result<()> {
+    if x.nrows() == 0 {
+        return Err(WgradError::EmptyDataset(
+            "x has no rows to fit the scaler to",
+        ));
+    }
+    check_finite("x", x.view())
 }

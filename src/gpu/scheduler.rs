@@ -104,6 +104,15 @@ struct ModelBuffers {
     /// Texture copies of the weights (unsplit ones that fit), refreshed at the start of each
     /// step, where the scheduler uses textures.
     weight_textures: Vec<Option<TextureCopy>>,
+    /// Copies of `params`, `state1` and `state2` at the last [`Backend::snapshot`].
+    snapshot: [wgpu::Buffer; 3],
+}
+
+impl ModelBuffers {
+    /// The buffers a snapshot copies: the parameters and the optimizer state.
+    fn trained_state(&self) -> [&wgpu::Buffer; 3] {
+        [&self.params, &self.state1, &self.state2]
+    }
 }
 
 /// Buffers sized by the model and the batch size.
@@ -368,6 +377,13 @@ impl GpuBackend {
                 TextureCopy::of(&ctx, wanted, &weight.name, view)
             })
             .collect::<Result<Vec<_>>>()?;
+        let state1 = ctx.storage_in_parts("optimizer state", state_len(used1))?;
+        let state2 = ctx.storage_in_parts("optimizer second moment", state_len(used2))?;
+        let snapshot = [
+            ctx.storage_in_parts_from("the parameters' snapshot", params)?,
+            ctx.storage_in_parts("the optimizer state's snapshot", state_len(used1))?,
+            ctx.storage_in_parts("the optimizer second moment's snapshot", state_len(used2))?,
+        ];
         let model = ModelBuffers {
             step: ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("step uniforms"),
@@ -378,11 +394,12 @@ impl GpuBackend {
             parts,
             params: param_buffer,
             grads: ctx.storage_in_parts("gradients", layout.len)?,
-            state1: ctx.storage_in_parts("optimizer state", state_len(used1))?,
-            state2: ctx.storage_in_parts("optimizer second moment", state_len(used2))?,
+            state1,
+            state2,
             grad_norm_partials: ctx.storage("gradient norm partials", 2 * partials)?,
             no_partials: ctx.storage("no gradient norm partials", 2)?,
             weight_textures,
+            snapshot,
         };
         ctx.queue
             .write_buffer(&model.params, 0, bytemuck::cast_slice(params));
@@ -438,6 +455,7 @@ impl GpuBackend {
     ) -> Result<()> {
         let name = match key {
             DataKey::User(Slot::Train) => "the training data",
+            DataKey::User(Slot::Validation) => "the validation data",
             DataKey::User(Slot::Eval) => "the evaluation data",
             DataKey::Predict => "the prediction inputs",
         };
@@ -622,6 +640,17 @@ impl GpuBackend {
             }
         }
         Ok(())
+    }
+
+    /// Copies each buffer of `from` into the same-sized one of `to`, on the device.
+    fn copy_buffers(&self, from: [&wgpu::Buffer; 3], to: [&wgpu::Buffer; 3]) -> Result<()> {
+        self.ctx.check()?;
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        for (from, to) in from.into_iter().zip(to) {
+            encoder.copy_buffer_to_buffer(from, 0, to, 0, from.size());
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.check()
     }
 
     /// Reads a metrics buffer (see [`METRICS_WORDS`]) and zeroes it.
@@ -1040,7 +1069,7 @@ impl Backend for GpuBackend {
 
     fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {
         if batch_size > MAX_EXTENT {
-            return Err(WgradError::InvalidModel(format!(
+            return Err(WgradError::InvalidConfig(format!(
                 "batch size {batch_size} is more than the GPU backend's {MAX_EXTENT} rows per step; \
                  use a smaller batch (or the CPU)"
             )));
@@ -1157,5 +1186,13 @@ impl Backend for GpuBackend {
                 .write_buffer(buffer, 0, bytemuck::cast_slice(values));
         }
         Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<()> {
+        self.copy_buffers(self.model.trained_state(), self.model.snapshot.each_ref())
+    }
+
+    fn restore_snapshot(&mut self) -> Result<()> {
+        self.copy_buffers(self.model.snapshot.each_ref(), self.model.trained_state())
     }
 }

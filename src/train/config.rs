@@ -1,6 +1,7 @@
 //! How `fit` trains: epochs, batches, shuffling, learning-rate schedules, gradient clipping
 //! and early stopping, with the defaults Keras users expect.
 
+use crate::error::WgradError;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,38 @@ impl Default for FitConfig {
             clip_norm: None,
             early_stopping: None,
         }
+    }
+}
+
+impl FitConfig {
+    /// Checks the settings that do not depend on the data, for an optimizer whose learning
+    /// rate is `base_rate`: a batch size of at least 1, the schedule's numbers (and a cosine
+    /// schedule that anneals down, not up), a finite positive clip norm, and early-stopping
+    /// numbers that can stop a run as intended.
+    pub(crate) fn check(&self, base_rate: f32) -> crate::Result<()> {
+        if self.batch_size == 0 {
+            return Err(WgradError::ZeroBatchSize);
+        }
+        self.schedule.check().map_err(WgradError::InvalidConfig)?;
+        if let Schedule::Cosine { min_lr, .. } = self.schedule
+            && min_lr > base_rate
+        {
+            return Err(WgradError::InvalidConfig(format!(
+                "cosine schedule min_lr {min_lr} is above the base learning rate {base_rate}, \
+                 so the rate would rise: min_lr must be at most the optimizer's learning rate"
+            )));
+        }
+        if let Some(clip) = self.clip_norm
+            && !(clip.is_finite() && clip > 0.0)
+        {
+            return Err(WgradError::InvalidConfig(format!(
+                "clip_norm must be finite and > 0, got {clip}"
+            )));
+        }
+        if let Some(rule) = &self.early_stopping {
+            rule.check().map_err(WgradError::InvalidConfig)?;
+        }
+        Ok(())
     }
 }
 
@@ -163,7 +196,10 @@ impl std::str::FromStr for Monitor {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
     pub monitor: Monitor,
+    /// Epochs without improvement before stopping; at least 1.
     pub patience: usize,
+    /// The least change that counts as an improvement, in the direction the monitor improves
+    /// (so ≥ 0 whether it is minimised or maximised).
     pub min_delta: f32,
     /// Put back the weights of the best epoch when stopping (or at the end).
     pub restore_best: bool,
@@ -177,5 +213,23 @@ impl EarlyStopping {
             min_delta: 0.0,
             restore_best: true,
         }
+    }
+
+    /// Checks the rule's own numbers; `Err` says what is wrong. A NaN `min_delta` would count
+    /// no epoch as an improvement, a negative one some worsening epochs, and patience 0 would
+    /// mean what 1 means (stop at the first epoch without improvement).
+    pub fn check(&self) -> Result<(), String> {
+        if self.patience == 0 {
+            return Err("early stopping patience must be at least 1 epoch, got 0".into());
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(format!(
+                "early stopping min_delta must be finite and ≥ 0 (the least improvement that \
+                 counts, whichever way {} improves), got {}",
+                self.monitor.name(),
+                self.min_delta
+            ));
+        }
+        Ok(())
     }
 }

@@ -19,11 +19,15 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// What a model learns to output for each sample.
+///
+/// Classification targets are class indices. One-hot rows (Keras's `to_categorical`) convert
+/// with [`Targets::from_one_hot`]; given as `Values` they train the same, but count as value
+/// targets: no accuracy, and early stopping cannot monitor one.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
     /// A class index per sample: one-hot encoded for several outputs; 0 or 1 for one output.
     Classes(Vec<usize>),
-    /// Values per sample, [n, outputs]: regression targets, or one-hot / soft labels.
+    /// Values per sample, [n, outputs]: regression targets, or soft labels (probabilities).
     Values(Array2<f32>),
 }
 
@@ -46,6 +50,40 @@ impl From<Array2<f32>> for Targets {
 }
 
 impl Targets {
+    /// The class of each one-hot row (a single 1, zeros elsewhere): its 1's column. Errors
+    /// ([`WgradError::InvalidData`]) name the first row that is not one-hot.
+    pub fn from_one_hot(one_hot: &Array2<f32>) -> Result<Targets> {
+        one_hot
+            .rows()
+            .into_iter()
+            .enumerate()
+            .map(|(row, values)| {
+                let not_one_hot = |why: String| {
+                    WgradError::InvalidData(format!(
+                        "one-hot row index {row} {why}; a one-hot row holds a single 1 and zeros"
+                    ))
+                };
+                if let Some((col, value)) = values
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| **v != 0.0 && **v != 1.0)
+                {
+                    return Err(not_one_hot(format!("holds {value} at column index {col}")));
+                }
+                let ones: Vec<usize> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(col, &v)| (v == 1.0).then_some(col))
+                    .collect();
+                match ones[..] {
+                    [class] => Ok(class),
+                    _ => Err(not_one_hot(format!("holds {} ones", ones.len()))),
+                }
+            })
+            .collect::<Result<Vec<usize>>>()
+            .map(Targets::Classes)
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Targets::Classes(c) => c.len(),
@@ -178,6 +216,9 @@ impl Model {
     }
 
     /// `fit` with validation data, evaluated after every epoch, and callbacks.
+    ///
+    /// A run that goes non-finite stops with [`WgradError::Diverged`] at the end of the epoch,
+    /// and leaves the model as that epoch began (parameters, optimizer state, step count).
     pub fn fit_with(
         &mut self,
         x: &Array2<f32>,
@@ -186,34 +227,32 @@ impl Model {
         validation: Option<(&Array2<f32>, &Targets)>,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<History> {
-        if config.batch_size == 0 {
-            return Err(WgradError::ZeroBatchSize);
-        }
-        config.schedule.check().map_err(WgradError::InvalidModel)?;
-        if let Some(clip) = config.clip_norm
-            && !(clip.is_finite() && clip > 0.0)
-        {
-            return Err(WgradError::InvalidModel(format!(
-                "clip norm must be finite and > 0, got {clip}"
-            )));
-        }
-        let targets = self.encode(x.view(), y)?;
-        let n = x.nrows();
-        self.backend.set_batch_size(config.batch_size.min(n))?;
-        self.backend.upload(Slot::Train, x.view(), targets.view())?;
-        if let Some((val_x, val_y)) = validation {
-            let val_targets = self.encode(val_x.view(), val_y)?;
-            self.backend
-                .upload(Slot::Eval, val_x.view(), val_targets.view())?;
-        }
+        let base_rate = self.spec.optimizer.learning_rate();
+        config.check(base_rate)?;
         let mut stopper = config
             .early_stopping
             .map(|rule| EarlyStopper::new(rule, validation.is_some()));
         if let Some(stopper) = &stopper {
             stopper.check(y.is_classification())?;
         }
+        let targets = self.encode(x.view(), y)?;
+        // The validation inputs with their encoded targets.
+        let validation = match validation {
+            Some((val_x, val_y)) => Some((
+                val_x,
+                self.encode(val_x.view(), val_y)
+                    .map_err(|e| WgradError::ValidationData(Box::new(e)))?,
+            )),
+            None => None,
+        };
+        let n = x.nrows();
+        self.backend.set_batch_size(config.batch_size.min(n))?;
+        self.backend.upload(Slot::Train, x.view(), targets.view())?;
+        if let Some((val_x, val_targets)) = &validation {
+            self.backend
+                .upload(Slot::Validation, val_x.view(), val_targets.view())?;
+        }
         let dropout_seed = (config.seed ^ (config.seed >> 32)) as u32;
-        let base_rate = self.spec.optimizer.learning_rate();
         let mut order: Vec<u32> = (0..n as u32).collect();
         let mut history = History::default();
         for epoch in config.initial_epoch + 1..=config.epochs {
@@ -229,6 +268,8 @@ impl Model {
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, n);
             }
+            // Where the model goes back to if this epoch diverges.
+            self.backend.snapshot()?;
             let steps_before = self.steps;
             let batch_starts: Vec<usize> = (0..n).step_by(config.batch_size).collect();
             for chunk in batch_starts.chunks(STEPS_PER_CALL) {
@@ -263,6 +304,8 @@ impl Model {
             if let Some((step, cause)) = metrics.divergence() {
                 // Devices count steps in 32 bits; the run's count is `self.steps`.
                 let epoch_step = u64::from(step.wrapping_sub(steps_before as u32));
+                self.backend.restore_snapshot()?;
+                self.steps = steps_before;
                 return Err(WgradError::Diverged {
                     epoch,
                     step: steps_before + epoch_step,
@@ -273,7 +316,7 @@ impl Model {
                 });
             }
             let validation_metrics = match validation {
-                Some(_) => Some(self.backend.evaluate(Slot::Eval)?),
+                Some(_) => Some(self.backend.evaluate(Slot::Validation)?),
                 None => None,
             };
             let record = EpochRecord {
@@ -467,8 +510,9 @@ impl Model {
                         .indexed_iter()
                         .find(|(_, v)| !(0.0..=1.0).contains(*v))
                 {
-                    return Err(WgradError::InvalidModel(format!(
-                        "cross-entropy targets must lie in [0, 1]; y has {value} at row {row}, column {col}"
+                    return Err(WgradError::InvalidData(format!(
+                        "cross-entropy targets must lie in [0, 1]; y has {value} at row index \
+                         {row}, column index {col}"
                     )));
                 }
                 Ok(values.clone())
@@ -477,7 +521,8 @@ impl Model {
     }
 }
 
-fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
+/// [`WgradError::NonFinite`] naming the first NaN or infinity of `a` (called `what`).
+pub(crate) fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
     match a.indexed_iter().find(|(_, v)| !v.is_finite()) {
         Some(((row, col), &value)) => Err(WgradError::NonFinite {
             what,
@@ -528,14 +573,15 @@ impl EarlyStopper {
     fn check(&self, classification: bool) -> Result<()> {
         let monitor = self.rule.monitor;
         if matches!(monitor, Monitor::ValLoss | Monitor::ValAccuracy) && !self.has_validation {
-            return Err(WgradError::InvalidModel(format!(
+            return Err(WgradError::InvalidConfig(format!(
                 "early stopping monitors {} but there is no validation data",
                 monitor.name()
             )));
         }
         if monitor.maximize() && !classification {
-            return Err(WgradError::InvalidModel(format!(
-                "early stopping monitors {}, which regression targets do not have",
+            return Err(WgradError::InvalidConfig(format!(
+                "early stopping monitors {}, which value targets (Targets::Values) do not have; \
+                 give class labels (one-hot rows convert with Targets::from_one_hot)",
                 monitor.name()
             )));
         }
@@ -566,7 +612,7 @@ impl EarlyStopper {
         } else {
             self.epochs_without_improvement += 1;
         }
-        Ok(self.epochs_without_improvement >= self.rule.patience.max(1))
+        Ok(self.epochs_without_improvement >= self.rule.patience)
     }
 
     fn restore(self, model: &mut Model) -> Result<()> {
