@@ -373,6 +373,38 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
 }
 
 #[test]
+fn a_value_that_scales_past_f32_is_named() {
+    let dir = temp_dir("scaled-overflow");
+    // Column a spreads over about 4e-4, so 3e38 standardises far past f32's range.
+    let data = dir.join("train.csv");
+    std::fs::write(
+        &data,
+        "a,b,y\n0.001,1,0\n0.002,2,1\n0.0015,3,0\n0.0012,4,1\n",
+    )
+    .unwrap();
+    let inputs = dir.join("inputs.csv");
+    std::fs::write(&inputs, "b,a\n1,0.001\n2,3e38\n").unwrap();
+    let model = dir.join("model");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&model),
+    ]);
+    let args = ["predict", "--model", s(&model), "--input", s(&inputs)];
+    let output = wgrad(&args);
+    assert!(!output.status.success(), "wgrad {args:?} succeeded");
+    check_message(&args, &output, "inputs.csv: data row 2, column \"a\"");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn devices_lists_the_adapters() {
     let out = ok(&["devices"]);
     if std::env::var("WGRAD_SKIP_GPU").is_ok_and(|v| v == "1") {
@@ -757,7 +789,7 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
     ];
     let output = wgrad(&args);
     assert!(!output.status.success(), "wgrad {args:?} succeeded");
-    check_message(&args, &output, "--layers, --data cannot change");
+    check_message(&args, &output, "--data, --layers cannot change");
 
     // Predictions of a regression target chosen by default (the last column) are headed by
     // its name.

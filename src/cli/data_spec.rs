@@ -21,7 +21,7 @@ pub struct Loaded {
 
 impl DataSpec {
     pub fn parse(spec: &str) -> Result<DataSpec> {
-        let bad = |why: String| WgradError::InvalidModel(format!("--data {spec}: {why}"));
+        let bad = |why: String| WgradError::InvalidConfig(format!("--data {spec}: {why}"));
         let expected = format!(
             "expected mnist, mnist:DIR, csv:PATH (or a path ending in .csv or .tsv) or one of {}",
             data::SYNTHETIC_NAMES.join(", ")

@@ -49,15 +49,20 @@ impl Cli {
     /// The process's command line, parsed (clap's message and exit on a bad one), with the
     /// options given on it noted where a command needs to know which were (`--resume`).
     pub fn from_command_line() -> Cli {
-        let matches = Cli::command().get_matches();
+        let command = Cli::command();
+        let matches = command.clone().get_matches();
         let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        if let (Some(Command::Train(args)), Some(("train", train))) =
-            (&mut cli.command, matches.subcommand())
-        {
-            args.given = train
-                .ids()
-                .filter(|id| train.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-                .map(|id| id.to_string())
+        if let (Some(Command::Train(args)), Some(("train", train)), Some(options)) = (
+            &mut cli.command,
+            matches.subcommand(),
+            command.find_subcommand("train"),
+        ) {
+            // The options' ids (the field names), not those of their groups.
+            args.given = options
+                .get_arguments()
+                .map(|option| option.get_id().as_str())
+                .filter(|id| train.value_source(id) == Some(ValueSource::CommandLine))
+                .map(String::from)
                 .collect();
         }
         cli
@@ -71,7 +76,7 @@ impl Cli {
         ) {
             (true, _) => Ok(own.clone()),
             (false, true) => Ok(self.device.clone()),
-            (false, false) => Err(WgradError::InvalidModel(
+            (false, false) => Err(WgradError::InvalidConfig(
                 "device options given both before and after the command; give them once".into(),
             )),
         }
@@ -229,7 +234,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         "gpu" => vec![gpu],
         "both" => vec![Device::Cpu, gpu],
         other => {
-            return Err(WgradError::InvalidModel(format!(
+            return Err(WgradError::InvalidConfig(format!(
                 "--devices: '{other}' is not cpu, gpu or both"
             )));
         }
@@ -320,6 +325,25 @@ fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32
             ));
         }
         scaler.transform(&mut x)?;
+        // Finite values can scale past f32's range (a value of 1e35 where the training data
+        // spread over 1e-3).
+        if let Some(((row, col), value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            let column = meta
+                .feature_names
+                .as_ref()
+                .and_then(|names| names.get(col))
+                .map_or(format!("column {}", col + 1), |name| {
+                    format!("column {name:?}")
+                });
+            return Err(WgradError::data(
+                path,
+                format!(
+                    "data row {}, {column}: the value is so far outside the training data's \
+                     range that, scaled as the model's inputs were, it is {value}",
+                    row + 1
+                ),
+            ));
+        }
     }
     Ok(x)
 }

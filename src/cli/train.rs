@@ -183,7 +183,7 @@ impl TrainArgs {
 }
 
 fn invalid(option: &str, message: impl std::fmt::Display) -> WgradError {
-    WgradError::InvalidModel(format!("--{option}: {message}"))
+    WgradError::InvalidConfig(format!("--{option}: {message}"))
 }
 
 /// `step:EVERY:FACTOR`, `exp:RATE`, `cosine[:MIN_LR]` or `constant`.
@@ -574,14 +574,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let (args, mut model, meta, earlier, out) = match &args.resume {
         Some(dir) => {
-            let (model, meta, progress) = io::load_checkpoint(dir, args.device.device()?)?;
-            let mut saved: TrainArgs =
-                serde_json::from_value(progress.fit.clone()).map_err(|e| {
-                    WgradError::data(
-                        dir.join(io::CHECKPOINT_JSON),
-                        format!("training options: {e}"),
-                    )
-                })?;
             let fixed: Vec<String> = args
                 .given
                 .iter()
@@ -589,7 +581,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .map(|field| flag(field))
                 .collect();
             if !fixed.is_empty() {
-                return Err(WgradError::InvalidModel(format!(
+                return Err(WgradError::InvalidConfig(format!(
                     "--resume continues the run in {} as it was set up: {} cannot change \
                      (what can: {}); a new run takes a new --out",
                     dir.display(),
@@ -601,6 +593,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         .join(", ")
                 )));
             }
+            let (model, meta, progress) = io::load_checkpoint(dir, args.device.device()?)?;
+            let mut saved: TrainArgs =
+                serde_json::from_value(progress.fit.clone()).map_err(|e| {
+                    WgradError::data(
+                        dir.join(io::CHECKPOINT_JSON),
+                        format!("training options: {e}"),
+                    )
+                })?;
             let given = |field: &str| args.given.iter().any(|g| g == field);
             saved.epochs = args.epochs.or(saved.epochs);
             saved.device = args.device.clone();
@@ -663,6 +663,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let meta = meta.unwrap_or(data.meta.clone());
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
+    // What `fit` would refuse (a schedule against the learning rate, early stopping's
+    // settings), refused before anything is written or shown.
+    config.check(model.spec().optimizer.learning_rate())?;
     if config.initial_epoch >= config.epochs {
         note!(
             "the run in {} has trained {} epochs, the {} it was set to: nothing to train (a \
