@@ -80,6 +80,15 @@ pub enum WgradError {
         adapter: String,
     },
 
+    /// Host memory the model or its batches need that the machine cannot give: asked for
+    /// before the arrays are built, since an allocation that fails inside them aborts.
+    #[error(
+        "{what} need {gigabytes:.2} GB of memory, more than this machine can allocate; use \
+         smaller layers or batches",
+        gigabytes = *.bytes as f64 / 1e9
+    )]
+    OutOfMemory { what: String, bytes: u128 },
+
     #[error(
         "{what} needs {bytes} bytes that the adapter '{adapter}' could not give ({detail}); use a \
          smaller batch size, layer or data set, or train on the CPU"

@@ -404,6 +404,28 @@ fn a_value_that_scales_past_f32_is_named() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A model larger than the memory the process may have is an error, not an abort: here
+/// 400M parameters (12.8 GB with their gradients, optimizer state and copies) under a 2 GB
+/// address-space limit.
+#[test]
+fn a_model_too_large_for_memory_is_an_error() {
+    let dir = temp_dir("too-large");
+    let script = format!(
+        "ulimit -v 2000000 && exec {} train --data xor --layers 2,20000,20000,2 --epochs 1 \
+         --device cpu --no-plots --out {}",
+        env!("CARGO_BIN_EXE_wgrad"),
+        s(&dir)
+    );
+    let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    check_message(
+        &["train", "(under ulimit -v)"],
+        &output,
+        "the model's parameters, gradients and optimizer state need 12.80 GB of memory",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn devices_lists_the_adapters() {
     let out = ok(&["devices"]);

@@ -7,7 +7,7 @@ pub mod ops;
 mod vector;
 
 use crate::backend::{Backend, Metrics, Slot, StepParams};
-use crate::error::Result;
+use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, ParamLayout, Sequential, TensorSlot};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
 use ops::Dropout;
@@ -33,6 +33,26 @@ pub struct CpuBackend {
     data: HashMap<Slot, (Array2<f32>, Array2<f32>)>,
     order: Vec<u32>,
     train_metrics: Metrics,
+}
+
+/// The parameter-sized vectors a [`CpuBackend`] holds: `params`, `grads`, `state1`, `state2`
+/// and the three of `snapshot`.
+pub const PARAMETER_VECTORS: usize = 7;
+
+/// Asks for `elements` f32s of host memory, and gives it back: an error naming `what` where
+/// the machine cannot give that much, checked before arrays that large are built (a failed
+/// allocation inside them aborts the process, and `ulimit -v` or the kernel's overcommit
+/// limit refuse a single request larger than the machine).
+pub fn check_host_memory(elements: u128, what: &str) -> Result<()> {
+    let bytes = elements * 4;
+    let refused = || WgradError::OutOfMemory {
+        what: what.to_string(),
+        bytes,
+    };
+    let mut probe: Vec<f32> = Vec::new();
+    probe
+        .try_reserve_exact(usize::try_from(elements).map_err(|_| refused())?)
+        .map_err(|_| refused())
 }
 
 /// `dst = src` for one row: a `memcpy` when both are contiguous (the backend's own arrays
@@ -313,6 +333,14 @@ impl Backend for CpuBackend {
 
     fn set_batch_size(&mut self, batch_size: usize) -> Result<()> {
         if self.work.batch_size != batch_size {
+            let widths: usize = self.spec.input_dim
+                + 2 * self.spec.layers.iter().map(|l| l.units).sum::<usize>()
+                + self.spec.output_dim()
+                + 2;
+            check_host_memory(
+                batch_size as u128 * widths as u128,
+                &format!("a batch of {batch_size} rows' activations and gradients"),
+            )?;
             self.work = Workspace::new(&self.spec, batch_size);
         }
         Ok(())

@@ -149,6 +149,13 @@ impl Model {
     /// Checks the description, initialises the weights from its seed and places the model.
     pub fn new(spec: Sequential, device: Device) -> Result<Model> {
         spec.validate()?;
+        if !matches!(device, Device::Gpu(_)) {
+            // The initial parameters and the CPU backend's copies.
+            crate::cpu::check_host_memory(
+                spec.param_layout().len as u128 * (1 + crate::cpu::PARAMETER_VECTORS) as u128,
+                "the model's parameters, gradients and optimizer state",
+            )?;
+        }
         let params = spec.initial_params();
         let backend: Box<dyn Backend> = match device {
             Device::Cpu => Box::new(CpuBackend::new(&spec, &params)),
