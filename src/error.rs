@@ -61,11 +61,9 @@ pub enum WgradError {
     #[error("validation data: {0}")]
     ValidationData(Box<WgradError>),
 
-    #[error(
-        "no GPU adapter found{detail}. Install a Vulkan driver (on Debian/Ubuntu the software \
-         adapter comes with `apt-get install mesa-vulkan-drivers libvulkan1`), or train on the CPU \
-         with `Device::Cpu` (`--device cpu`)"
-    )]
+    /// No adapter as asked for: `detail` says what was asked for, which adapters there are,
+    /// and what to do.
+    #[error("no GPU adapter found{detail}")]
     NoAdapter { detail: String },
 
     #[error(

@@ -186,6 +186,15 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
             if !found.is_empty() {
                 detail += &format!(" (adapters present: {})", found.join(", "));
             }
+            let advice = if found.is_empty() || choice.software {
+                "Install a Vulkan driver (on Debian/Ubuntu the software adapter comes with \
+                 `apt-get install mesa-vulkan-drivers libvulkan1`)"
+            } else {
+                "Choose one of those (`AdapterChoice`, `--adapter`, `--backend`)"
+            };
+            detail += &format!(
+                ". {advice}, or train on the CPU with `Device::Cpu` (`--device cpu`)"
+            );
             WgradError::NoAdapter { detail }
         })
 }

@@ -329,8 +329,8 @@ fn find_consistent(dir: &Path) -> Result<Consistent> {
             return Err(WgradError::data(
                 dir,
                 format!(
-                    "no checkpoint here (no {CHECKPOINT_JSON}); --resume takes the directory \
-                     of a run `wgrad train` saved (--out)"
+                    "no checkpoint here (no {CHECKPOINT_JSON}); a checkpoint is the directory \
+                     `wgrad train` (--out) or `io::save_checkpoint` writes"
                 ),
             ));
         }

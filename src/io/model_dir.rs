@@ -77,7 +77,7 @@ pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
                     dir,
                     format!(
                         "no saved model here (no {MODEL_JSON}); a model is the directory \
-                         `wgrad train` saves into (--out)"
+                         `wgrad train` (--out) or `io::save_model` writes"
                     ),
                 ));
             }
