@@ -138,11 +138,25 @@ pub struct Evaluation {
 }
 
 /// A model on a device, ready to train.
+///
+/// A model is `Send` (it can be trained on another thread, or shared as `Arc<Mutex<Model>>`).
+/// Its `Debug` output names the architecture, the device and the step count, not the weights
+/// (read those with [`Model::params`]).
 pub struct Model {
     spec: Sequential,
     backend: Box<dyn Backend>,
     /// Optimizer steps taken so far (Adam's t continues across `fit` calls, as in Keras).
     steps: u64,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("spec", &self.spec.summary_line())
+            .field("device", &self.device())
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Model {

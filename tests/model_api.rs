@@ -1,0 +1,125 @@
+//! What a user coming from Keras, PyTorch or scikit-learn reaches for on a `Model`: `Debug`
+//! (for `unwrap_err`), `Send` (training on another thread), array views as inputs, 1-D and
+//! integer targets, and per-layer weights. Each device-dependent check runs on the CPU and GPU.
+
+mod common;
+
+use ndarray::Array2;
+use wgrad::{Activation, Device, FitConfig, Model, Optimizer, Sequential, Targets, WgradError};
+
+/// A `cpu` and a `gpu` test of `check(device)`; the GPU one follows `common::gpu_device`.
+macro_rules! on_both_devices {
+    ($check:ident) => {
+        mod $check {
+            #[test]
+            fn cpu() {
+                super::$check(wgrad::Device::Cpu);
+            }
+
+            #[test]
+            fn gpu() {
+                if let Some(gpu) = crate::common::gpu_device(concat!(stringify!($check), "::gpu")) {
+                    super::$check(gpu);
+                }
+            }
+        }
+    };
+}
+
+/// 4 inputs -> 16 relu -> 3 softmax, seeded.
+fn classifier_spec() -> Sequential {
+    Sequential::new(4)
+        .dense(16, Activation::Relu)
+        .dense(3, Activation::Softmax)
+        .optimizer(Optimizer::adam(0.01))
+        .seed(9)
+}
+
+fn classifier(device: Device) -> Model {
+    Model::new(classifier_spec(), device).expect("a valid model on an available device")
+}
+
+/// 40 random samples in [-2, 2)⁴ with a class from where they lie.
+fn data() -> (Array2<f32>, Targets) {
+    let x = common::random_matrix(40, 4, 2.0, 21);
+    let labels = x
+        .rows()
+        .into_iter()
+        .map(|r| usize::from(r[0] - r[3] > 0.0) + usize::from(r[1] > 0.7))
+        .collect::<Vec<_>>();
+    (x, Targets::Classes(labels))
+}
+
+/// 2 epochs of 5 batches of 8, unshuffled: 10 steps.
+fn config() -> FitConfig {
+    FitConfig {
+        epochs: 2,
+        batch_size: 8,
+        shuffle: false,
+        ..Default::default()
+    }
+}
+
+fn bits(values: &Array2<f32>) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+// Debug and Send.
+
+/// `Model` is `Send`: checked when this file compiles.
+const _: fn() = || {
+    fn assert_send<T: Send>() {}
+    assert_send::<Model>();
+};
+
+#[test]
+fn construction_errors_unwrap_as_errors() {
+    let error = Model::new(
+        Sequential::new(0).dense(2, Activation::Softmax),
+        Device::Cpu,
+    )
+    .expect_err("an input width of 0 is refused");
+    assert!(matches!(error, WgradError::InvalidModel(_)), "{error}");
+}
+
+fn debug_names_architecture_device_and_steps(device: Device) {
+    let mut model = classifier(device);
+    let (x, y) = data();
+    model.fit(&x, &y, &config()).expect("training");
+    let text = format!("{model:?}");
+    for part in [
+        "Model {",
+        "4-16-3 (relu, softmax)",
+        "adam (lr 0.01)",
+        &model.device(),
+        "steps: 10",
+    ] {
+        assert!(text.contains(part), "{text:?} does not mention {part:?}");
+    }
+    assert!(text.len() < 200, "no weights in Debug: {text:?}");
+}
+on_both_devices!(debug_names_architecture_device_and_steps);
+
+/// A model moved to another thread trains there as it would have here.
+fn trains_on_another_thread(device: Device) {
+    let (x, y) = data();
+    let mut here = classifier(device.clone());
+    here.fit(&x, &y, &config()).expect("training");
+
+    let moved = classifier(device);
+    let (thread_x, thread_y) = (x.clone(), y.clone());
+    let mut there = std::thread::spawn(move || {
+        let mut model = moved;
+        model
+            .fit(&thread_x, &thread_y, &config())
+            .expect("training");
+        model
+    })
+    .join()
+    .expect("the training thread");
+    assert_eq!(
+        bits(&there.predict(&x).unwrap()),
+        bits(&here.predict(&x).unwrap())
+    );
+}
+on_both_devices!(trains_on_another_thread);
