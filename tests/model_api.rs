@@ -4,7 +4,7 @@
 
 mod common;
 
-use ndarray::Array2;
+use ndarray::{Array2, s};
 use wgrad::{Activation, Device, FitConfig, Model, Optimizer, Sequential, Targets, WgradError};
 
 /// A `cpu` and a `gpu` test of `check(device)`; the GPU one follows `common::gpu_device`.
@@ -123,3 +123,48 @@ fn trains_on_another_thread(device: Device) {
     );
 }
 on_both_devices!(trains_on_another_thread);
+
+// Views as inputs.
+
+/// Views (a slice of rows, every other row, a column-major copy) are taken without copying
+/// and give what their owned copies give.
+fn views_are_inputs(device: Device) {
+    let (x, y) = data();
+    let Targets::Classes(labels) = &y else {
+        unreachable!("data() gives class labels")
+    };
+    let every_other = x.slice(s![..;2, ..]);
+    let every_other_y = Targets::from(labels.iter().step_by(2).copied().collect::<Vec<_>>());
+    let mut on_view = classifier(device.clone());
+    let mut on_copy = classifier(device);
+    on_view
+        .fit(&every_other, &every_other_y, &config())
+        .unwrap();
+    on_copy
+        .fit(&every_other.to_owned(), &every_other_y, &config())
+        .unwrap();
+    assert_eq!(on_view.params().unwrap(), on_copy.params().unwrap());
+
+    let first = x.slice(s![..10, ..]);
+    let all = on_view.predict(&x).unwrap();
+    assert_eq!(
+        bits(&on_view.predict(&first).unwrap()),
+        bits(&all.slice(s![..10, ..]).to_owned())
+    );
+    let column_major = x.t().to_owned();
+    assert_eq!(
+        bits(&on_view.predict(&column_major.t()).unwrap()),
+        bits(&all)
+    );
+    assert_eq!(
+        on_view.predict_classes(&first).unwrap(),
+        on_view.predict_classes(&first.to_owned()).unwrap()
+    );
+    assert_eq!(
+        on_view.evaluate(&every_other, &every_other_y).unwrap(),
+        on_view
+            .evaluate(&every_other.to_owned(), &every_other_y)
+            .unwrap()
+    );
+}
+on_both_devices!(views_are_inputs);

@@ -11,7 +11,7 @@ use crate::cpu::ops::predicted_class;
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuBackend};
 use crate::model::{Loss, Sequential};
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayRef2, ArrayView2};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -52,7 +52,7 @@ impl From<Array2<f32>> for Targets {
 impl Targets {
     /// The class of each one-hot row (a single 1, zeros elsewhere): its 1's column. Errors
     /// ([`WgradError::InvalidData`]) name the first row that is not one-hot.
-    pub fn from_one_hot(one_hot: &Array2<f32>) -> Result<Targets> {
+    pub fn from_one_hot(one_hot: &ArrayRef2<f32>) -> Result<Targets> {
         one_hot
             .rows()
             .into_iter()
@@ -138,6 +138,10 @@ pub struct Evaluation {
 }
 
 /// A model on a device, ready to train.
+///
+/// Inputs `x` are taken as `&ArrayRef2<f32>`, what every 2-D `f32` array dereferences to
+/// (ndarray's way of accepting owned arrays and views alike): pass `&x` for an `Array2`, and
+/// a part of one without copying it, e.g. `model.predict(&x.slice(s![..10, ..]))`.
 ///
 /// A model is `Send` (it can be trained on another thread, or shared as `Arc<Mutex<Model>>`).
 /// Its `Debug` output names the architecture, the device and the step count, not the weights
@@ -232,17 +236,22 @@ impl Model {
         self.backend.destroy_device()
     }
 
-    pub fn fit(&mut self, x: &Array2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
+    /// Trains on `x` and `y` as `config` says; see [`Model::fit_with`].
+    pub fn fit(&mut self, x: &ArrayRef2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
         self.fit_with(x, y, config, None, &mut [])
     }
 
     /// `fit` with validation data, evaluated after every epoch, and callbacks.
     ///
+    /// The validation inputs are an owned `&Array2<f32>` (a view converts with `.to_owned()`),
+    /// so that an `Option` of them built beforehand, such as
+    /// `validation_set.as_ref().map(|d| (&d.x, &d.y))`, fits as it is.
+    ///
     /// A run that goes non-finite stops with [`WgradError::Diverged`] at the end of the epoch,
     /// and leaves the model as that epoch began (parameters, optimizer state, step count).
     pub fn fit_with(
         &mut self,
-        x: &Array2<f32>,
+        x: &ArrayRef2<f32>,
         y: &Targets,
         config: &FitConfig,
         validation: Option<(&Array2<f32>, &Targets)>,
@@ -377,7 +386,7 @@ impl Model {
     }
 
     /// Loss and accuracy on a data set, without dropout.
-    pub fn evaluate(&mut self, x: &Array2<f32>, y: &Targets) -> Result<Evaluation> {
+    pub fn evaluate(&mut self, x: &ArrayRef2<f32>, y: &Targets) -> Result<Evaluation> {
         let targets = self.encode(x.view(), y)?;
         self.backend.upload(Slot::Eval, x.view(), targets.view())?;
         let metrics = self.backend.evaluate(Slot::Eval)?;
@@ -389,13 +398,13 @@ impl Model {
 
     /// The model's outputs for each row of `x`: probabilities for the cross-entropies,
     /// the output activation's values for MSE.
-    pub fn predict(&mut self, x: &Array2<f32>) -> Result<Array2<f32>> {
+    pub fn predict(&mut self, x: &ArrayRef2<f32>) -> Result<Array2<f32>> {
         self.check_inputs(x.view())?;
         self.backend.predict(x.view())
     }
 
     /// The predicted class of each row (argmax, or output ≥ 0.5 for a single output).
-    pub fn predict_classes(&mut self, x: &Array2<f32>) -> Result<Vec<usize>> {
+    pub fn predict_classes(&mut self, x: &ArrayRef2<f32>) -> Result<Vec<usize>> {
         let outputs = self.predict(x)?;
         Ok(outputs
             .rows()
