@@ -168,3 +168,55 @@ fn views_are_inputs(device: Device) {
     );
 }
 on_both_devices!(views_are_inputs);
+
+// Targets.
+
+/// Labels of any integer type are classes; a 1-D float array is one column of values.
+#[test]
+fn targets_from_labels_and_one_dimensional_values() {
+    let labels = vec![2usize, 0, 1, 1, 0];
+    let bytes: Vec<u8> = labels.iter().map(|&l| l as u8).collect();
+    let longs: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    // Integer literals still infer `usize`: no other `From<Vec<_>>` competes.
+    assert_eq!(
+        Targets::from(vec![2, 0, 1, 1, 0]),
+        Targets::from(labels.clone())
+    );
+    assert_eq!(
+        Targets::from_labels(&bytes).unwrap(),
+        Targets::from(labels.clone())
+    );
+    assert_eq!(
+        Targets::from_labels(&longs).unwrap(),
+        Targets::Classes(labels)
+    );
+    let error = Targets::from_labels(&[0i64, 1, -1]).unwrap_err();
+    assert!(matches!(error, WgradError::InvalidData(_)), "{error}");
+    assert!(
+        error.to_string().contains("label -1 at row index 2"),
+        "{error}"
+    );
+
+    let values = common::random_vector(5, 3.0, 4);
+    let column = values.clone().insert_axis(ndarray::Axis(1));
+    assert_eq!(Targets::from(values), Targets::Values(column));
+}
+
+/// A regression model trains on 1-D targets as on their one-column array.
+#[test]
+fn one_dimensional_regression_targets() {
+    let x = common::random_matrix(40, 4, 1.0, 8);
+    let y = x.map_axis(ndarray::Axis(1), |r| r[0] * r[1] - 0.5 * r[2] + r[3]);
+    let spec = Sequential::new(4)
+        .dense(8, Activation::Tanh)
+        .dense(1, Activation::Linear)
+        .seed(2);
+    let mut from_1d = Model::new(spec.clone(), Device::Cpu).unwrap();
+    let mut from_2d = Model::new(spec, Device::Cpu).unwrap();
+    let history = from_1d.fit(&x, &y.clone().into(), &config()).unwrap();
+    from_2d
+        .fit(&x, &y.insert_axis(ndarray::Axis(1)).into(), &config())
+        .unwrap();
+    assert_eq!(history.last().unwrap().accuracy, None, "value targets");
+    assert_eq!(from_1d.params().unwrap(), from_2d.params().unwrap());
+}

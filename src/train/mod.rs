@@ -11,7 +11,7 @@ use crate::cpu::ops::predicted_class;
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuBackend};
 use crate::model::{Loss, Sequential};
-use ndarray::{Array2, ArrayRef2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayRef2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +23,12 @@ use std::time::Instant;
 /// Classification targets are class indices. One-hot rows (Keras's `to_categorical`) convert
 /// with [`Targets::from_one_hot`]; given as `Values` they train the same, but count as value
 /// targets: no accuracy, and early stopping cannot monitor one.
+///
+/// `From` tells the two apart by type: `Vec<usize>` and `&[usize]` are class labels
+/// (`Classes`); `Array2<f32>` is values (`Values`), and so is a 1-D `Array1<f32>`
+/// (scikit-learn's `y` for regression), as one column. Labels of another integer type (`u8`
+/// from MNIST-style files, PyTorch's `i64`) convert with [`Targets::from_labels`]; they have no
+/// `From`, which would leave `Targets::from(vec![0, 1])` unable to infer its integer type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
     /// A class index per sample: one-hot encoded for several outputs; 0 or 1 for one output.
@@ -49,7 +55,34 @@ impl From<Array2<f32>> for Targets {
     }
 }
 
+impl From<Array1<f32>> for Targets {
+    fn from(v: Array1<f32>) -> Self {
+        Targets::Values(v.insert_axis(Axis(1)))
+    }
+}
+
 impl Targets {
+    /// Class labels of any integer type (`u8`, `u32`, `i64`, ...) as [`Targets::Classes`].
+    /// Errors ([`WgradError::InvalidData`]) name the first label that is not a class index
+    /// (negative, or too large for `usize`).
+    pub fn from_labels<L>(labels: &[L]) -> Result<Targets>
+    where
+        L: Copy + TryInto<usize> + std::fmt::Display,
+    {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(row, &label)| {
+                label.try_into().map_err(|_| {
+                    WgradError::InvalidData(format!(
+                        "label {label} at row index {row} is not a class index (0, 1, 2, ...)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()
+            .map(Targets::Classes)
+    }
+
     /// The class of each one-hot row (a single 1, zeros elsewhere): its 1's column. Errors
     /// ([`WgradError::InvalidData`]) name the first row that is not one-hot.
     pub fn from_one_hot(one_hot: &ArrayRef2<f32>) -> Result<Targets> {
