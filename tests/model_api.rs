@@ -220,3 +220,111 @@ fn one_dimensional_regression_targets() {
     assert_eq!(history.last().unwrap().accuracy, None, "value targets");
     assert_eq!(from_1d.params().unwrap(), from_2d.params().unwrap());
 }
+
+// Per-layer weights.
+
+/// The classifier's outputs computed on the host from its layer weights, as PyTorch's
+/// `softmax(relu(x @ W0.T + b0) @ W1.T + b1)`.
+fn host_forward(model: &mut Model, x: &Array2<f32>) -> Array2<f32> {
+    let (w0, b0) = model.layer_weights(0).unwrap();
+    let (w1, b1) = model.layer_weights(1).unwrap();
+    let hidden = (x.dot(&w0.t()) + &b0).mapv(|v| v.max(0.0));
+    let mut out = hidden.dot(&w1.t()) + &b1;
+    for mut row in out.rows_mut() {
+        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        row.mapv_inplace(|v| (v - max).exp());
+        let sum = row.sum();
+        row /= sum;
+    }
+    out
+}
+
+fn max_difference(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+    (a - b).iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+/// `layer_weights` gives each layer's `[out, in]` weight and `[out]` bias without padding;
+/// `set_layer_weights` (from views, one transposed) replaces one layer and nothing else.
+fn layer_weights_round_trip(device: Device) {
+    let (x, y) = data();
+    let mut model = classifier(device);
+    model.fit(&x, &y, &config()).unwrap();
+    let (w0, b0) = model.layer_weights(0).unwrap();
+    let (w1, b1) = model.layer_weights(1).unwrap();
+    assert_eq!(
+        (w0.dim(), b0.len(), w1.dim(), b1.len()),
+        ((16, 4), 16, (3, 16), 3)
+    );
+    let layout = model.spec().param_layout();
+    let params = model.params().unwrap();
+    let unpadded: Vec<f32> = w0
+        .iter()
+        .chain(&b0)
+        .chain(&w1)
+        .chain(&b1)
+        .copied()
+        .collect();
+    let from_params: Vec<f32> = layout
+        .tensors
+        .iter()
+        .flat_map(|t| &params[t.offset..t.offset + t.len])
+        .copied()
+        .collect();
+    assert_eq!(unpadded, from_params);
+    let difference = max_difference(&host_forward(&mut model, &x), &model.predict(&x).unwrap());
+    assert!(difference < 1e-5, "host forward differs by {difference}");
+
+    let new_weight = common::random_matrix(16, 3, 0.5, 31); // given as its [3, 16] transpose
+    let new_bias = common::random_vector(3, 0.5, 32);
+    model
+        .set_layer_weights(1, &new_weight.t(), &new_bias.view())
+        .unwrap();
+    let (w1_now, b1_now) = model.layer_weights(1).unwrap();
+    assert_eq!((w1_now, b1_now), (new_weight.t().to_owned(), new_bias));
+    assert_eq!(
+        model.layer_weights(0).unwrap(),
+        (w0, b0),
+        "layer 0 untouched"
+    );
+    let difference = max_difference(&host_forward(&mut model, &x), &model.predict(&x).unwrap());
+    assert!(difference < 1e-5, "host forward differs by {difference}");
+}
+on_both_devices!(layer_weights_round_trip);
+
+#[test]
+fn layer_weight_errors_leave_the_model_unchanged() {
+    let mut model = classifier(Device::Cpu);
+    let before = model.params().unwrap();
+    let assert_refused = |result: wgrad::Result<()>, parts: &[&str]| {
+        let error = result.expect_err("refused");
+        assert!(matches!(error, WgradError::InvalidModel(_)), "{error}");
+        for part in parts {
+            assert!(error.to_string().contains(part), "{error} lacks {part:?}");
+        }
+    };
+    let error = model.layer_weights(2).unwrap_err();
+    assert!(
+        error.to_string().contains("layer index 2") && error.to_string().contains("2 layers"),
+        "{error}"
+    );
+    let (weight, bias) = model.layer_weights(1).unwrap();
+    assert_refused(
+        model.set_layer_weights(2, &weight, &bias),
+        &["layer index 2", "0 to 1"],
+    );
+    assert_refused(
+        model.set_layer_weights(1, &weight.t(), &bias),
+        &["layers.1.weight", "[16, 3]", "[3, 16]"],
+    );
+    assert_refused(
+        model.set_layer_weights(1, &weight, &bias.slice(ndarray::s![..2])),
+        &["layers.1.bias", "[2]", "[3]"],
+    );
+    let mut bad = weight.clone();
+    bad[[2, 5]] = f32::NAN;
+    assert_refused(
+        model.set_layer_weights(1, &bad, &bias),
+        &["layers.1.weight", "NaN"],
+    );
+    assert_eq!(model.params().unwrap(), before);
+}

@@ -10,8 +10,8 @@ use crate::cpu::CpuBackend;
 use crate::cpu::ops::predicted_class;
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuBackend};
-use crate::model::{Loss, Sequential};
-use ndarray::{Array1, Array2, ArrayRef2, ArrayView2, Axis};
+use crate::model::{Loss, ParamLayout, Sequential, TensorSlot};
+use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -178,7 +178,7 @@ pub struct Evaluation {
 ///
 /// A model is `Send` (it can be trained on another thread, or shared as `Arc<Mutex<Model>>`).
 /// Its `Debug` output names the architecture, the device and the step count, not the weights
-/// (read those with [`Model::params`]).
+/// (read those with [`Model::layer_weights`]).
 pub struct Model {
     spec: Sequential,
     backend: Box<dyn Backend>,
@@ -471,6 +471,64 @@ impl Model {
             )));
         }
         self.backend.set_params(params)
+    }
+
+    /// Layer `layer`'s weight, `[out, in]` as PyTorch's `nn.Linear` holds it (Keras's kernel is
+    /// its transpose, `.t()`), and bias, `[out]`: the layer computes `f(x·Wᵀ + b)`. Unlike
+    /// [`Model::params`], without the flat vector's alignment padding. An error names the
+    /// layers there are when `layer` is not one of them.
+    pub fn layer_weights(&mut self, layer: usize) -> Result<(Array2<f32>, Array1<f32>)> {
+        let layout = self.layout_with_layer(layer)?;
+        let params = self.params()?;
+        let values = |slot: &TensorSlot| params[slot.offset..slot.offset + slot.len].to_vec();
+        let weight = layout.weight(layer);
+        let weight = Array2::from_shape_vec((weight.shape[0], weight.shape[1]), values(weight))
+            .expect("a weight slot holds shape[0] x shape[1] values");
+        Ok((weight, Array1::from(values(layout.bias(layer)))))
+    }
+
+    /// Replaces layer `layer`'s weight (`[out, in]`) and bias (`[out]`), as
+    /// [`Model::layer_weights`] returns them, leaving the other layers and the optimizer state
+    /// as they are (PyTorch's `layer.weight.copy_(…)`; Keras's `set_weights` on one layer, with
+    /// the kernel transposed). Errors name a layer that does not exist, a shape that is not the
+    /// layer's, or a non-finite value; the model is then unchanged.
+    pub fn set_layer_weights(
+        &mut self,
+        layer: usize,
+        weight: &ArrayRef2<f32>,
+        bias: &ArrayRef1<f32>,
+    ) -> Result<()> {
+        let layout = self.layout_with_layer(layer)?;
+        let (weight_slot, bias_slot) = (layout.weight(layer), layout.bias(layer));
+        for (slot, shape) in [(weight_slot, weight.shape()), (bias_slot, bias.shape())] {
+            if slot.shape != shape {
+                return Err(WgradError::InvalidModel(format!(
+                    "{} given with shape {shape:?}, the layer's is {:?} (weights are [out, in])",
+                    slot.name, slot.shape
+                )));
+            }
+        }
+        let mut params = self.params()?;
+        let range = |slot: &TensorSlot| slot.offset..slot.offset + slot.len;
+        for (param, &value) in params[range(weight_slot)].iter_mut().zip(weight) {
+            *param = value;
+        }
+        for (param, &value) in params[range(bias_slot)].iter_mut().zip(bias) {
+            *param = value;
+        }
+        self.set_params(&params)
+    }
+
+    /// The parameter layout, once `layer` is known to be one of the model's layers.
+    fn layout_with_layer(&self, layer: usize) -> Result<ParamLayout> {
+        let layers = self.spec.layers.len();
+        if layer >= layers {
+            return Err(WgradError::InvalidModel(format!(
+                "layer index {layer} is out of range: the model has {layers} layers (0 to {})",
+                layers - 1
+            )));
+        }
+        Ok(self.spec.param_layout())
     }
 
     /// The optimizer's state vectors (see [`Backend::optimizer_state`]), for checkpoints.
