@@ -415,6 +415,9 @@ pub fn fit_config(
         schedule: parse_schedule(&args.schedule, args.epochs())?,
         clip_norm: args.clip_norm,
         early_stopping,
+        // --validation-split splits the data set itself, before the scaler is fitted on the
+        // training part.
+        validation_split: None,
     })
 }
 

@@ -8,10 +8,11 @@ pub use config::{EarlyStopping, FitConfig, Monitor, Schedule};
 use crate::backend::{Backend, Device, Slot, StepParams};
 use crate::cpu::CpuBackend;
 use crate::cpu::ops::predicted_class;
+use crate::data::split_rows;
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuBackend};
 use crate::model::{Loss, ParamLayout, Sequential, TensorSlot};
-use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, ArrayView2, Axis};
+use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, ArrayView2, Axis, CowArray};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -274,7 +275,9 @@ impl Model {
         self.fit_with(x, y, config, None, &mut [])
     }
 
-    /// `fit` with validation data, evaluated after every epoch, and callbacks.
+    /// `fit` with validation data, evaluated after every epoch, and callbacks. The validation
+    /// data is either given here or held out of `x` by [`FitConfig::validation_split`]; both
+    /// at once is an error ([`WgradError::InvalidConfig`]).
     ///
     /// The validation inputs are an owned `&Array2<f32>` (a view converts with `.to_owned()`),
     /// so that an `Option` of them built beforehand, such as
@@ -292,21 +295,44 @@ impl Model {
     ) -> Result<History> {
         let base_rate = self.spec.optimizer.learning_rate();
         config.check(base_rate)?;
+        if config.validation_split.is_some() && validation.is_some() {
+            return Err(WgradError::InvalidConfig(
+                "validation_split holds out part of x as validation data, and validation data \
+                 was given too: give one or the other"
+                    .into(),
+            ));
+        }
+        let has_validation = validation.is_some() || config.validation_split.is_some();
         let mut stopper = config
             .early_stopping
-            .map(|rule| EarlyStopper::new(rule, validation.is_some()));
+            .map(|rule| EarlyStopper::new(rule, has_validation));
         if let Some(stopper) = &stopper {
             stopper.check(y.is_classification())?;
         }
+        // Checked and encoded whole, so that errors give row indices into `x` and `y`.
         let targets = self.encode(x.view(), y)?;
-        // The validation inputs with their encoded targets.
-        let validation = match validation {
-            Some((val_x, val_y)) => Some((
-                val_x,
-                self.encode(val_x.view(), val_y)
-                    .map_err(|e| WgradError::ValidationData(Box::new(e)))?,
-            )),
-            None => None,
+        // The training inputs with their encoded targets, and the validation ones: all of x
+        // and the validation data given, or x split by `validation_split`.
+        let (x, targets, validation) = match (validation, config.validation_split) {
+            (Some((val_x, val_y)), _) => {
+                let val_targets = self
+                    .encode(val_x.view(), val_y)
+                    .map_err(|e| WgradError::ValidationData(Box::new(e)))?;
+                let validation = (CowArray::from(val_x.view()), val_targets);
+                (CowArray::from(x.view()), targets, Some(validation))
+            }
+            (None, Some(fraction)) => {
+                let (train_rows, validation_rows) = split_rows(x.nrows(), fraction, config.seed)
+                    .map_err(|e| WgradError::InvalidConfig(format!("validation_split {e}")))?;
+                let select = |rows: &[usize]| {
+                    let x = CowArray::from(x.select(Axis(0), rows));
+                    (x, targets.select(Axis(0), rows))
+                };
+                let validation = select(&validation_rows);
+                let (x, targets) = select(&train_rows);
+                (x, targets, Some(validation))
+            }
+            (None, None) => (CowArray::from(x.view()), targets, None),
         };
         let n = x.nrows();
         self.backend.set_batch_size(config.batch_size.min(n))?;
@@ -695,7 +721,9 @@ impl EarlyStopper {
         let monitor = self.rule.monitor;
         if matches!(monitor, Monitor::ValLoss | Monitor::ValAccuracy) && !self.has_validation {
             return Err(WgradError::InvalidConfig(format!(
-                "early stopping monitors {} but there is no validation data",
+                "early stopping monitors {} but there is no validation data (give fit_with \
+                 some, or set FitConfig::validation_split; --validation-split on the command \
+                 line)",
                 monitor.name()
             )));
         }
