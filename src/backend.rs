@@ -103,7 +103,10 @@ pub enum Slot {
     Eval,
 }
 
-pub trait Backend {
+/// `Send`, so that a [`crate::Model`] (which owns its backend) can move to another thread:
+/// train in the background, sit in an `Arc<Mutex<Model>>`, run in `spawn_blocking`. The GPU
+/// backend's wgpu handles are `Send` on native targets.
+pub trait Backend: Send {
     /// A line saying what runs the model ("CPU (2 threads)", "GPU: llvmpipe on Vulkan").
     fn describe(&self) -> String;
     /// Prepare buffers for batches of `batch_size` rows (a no-op if already so).

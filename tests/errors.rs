@@ -767,9 +767,7 @@ fn gpu_batch_and_layer_extent_limits() {
     assert!(matches!(error, WgradError::InvalidConfig(_)), "{error:?}");
     assert_mentions(&error, &["invalid setting", "batch size 70001", "65535"]);
     let wide = Sequential::new(70_000).dense(2, Activation::Softmax);
-    let error = Model::new(wide, gpu())
-        .err()
-        .expect("a 70,000-wide layer is refused on the GPU");
+    let error = Model::new(wide, gpu()).expect_err("a 70,000-wide layer is refused on the GPU");
     assert_mentions(&error, &["layer 0 is 70000 wide", "65535"]);
 }
 

@@ -367,3 +367,119 @@ fn divergence_is_an_error_naming_the_epoch_and_step() {
         "{error}"
     );
 }
+
+/// `validation_split` holds out the samples `Dataset::split` would, with the fit's seed: the
+/// run matches `fit_with` on the split, bit for bit, and early stopping can watch it.
+fn validation_split_matches_dataset_split(device: Device) {
+    let x = common::random_matrix(50, 2, 1.5, 40);
+    let labels: Vec<usize> = x
+        .rows()
+        .into_iter()
+        .map(|r| usize::from(r[0] * r[1] > 0.0) + usize::from(r[0] > 0.8))
+        .collect();
+    let dataset = data::Dataset {
+        x: x.clone(),
+        y: Targets::from(labels.clone()),
+        feature_names: vec!["a".into(), "b".into()],
+        class_names: None,
+        target_name: None,
+    };
+    let config = FitConfig {
+        epochs: 4,
+        batch_size: 8,
+        seed: 11,
+        validation_split: Some(0.3),
+        early_stopping: Some(EarlyStopping::new(Monitor::ValLoss, 10)),
+        ..Default::default()
+    };
+    let spec = Sequential::new(2)
+        .dense(16, Activation::Tanh)
+        .dense(3, Activation::Softmax)
+        .optimizer(Optimizer::adam(0.02))
+        .seed(6);
+    let mut held_out = Model::new(spec.clone(), device.clone()).unwrap();
+    let history = held_out.fit(&x, &Targets::from(labels), &config).unwrap();
+
+    let (train, validation) = dataset.split(0.3, config.seed).unwrap();
+    assert_eq!((train.len(), validation.len()), (35, 15));
+    let mut given = Model::new(spec, device).unwrap();
+    let explicit = FitConfig {
+        validation_split: None,
+        ..config.clone()
+    };
+    let expected = given
+        .fit_with(
+            &train.x,
+            &train.y,
+            &explicit,
+            Some((&validation.x, &validation.y)),
+            &mut [],
+        )
+        .unwrap();
+    let without_timing = |h: &History| -> Vec<_> {
+        h.epochs
+            .iter()
+            .map(|e| (e.loss, e.accuracy, e.val_loss, e.val_accuracy))
+            .collect()
+    };
+    assert_eq!(without_timing(&history), without_timing(&expected));
+    assert!(history.epochs.iter().all(|e| e.val_accuracy.is_some()));
+    assert_eq!(held_out.params().unwrap(), given.params().unwrap());
+}
+
+#[test]
+fn cpu_validation_split_matches_dataset_split() {
+    validation_split_matches_dataset_split(Device::Cpu);
+}
+
+#[test]
+fn gpu_validation_split_matches_dataset_split() {
+    if let Some(gpu) = common::gpu_device("gpu_validation_split_matches_dataset_split") {
+        validation_split_matches_dataset_split(gpu);
+    }
+}
+
+#[test]
+fn validation_split_errors_are_settings() {
+    let x = common::random_matrix(10, 2, 1.0, 41);
+    let y = Targets::from(vec![0, 1, 2, 0, 1, 2, 0, 1, 2, 1]);
+    let split = |fraction| FitConfig {
+        epochs: 1,
+        validation_split: Some(fraction),
+        ..Default::default()
+    };
+    let mut model = spiral_model(0);
+    let before = model.params().unwrap();
+    let setting_error = |result: Result<History>, parts: &[&str]| {
+        let error = result.expect_err("refused");
+        assert!(matches!(error, WgradError::InvalidConfig(_)), "{error}");
+        for part in parts {
+            assert!(error.to_string().contains(part), "{error} lacks {part:?}");
+        }
+    };
+    setting_error(
+        model.fit_with(&x, &y, &split(0.2), Some((&x, &y)), &mut []),
+        &["validation_split", "give one or the other"],
+    );
+    setting_error(
+        model.fit(&x, &y, &split(1.5)),
+        &["validation_split fraction 1.5", "(0, 1)"],
+    );
+    setting_error(
+        model.fit(&x, &y, &split(0.01)),
+        &[
+            "validation_split fraction 0.01 of 10 samples",
+            "0 for validation",
+        ],
+    );
+    assert_eq!(model.params().unwrap(), before, "nothing trained");
+
+    // Data errors name rows of the x given, not of a part of it.
+    let mut with_nan = x.clone();
+    with_nan[[7, 1]] = f32::NAN;
+    let error = model.fit(&with_nan, &y, &split(0.5)).unwrap_err();
+    assert!(
+        matches!(error, WgradError::NonFinite { row: 7, col: 1, .. }),
+        "{error}"
+    );
+}

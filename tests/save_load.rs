@@ -217,6 +217,48 @@ fn model_round_trip_is_bit_identical() {
     assert_same_predictions(&mut other, &mut loaded);
 }
 
+/// `Model::save` / `Model::load` round-trip the weights and description, bit for bit, and
+/// not the optimizer's state or step count (a checkpoint's job); a directory saved with
+/// metadata loads too.
+fn keras_style_round_trip(device: Device, name: &str) {
+    let dir = TempDir::new(name);
+    let (x, y) = data();
+    let mut model =
+        Model::new(classifier_spec(Optimizer::adam(0.01)), device.clone()).expect("model");
+    model.fit(&x, &y, &config(3)).expect("training");
+    model.save(dir.join("model")).expect("save");
+    assert_eq!(
+        entries(&dir.join("model")),
+        ["model.json", "model.safetensors"]
+    );
+
+    let mut loaded = Model::load(dir.join("model"), device.clone()).expect("load");
+    assert_eq!(loaded.spec(), model.spec());
+    assert_same_params(&mut model, &mut loaded);
+    assert_same_predictions(&mut model, &mut loaded);
+    assert_eq!((model.steps(), loaded.steps()), (15, 0));
+    let [first_moment, _] = loaded.optimizer_state().expect("state");
+    assert!(first_moment.iter().all(|&v| v == 0.0), "a fresh optimizer");
+    let (_, saved_meta) = load_model(&dir.join("model"), device.clone()).expect("load_model");
+    assert_eq!(saved_meta, ModelMeta::default(), "saved without metadata");
+
+    save_model(&dir.join("with_meta"), &mut model, &meta()).expect("save with metadata");
+    let mut loaded = Model::load(dir.join("with_meta"), device).expect("load");
+    assert_same_predictions(&mut model, &mut loaded);
+}
+
+#[test]
+fn keras_style_round_trip_on_the_cpu() {
+    keras_style_round_trip(Device::Cpu, "keras_style_cpu");
+}
+
+#[test]
+fn keras_style_round_trip_on_the_gpu() {
+    if let Some(gpu) = common::gpu_device("keras_style_round_trip_on_the_gpu") {
+        keras_style_round_trip(gpu, "keras_style_gpu");
+    }
+}
+
 #[test]
 fn save_creates_missing_directories() {
     let dir = TempDir::new("creates");

@@ -415,6 +415,9 @@ pub fn fit_config(
         schedule: parse_schedule(&args.schedule, args.epochs())?,
         clip_norm: args.clip_norm,
         early_stopping,
+        // --validation-split splits the data set itself, before the scaler is fitted on the
+        // training part.
+        validation_split: None,
     })
 }
 
@@ -695,7 +698,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.quiet {
         note!(
             "training {} on {} ({} samples{}), {}",
-            layer_widths(model.spec()),
+            model.spec().widths(),
             source.name(),
             data.train.len(),
             data.validation
@@ -879,12 +882,4 @@ fn name_checkpoint(mut error: WgradError, dir: &Path) -> WgradError {
         *checkpoint = Some(dir.display().to_string());
     }
     error
-}
-
-fn layer_widths(spec: &Sequential) -> String {
-    std::iter::once(spec.input_dim)
-        .chain(spec.layers.iter().map(|l| l.units))
-        .map(|w| w.to_string())
-        .collect::<Vec<_>>()
-        .join("-")
 }

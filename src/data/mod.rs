@@ -91,29 +91,37 @@ impl Dataset {
     /// part holding `validation_fraction` of them (rounded). Errors if the fraction is not in
     /// (0, 1) or leaves either part empty.
     pub fn split(&self, validation_fraction: f32, seed: u64) -> Result<(Dataset, Dataset)> {
-        let n = self.len();
-        if !(validation_fraction > 0.0 && validation_fraction < 1.0) {
-            return Err(WgradError::data(
-                "validation split",
-                format!("fraction {validation_fraction} is not in (0, 1)"),
-            ));
-        }
-        let n_validation = (n as f64 * f64::from(validation_fraction)).round() as usize;
-        if n_validation == 0 || n_validation == n {
-            return Err(WgradError::data(
-                "validation split",
-                format!(
-                    "fraction {validation_fraction} of {n} samples leaves {} for training and \
-                     {n_validation} for validation; both parts need at least one",
-                    n - n_validation
-                ),
-            ));
-        }
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        let (validation, train) = order.split_at(n_validation);
-        Ok((self.select(train), self.select(validation)))
+        let (train, validation) = split_rows(self.len(), validation_fraction, seed)
+            .map_err(|msg| WgradError::data("validation split", msg))?;
+        Ok((self.select(&train), self.select(&validation)))
     }
+}
+
+/// The row indices of [`Dataset::split`] (and of `FitConfig::validation_split`, which splits
+/// the same way): `n` samples shuffled from `seed`, the first `validation_fraction` of them
+/// (rounded) for validation, the rest for training, returned as (training, validation). `Err`
+/// says why the fraction cannot split them: not in (0, 1), or a part left empty.
+pub(crate) fn split_rows(
+    n: usize,
+    validation_fraction: f32,
+    seed: u64,
+) -> std::result::Result<(Vec<usize>, Vec<usize>), String> {
+    if !(validation_fraction > 0.0 && validation_fraction < 1.0) {
+        return Err(format!("fraction {validation_fraction} is not in (0, 1)"));
+    }
+    let n_validation = (n as f64 * f64::from(validation_fraction)).round() as usize;
+    if n_validation == 0 || n_validation == n {
+        return Err(format!(
+            "fraction {validation_fraction} of {n} samples leaves {} for training and \
+             {n_validation} for validation; both parts need at least one",
+            n - n_validation
+        ));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let train = order.split_off(n_validation);
+    let validation = order;
+    Ok((train, validation))
 }
 
 /// Names of the built-in synthetic sets that [`synthetic`] knows.

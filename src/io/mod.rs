@@ -3,7 +3,8 @@
 //! # The model directory
 //!
 //! [`save_model`] writes two files into a directory (created if needed), and [`load_model`]
-//! reads them back into a [`Model`] whose predictions are bit-identical to the saved one's:
+//! reads them back into a [`Model`] whose predictions are bit-identical to the saved one's
+//! ([`Model::save`] and [`Model::load`] do the same without a [`ModelMeta`]):
 //!
 //! - `model.safetensors`: the weights, named and shaped as in the `state_dict` of a PyTorch
 //!   module holding its `nn.Linear` layers in an `nn.ModuleList` called `layers`: for each
@@ -120,8 +121,32 @@ pub struct Progress {
     pub fit: serde_json::Value,
 }
 
+impl Model {
+    /// Saves the model into the directory `dir` (created if needed), as Keras's
+    /// `model.save(dir)`: [`save_model`] without metadata. It keeps the weights and the
+    /// description (optimizer settings included) for [`Model::load`] or [`load_model`], not the
+    /// optimizer's state or step count; [`save_checkpoint`] keeps those too, to continue training
+    /// exactly. Fails without writing anything if a weight is not finite.
+    pub fn save(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        save_model(dir.as_ref(), self, &ModelMeta::default())
+    }
+
+    /// Loads a model saved in `dir` by [`Model::save`] (or [`save_model`], [`save_checkpoint`],
+    /// `wgrad train`) onto `device`, as Keras's `load_model(dir)`: [`load_model`] without its
+    /// metadata. Its predictions are bit-identical to the saved model's on the same device.
+    ///
+    /// The optimizer starts afresh (zero state, step 0), so further training differs from a run
+    /// that never stopped; [`load_checkpoint`] restores the state and step count. A saved
+    /// [`ModelMeta`] is not applied: a model trained on scaled inputs (`wgrad train` scales by
+    /// default) still needs its `meta.scaler`, which [`load_model`] returns.
+    pub fn load(dir: impl AsRef<Path>, device: Device) -> Result<Model> {
+        load_model(dir.as_ref(), device).map(|(model, _meta)| model)
+    }
+}
+
 /// Saves `model`'s weights and description, with `meta`, into the directory `dir` (created if
-/// it does not exist), replacing `model.safetensors` and `model.json` atomically.
+/// it does not exist), replacing `model.safetensors` and `model.json` atomically. The
+/// optimizer's state and step count are not saved (see [`save_checkpoint`]).
 ///
 /// Fails without writing anything if a weight is not finite, or if `meta` does not fit the
 /// model (scaler or feature names not as wide as the inputs, wrong number of class names).
@@ -130,7 +155,9 @@ pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()>
 }
 
 /// Loads the model saved in `dir` by [`save_model`] (or [`save_checkpoint`]) onto `device`,
-/// without writing (a checkpoint interrupted between renames is read where its files are).
+/// without writing (a checkpoint interrupted between renames is read where its files are). The
+/// model's optimizer starts afresh, with zero state and step count ([`load_checkpoint`] restores
+/// them); `meta.scaler`, if any, is for the caller to apply to inputs.
 ///
 /// Errors name the directory or file and what is wrong: a missing file, a truncated or corrupt
 /// safetensors file, a tensor missing, extra, not F32 or of the wrong shape, a non-finite

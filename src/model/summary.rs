@@ -48,6 +48,33 @@ impl Sequential {
             group_thousands(total),
             total as f64 * 4.0 / 1048576.0
         );
+        let _ = writeln!(out, "{}", self.training());
+        out
+    }
+
+    /// The summary in one line, for logs and `Debug`: "4-16-3 (relu, softmax). Loss: ce;
+    /// optimizer: adam (lr 0.01)".
+    pub fn summary_line(&self) -> String {
+        let activations: Vec<&str> = self.layers.iter().map(|l| l.activation.name()).collect();
+        format!(
+            "{} ({}). {}",
+            self.widths(),
+            activations.join(", "),
+            self.training()
+        )
+    }
+
+    /// The width of the input and of each layer: "784-128-10".
+    pub fn widths(&self) -> String {
+        std::iter::once(self.input_dim)
+            .chain(self.layers.iter().map(|l| l.units))
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
+    /// "Loss: ce; optimizer: adam (lr 0.01)", with the weight penalties that are on.
+    fn training(&self) -> String {
         let mut training = format!(
             "Loss: {}; optimizer: {} (lr {})",
             self.resolved_loss().name(),
@@ -60,8 +87,7 @@ impl Sequential {
         if self.l2 > 0.0 {
             let _ = write!(training, "; L2 {}", self.l2);
         }
-        let _ = writeln!(out, "{training}");
-        out
+        training
     }
 }
 

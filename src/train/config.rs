@@ -23,6 +23,12 @@ pub struct FitConfig {
     /// `clip_grad_norm_`, applied before the L1/L2 penalties).
     pub clip_norm: Option<f32>,
     pub early_stopping: Option<EarlyStopping>,
+    /// Hold out this fraction of the samples as validation data (Keras's `validation_split`),
+    /// chosen as [`crate::data::Dataset::split`] chooses them: shuffled from `seed`, the count
+    /// rounded, each part at least one sample. Unlike Keras, not simply the last samples, so
+    /// that data sorted by class still validates on every class. `fit_with` refuses it beside
+    /// explicit validation data.
+    pub validation_split: Option<f32>,
 }
 
 impl Default for FitConfig {
@@ -37,6 +43,7 @@ impl Default for FitConfig {
             schedule: Schedule::Constant,
             clip_norm: None,
             early_stopping: None,
+            validation_split: None,
         }
     }
 }

@@ -8,10 +8,11 @@ pub use config::{EarlyStopping, FitConfig, Monitor, Schedule};
 use crate::backend::{Backend, Device, Slot, StepParams};
 use crate::cpu::CpuBackend;
 use crate::cpu::ops::predicted_class;
+use crate::data::split_rows;
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuBackend};
-use crate::model::{Loss, Sequential};
-use ndarray::{Array2, ArrayView2};
+use crate::model::{Loss, ParamLayout, Sequential, TensorSlot};
+use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, ArrayView2, Axis, CowArray};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +24,12 @@ use std::time::Instant;
 /// Classification targets are class indices. One-hot rows (Keras's `to_categorical`) convert
 /// with [`Targets::from_one_hot`]; given as `Values` they train the same, but count as value
 /// targets: no accuracy, and early stopping cannot monitor one.
+///
+/// `From` tells the two apart by type: `Vec<usize>` and `&[usize]` are class labels
+/// (`Classes`); `Array2<f32>` is values (`Values`), and so is a 1-D `Array1<f32>`
+/// (scikit-learn's `y` for regression), as one column. Labels of another integer type (`u8`
+/// from MNIST-style files, PyTorch's `i64`) convert with [`Targets::from_labels`]; they have no
+/// `From`, which would leave `Targets::from(vec![0, 1])` unable to infer its integer type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {
     /// A class index per sample: one-hot encoded for several outputs; 0 or 1 for one output.
@@ -49,10 +56,37 @@ impl From<Array2<f32>> for Targets {
     }
 }
 
+impl From<Array1<f32>> for Targets {
+    fn from(v: Array1<f32>) -> Self {
+        Targets::Values(v.insert_axis(Axis(1)))
+    }
+}
+
 impl Targets {
+    /// Class labels of any integer type (`u8`, `u32`, `i64`, ...) as [`Targets::Classes`].
+    /// Errors ([`WgradError::InvalidData`]) name the first label that is not a class index
+    /// (negative, or too large for `usize`).
+    pub fn from_labels<L>(labels: &[L]) -> Result<Targets>
+    where
+        L: Copy + TryInto<usize> + std::fmt::Display,
+    {
+        labels
+            .iter()
+            .enumerate()
+            .map(|(row, &label)| {
+                label.try_into().map_err(|_| {
+                    WgradError::InvalidData(format!(
+                        "label {label} at row index {row} is not a class index (0, 1, 2, ...)"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()
+            .map(Targets::Classes)
+    }
+
     /// The class of each one-hot row (a single 1, zeros elsewhere): its 1's column. Errors
     /// ([`WgradError::InvalidData`]) name the first row that is not one-hot.
-    pub fn from_one_hot(one_hot: &Array2<f32>) -> Result<Targets> {
+    pub fn from_one_hot(one_hot: &ArrayRef2<f32>) -> Result<Targets> {
         one_hot
             .rows()
             .into_iter()
@@ -138,11 +172,29 @@ pub struct Evaluation {
 }
 
 /// A model on a device, ready to train.
+///
+/// Inputs `x` are taken as `&ArrayRef2<f32>`, what every 2-D `f32` array dereferences to
+/// (ndarray's way of accepting owned arrays and views alike): pass `&x` for an `Array2`, and
+/// a part of one without copying it, e.g. `model.predict(&x.slice(s![..10, ..]))`.
+///
+/// A model is `Send` (it can be trained on another thread, or shared as `Arc<Mutex<Model>>`).
+/// Its `Debug` output names the architecture, the device and the step count, not the weights
+/// (read those with [`Model::layer_weights`]).
 pub struct Model {
     spec: Sequential,
     backend: Box<dyn Backend>,
     /// Optimizer steps taken so far (Adam's t continues across `fit` calls, as in Keras).
     steps: u64,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("spec", &self.spec.summary_line())
+            .field("device", &self.device())
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Model {
@@ -218,17 +270,24 @@ impl Model {
         self.backend.destroy_device()
     }
 
-    pub fn fit(&mut self, x: &Array2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
+    /// Trains on `x` and `y` as `config` says; see [`Model::fit_with`].
+    pub fn fit(&mut self, x: &ArrayRef2<f32>, y: &Targets, config: &FitConfig) -> Result<History> {
         self.fit_with(x, y, config, None, &mut [])
     }
 
-    /// `fit` with validation data, evaluated after every epoch, and callbacks.
+    /// `fit` with validation data, evaluated after every epoch, and callbacks. The validation
+    /// data is either given here or held out of `x` by [`FitConfig::validation_split`]; both
+    /// at once is an error ([`WgradError::InvalidConfig`]).
+    ///
+    /// The validation inputs are an owned `&Array2<f32>` (a view converts with `.to_owned()`),
+    /// so that an `Option` of them built beforehand, such as
+    /// `validation_set.as_ref().map(|d| (&d.x, &d.y))`, fits as it is.
     ///
     /// A run that goes non-finite stops with [`WgradError::Diverged`] at the end of the epoch,
     /// and leaves the model as that epoch began (parameters, optimizer state, step count).
     pub fn fit_with(
         &mut self,
-        x: &Array2<f32>,
+        x: &ArrayRef2<f32>,
         y: &Targets,
         config: &FitConfig,
         validation: Option<(&Array2<f32>, &Targets)>,
@@ -236,21 +295,44 @@ impl Model {
     ) -> Result<History> {
         let base_rate = self.spec.optimizer.learning_rate();
         config.check(base_rate)?;
+        if config.validation_split.is_some() && validation.is_some() {
+            return Err(WgradError::InvalidConfig(
+                "validation_split holds out part of x as validation data, and validation data \
+                 was given too: give one or the other"
+                    .into(),
+            ));
+        }
+        let has_validation = validation.is_some() || config.validation_split.is_some();
         let mut stopper = config
             .early_stopping
-            .map(|rule| EarlyStopper::new(rule, validation.is_some()));
+            .map(|rule| EarlyStopper::new(rule, has_validation));
         if let Some(stopper) = &stopper {
             stopper.check(y.is_classification())?;
         }
+        // Checked and encoded whole, so that errors give row indices into `x` and `y`.
         let targets = self.encode(x.view(), y)?;
-        // The validation inputs with their encoded targets.
-        let validation = match validation {
-            Some((val_x, val_y)) => Some((
-                val_x,
-                self.encode(val_x.view(), val_y)
-                    .map_err(|e| WgradError::ValidationData(Box::new(e)))?,
-            )),
-            None => None,
+        // The training inputs with their encoded targets, and the validation ones: all of x
+        // and the validation data given, or x split by `validation_split`.
+        let (x, targets, validation) = match (validation, config.validation_split) {
+            (Some((val_x, val_y)), _) => {
+                let val_targets = self
+                    .encode(val_x.view(), val_y)
+                    .map_err(|e| WgradError::ValidationData(Box::new(e)))?;
+                let validation = (CowArray::from(val_x.view()), val_targets);
+                (CowArray::from(x.view()), targets, Some(validation))
+            }
+            (None, Some(fraction)) => {
+                let (train_rows, validation_rows) = split_rows(x.nrows(), fraction, config.seed)
+                    .map_err(|e| WgradError::InvalidConfig(format!("validation_split {e}")))?;
+                let select = |rows: &[usize]| {
+                    let x = CowArray::from(x.select(Axis(0), rows));
+                    (x, targets.select(Axis(0), rows))
+                };
+                let validation = select(&validation_rows);
+                let (x, targets) = select(&train_rows);
+                (x, targets, Some(validation))
+            }
+            (None, None) => (CowArray::from(x.view()), targets, None),
         };
         let n = x.nrows();
         self.backend.set_batch_size(config.batch_size.min(n))?;
@@ -363,7 +445,7 @@ impl Model {
     }
 
     /// Loss and accuracy on a data set, without dropout.
-    pub fn evaluate(&mut self, x: &Array2<f32>, y: &Targets) -> Result<Evaluation> {
+    pub fn evaluate(&mut self, x: &ArrayRef2<f32>, y: &Targets) -> Result<Evaluation> {
         let targets = self.encode(x.view(), y)?;
         self.backend.upload(Slot::Eval, x.view(), targets.view())?;
         let metrics = self.backend.evaluate(Slot::Eval)?;
@@ -375,13 +457,13 @@ impl Model {
 
     /// The model's outputs for each row of `x`: probabilities for the cross-entropies,
     /// the output activation's values for MSE.
-    pub fn predict(&mut self, x: &Array2<f32>) -> Result<Array2<f32>> {
+    pub fn predict(&mut self, x: &ArrayRef2<f32>) -> Result<Array2<f32>> {
         self.check_inputs(x.view())?;
         self.backend.predict(x.view())
     }
 
     /// The predicted class of each row (argmax, or output ≥ 0.5 for a single output).
-    pub fn predict_classes(&mut self, x: &Array2<f32>) -> Result<Vec<usize>> {
+    pub fn predict_classes(&mut self, x: &ArrayRef2<f32>) -> Result<Vec<usize>> {
         let outputs = self.predict(x)?;
         Ok(outputs
             .rows()
@@ -415,6 +497,64 @@ impl Model {
             )));
         }
         self.backend.set_params(params)
+    }
+
+    /// Layer `layer`'s weight, `[out, in]` as PyTorch's `nn.Linear` holds it (Keras's kernel is
+    /// its transpose, `.t()`), and bias, `[out]`: the layer computes `f(x·Wᵀ + b)`. Unlike
+    /// [`Model::params`], without the flat vector's alignment padding. An error names the
+    /// layers there are when `layer` is not one of them.
+    pub fn layer_weights(&mut self, layer: usize) -> Result<(Array2<f32>, Array1<f32>)> {
+        let layout = self.layout_with_layer(layer)?;
+        let params = self.params()?;
+        let values = |slot: &TensorSlot| params[slot.offset..slot.offset + slot.len].to_vec();
+        let weight = layout.weight(layer);
+        let weight = Array2::from_shape_vec((weight.shape[0], weight.shape[1]), values(weight))
+            .expect("a weight slot holds shape[0] x shape[1] values");
+        Ok((weight, Array1::from(values(layout.bias(layer)))))
+    }
+
+    /// Replaces layer `layer`'s weight (`[out, in]`) and bias (`[out]`), as
+    /// [`Model::layer_weights`] returns them, leaving the other layers and the optimizer state
+    /// as they are (PyTorch's `layer.weight.copy_(…)`; Keras's `set_weights` on one layer, with
+    /// the kernel transposed). Errors name a layer that does not exist, a shape that is not the
+    /// layer's, or a non-finite value; the model is then unchanged.
+    pub fn set_layer_weights(
+        &mut self,
+        layer: usize,
+        weight: &ArrayRef2<f32>,
+        bias: &ArrayRef1<f32>,
+    ) -> Result<()> {
+        let layout = self.layout_with_layer(layer)?;
+        let (weight_slot, bias_slot) = (layout.weight(layer), layout.bias(layer));
+        for (slot, shape) in [(weight_slot, weight.shape()), (bias_slot, bias.shape())] {
+            if slot.shape != shape {
+                return Err(WgradError::InvalidModel(format!(
+                    "{} given with shape {shape:?}, the layer's is {:?} (weights are [out, in])",
+                    slot.name, slot.shape
+                )));
+            }
+        }
+        let mut params = self.params()?;
+        let range = |slot: &TensorSlot| slot.offset..slot.offset + slot.len;
+        for (param, &value) in params[range(weight_slot)].iter_mut().zip(weight) {
+            *param = value;
+        }
+        for (param, &value) in params[range(bias_slot)].iter_mut().zip(bias) {
+            *param = value;
+        }
+        self.set_params(&params)
+    }
+
+    /// The parameter layout, once `layer` is known to be one of the model's layers.
+    fn layout_with_layer(&self, layer: usize) -> Result<ParamLayout> {
+        let layers = self.spec.layers.len();
+        if layer >= layers {
+            return Err(WgradError::InvalidModel(format!(
+                "layer index {layer} is out of range: the model has {layers} layers (0 to {})",
+                layers - 1
+            )));
+        }
+        Ok(self.spec.param_layout())
     }
 
     /// The optimizer's state vectors (see [`Backend::optimizer_state`]), for checkpoints.
@@ -581,7 +721,9 @@ impl EarlyStopper {
         let monitor = self.rule.monitor;
         if matches!(monitor, Monitor::ValLoss | Monitor::ValAccuracy) && !self.has_validation {
             return Err(WgradError::InvalidConfig(format!(
-                "early stopping monitors {} but there is no validation data",
+                "early stopping monitors {} but there is no validation data (give fit_with \
+                 some, or set FitConfig::validation_split; --validation-split on the command \
+                 line)",
                 monitor.name()
             )));
         }
