@@ -426,6 +426,106 @@ fn a_model_too_large_for_memory_is_an_error() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `wgrad ARGS` run from directory `cwd`; its output, after checking it succeeded.
+fn ok_in(cwd: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the wgrad binary runs");
+    assert!(
+        output.status.success(),
+        "wgrad {args:?} in {cwd:?} failed:\n{}",
+        text(&output)
+    );
+    text(&output)
+}
+
+/// The loss of epoch `epoch` in a run directory's history.csv, as written.
+fn history_loss(run: &Path, epoch: usize) -> String {
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    let line = history.lines().nth(epoch).unwrap();
+    line.split(',').nth(1).unwrap().to_string()
+}
+
+/// A resumed run finds its training file from any directory and its columns by name, takes
+/// options given again with their saved values, and with nothing left to train changes
+/// nothing.
+#[test]
+fn resume_finds_its_data_by_path_and_column_name() {
+    let dir = temp_dir("resume-data");
+    let mut csv = String::from("x0,x1,label\n");
+    for i in 0..150 {
+        let (a, b) = (
+            ((i * 37) % 101) as f32 / 50.0 - 1.0,
+            ((i * 53) % 97) as f32 / 48.0 - 1.0,
+        );
+        csv += &format!("{a},{b},{}\n", if a * b > 0.0 { "same" } else { "other" });
+    }
+    std::fs::write(dir.join("train.csv"), &csv).unwrap();
+    let common = ["--device", "cpu", "--no-plots", "--quiet"];
+    let run = |out: &str, epochs: &str| {
+        let mut args = vec![
+            "train",
+            "--data",
+            "train.csv",
+            "--epochs",
+            epochs,
+            "--out",
+            out,
+        ];
+        args.extend(common);
+        ok_in(&dir, &args);
+    };
+    run("whole", "4");
+    run("resumed", "2");
+    // The same rows with the columns in another order.
+    let mut reordered = String::from("label,x1,x0\n");
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        reordered += &format!("{},{},{}\n", f[2], f[1], f[0]);
+    }
+    std::fs::write(dir.join("train.csv"), reordered).unwrap();
+    let resumed = dir.join("resumed");
+    let elsewhere = std::env::temp_dir();
+    let data = dir.join("train.csv");
+    let mut args = vec!["train", "--resume", s(&resumed), "--epochs", "4", "--data"];
+    args.extend([
+        s(&data),
+        "--seed",
+        "0",
+        "--out",
+        s(&resumed),
+    ]);
+    args.extend(common);
+    ok_in(&elsewhere, &args);
+    assert_eq!(
+        history_loss(&resumed, 4),
+        history_loss(&dir.join("whole"), 4)
+    );
+
+    let model = resumed.join("model.safetensors");
+    let before = std::fs::metadata(&model).unwrap().modified().unwrap();
+    let out = ok(&[
+        "train",
+        "--resume",
+        s(&resumed),
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.contains("has trained 4 epochs") && out.contains("nothing to train"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::metadata(&model).unwrap().modified().unwrap(),
+        before
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn devices_lists_the_adapters() {
     let out = ok(&["devices"]);

@@ -570,6 +570,12 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
                 "\"abc\" is not a number",
             ],
         ),
+        // Windows line ends: the same line numbers.
+        (
+            "crlf-number.csv",
+            b"a,b,label\r\n1,2,x\r\n\r\n3,abc,y\r\n",
+            &["line 4", "column \"b\"", "\"abc\" is not a number"],
+        ),
         (
             "nan.csv",
             b"a,b,label\n1,NaN,a\n",

@@ -603,7 +603,10 @@ fn no_adapter_explains_how_to_fix_it() {
         matches!(e, WgradError::NoAdapter { ref detail } if detail.contains("no-such-adapter-xyz")),
         "got {e:?}"
     );
-    assert_mentions(&e, &["no GPU adapter", "no-such-adapter-xyz", "Device::Cpu"]);
+    assert_mentions(
+        &e,
+        &["no GPU adapter", "no-such-adapter-xyz", "Device::Cpu"],
+    );
     // Where there are adapters, the way out is to pick one of them, not to install a driver.
     let message = e.to_string();
     if message.contains("adapters present") {

@@ -64,6 +64,22 @@ impl DataSpec {
         }
     }
 
+    /// The specification with its path made absolute (from the current directory), so that
+    /// it names the same files from anywhere.
+    pub fn absolute(&self) -> Result<String> {
+        let absolute = |path: &Path| {
+            std::path::absolute(path)
+                .map(|p| p.display().to_string())
+                .map_err(|e| WgradError::io(path, e))
+        };
+        Ok(match self {
+            DataSpec::Mnist(Some(dir)) => format!("mnist:{}", absolute(dir)?),
+            DataSpec::Csv(path) => format!("csv:{}", absolute(path)?),
+            DataSpec::Mnist(None) => "mnist".into(),
+            DataSpec::Synthetic(name) => name.clone(),
+        })
+    }
+
     pub fn is_mnist(&self) -> bool {
         matches!(self, DataSpec::Mnist(_))
     }

@@ -133,6 +133,28 @@ const RESUMABLE: &[&str] = &[
     "verbose",
 ];
 
+/// Whether option `field`, given to `--resume dir`, says what the saved run has: the same
+/// value, the same data file, or `--out` that directory.
+fn unchanged(given: &TrainArgs, saved: &TrainArgs, dir: &Path, field: &str) -> bool {
+    let absolute_data = |args: &TrainArgs| DataSpec::parse(&args.data).and_then(|s| s.absolute());
+    match field {
+        "out" => given.out.as_deref().is_some_and(|out| same_place(out, dir)),
+        "data" => matches!((absolute_data(given), absolute_data(saved)), (Ok(a), Ok(b)) if a == b),
+        _ => {
+            let value = |args| serde_json::to_value(args).ok().map(|v| v[field].clone());
+            value(given) == value(saved)
+        }
+    }
+}
+
+/// Whether two paths name the same existing file or directory.
+fn same_place(a: &Path, b: &Path) -> bool {
+    matches!(
+        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+        (Ok(a), Ok(b)) if a == b
+    )
+}
+
 /// `--clip_norm` for the field `clip_norm`.
 fn flag(field: &str) -> String {
     format!("--{}", field.replace('_', "-"))
@@ -429,7 +451,9 @@ struct Prepared {
     meta: ModelMeta,
 }
 
-fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Result<Prepared> {
+/// `saved`: the resumed run's description of its data, whose columns and classes the
+/// training file must still have.
+fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Result<Prepared> {
     let task: CsvTask = args.task.parse().map_err(|e| invalid("task", e))?;
     if args.target.is_some() && !matches!(source, DataSpec::Csv(_)) {
         return Err(invalid(
@@ -440,7 +464,27 @@ fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Resul
             ),
         ));
     }
-    let Loaded { train, test } = source.load_with(args.target.as_deref(), task, args.seed)?;
+    let Loaded { train, test } = match (source, saved) {
+        // The columns the model was trained on, by name, and its classes.
+        (
+            DataSpec::Csv(path),
+            Some(ModelMeta {
+                feature_names: Some(features),
+                target,
+                class_names,
+                ..
+            }),
+        ) => Loaded {
+            train: crate::data::load_csv_for_model(
+                path,
+                target.as_deref(),
+                features,
+                class_names.as_deref(),
+            )?,
+            test: None,
+        },
+        _ => source.load_with(args.target.as_deref(), task, args.seed)?,
+    };
     let (mut train, mut validation) = match (args.validation_split, &args.validation_data) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -464,7 +508,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, scaler: Option<Scaler>) -> Resul
         }
         (None, None) => (train, None),
     };
-    let scaler = match scaler {
+    let scaler = match saved.and_then(|meta| meta.scaler.clone()) {
         Some(saved) => Some(saved),
         None => match args.scale.as_deref().unwrap_or(if source.is_mnist() {
             "none"
@@ -577,10 +621,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
     let (args, mut model, meta, earlier, out) = match &args.resume {
         Some(dir) => {
+            let (model, meta, progress) = io::load_checkpoint(dir, args.device.device()?)?;
+            let mut saved: TrainArgs =
+                serde_json::from_value(progress.fit.clone()).map_err(|e| {
+                    WgradError::data(
+                        dir.join(io::CHECKPOINT_JSON),
+                        format!("training options: {e}"),
+                    )
+                })?;
             let fixed: Vec<String> = args
                 .given
                 .iter()
-                .filter(|field| !RESUMABLE.contains(&field.as_str()))
+                .filter(|field| {
+                    !RESUMABLE.contains(&field.as_str()) && !unchanged(&args, &saved, dir, field)
+                })
                 .map(|field| flag(field))
                 .collect();
             if !fixed.is_empty() {
@@ -596,14 +650,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
                         .join(", ")
                 )));
             }
-            let (model, meta, progress) = io::load_checkpoint(dir, args.device.device()?)?;
-            let mut saved: TrainArgs =
-                serde_json::from_value(progress.fit.clone()).map_err(|e| {
-                    WgradError::data(
-                        dir.join(io::CHECKPOINT_JSON),
-                        format!("training options: {e}"),
-                    )
-                })?;
             let given = |field: &str| args.given.iter().any(|g| g == field);
             saved.epochs = args.epochs.or(saved.epochs);
             saved.device = args.device.clone();
@@ -640,11 +686,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(out) => out.clone(),
                 None => PathBuf::from("runs").join(DataSpec::parse(&args.data)?.name()),
             };
+            // Saved in the checkpoint: a resume from another directory finds the same file.
+            let args = TrainArgs {
+                data: DataSpec::parse(&args.data)?.absolute()?,
+                ..args
+            };
             (args, None, None, History::default(), out)
         }
     };
     let source = DataSpec::parse(&args.data)?;
-    let data = prepare(&args, &source, meta.as_ref().and_then(|m| m.scaler.clone()))?;
+    let data = prepare(&args, &source, meta.as_ref())?;
     let classes = data.train.n_classes();
     let outputs = match &data.train.y {
         Targets::Values(v) => v.ncols(),
@@ -670,13 +721,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // settings), refused before anything is written or shown.
     config.check(model.spec().optimizer.learning_rate())?;
     if config.initial_epoch >= config.epochs {
-        note!(
-            "the run in {} has trained {} epochs, the {} it was set to: nothing to train (a \
-             larger --epochs continues it)",
+        out!(
+            "the run in {} has trained {} epochs, as many as --epochs {} asks for: nothing to \
+             train (a larger --epochs continues it)",
             out.display(),
             config.initial_epoch,
             config.epochs
         );
+        return Ok(());
     }
     // The output directory exists before the first epoch, so that a path that cannot be one
     // (a file, a read-only place) stops the run now rather than at its first checkpoint.

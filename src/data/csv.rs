@@ -9,7 +9,7 @@
 use super::Dataset;
 use crate::error::{Result, WgradError};
 use crate::train::Targets;
-use ::csv::{ReaderBuilder, StringRecord, Trim};
+use ::csv::{ReaderBuilder, StringRecord, Terminator, Trim};
 use ndarray::Array2;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -218,10 +218,13 @@ impl Table {
     fn read(path: &Path, input: impl Read) -> Result<Table> {
         let mut input = BufReader::with_capacity(1 << 16, input);
         let first_bytes = input.fill_buf().map_err(|e| WgradError::io(path, e))?;
+        // Records end at '\n' (a CRLF line's '\r' is trimmed with the last field): with the
+        // reader's CRLF terminator, lines after the first of a CRLF file were counted one short.
         let mut reader = ReaderBuilder::new()
             .has_headers(true)
             .flexible(true)
             .trim(Trim::All)
+            .terminator(Terminator::Any(b'\n'))
             .delimiter(separator(first_bytes))
             .from_reader(input);
         let csv_error = |e: ::csv::Error| {
@@ -294,6 +297,10 @@ impl Table {
         let mut rows = Vec::new();
         for record in reader.records() {
             let record = record.map_err(csv_error)?;
+            // A blank line of a CRLF file: its '\r' alone, trimmed.
+            if record.len() == 1 && record[0].is_empty() {
+                continue;
+            }
             let line = record.position().map_or(0, |p| p.line());
             if let Some(field) = record.iter().find(|field| field.contains(['\n', '\r'])) {
                 // Legal CSV, but no number or label holds a line break: a quote left open.

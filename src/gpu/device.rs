@@ -192,9 +192,8 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
             } else {
                 "Choose one of those (`AdapterChoice`, `--adapter`, `--backend`)"
             };
-            detail += &format!(
-                ". {advice}, or train on the CPU with `Device::Cpu` (`--device cpu`)"
-            );
+            detail +=
+                &format!(". {advice}, or train on the CPU with `Device::Cpu` (`--device cpu`)");
             WgradError::NoAdapter { detail }
         })
 }
