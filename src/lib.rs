@@ -19,21 +19,39 @@
 //! [`cpu`] and [`gpu`] are the two backends behind [`backend::Backend`]; [`train`] is the
 //! training loop both share; [`data`] holds built-in data sets.
 
-/// `println!` that a closed standard output (a reader that quit, as `| head` does) does not
-/// stop: the report is lost, the work goes on, where `println!` would panic.
+/// `println!` that a failed write to standard output does not stop, where `println!` would
+/// panic: the report is lost, the work goes on. A closed pipe (a reader that quit, as
+/// `| head` does) is no failure; any other is kept for [`output_error`] (a full disk).
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        $crate::keep_output_error(writeln!(std::io::stdout(), $($arg)*));
     }};
 }
 
-/// `eprintln!` that a closed standard error does not stop (as [`out!`]).
+/// `eprintln!` that a failed write to standard error does not stop (as [`out!`]).
 macro_rules! note {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        $crate::keep_output_error(writeln!(std::io::stderr(), $($arg)*));
     }};
+}
+
+static OUTPUT_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+#[doc(hidden)]
+pub fn keep_output_error(written: std::io::Result<()>) {
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        let _ = OUTPUT_ERROR.set(e.to_string());
+    }
+}
+
+/// The first failure to write the program's output other than a closed pipe, if any: the
+/// binary exits with an error naming it once the work is done.
+pub fn output_error() -> Option<&'static str> {
+    OUTPUT_ERROR.get().map(String::as_str)
 }
 
 pub mod backend;

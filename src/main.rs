@@ -6,7 +6,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     match wgrad::cli::run(wgrad::cli::Cli::from_command_line()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match wgrad::output_error() {
+            None => ExitCode::SUCCESS,
+            Some(e) => {
+                let _ = writeln!(std::io::stderr(), "wgrad: writing the output failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             // Not eprintln!, which panics where standard error is closed.
             let _ = writeln!(std::io::stderr(), "wgrad: {e}");

@@ -331,6 +331,18 @@ fn closed_output_pipes_neither_stop_training_nor_fail_a_command() {
         };
         assert_eq!(status.code(), expected, "{args:?}: {status}");
     }
+    // Output that cannot be written for another reason (a full disk) is an error.
+    let full = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(["summary", "--model", s(&dir)])
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(1), "{}", text(&full));
+    assert!(
+        text(&full).contains("writing the output failed"),
+        "{}",
+        text(&full)
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -490,13 +502,7 @@ fn resume_finds_its_data_by_path_and_column_name() {
     let elsewhere = std::env::temp_dir();
     let data = dir.join("train.csv");
     let mut args = vec!["train", "--resume", s(&resumed), "--epochs", "4", "--data"];
-    args.extend([
-        s(&data),
-        "--seed",
-        "0",
-        "--out",
-        s(&resumed),
-    ]);
+    args.extend([s(&data), "--seed", "0", "--out", s(&resumed)]);
     args.extend(common);
     ok_in(&elsewhere, &args);
     assert_eq!(
