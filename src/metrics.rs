@@ -21,7 +21,8 @@ pub struct ClassificationReport {
     pub confusion: Array2<usize>,
     pub per_class: Vec<ClassScores>,
     pub accuracy: f32,
-    /// Unweighted means over the classes, as scikit-learn's "macro avg".
+    /// Unweighted means over the classes present in the truth or the predictions, as
+    /// scikit-learn's "macro avg".
     pub macro_precision: f32,
     pub macro_recall: f32,
     pub macro_f1: f32,
@@ -85,8 +86,17 @@ pub fn classification_report(
             }
         })
         .collect();
-    let mean =
-        |f: fn(&ClassScores) -> f32| per_class.iter().map(f).sum::<f32>() / classes.max(1) as f32;
+    // Over the classes that occur in the truth or the predictions, as scikit-learn's report
+    // (a class absent from both would count as 0 and pull the average down for nothing).
+    let present: Vec<&ClassScores> = per_class
+        .iter()
+        .enumerate()
+        .filter(|&(c, s)| s.support > 0 || confusion.column(c).sum() > 0)
+        .map(|(_, s)| s)
+        .collect();
+    let mean = |f: fn(&ClassScores) -> f32| {
+        present.iter().map(|s| f(s)).sum::<f32>() / present.len().max(1) as f32
+    };
     Ok(ClassificationReport {
         accuracy: ratio(confusion.diag().sum(), truth.len()),
         macro_precision: mean(|s| s.precision),
@@ -134,10 +144,12 @@ impl fmt::Display for ClassificationReport {
             f,
             "\nconfusion matrix (rows: true class, columns: predicted)"
         )?;
+        // As wide as the widest count or class name, up to 12 characters of a name.
         let cell = self
             .confusion
             .iter()
             .map(|v| v.to_string().len())
+            .chain(self.class_names.iter().map(|n| n.chars().count().min(12)))
             .max()
             .unwrap_or(1)
             .max(3);
@@ -196,10 +208,11 @@ pub fn regression_report(
             let mean = t.iter().map(|&v| v as f64).sum::<f64>() / t.len().max(1) as f64;
             let total: f64 = t.iter().map(|&v| (v as f64 - mean).powi(2)).sum();
             let residual: f64 = diff.column(j).iter().map(|&d| (d as f64).powi(2)).sum();
-            if total > 0.0 {
-                1.0 - residual / total
-            } else {
-                0.0
+            match (total > 0.0, residual > 0.0) {
+                (true, _) => 1.0 - residual / total,
+                // A constant target: 1 if predicted exactly, else 0 (scikit-learn's choice).
+                (false, false) => 1.0,
+                (false, true) => 0.0,
             }
         })
         .sum::<f64>()
@@ -247,5 +260,33 @@ mod tests {
         assert!((r.mse - 1.25 / 4.0).abs() < 1e-6);
         assert!((r.mae - 1.5 / 4.0).abs() < 1e-6);
         assert!((r.r2 - (1.0 - 1.25 / 5.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn constant_targets_score_one_when_predicted_exactly() {
+        let truth = array![[2.5f32], [2.5], [2.5]];
+        let exact = regression_report(truth.view(), truth.view()).unwrap();
+        assert_eq!(exact.r2, 1.0);
+        let off = regression_report(truth.view(), array![[2.5f32], [2.0], [2.5]].view());
+        assert_eq!(off.unwrap().r2, 0.0);
+    }
+
+    #[test]
+    fn macro_averages_leave_out_classes_absent_from_truth_and_predictions() {
+        // Class 2 occurs nowhere; class 1 is predicted once but never true.
+        let r = classification_report(&[0, 0, 0, 3], &[0, 0, 1, 3], 4).unwrap();
+        let precision = (1.0 + 0.0 + 1.0) / 3.0;
+        let recall = (2.0 / 3.0 + 0.0 + 1.0) / 3.0;
+        assert!((r.macro_precision - precision).abs() < 1e-6, "{r:?}");
+        assert!((r.macro_recall - recall).abs() < 1e-6, "{r:?}");
+    }
+
+    #[test]
+    fn confusion_matrix_columns_show_class_names() {
+        let mut r = classification_report(&[0, 1, 2], &[0, 1, 1], 3).unwrap();
+        r.class_names = ["class_a", "class_b", "class_c"].map(String::from).to_vec();
+        let text = r.to_string();
+        let header = text.lines().find(|l| l.contains("class_a") && l.contains("class_c"));
+        assert!(header.is_some(), "{text}");
     }
 }
