@@ -570,6 +570,17 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
                 "\"abc\" is not a number",
             ],
         ),
+        // Missing values as pandas writes them: not a class, not a word.
+        (
+            "na-label.csv",
+            b"a,b,label\n1,2,x\n3,4,NA\n",
+            &["line 3", "missing label (\"NA\")"],
+        ),
+        (
+            "null-feature.csv",
+            b"a,b,label\n1,2,x\n3,null,y\n",
+            &["line 3", "column \"b\"", "missing value (\"null\")"],
+        ),
         // Windows line ends: the same line numbers.
         (
             "crlf-number.csv",

@@ -18,6 +18,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+/// What marks a missing value: pandas' default `na_values` (so a file pandas wrote with
+/// missing values reads as having them, not as a class "NA").
+const MISSING_MARKERS: &[&str] = &[
+    "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
 /// Under [`CsvTask::Auto`], an all-integer target column with at most this many distinct values
 /// is read as class labels.
 pub const AUTO_MAX_CLASSES: usize = 20;
@@ -452,6 +459,13 @@ impl Table {
                 "empty value; missing values are not supported".into(),
             ));
         }
+        if MISSING_MARKERS.contains(&raw) && raw.parse::<f32>().is_err() {
+            return Err(self.cell_error(
+                row,
+                col,
+                format!("missing value ({raw:?}); missing values are not supported"),
+            ));
+        }
         let value: f32 = raw.parse().map_err(|_| {
             // A decimal comma (1,5) gets a hint, and so does a column of words (categories);
             // other text is named as it is.
@@ -504,11 +518,18 @@ impl Table {
         Some(format!("{}{more}", list(&shown)))
     }
 
-    /// The non-empty label text in a cell.
+    /// The label text in a cell: neither empty nor a missing-value marker.
     fn label(&self, row: usize, col: usize) -> Result<&str> {
         let raw = &self.rows[row][col];
         if raw.is_empty() {
             return Err(self.cell_error(row, col, "empty label".into()));
+        }
+        if MISSING_MARKERS.contains(&raw) {
+            return Err(self.cell_error(
+                row,
+                col,
+                format!("missing label ({raw:?}); every row needs a label"),
+            ));
         }
         Ok(raw)
     }
