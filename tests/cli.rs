@@ -77,6 +77,8 @@ fn train_eval_predict_summary_on_a_csv_file() {
         s(&model),
     ]);
     assert!(out.contains("validation accuracy"), "{out}");
+    // The banner says what --task auto made of the target.
+    assert!(out.contains("; classification of \"label\", 2 classes)"), "{out}");
     for file in [
         "model.safetensors",
         "model.json",

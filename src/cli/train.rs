@@ -749,13 +749,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
     if !args.quiet {
         note!(
-            "training {} on {} ({} samples{}), {}",
+            "training {} on {} ({} samples{}; {}), {}",
             model.spec().widths(),
             source.name(),
             data.train.len(),
             data.validation
                 .as_ref()
                 .map_or(String::new(), |v| format!(", {} for validation", v.len())),
+            task_of(&data.train),
             model.device()
         );
         if config.initial_epoch > 0 {
@@ -882,6 +883,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// What the run learns, as the banner says it: `--task auto` decides from the target's values,
+/// and a stray value can turn classes into a regression, so the choice is shown.
+fn task_of(train: &Dataset) -> String {
+    let target = train
+        .target_name
+        .as_ref()
+        .map_or(String::new(), |name| format!(" of {name:?}"));
+    match &train.class_names {
+        Some(classes) => format!("classification{target}, {} classes", classes.len()),
+        None => format!("regression{target}"),
+    }
 }
 
 /// Says where early stopping stopped the run, and which epoch's weights it kept (the best,
