@@ -286,7 +286,9 @@ mod tests {
         let mut r = classification_report(&[0, 1, 2], &[0, 1, 1], 3).unwrap();
         r.class_names = ["class_a", "class_b", "class_c"].map(String::from).to_vec();
         let text = r.to_string();
-        let header = text.lines().find(|l| l.contains("class_a") && l.contains("class_c"));
+        let header = text
+            .lines()
+            .find(|l| l.contains("class_a") && l.contains("class_c"));
         assert!(header.is_some(), "{text}");
     }
 }

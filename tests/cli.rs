@@ -78,7 +78,10 @@ fn train_eval_predict_summary_on_a_csv_file() {
     ]);
     assert!(out.contains("validation accuracy"), "{out}");
     // The banner says what --task auto made of the target.
-    assert!(out.contains("; classification of \"label\", 2 classes)"), "{out}");
+    assert!(
+        out.contains("; classification of \"label\", 2 classes)"),
+        "{out}"
+    );
     for file in [
         "model.safetensors",
         "model.json",
@@ -270,6 +273,27 @@ fn synthetic_data_writes_a_decision_boundary() {
     );
     assert!(!dir.join("boundary.png").exists());
     assert!(dir.join("history.png").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // In a directory that holds no run, a file of the same name is the user's: kept.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("history.png"), "the user's").unwrap();
+    ok(&[
+        "train",
+        "--data",
+        "regression",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&dir),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("history.png")).unwrap(),
+        "the user's"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -739,7 +739,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
              directory)",
         ));
     }
-    if config.initial_epoch == 0 && out.join(io::CHECKPOINT_JSON).exists() {
+    // A directory that holds a run (this one, resumed, or one this run replaces) has plots of
+    // it; another directory's files are the user's.
+    let held_run = out.join(io::CHECKPOINT_JSON).exists() || out.join(io::MODEL_JSON).exists();
+    if config.initial_epoch == 0 && held_run {
         note!(
             "{} holds a run already; this one replaces it (--resume {} would continue it)",
             out.display(),
@@ -820,7 +823,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     io::save_checkpoint(&out, &mut model, &meta, &progress)?;
     write_history(&out, &history)?;
-    // Plots this run does not draw are removed, so that none shows an earlier run.
+    // Plots this run does not draw are removed from a run's directory, so that none shows an
+    // earlier run.
     let mut plots = vec![];
     if !args.no_plots {
         crate::plot::plot_history(&history, &out.join("history.png"))?;
@@ -845,7 +849,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     for stale in ["history.png", "boundary.png"] {
         let path = out.join(stale);
-        if !plots.contains(&stale) && path.exists() {
+        if held_run && !plots.contains(&stale) && path.exists() {
             std::fs::remove_file(&path).map_err(|e| WgradError::io(&path, e))?;
         }
     }
