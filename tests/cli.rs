@@ -748,6 +748,26 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // While it runs, a second run into its directory is refused; once it is killed, its lock
+    // is gone with it (the resume below takes it).
+    let second = [
+        "train",
+        "--data",
+        "xor",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
+    ];
+    let output = wgrad(&second);
+    assert!(!output.status.success(), "wgrad {second:?} succeeded");
+    check_message(
+        &second,
+        &output,
+        "another wgrad run is writing to this directory",
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let out = ok(&[

@@ -742,6 +742,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // A directory that holds a run (this one, resumed, or one this run replaces) has plots of
     // it; another directory's files are the user's.
     let held_run = out.join(io::CHECKPOINT_JSON).exists() || out.join(io::MODEL_JSON).exists();
+    std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
+    let _lock = lock_run_directory(&out)?;
     if config.initial_epoch == 0 && held_run {
         note!(
             "{} holds a run already; this one replaces it (--resume {} would continue it)",
@@ -749,7 +751,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             out.display()
         );
     }
-    std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
     if !args.quiet {
         note!(
             "training {} on {} ({} samples{}; {}), {}",
@@ -887,6 +888,28 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// An exclusive lock on `dir` for this run, held until the returned file is dropped (or the
+/// process ends, however it ends): two runs writing one directory would replace each other's
+/// files mid-write.
+fn lock_run_directory(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| WgradError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(WgradError::data(
+            dir,
+            "another wgrad run is writing to this directory; wait for it to finish or give \
+             another --out",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(WgradError::io(&path, e)),
+    }
 }
 
 /// What the run learns, as the banner says it: `--task auto` decides from the target's values,
