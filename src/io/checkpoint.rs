@@ -393,6 +393,15 @@ fn match_manifest(dir: &Path, checkpoint: CheckpointFile, files: &mut Files) -> 
                 contents.insert(name.to_string(), bytes);
                 renames.push((temp, path));
             }
+            (None, Err(e)) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(WgradError::data(
+                    &path,
+                    format!(
+                        "is missing: {CHECKPOINT_JSON} lists it as part of the checkpoint, \
+                         which cannot be resumed without it"
+                    ),
+                ));
+            }
             (None, Err(e)) => return Err(WgradError::io(&path, e)),
             (None, Ok(found)) => {
                 return Err(WgradError::data(
