@@ -202,10 +202,12 @@ impl Model {
     pub fn new(spec: Sequential, device: Device) -> Result<Model> {
         spec.validate()?;
         if !matches!(device, Device::Gpu(_)) {
-            // The initial parameters and the CPU backend's copies.
+            // The initial parameters, the CPU backend's copies, and a checkpoint's: the
+            // parameters and optimizer state read back, then serialized (three vectors each).
+            let vectors = 1 + crate::cpu::PARAMETER_VECTORS + 6;
             crate::cpu::check_host_memory(
-                spec.param_layout().len as u128 * (1 + crate::cpu::PARAMETER_VECTORS) as u128,
-                "the model's parameters, gradients and optimizer state",
+                spec.param_layout().len as u128 * vectors as u128,
+                "the model's parameters, gradients, optimizer state and checkpoints",
             )?;
         }
         let params = spec.initial_params();
