@@ -3,7 +3,7 @@
 
 mod common;
 
-use wgrad::train::{Callback, EarlyStopping, Monitor, Schedule};
+use wgrad::train::{Callback, EarlyStopping, EarlyStoppingResume, Monitor, Schedule};
 use wgrad::{
     Activation, Device, Divergence, FitConfig, History, Model, Optimizer, Result, Sequential,
     Targets, WgradError, data,
@@ -324,6 +324,93 @@ fn resuming_matches_an_uninterrupted_run() {
         straight.params().unwrap(),
         "resumed training diverged from the straight run"
     );
+}
+
+/// Keeps each epoch's parameters and optimizer state, as checkpoints would.
+#[derive(Default)]
+struct Snapshots {
+    params: Vec<Vec<f32>>,
+    state: Vec<[Vec<f32>; 2]>,
+    steps: Vec<u64>,
+}
+
+impl Callback for Snapshots {
+    fn on_epoch_end(&mut self, model: &mut Model, _: &History) -> Result<()> {
+        self.params.push(model.params()?);
+        self.state.push(model.optimizer_state()?);
+        self.steps.push(model.steps());
+        Ok(())
+    }
+}
+
+/// A run with early stopping interrupted after an epoch and resumed from that epoch's state,
+/// with the watch's record (`early_stopping_resume`), stops where the uninterrupted run
+/// stops and keeps the same best weights.
+#[test]
+fn resuming_early_stopping_matches_an_uninterrupted_run() {
+    let (x, y) = data::spirals(60, 3, 0.3, 0);
+    let (vx, vy) = data::spirals(30, 3, 0.3, 1);
+    let (y, vy) = (Targets::from(y), Targets::from(vy));
+    let model = || {
+        let spec = Sequential::new(2)
+            .dense(64, Activation::Relu)
+            .dense(3, Activation::Softmax)
+            .optimizer(Optimizer::momentum(1.0, 0.9))
+            .seed(0);
+        Model::new(spec, Device::Cpu).unwrap()
+    };
+    let config = FitConfig {
+        epochs: 200,
+        batch_size: 8,
+        early_stopping: Some(EarlyStopping::new(Monitor::ValLoss, 4)),
+        ..Default::default()
+    };
+    let mut straight = model();
+    let mut snapshots = Snapshots::default();
+    let whole = straight
+        .fit_with(&x, &y, &config, Some((&vx, &vy)), &mut [&mut snapshots])
+        .unwrap();
+    let stopped = whole.epochs.len();
+    let rule = config.early_stopping.unwrap();
+    let (best, _) = rule.replay(&whole);
+    let best = best.unwrap().0;
+    assert!(
+        stopped < 200 && best < stopped,
+        "stopped at {stopped}, best {best}"
+    );
+
+    // Interrupted after an epoch past the best, with the best's weights kept aside.
+    let interrupted = best + 1;
+    let mut resumed = model();
+    resumed
+        .set_params(&snapshots.params[interrupted - 1])
+        .unwrap();
+    resumed
+        .set_optimizer_state(&snapshots.state[interrupted - 1])
+        .unwrap();
+    resumed.set_steps(snapshots.steps[interrupted - 1]);
+    let earlier = History {
+        epochs: whole.epochs[..interrupted].to_vec(),
+    };
+    let rest = resumed
+        .fit_with(
+            &x,
+            &y,
+            &FitConfig {
+                initial_epoch: interrupted,
+                early_stopping_resume: Some(EarlyStoppingResume {
+                    history: earlier,
+                    best_params: snapshots.params[best - 1].clone(),
+                }),
+                ..config.clone()
+            },
+            Some((&vx, &vy)),
+            &mut [],
+        )
+        .unwrap();
+    assert_eq!(rest.last().unwrap().epoch, stopped);
+    assert_eq!(resumed.params().unwrap(), straight.params().unwrap());
+    assert_eq!(straight.params().unwrap(), snapshots.params[best - 1]);
 }
 
 #[test]

@@ -19,7 +19,10 @@ use wgrad::Device;
 use wgrad::io::{load_checkpoint, load_model};
 
 /// The files `wgrad train` writes into a model directory.
-const FILES: [&str; 8] = [
+const FILES: [&str; 10] = [
+    // The run's lock, and early stopping's best weights.
+    ".lock",
+    "best_weights.bin",
     "model.safetensors",
     "model.json",
     "checkpoint.safetensors",

@@ -695,7 +695,10 @@ fn damaged_checkpoints_are_named() {
     fs::remove_file(dir.join("checkpoint.safetensors")).unwrap();
     let e = load_checkpoint_error(&dir);
     assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
-    assert_mentions(&e, &["checkpoint.safetensors", "is missing", "cannot be resumed"]);
+    assert_mentions(
+        &e,
+        &["checkpoint.safetensors", "is missing", "cannot be resumed"],
+    );
 
     let path = dir.join("checkpoint.json");
     let record = fs::read_to_string(&path).unwrap();

@@ -10,7 +10,8 @@ use crate::error::{Result, WgradError};
 use crate::io::{self, ModelMeta, Progress};
 use crate::model::{Activation, Loss, Optimizer, Sequential};
 use crate::train::{
-    Callback, EarlyStopping, FitConfig, History, Model, Monitor, Schedule, Targets,
+    Callback, EarlyStopping, EarlyStoppingResume, FitConfig, History, Model, Monitor, Schedule,
+    Targets,
 };
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -437,6 +438,7 @@ pub fn fit_config(
         schedule: parse_schedule(&args.schedule, args.epochs())?,
         clip_norm: args.clip_norm,
         early_stopping,
+        early_stopping_resume: None,
         // --validation-split splits the data set itself, before the scaler is fitted on the
         // training part.
         validation_split: None,
@@ -566,6 +568,34 @@ struct Checkpointer<'a> {
     args: &'a TrainArgs,
     /// Epochs of earlier runs (when resuming).
     earlier: History,
+    /// The run's early stopping, whose best weights a resume needs.
+    early_stopping: Option<EarlyStopping>,
+}
+
+/// The weights of the best epoch so far, by early stopping's rule, while a later epoch's are
+/// the checkpoint's: the epoch number (u64) then the flat parameters (f32), little-endian.
+/// Written after each checkpoint whose epoch is the best, so that whatever a kill leaves, the
+/// best epoch is either the checkpoint's own or the one this file holds.
+const BEST_WEIGHTS: &str = "best_weights.bin";
+
+fn write_best_weights(dir: &Path, epoch: usize, params: &[f32]) -> Result<()> {
+    let mut bytes = (epoch as u64).to_le_bytes().to_vec();
+    bytes.extend(params.iter().flat_map(|v| v.to_le_bytes()));
+    io::write_files_atomically(dir, &[(BEST_WEIGHTS, &bytes)])
+}
+
+/// The best weights `dir` holds, if it holds epoch `epoch`'s, `len` values (none where the
+/// run had no early stopping, or watched another figure).
+fn read_best_weights(dir: &Path, epoch: usize, len: usize) -> Option<Vec<f32>> {
+    let bytes = std::fs::read(dir.join(BEST_WEIGHTS)).ok()?;
+    let (head, values) = bytes.split_at_checked(8)?;
+    let saved_epoch = u64::from_le_bytes(head.try_into().ok()?);
+    (saved_epoch == epoch as u64 && values.len() == 4 * len).then(|| {
+        values
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("chunks of 4")))
+            .collect()
+    })
 }
 
 impl Checkpointer<'_> {
@@ -585,6 +615,13 @@ impl Callback for Checkpointer<'_> {
             history: all.clone(),
         };
         io::save_checkpoint(self.dir, model, self.meta, &progress)?;
+        if let Some(rule) = &self.early_stopping
+            && rule.restore_best
+            && let (Some((best, _)), _) = rule.replay(&all)
+            && best == progress.epochs_done
+        {
+            write_best_weights(self.dir, best, &model.params()?)?;
+        }
         write_history(self.dir, &all)
     }
 }
@@ -717,6 +754,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let meta = meta.unwrap_or(data.meta.clone());
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
+    // A resumed run's early stopping goes on from its record: its best epoch is the last
+    // checkpointed one (whose weights the model holds) or the one of the best-weights file.
+    if let Some(rule) = &config.early_stopping
+        && rule.restore_best
+        && let (Some((best, _)), _) = rule.replay(&earlier)
+    {
+        let best_params = if best == config.initial_epoch {
+            Some(model.params()?)
+        } else {
+            read_best_weights(&out, best, model.params()?.len())
+        };
+        match best_params {
+            Some(best_params) => {
+                config.early_stopping_resume = Some(EarlyStoppingResume {
+                    history: earlier.clone(),
+                    best_params,
+                });
+            }
+            None => note!(
+                "early stopping watches afresh: the weights of epoch {best}, the best of the \
+                 earlier epochs by its rule, were not kept"
+            ),
+        }
+    }
     // What `fit` would refuse (a schedule against the learning rate, early stopping's
     // settings), refused before anything is written or shown.
     config.check(model.spec().optimizer.learning_rate())?;
@@ -789,6 +850,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         meta: &meta,
         args: &args,
         earlier,
+        early_stopping: config.early_stopping,
     };
     let validation = data.validation.as_ref().map(|v| (&v.x, &v.y));
     let history = model

@@ -29,6 +29,19 @@ pub struct FitConfig {
     /// that data sorted by class still validates on every class. `fit_with` refuses it beside
     /// explicit validation data.
     pub validation_split: Option<f32>,
+    /// Where early stopping stood in the epochs before `initial_epoch`, when resuming a run
+    /// that had it: without this a resumed run would watch from scratch and keep other
+    /// weights than the uninterrupted run.
+    #[serde(skip)]
+    pub early_stopping_resume: Option<EarlyStoppingResume>,
+}
+
+/// What early stopping needs to go on where a checkpointed run left off: the epochs so far
+/// (their monitored values say which was best and how long ago) and the weights of the best.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlyStoppingResume {
+    pub history: super::History,
+    pub best_params: Vec<f32>,
 }
 
 impl Default for FitConfig {
@@ -44,6 +57,7 @@ impl Default for FitConfig {
             clip_norm: None,
             early_stopping: None,
             validation_split: None,
+            early_stopping_resume: None,
         }
     }
 }
@@ -225,6 +239,32 @@ impl EarlyStopping {
     /// Checks the rule's own numbers; `Err` says what is wrong. A NaN `min_delta` would count
     /// no epoch as an improvement, a negative one some worsening epochs, and patience 0 would
     /// mean what 1 means (stop at the first epoch without improvement).
+    /// Whether `value` of the monitored figure improves on `best` (`None`: nothing yet) by
+    /// more than `min_delta`.
+    pub fn improves(&self, value: f32, best: Option<f32>) -> bool {
+        let sign = if self.monitor.maximize() { 1.0 } else { -1.0 };
+        best.is_none_or(|best| sign * (value - best) > self.min_delta)
+    }
+
+    /// The best epoch of `history` by this rule (its number and value), and the epochs since
+    /// it: where the watch stands after those epochs.
+    pub fn replay(&self, history: &super::History) -> (Option<(usize, f32)>, usize) {
+        let mut best: Option<(usize, f32)> = None;
+        let mut since = 0;
+        for record in &history.epochs {
+            let Some(value) = self.monitor.value(record) else {
+                continue;
+            };
+            if self.improves(value, best.map(|(_, v)| v)) {
+                best = Some((record.epoch, value));
+                since = 0;
+            } else {
+                since += 1;
+            }
+        }
+        (best, since)
+    }
+
     pub fn check(&self) -> Result<(), String> {
         if self.patience == 0 {
             return Err("early stopping patience must be at least 1 epoch, got 0".into());

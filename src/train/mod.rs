@@ -3,7 +3,7 @@
 
 mod config;
 
-pub use config::{EarlyStopping, FitConfig, Monitor, Schedule};
+pub use config::{EarlyStopping, EarlyStoppingResume, FitConfig, Monitor, Schedule};
 
 use crate::backend::{Backend, Device, Slot, StepParams};
 use crate::cpu::CpuBackend;
@@ -307,7 +307,7 @@ impl Model {
         let has_validation = validation.is_some() || config.validation_split.is_some();
         let mut stopper = config
             .early_stopping
-            .map(|rule| EarlyStopper::new(rule, has_validation));
+            .map(|rule| EarlyStopper::new(rule, has_validation, &config.early_stopping_resume));
         if let Some(stopper) = &stopper {
             stopper.check(y.is_classification())?;
         }
@@ -709,13 +709,24 @@ struct EarlyStopper {
 }
 
 impl EarlyStopper {
-    fn new(rule: EarlyStopping, has_validation: bool) -> Self {
+    /// A watch from scratch, or where `resume` says an earlier run's stood.
+    fn new(
+        rule: EarlyStopping,
+        has_validation: bool,
+        resume: &Option<EarlyStoppingResume>,
+    ) -> Self {
+        let (best, since) = resume
+            .as_ref()
+            .map_or((None, 0), |resume| rule.replay(&resume.history));
         EarlyStopper {
             rule,
             has_validation,
-            best: None,
-            best_params: None,
-            epochs_without_improvement: 0,
+            best: best.map(|(_, value)| value),
+            best_params: resume
+                .as_ref()
+                .filter(|_| rule.restore_best && best.is_some())
+                .map(|resume| resume.best_params.clone()),
+            epochs_without_improvement: since,
         }
     }
 
@@ -746,15 +757,7 @@ impl EarlyStopper {
             .monitor
             .value(record)
             .expect("checked before training");
-        let sign = if self.rule.monitor.maximize() {
-            1.0
-        } else {
-            -1.0
-        };
-        let improved = self
-            .best
-            .is_none_or(|best| sign * (value - best) > self.rule.min_delta);
-        if improved {
+        if self.rule.improves(value, self.best) {
             self.best = Some(value);
             self.epochs_without_improvement = 0;
             if self.rule.restore_best {
