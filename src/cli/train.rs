@@ -156,7 +156,7 @@ fn same_place(a: &Path, b: &Path) -> bool {
     )
 }
 
-/// `--clip_norm` for the field `clip_norm`.
+/// `--clip-norm` for the field `clip_norm`.
 fn flag(field: &str) -> String {
     format!("--{}", field.replace('_', "-"))
 }
