@@ -226,6 +226,26 @@ fn train_eval_predict_summary_on_a_csv_file() {
     ]);
     assert!(to_stdout.status.success(), "{}", text(&to_stdout));
     assert_eq!(String::from_utf8_lossy(&to_stdout.stdout), written);
+    // With --input -, the inputs come from standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args([
+            "predict",
+            "--model",
+            s(&model),
+            "--input",
+            "-",
+            "--device",
+            "cpu",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let inputs = std::fs::read(dir.join("new.csv")).unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &inputs).unwrap();
+    let from_stdin = child.wait_with_output().unwrap();
+    assert!(from_stdin.status.success(), "{}", text(&from_stdin));
+    assert_eq!(String::from_utf8_lossy(&from_stdin.stdout), written);
 
     let summary = ok(&["summary", "--model", s(&model)]);
     assert!(
@@ -573,7 +593,7 @@ fn devices_lists_the_adapters() {
 
 #[test]
 fn bad_options_are_clear_errors() {
-    let cases: [(&[&str], &str); 15] = [
+    let cases: [(&[&str], &str); 16] = [
         (&["train", "--data", "cifar"], "unknown data set"),
         (
             &["train", "--data", "xor", "--layers", "3,4,1"],
@@ -633,6 +653,10 @@ fn bad_options_are_clear_errors() {
                 "0.5",
             ],
             "--momentum: applies to sgd, momentum and nesterov, not adam",
+        ),
+        (
+            &["train", "--data", "xor", "--monitor", "loss"],
+            "--monitor: chooses what --early-stopping watches",
         ),
         // Bad training settings stop the run before it starts, not at its first step.
         (

@@ -182,7 +182,8 @@ struct BenchArgs {
 struct PredictArgs {
     #[arg(long)]
     model: PathBuf,
-    /// A CSV file with a header row holding the model's feature columns.
+    /// A CSV file with a header row holding the model's feature columns (`-`: standard
+    /// input).
     #[arg(long)]
     input: PathBuf,
     /// Where to write the predictions (CSV); without it, or with `-`, they go to standard
@@ -402,7 +403,13 @@ fn predict(args: PredictArgs) -> Result<()> {
         ));
     }
     let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
-    let (x, _) = crate::data::load_features(&args.input, meta.feature_names.as_deref())?;
+    let features = meta.feature_names.as_deref();
+    let (x, _) = if args.input.as_os_str() == "-" {
+        let source = Path::new("standard input");
+        crate::data::load_features_from_reader(source, std::io::stdin().lock(), features)?
+    } else {
+        crate::data::load_features(&args.input, features)?
+    };
     let x = scaled(&meta, x, &args.input.display().to_string())?;
     let outputs = model.predict(&x)?;
     let destination = file

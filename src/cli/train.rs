@@ -411,6 +411,12 @@ pub fn fit_config(
             }
             Some(EarlyStopping::new(monitor, patience))
         }
+        None if args.monitor.is_some() => {
+            return Err(invalid(
+                "monitor",
+                "chooses what --early-stopping watches; give --early-stopping PATIENCE too",
+            ));
+        }
         None => None,
     };
     if args.epochs() == 0 {

@@ -484,11 +484,12 @@ impl Table {
             self.cell_error(row, col, format!("{raw:?} is not a number{hint}"))
         })?;
         if !value.is_finite() {
-            return Err(self.cell_error(
-                row,
-                col,
-                format!("{raw:?} is not a finite number (NaN and infinities are not allowed)"),
-            ));
+            let why = if raw.parse::<f64>().is_ok_and(f64::is_finite) {
+                "is beyond the range of 32-bit floats (±3.4e38)"
+            } else {
+                "is not a finite number (NaN and infinities are not allowed)"
+            };
+            return Err(self.cell_error(row, col, format!("{raw:?} {why}")));
         }
         Ok(value)
     }
