@@ -871,7 +871,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(rule) = &config.early_stopping
         && !args.quiet
     {
-        report_early_stopping(rule, &history, config.epochs);
+        // The epochs the watch saw: the earlier ones where it resumed, then this run's.
+        let mut watched = config
+            .early_stopping_resume
+            .as_ref()
+            .map_or_else(History::default, |resume| resume.history.clone());
+        watched.epochs.extend(history.epochs.iter().cloned());
+        report_early_stopping(rule, &watched, config.epochs);
     }
     if profiling {
         if let Some(profile) = model.take_profile() {
@@ -996,18 +1002,8 @@ fn task_of(train: &Dataset) -> String {
 /// Says where early stopping stopped the run, and which epoch's weights it kept (the best,
 /// as Keras's `restore_best_weights`), when that is not the last epoch shown.
 fn report_early_stopping(rule: &EarlyStopping, history: &History, epochs: usize) {
-    let (Some(last), Some(best)) = (
-        history.last(),
-        history.epochs.iter().reduce(|best, record| {
-            let (value, best_value) = (rule.monitor.value(record), rule.monitor.value(best));
-            let better = if rule.monitor.maximize() {
-                value > best_value
-            } else {
-                value < best_value
-            };
-            if better { record } else { best }
-        }),
-    ) else {
+    let (Some(last), (Some((best_epoch, best_value)), _)) = (history.last(), rule.replay(history))
+    else {
         return;
     };
     if last.epoch < epochs {
@@ -1019,12 +1015,10 @@ fn report_early_stopping(rule: &EarlyStopping, history: &History, epochs: usize)
             if rule.patience == 1 { "" } else { "s" }
         );
     }
-    if rule.restore_best && best.epoch != last.epoch {
+    if rule.restore_best && best_epoch != last.epoch {
         note!(
-            "restored the weights of epoch {}, the best {} ({:.5})",
-            best.epoch,
-            rule.monitor.name(),
-            rule.monitor.value(best).unwrap_or(f32::NAN)
+            "restored the weights of epoch {best_epoch}, the best {} ({best_value:.5})",
+            rule.monitor.name()
         );
     }
 }
