@@ -212,6 +212,15 @@ fn mnist_dir_accepts_standard_gz_and_dotted_names() {
     let a = mnist::load_dir(&standard).expect("standard names load");
     let b = data::load_mnist_dir(&dotted).expect("dotted names load");
     assert_eq!(a, b);
+    // The test set alone, from a directory without the training files.
+    for name in ["train-images.idx3-ubyte", "train-labels.idx1-ubyte.gz"] {
+        std::fs::remove_file(dotted.join(name)).unwrap();
+    }
+    assert_eq!(
+        mnist::load_test_dir(&dotted).expect("test files load"),
+        a.test
+    );
+    assert_mentions(&data_error(mnist::load_dir(&dotted)), &["train images"]);
     assert_eq!(a.train.len(), 3);
     assert_eq!(a.test.len(), 1);
     assert_eq!(classes(&a.test.y), &[4]);
@@ -541,6 +550,17 @@ fn csv_regression_and_task_choice() {
     let names = ["2", "1", "0"].map(String::from);
     let again = data::load_csv_with_classes(&floats, None, &names).unwrap();
     assert_eq!(classes(&again.y), &[1, 2, 0, 1]);
+    // Many distinct fractional numbers are no classes, even when asked for.
+    let mut floats = String::from("x,y\n");
+    for i in 0..=data::csv::AUTO_MAX_CLASSES {
+        floats.push_str(&format!("{i},{}\n", i as f32 * 0.37));
+    }
+    let floats = write(&dir, "fractions.csv", floats.as_bytes());
+    let message = data_error(data::load_csv(&floats, None, CsvTask::Classification));
+    assert_mentions(
+        &message,
+        &["holds 21 distinct numbers, not all integers", "regression"],
+    );
     // Numbers forced into classes.
     let forced = data::load_csv(&path, None, CsvTask::Classification).unwrap();
     assert_eq!(forced.class_names.unwrap(), ["-0.5", "1.25", "3"]);

@@ -306,6 +306,8 @@ fn evaluation_data(spec: &str, meta: &ModelMeta, seed: u64) -> Result<Dataset> {
         (data_spec::DataSpec::Csv(path), None, None) => {
             crate::data::load_csv(path, target, CsvTask::Regression)
         }
+        // The test files alone: a directory need not hold the training set to evaluate on.
+        (data_spec::DataSpec::Mnist(Some(dir)), _, _) => crate::data::mnist::load_test_dir(dir),
         _ => Ok(source
             .load(seed)?
             .test

@@ -97,6 +97,25 @@ pub fn load_csv_from_reader(
         CsvTask::Regression => (Targets::Values(table.column_values(target_col)?), None),
         _ => {
             let (labels, names) = table.class_labels(target_col)?;
+            let numbers = table
+                .rows
+                .iter()
+                .all(|r| r[target_col].parse::<f64>().is_ok());
+            if numbers
+                && names.len() > AUTO_MAX_CLASSES
+                && names.iter().any(|name| integer_label(name).is_none())
+            {
+                return Err(WgradError::data(
+                    source,
+                    format!(
+                        "the target column {:?} holds {} distinct numbers, not all integers, to \
+                         classify: numbers to predict are a regression target (`--task \
+                         regression`, CsvTask::Regression)",
+                        table.headers[target_col],
+                        names.len()
+                    ),
+                ));
+            }
             if names.len() < 2 {
                 return Err(WgradError::data(
                     source,

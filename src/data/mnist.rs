@@ -156,6 +156,21 @@ pub fn load_dir(dir: &Path) -> Result<TrainTest> {
     Ok(TrainTest { train, test })
 }
 
+/// Loads the test set alone (`t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, as
+/// [`load_dir`] finds them) from a directory, as evaluating a trained model needs.
+pub fn load_test_dir(dir: &Path) -> Result<Dataset> {
+    if !dir.is_dir() {
+        return Err(WgradError::data(
+            dir,
+            "is not a directory; expected one holding the MNIST test IDX files",
+        ));
+    }
+    load_pair(
+        &find_file(dir, "t10k", "images", 3)?,
+        &find_file(dir, "t10k", "labels", 1)?,
+    )
+}
+
 /// The copy of MNIST shipped with the crate's sources, `data/mnist` beside `Cargo.toml`.
 pub fn shipped_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
