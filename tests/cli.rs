@@ -186,9 +186,7 @@ fn train_eval_predict_summary_on_a_csv_file() {
             s(&dir.join("v2")),
         ],
     ] {
-        let output = wgrad(args);
-        assert!(!output.status.success(), "wgrad {args:?} succeeded");
-        check_message(args, &output, "missing.csv: missing column \"noise\"");
+        fails(args, "missing.csv: missing column \"noise\"");
     }
 
     // Prediction inputs: the feature columns in another order, without the label.
@@ -456,9 +454,7 @@ fn a_value_that_scales_past_f32_is_named() {
         s(&model),
     ]);
     let args = ["predict", "--model", s(&model), "--input", s(&inputs)];
-    let output = wgrad(&args);
-    assert!(!output.status.success(), "wgrad {args:?} succeeded");
-    check_message(&args, &output, "inputs.csv: data row 2, column \"a\"");
+    fails(&args, "inputs.csv: data row 2, column \"a\"");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -669,11 +665,18 @@ fn bad_options_are_clear_errors() {
         ),
     ];
     for (args, expected) in cases {
-        let output = wgrad(args);
-        assert!(!output.status.success(), "wgrad {args:?} succeeded");
-        check_message(args, &output, expected);
+        let output = fails(args, expected);
         assert!(!text(&output).contains("training "), "{}", text(&output));
     }
+}
+
+/// Runs `wgrad args`, checks that it fails with a message mentioning `expected` (and no
+/// panic), and returns its output.
+fn fails(args: &[&str], expected: &str) -> Output {
+    let output = wgrad(args);
+    assert!(!output.status.success(), "wgrad {args:?} succeeded");
+    check_message(args, &output, expected);
+    output
 }
 
 /// The output of a failed `wgrad args` mentions `expected` and is not a panic.
@@ -706,9 +709,7 @@ fn output_and_model_paths_that_are_not_models_are_clear_errors() {
         "--out",
         s(&file),
     ];
-    let output = wgrad(&args);
-    assert!(!output.status.success(), "wgrad {args:?} succeeded");
-    check_message(&args, &output, "--out names a file");
+    let output = fails(&args, "--out names a file");
     assert!(
         !text(&output).contains("epoch 1"),
         "trained before failing: {}",
@@ -719,14 +720,10 @@ fn output_and_model_paths_that_are_not_models_are_clear_errors() {
         if command == "eval" {
             args.extend(["--data", "xor"]);
         }
-        let output = wgrad(&args);
-        assert!(!output.status.success(), "wgrad {args:?} succeeded");
-        check_message(&args, &output, "no saved model here");
+        fails(&args, "no saved model here");
     }
     let args = ["train", "--resume", s(&dir)];
-    let output = wgrad(&args);
-    assert!(!output.status.success(), "wgrad {args:?} succeeded");
-    check_message(&args, &output, "no checkpoint here");
+    fails(&args, "no checkpoint here");
 }
 
 #[test]
@@ -785,13 +782,7 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         "--out",
         s(&dir),
     ];
-    let output = wgrad(&second);
-    assert!(!output.status.success(), "wgrad {second:?} succeeded");
-    check_message(
-        &second,
-        &output,
-        "another wgrad run is writing to this directory",
-    );
+    fails(&second, "another wgrad run is writing to this directory");
     child.kill().unwrap();
     child.wait().unwrap();
     let out = ok(&[
@@ -985,9 +976,7 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "--data",
         "xor",
     ];
-    let output = wgrad(&args);
-    assert!(!output.status.success(), "wgrad {args:?} succeeded");
-    check_message(&args, &output, "--data, --layers cannot change");
+    fails(&args, "--data, --layers cannot change");
 
     // Predictions of a regression target chosen by default (the last column) are headed by
     // its name.
@@ -1032,9 +1021,7 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
             "both before and after the command",
         ),
     ] {
-        let output = wgrad(args);
-        assert!(!output.status.success(), "wgrad {args:?} succeeded");
-        check_message(args, &output, expected);
+        fails(args, expected);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -396,7 +396,7 @@ fn print_report(
 fn predict(args: PredictArgs) -> Result<()> {
     let file = args.output.filter(|path| path.as_os_str() != "-");
     if let Some(path) = &file
-        && same_file(path, &args.input)
+        && same_place(path, &args.input)
     {
         return Err(WgradError::data(
             path,
@@ -438,8 +438,8 @@ fn predict(args: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether `a` and `b` name one existing file.
-fn same_file(a: &Path, b: &Path) -> bool {
+/// Whether `a` and `b` name one existing file or directory.
+fn same_place(a: &Path, b: &Path) -> bool {
     matches!(
         (std::fs::canonicalize(a), std::fs::canonicalize(b)),
         (Ok(a), Ok(b)) if a == b

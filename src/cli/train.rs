@@ -4,7 +4,7 @@
 
 use super::data_spec::{DataSpec, Loaded};
 use super::progress::ProgressDisplay;
-use super::{DeviceArgs, print_report};
+use super::{DeviceArgs, print_report, same_place};
 use crate::data::{CsvTask, Dataset, Scaler};
 use crate::error::{Result, WgradError};
 use crate::io::{self, ModelMeta, Progress};
@@ -146,14 +146,6 @@ fn unchanged(given: &TrainArgs, saved: &TrainArgs, dir: &Path, field: &str) -> b
             value(given) == value(saved)
         }
     }
-}
-
-/// Whether two paths name the same existing file or directory.
-fn same_place(a: &Path, b: &Path) -> bool {
-    matches!(
-        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-        (Ok(a), Ok(b)) if a == b
-    )
 }
 
 /// `--clip-norm` for the field `clip_norm`.
