@@ -1,7 +1,10 @@
 //! The `wgrad` binary end to end: train, eval, predict, summary, devices, bad options, and a
 //! training process killed mid-run that resumes from its last checkpoint.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::TempDir;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,11 +33,8 @@ fn ok(args: &[&str]) -> String {
     text(&output)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wgrad-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new("cli", name)
 }
 
 fn s(path: &Path) -> &str {
@@ -250,7 +250,6 @@ fn train_eval_predict_summary_on_a_csv_file() {
         summary.contains("layers.0 (Dense)") && summary.contains("Total params: 98"),
         "{summary}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -312,7 +311,6 @@ fn synthetic_data_writes_a_decision_boundary() {
         std::fs::read_to_string(dir.join("history.png")).unwrap(),
         "the user's"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `wgrad ARGS` with standard output and error going to pipes whose readers have quit.
@@ -387,7 +385,6 @@ fn closed_output_pipes_neither_stop_training_nor_fail_a_command() {
         "{}",
         text(&full)
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -425,7 +422,6 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
         )),
         "{out}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -455,7 +451,6 @@ fn a_value_that_scales_past_f32_is_named() {
     ]);
     let args = ["predict", "--model", s(&model), "--input", s(&inputs)];
     fails(&args, "inputs.csv: data row 2, column \"a\"");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A model larger than the memory the process may have is an error, not an abort: here
@@ -477,7 +472,6 @@ fn a_model_too_large_for_memory_is_an_error() {
         &output,
         "the model's parameters, gradients, optimizer state and checkpoints need 22.41 GB",
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `wgrad ARGS` run from directory `cwd`; its output, after checking it succeeded.
@@ -571,7 +565,6 @@ fn resume_finds_its_data_by_path_and_column_name() {
         std::fs::metadata(&model).unwrap().modified().unwrap(),
         before
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -589,7 +582,7 @@ fn devices_lists_the_adapters() {
 
 #[test]
 fn bad_options_are_clear_errors() {
-    let cases: [(&[&str], &str); 16] = [
+    let cases: &[(&[&str], &str)] = &[
         (&["train", "--data", "cifar"], "unknown data set"),
         (
             &["train", "--data", "xor", "--layers", "3,4,1"],
@@ -617,10 +610,45 @@ fn bad_options_are_clear_errors() {
         ),
         (&["train", "--data", "xor", "--epochs", "0"], "at least 1"),
         // Negative numbers are values (and then out of range), not options.
-        (&["train", "--data", "xor", "--lr", "-1"], "got -1"),
+        (
+            &["train", "--data", "xor", "--lr", "-1"],
+            "--lr: must be a finite number > 0, got -1",
+        ),
         (
             &["train", "--data", "xor", "--dropout", "-0.1"],
-            "dropout rate -0.1",
+            "--dropout: the rate must be in [0, 1), got -0.1",
+        ),
+        (
+            &["train", "--data", "xor", "--dropout", "1"],
+            "--dropout: the rate must be in [0, 1), got 1",
+        ),
+        (
+            &["train", "--data", "xor", "--l1", "-1"],
+            "--l1: must be finite and ≥ 0, got -1",
+        ),
+        (
+            &["train", "--data", "xor", "--l2", "nan"],
+            "--l2: must be finite and ≥ 0, got NaN",
+        ),
+        (
+            &["train", "--data", "xor", "--layers", "2,0,1"],
+            "--layers: width number 2 in '2,0,1' is 0",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "xor",
+                "--optimizer",
+                "momentum",
+                "--momentum",
+                "1.5",
+            ],
+            "--momentum: momentum must be in [0, 1), got 1.5",
+        ),
+        (
+            &["train", "--data", "xor", "--validation-split", "1"],
+            "--validation-split: the fraction must be between 0 and 1",
         ),
         (
             &[
@@ -664,7 +692,7 @@ fn bad_options_are_clear_errors() {
             "--clip-norm: must be finite and > 0",
         ),
     ];
-    for (args, expected) in cases {
+    for &(args, expected) in cases {
         let output = fails(args, expected);
         assert!(!text(&output).contains("training "), "{}", text(&output));
     }
@@ -813,7 +841,6 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     ok(&["summary", "--model", s(&dir)]);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// The figure of a `wgrad bench` row whose first column starts with `name`.
@@ -1023,5 +1050,4 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
     ] {
         fails(args, expected);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,9 @@
 //! synthetic sets. Every bad file must give a `WgradError::Data` (or `Io`) naming the problem,
 //! never a panic.
 
+mod common;
+
+use common::TempDir;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use ndarray::Array2;
@@ -11,29 +14,8 @@ use std::path::{Path, PathBuf};
 use wgrad::data::{self, CsvTask, Dataset, mnist};
 use wgrad::{Targets, WgradError};
 
-/// A fresh, empty directory under the system temp dir, unique to this process and test,
-/// removed when dropped.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn temp_dir(test: &str) -> TempDir {
-    let dir =
-        std::env::temp_dir().join(format!("wgrad-data-loaders-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    TempDir(dir)
+    TempDir::new("data-loaders", test)
 }
 
 /// Writes `bytes` to `dir/name` and returns the path.

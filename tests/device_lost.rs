@@ -50,8 +50,7 @@ fn a_lost_device_is_an_error_and_the_saved_checkpoint_loads() {
         ..Default::default()
     };
     let history = model.fit(&x, &y, &config).unwrap();
-    let dir = std::env::temp_dir().join(format!("wgrad-device-lost-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::TempDir::new("device-lost", "checkpoint");
     let progress = Progress {
         epochs_done: 2,
         history,
@@ -86,7 +85,6 @@ fn a_lost_device_is_an_error_and_the_saved_checkpoint_loads() {
         wgrad::io::load_checkpoint(&dir, common::gpu_device(TEST).unwrap()).unwrap();
     assert_eq!(again.params().unwrap(), saved_params);
     again.fit(&x, &y, &more).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{gpu_device, random_matrix, skip_gpu};
-use std::path::PathBuf;
+use common::{TempDir, gpu_device, random_matrix, skip_gpu};
 use std::process::{Command, Output};
 use wgrad::gpu::autotune::{CacheFile, load_cache};
 use wgrad::{Activation, FitConfig, Model, Optimizer, Sequential, Targets};
@@ -81,11 +80,8 @@ fn text(output: &Output) -> String {
     )
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wgrad-profile-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TempDir {
+    TempDir::new("profile", name)
 }
 
 fn train_xor(out: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
@@ -147,7 +143,6 @@ fn train_profile_prints_the_kernel_table_and_survives_a_corrupt_autotune_cache()
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("from the autotune cache"), "{out}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -174,5 +169,4 @@ fn wgrad_matmul_forces_a_configuration_or_names_the_valid_ones() {
         out.contains("WGRAD_MATMUL=fastest") && out.contains("direct4x4"),
         "{out}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }

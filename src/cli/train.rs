@@ -256,6 +256,15 @@ pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(zero) = widths.iter().position(|&w| w == 0) {
+        return Err(invalid(
+            "layers",
+            format!(
+                "width number {} in '{text}' is 0; every layer needs at least 1 unit",
+                zero + 1
+            ),
+        ));
+    }
     if widths.len() < 2 {
         return Err(invalid(
             "layers",
@@ -271,6 +280,12 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
         _ => 0.001,
     };
     let lr = args.lr.unwrap_or(default_lr);
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(invalid(
+            "lr",
+            format!("must be a finite number > 0, got {lr}"),
+        ));
+    }
     let momentum_given = args.given.iter().any(|field| field == "momentum");
     if momentum_given && matches!(args.optimizer.as_str(), "rmsprop" | "adam") {
         return Err(invalid(
@@ -281,7 +296,7 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
             ),
         ));
     }
-    Ok(match args.optimizer.as_str() {
+    let optimizer = match args.optimizer.as_str() {
         // As Keras's SGD(momentum=…): plain SGD unless a momentum is given.
         "sgd" if momentum_given => Optimizer::momentum(lr, args.momentum),
         "sgd" => Optimizer::sgd(lr),
@@ -295,7 +310,10 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
                 format!("unknown optimizer '{other}' (sgd, momentum, nesterov, rmsprop, adam)"),
             ));
         }
-    })
+    };
+    // The only hyper-parameter besides the rate that the command line sets.
+    optimizer.check().map_err(|e| invalid("momentum", e))?;
+    Ok(optimizer)
 }
 
 /// The model the options describe, for data with `inputs` features and `classes` classes
@@ -350,6 +368,20 @@ pub fn build_spec(
         None if classes.is_some() => Activation::Softmax,
         None => Activation::Linear,
     };
+    for (flag, value) in [("l1", args.l1), ("l2", args.l2)] {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(invalid(
+                flag,
+                format!("must be finite and ≥ 0, got {value}"),
+            ));
+        }
+    }
+    if !(0.0..1.0).contains(&args.dropout) {
+        return Err(invalid(
+            "dropout",
+            format!("the rate must be in [0, 1), got {}", args.dropout),
+        ));
+    }
     if args.dropout != 0.0 && widths.len() == 2 {
         return Err(invalid(
             "dropout",
@@ -493,6 +525,12 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             ));
         }
         (Some(fraction), None) => {
+            if !(fraction > 0.0 && fraction < 1.0) {
+                return Err(invalid(
+                    "validation-split",
+                    format!("the fraction must be between 0 and 1 (exclusive), got {fraction}"),
+                ));
+            }
             let (train, validation) = train.split(fraction, args.seed)?;
             (train, Some(validation))
         }

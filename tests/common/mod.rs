@@ -1,6 +1,8 @@
 //! Shared by the integration tests: GPU availability policy, random data, error measures.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -11,6 +13,39 @@ use wgrad::gpu::ops::KernelRunner;
 use wgrad::{Activation, AdapterChoice, Device, Loss, Optimizer};
 
 pub use wgrad::gpu::policy::NO_ADAPTER_HELP;
+
+/// A new, empty folder under the system's temporary directory for one test, removed when the
+/// guard is dropped (also when the test fails, so runs leave nothing behind).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// `wgrad-{suite}-{test}-{pid}`: unique per test process and test.
+    pub fn new(suite: &str, test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("wgrad-{suite}-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// True when the tests were told to run without a GPU (`WGRAD_SKIP_GPU=1`); says so.
 pub fn skip_gpu(test: &str) -> bool {
