@@ -5,6 +5,7 @@
 use crate::error::{Result, WgradError};
 use ndarray::{Array2, ArrayView2};
 use std::fmt;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassScores {
@@ -113,7 +114,7 @@ impl fmt::Display for ClassificationReport {
         let width = self
             .class_names
             .iter()
-            .map(|n| n.len())
+            .map(|n| n.width())
             .max()
             .unwrap_or(5)
             .max(9);
@@ -125,8 +126,12 @@ impl fmt::Display for ClassificationReport {
         for (name, s) in self.class_names.iter().zip(&self.per_class) {
             writeln!(
                 f,
-                "{name:>width$}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}",
-                s.precision, s.recall, s.f1, s.support
+                "{}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}",
+                Right(name, width),
+                s.precision,
+                s.recall,
+                s.f1,
+                s.support
             )?;
         }
         let total: usize = self.per_class.iter().map(|s| s.support).sum();
@@ -144,22 +149,22 @@ impl fmt::Display for ClassificationReport {
             f,
             "\nconfusion matrix (rows: true class, columns: predicted)"
         )?;
-        // As wide as the widest count or class name, up to 12 characters of a name.
+        // As wide as the widest count or class name, up to 12 columns of a name.
         let cell = self
             .confusion
             .iter()
             .map(|v| v.to_string().len())
-            .chain(self.class_names.iter().map(|n| n.chars().count().min(12)))
+            .chain(self.class_names.iter().map(|n| n.width().min(12)))
             .max()
             .unwrap_or(1)
             .max(3);
         write!(f, "{:>width$} ", "")?;
         for name in &self.class_names {
-            write!(f, " {:>cell$}", truncate(name, cell))?;
+            write!(f, " {}", Right(truncate(name, cell), cell))?;
         }
         writeln!(f)?;
         for (name, row) in self.class_names.iter().zip(self.confusion.rows()) {
-            write!(f, "{name:>width$} ")?;
+            write!(f, "{} ", Right(name, width))?;
             for v in row {
                 write!(f, " {v:>cell$}")?;
             }
@@ -169,11 +174,27 @@ impl fmt::Display for ClassificationReport {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
+/// `text` right-aligned in `columns` terminal columns: counts display width (a CJK character
+/// takes two columns, a combining accent none), where `{:>n}` counts characters.
+struct Right<'a>(&'a str, usize);
+
+impl fmt::Display for Right<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Right(text, columns) = *self;
+        write!(f, "{:pad$}{text}", "", pad = columns.saturating_sub(text.width()))
     }
+}
+
+/// The longest start of `s` that fits in `max` terminal columns.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in s.char_indices() {
+        used += c.width().unwrap_or(0);
+        if used > max {
+            return &s[..i];
+        }
+    }
+    s
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -290,5 +311,23 @@ mod tests {
             .lines()
             .find(|l| l.contains("class_a") && l.contains("class_c"));
         assert!(header.is_some(), "{text}");
+    }
+
+    #[test]
+    fn wide_characters_keep_the_columns_aligned() {
+        let mut r = classification_report(&[0, 1, 2, 2], &[0, 1, 1, 2], 3).unwrap();
+        r.class_names = ["猫", "犬", "cafe\u{301}"].map(String::from).to_vec();
+        let text = r.to_string();
+        // Every line of a table ends in the same terminal column.
+        for table in text.split("\n\n") {
+            let ends: Vec<usize> = table
+                .lines()
+                .filter(|l| !l.starts_with("confusion"))
+                .map(|l| l.width())
+                .collect();
+            assert!(ends.windows(2).all(|w| w[0] == w[1]), "{ends:?}\n{text}");
+        }
+        assert_eq!(truncate("猫猫猫", 5), "猫猫");
+        assert_eq!(truncate("abc", 5), "abc");
     }
 }
