@@ -181,7 +181,12 @@ struct Right<'a>(&'a str, usize);
 impl fmt::Display for Right<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Right(text, columns) = *self;
-        write!(f, "{:pad$}{text}", "", pad = columns.saturating_sub(text.width()))
+        write!(
+            f,
+            "{:pad$}{text}",
+            "",
+            pad = columns.saturating_sub(text.width())
+        )
     }
 }
 

@@ -754,9 +754,9 @@ fn output_and_model_paths_that_are_not_models_are_clear_errors() {
     fails(&args, "no checkpoint here");
 }
 
-#[test]
-fn a_killed_run_resumes_from_its_last_checkpoint() {
-    let dir = temp_dir("resume");
+/// Starts a long training run into `dir` (stderr to `stderr`) and returns it once it has
+/// written three checkpoints.
+fn train_until_checkpoints(dir: &Path, stderr: Stdio) -> std::process::Child {
     let args = [
         "train",
         "--data",
@@ -772,20 +772,19 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         "--quiet",
         "--no-plots",
         "--out",
-        s(&dir),
+        s(dir),
     ];
     let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
-    // Kill it (SIGKILL) once a few checkpoints exist, mid-epoch or mid-write.
     let started = Instant::now();
     loop {
         let history = std::fs::read_to_string(dir.join("history.csv")).unwrap_or_default();
         if history.lines().count() > 3 {
-            break;
+            return child;
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -793,10 +792,47 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         );
         assert!(
             child.try_wait().unwrap().is_none(),
-            "training finished before it could be killed"
+            "training finished before it could be stopped"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn ctrl_c_says_which_checkpoint_the_run_left_and_how_to_resume_it() {
+    let dir = temp_dir("interrupt");
+    let child = train_until_checkpoints(&dir, Stdio::piped());
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(130), "{message}");
+    let said = format!("{} holds the checkpoint of epoch ", s(&dir));
+    let epoch: usize = message
+        .split(&said)
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no checkpoint named in {message:?}"));
+    assert!(
+        message.contains(&format!("`wgrad train --resume {}` continues", s(&dir))),
+        "{message}"
+    );
+    // The checkpoint is the one the message names.
+    let more = (epoch + 1).to_string();
+    let resumed = ok(&["train", "--resume", s(&dir), "--epochs", &more]);
+    assert!(
+        resumed.contains(&format!("resuming after epoch {epoch} ")),
+        "{resumed}"
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint() {
+    let dir = temp_dir("resume");
+    let mut child = train_until_checkpoints(&dir, Stdio::null());
+    // Killed below (SIGKILL) with a few checkpoints written, mid-epoch or mid-write.
     // While it runs, a second run into its directory is refused; once it is killed, its lock
     // is gone with it (the resume below takes it).
     let second = [

@@ -16,6 +16,7 @@ use crate::train::{
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
@@ -606,6 +607,31 @@ struct Checkpointer<'a> {
     earlier: History,
     /// The run's early stopping, whose best weights a resume needs.
     early_stopping: Option<EarlyStopping>,
+    /// The epochs the directory's checkpoint holds, locked while it is written.
+    saved_epochs: Arc<Mutex<usize>>,
+}
+
+/// On Ctrl-C during training, says which epoch's checkpoint `dir` holds and how to continue,
+/// then exits with 130 (the shell's code for an interrupt). It waits for a checkpoint being
+/// written and exits holding the lock, so the one it names is the one the directory keeps.
+fn say_how_to_resume_on_interrupt(dir: &Path, saved_epochs: Arc<Mutex<usize>>) {
+    let dir = dir.to_path_buf();
+    // One handler per process; the command line trains once.
+    let _ = ctrlc::set_handler(move || {
+        let dir = dir.display();
+        match *lock(&saved_epochs) {
+            0 => note!("\nwgrad: interrupted before the first epoch ended; nothing was saved"),
+            epochs => note!(
+                "\nwgrad: interrupted; {dir} holds the checkpoint of epoch {epochs}: \
+                 `wgrad train --resume {dir}` continues from there"
+            ),
+        }
+        std::process::exit(130);
+    });
+}
+
+fn lock(saved_epochs: &Mutex<usize>) -> MutexGuard<'_, usize> {
+    saved_epochs.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The weights of the best epoch so far, by early stopping's rule, while a later epoch's are
@@ -650,7 +676,9 @@ impl Callback for Checkpointer<'_> {
             fit: serde_json::to_value(self.args).expect("the options serialize"),
             history: all.clone(),
         };
+        let mut saved_epochs = lock(&self.saved_epochs);
         io::save_checkpoint(self.dir, model, self.meta, &progress)?;
+        *saved_epochs = progress.epochs_done;
         if let Some(rule) = &self.early_stopping
             && rule.restore_best
             && let (Some((best, _)), _) = rule.replay(&all)
@@ -881,12 +909,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let mut display = ProgressDisplay::new(config.epochs, args.quiet);
+    let saved_epochs = Arc::new(Mutex::new(config.initial_epoch));
+    say_how_to_resume_on_interrupt(&out, saved_epochs.clone());
     let mut checkpointer = Checkpointer {
         dir: &out,
         meta: &meta,
         args: &args,
         earlier,
         early_stopping: config.early_stopping,
+        saved_epochs: saved_epochs.clone(),
     };
     let validation = data.validation.as_ref().map(|v| (&v.x, &v.y));
     let history = model
@@ -926,8 +957,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         fit: serde_json::to_value(&args).expect("the options serialize"),
         history: history.clone(),
     };
+    let mut saved = lock(&saved_epochs);
     io::save_checkpoint(&out, &mut model, &meta, &progress)?;
+    *saved = progress.epochs_done;
     write_history(&out, &history)?;
+    drop(saved);
     // Plots this run does not draw are removed from a run's directory, so that none shows an
     // earlier run.
     let mut plots = vec![];
