@@ -292,25 +292,24 @@ fn synthetic_data_writes_a_decision_boundary() {
     assert!(dir.join("history.png").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 
-    // In a directory that holds no run, a file of the same name is the user's: kept.
+    // In a directory that holds no run, a file of a name a run writes is the user's: training
+    // there is refused and the file kept.
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("history.png"), "the user's").unwrap();
-    ok(&[
-        "train",
-        "--data",
-        "regression",
-        "--epochs",
-        "1",
-        "--device",
-        "cpu",
-        "--no-plots",
-        "--out",
-        s(&dir),
-    ]);
+    std::fs::write(dir.join("history.csv"), "the user's").unwrap();
+    let args = ["train", "--data", "xor", "--epochs", "1", "--out", s(&dir)];
+    fails(
+        &args,
+        "holds a file history.csv that is not from a wgrad run",
+    );
     assert_eq!(
-        std::fs::read_to_string(dir.join("history.png")).unwrap(),
+        std::fs::read_to_string(dir.join("history.csv")).unwrap(),
         "the user's"
     );
+    // Other files do not stand in the way.
+    std::fs::remove_file(dir.join("history.csv")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "the user's").unwrap();
+    ok(&args);
+    assert!(dir.join("notes.txt").exists() && dir.join("model.json").exists());
 }
 
 /// `wgrad ARGS` with standard output and error going to pipes whose readers have quit.
@@ -422,6 +421,19 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
         )),
         "{out}"
     );
+    // A new run into the directory drops the replaced run's best weights, which a resume of
+    // the new run would otherwise take for its own.
+    assert!(dir.join("best_weights.bin").exists());
+    ok(&[
+        "train",
+        "--data",
+        "moons",
+        "--epochs",
+        "1",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(!dir.join("best_weights.bin").exists());
 }
 
 #[test]

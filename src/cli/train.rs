@@ -640,6 +640,19 @@ fn lock(saved_epochs: &Mutex<usize>) -> MutexGuard<'_, usize> {
 /// best epoch is either the checkpoint's own or the one this file holds.
 const BEST_WEIGHTS: &str = "best_weights.bin";
 
+/// Every file a run writes into its directory (the lock file aside).
+const RUN_FILES: [&str; 9] = [
+    io::MODEL_JSON,
+    io::MODEL_WEIGHTS,
+    io::CHECKPOINT_JSON,
+    io::CHECKPOINT_WEIGHTS,
+    "history.csv",
+    "history.json",
+    "history.png",
+    "boundary.png",
+    BEST_WEIGHTS,
+];
+
 fn write_best_weights(dir: &Path, epoch: usize, params: &[f32]) -> Result<()> {
     let mut bytes = (epoch as u64).to_le_bytes().to_vec();
     bytes.extend(params.iter().flat_map(|v| v.to_le_bytes()));
@@ -867,6 +880,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // A directory that holds a run (this one, resumed, or one this run replaces) has plots of
     // it; another directory's files are the user's.
     let held_run = out.join(io::CHECKPOINT_JSON).exists() || out.join(io::MODEL_JSON).exists();
+    if !held_run && let Some(taken) = RUN_FILES.iter().find(|name| out.join(name).exists()) {
+        return Err(WgradError::data(
+            &out,
+            format!(
+                "holds a file {taken} that is not from a wgrad run, which training would \
+                 overwrite; give --out a new directory or a run's directory"
+            ),
+        ));
+    }
     std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
     let _lock = lock_run_directory(&out)?;
     if config.initial_epoch == 0 && held_run {
@@ -875,6 +897,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             out.display(),
             out.display()
         );
+        // The replaced run's best weights must not pass for this run's at a resume.
+        let best = out.join(BEST_WEIGHTS);
+        if best.exists() {
+            std::fs::remove_file(&best).map_err(|e| WgradError::io(&best, e))?;
+        }
     }
     if !args.quiet {
         note!(
