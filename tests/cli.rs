@@ -437,6 +437,77 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
 }
 
 #[test]
+fn eval_of_a_model_trained_on_a_built_in_set_finds_its_test_part_and_a_files_target() {
+    let dir = temp_dir("built-in-eval");
+    let model = dir.join("model");
+    let train = ok(&[
+        "train",
+        "--data",
+        "moons",
+        "--epochs",
+        "3",
+        "--seed",
+        "5",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&model),
+    ]);
+    // The same test part as training scored: eval draws the set with the model's seed.
+    let scored = train
+        .split("test accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .unwrap_or_else(|| panic!("no test accuracy in {train}"));
+    let eval = ok(&["eval", "--model", s(&model), "--data", "moons"]);
+    assert!(
+        eval.contains(&format!("accuracy {scored}%")),
+        "{eval}\n{train}"
+    );
+
+    // The model's features are x0 and x1; its target has no name. A file whose last column
+    // is a feature still has its one other column as the target.
+    let rows = "label,x0,x1\n0,0.1,0.9\n1,1.9,-0.2\n1,0.2,-0.1\n0,-0.8,0.5\n";
+    let labelled = dir.join("labelled.csv");
+    std::fs::write(&labelled, rows).unwrap();
+    let eval = ok(&["eval", "--model", s(&model), "--data", s(&labelled)]);
+    assert!(eval.contains("4 samples"), "{eval}");
+    let by_hand = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&labelled),
+        "--target",
+        "label",
+    ]);
+    assert_eq!(eval, by_hand);
+    // With two such columns it cannot tell which, and says so; --target tells it.
+    let with_id = dir.join("with_id.csv");
+    let mut lines = rows.lines();
+    let mut text = format!("id,{}\n", lines.next().unwrap());
+    for (i, line) in lines.enumerate() {
+        text += &format!("{i},{line}\n");
+    }
+    std::fs::write(&with_id, text).unwrap();
+    fails(
+        &["eval", "--model", s(&model), "--data", s(&with_id)],
+        "2 columns besides the model's features (\"id\", \"label\"): name the target",
+    );
+    let named = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&with_id),
+        "--target",
+        "label",
+    ]);
+    assert_eq!(named, eval);
+}
+
+#[test]
 fn a_value_that_scales_past_f32_is_named() {
     let dir = temp_dir("scaled-overflow");
     // Column a spreads over about 4e-4, so 3e38 standardises far past f32's range.

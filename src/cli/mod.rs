@@ -156,8 +156,14 @@ struct EvalArgs {
     /// mnist | mnist:DIR | csv:PATH (or PATH.csv, PATH.tsv) | xor | moons | spirals | blobs | regression
     #[arg(long)]
     data: String,
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// The CSV file's target column (default: the one the model was trained on; for a model
+    /// trained on a built-in set, the one column besides its features).
+    #[arg(long)]
+    target: Option<String>,
+    /// The seed that draws a built-in synthetic set (default: the model's, which gives the
+    /// test part `wgrad train` scored).
+    #[arg(long)]
+    seed: Option<u64>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -292,9 +298,14 @@ fn summary(dir: &Path) -> Result<()> {
 
 /// Loads evaluation data for a saved model: the held-out part of a built-in set, or a CSV
 /// read with the model's feature columns (by name), target column and label mapping.
-fn evaluation_data(spec: &str, meta: &ModelMeta, seed: u64) -> Result<Dataset> {
+fn evaluation_data(
+    spec: &str,
+    meta: &ModelMeta,
+    target: Option<&str>,
+    seed: u64,
+) -> Result<Dataset> {
     let source = data_spec::DataSpec::parse(spec)?;
-    let target = meta.target.as_deref();
+    let target = target.or(meta.target.as_deref());
     match (&source, &meta.feature_names, &meta.class_names) {
         (data_spec::DataSpec::Csv(path), Some(features), classes) => {
             crate::data::load_csv_for_model(path, target, features, classes.as_deref())
@@ -353,7 +364,8 @@ fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32
 
 fn eval(args: EvalArgs) -> Result<()> {
     let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
-    let data = evaluation_data(&args.data, &meta, args.seed)?;
+    let seed = args.seed.unwrap_or(model.spec().seed);
+    let data = evaluation_data(&args.data, &meta, args.target.as_deref(), seed)?;
     let x = scaled(&meta, data.x, &args.data)?;
     let evaluation = model.evaluate(&x, &data.y)?;
     out!("{} samples on {}", x.nrows(), model.device());

@@ -488,7 +488,11 @@ struct Prepared {
 /// training file must still have.
 fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Result<Prepared> {
     let task: CsvTask = args.task.parse().map_err(|e| invalid("task", e))?;
-    if args.target.is_some() && !matches!(source, DataSpec::Csv(_)) {
+    // With a built-in set, --target can only be about a validation file.
+    if args.target.is_some()
+        && !matches!(source, DataSpec::Csv(_))
+        && args.validation_data.is_none()
+    {
         return Err(invalid(
             "target",
             format!(
@@ -539,7 +543,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             // The training data's columns, found by name.
             let validation = crate::data::load_csv_for_model(
                 path,
-                train.target_name.as_deref(),
+                train.target_name.as_deref().or(args.target.as_deref()),
                 &train.feature_names,
                 train.class_names.as_deref(),
             )?;

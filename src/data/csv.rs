@@ -172,8 +172,10 @@ pub fn load_csv_with_classes_from_reader(
 
 /// Loads a labelled file to evaluate a trained model on: the feature columns it was trained
 /// on, by name and in its order (other columns are ignored; a missing one is an error), and
-/// the target column (`target`, default the last), as labels from `class_names` for a
-/// classifier ([`load_csv_with_classes`]) or as values for a regression model (`None`).
+/// the target column, as labels from `class_names` for a classifier
+/// ([`load_csv_with_classes`]) or as values for a regression model (`None`). The target is
+/// the column named `target`, or without a name the one column that is not a feature (a file
+/// with several such columns is an error that lists them).
 pub fn load_csv_for_model(
     path: &Path,
     target: Option<&str>,
@@ -181,8 +183,38 @@ pub fn load_csv_for_model(
     class_names: Option<&[String]>,
 ) -> Result<Dataset> {
     let table = Table::read(path, open(path)?)?;
-    let target_col = table.target_column(target)?;
-    let x = table.numeric(&table.columns_named(features)?)?;
+    let feature_cols = table.columns_named(features)?;
+    let target_col = match target {
+        Some(_) => table.target_column(target)?,
+        None => {
+            let others: Vec<usize> = (0..table.headers.len())
+                .filter(|c| !feature_cols.contains(c))
+                .collect();
+            match others.as_slice() {
+                [only] => *only,
+                [] => {
+                    return Err(WgradError::data(
+                        path,
+                        "has only the model's feature columns: a target column is needed too",
+                    ));
+                }
+                _ => {
+                    let names: Vec<String> =
+                        others.iter().map(|&c| table.headers[c].clone()).collect();
+                    return Err(WgradError::data(
+                        path,
+                        format!(
+                            "the model does not name its target column, and the file has {} \
+                             columns besides the model's features ({}): name the target",
+                            names.len(),
+                            list(&names)
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let x = table.numeric(&feature_cols)?;
     let y = match class_names {
         Some(classes) => Targets::Classes(table.labels_among(target_col, classes)?),
         None => Targets::Values(table.column_values(target_col)?),
