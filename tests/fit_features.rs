@@ -570,3 +570,87 @@ fn validation_split_errors_are_settings() {
         "{error}"
     );
 }
+
+/// What a callback does to the fit it runs in, from `on_epoch_end` of a chosen epoch.
+enum Act {
+    HalveTheRate,
+    Stop,
+    FitAgain,
+    Replace,
+}
+
+struct Acting {
+    at_epoch: usize,
+    act: Act,
+    x: ndarray::Array2<f32>,
+    y: Targets,
+}
+
+impl Callback for Acting {
+    fn on_epoch_end(&mut self, model: &mut Model, history: &History) -> Result<()> {
+        if history.last().unwrap().epoch != self.at_epoch {
+            return Ok(());
+        }
+        match self.act {
+            Act::HalveTheRate => {
+                model.set_learning_rate(model.spec().optimizer.learning_rate() / 2.0)
+            }
+            Act::Stop => {
+                model.stop_training();
+                Ok(())
+            }
+            Act::FitAgain => model
+                .fit(&self.x, &self.y, &FitConfig::default())
+                .map(|_| ()),
+            Act::Replace => {
+                *model = spiral_model(9);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[test]
+fn callbacks_set_the_rate_stop_training_and_cannot_fit_or_swap_the_model() {
+    let (x, y) = data::spirals(40, 3, 0.2, 3);
+    let y = Targets::from(y);
+    let config = FitConfig {
+        epochs: 5,
+        batch_size: 16,
+        ..Default::default()
+    };
+    let run = |act: Act| {
+        let mut acting = Acting {
+            at_epoch: 2,
+            act,
+            x: x.clone(),
+            y: y.clone(),
+        };
+        let mut model = spiral_model(1);
+        let history = model.fit_with(&x, &y, &config, None, &mut [&mut acting]);
+        (model, history)
+    };
+
+    // A rate set by a callback is the rate of the epochs after it (ReduceLROnPlateau).
+    let (_, history) = run(Act::HalveTheRate);
+    let rates: Vec<f32> = history
+        .unwrap()
+        .epochs
+        .iter()
+        .map(|e| e.learning_rate)
+        .collect();
+    assert_eq!(rates, [0.01, 0.01, 0.005, 0.005, 0.005]);
+
+    // stop_training ends the fit after that epoch with its history, as Keras's
+    // `model.stop_training = True`; the next fit trains again.
+    let (mut model, history) = run(Act::Stop);
+    assert_eq!(history.unwrap().epochs.len(), 2);
+    assert_eq!(model.fit(&x, &y, &config).unwrap().epochs.len(), 5);
+
+    let (_, history) = run(Act::FitAgain);
+    let error = history.unwrap_err().to_string();
+    assert!(error.contains("fit was called from a callback"), "{error}");
+    let (_, history) = run(Act::Replace);
+    let error = history.unwrap_err().to_string();
+    assert!(error.contains("a callback replaced the model"), "{error}");
+}

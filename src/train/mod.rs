@@ -185,6 +185,12 @@ pub struct Model {
     backend: Box<dyn Backend>,
     /// Optimizer steps taken so far (Adam's t continues across `fit` calls, as in Keras).
     steps: u64,
+    /// Unique per model made, so that `fit` notices a callback that swapped its model.
+    id: u64,
+    /// A `fit` is running (a callback's `fit` on the same model is refused).
+    fitting: bool,
+    /// [`Model::stop_training`] was called during this `fit`.
+    stop_requested: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -230,10 +236,14 @@ impl Model {
                 }
             }
         };
+        static MODELS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Model {
             spec,
             backend,
             steps: 0,
+            id: MODELS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            fitting: false,
+            stop_requested: false,
         })
     }
 
@@ -287,6 +297,10 @@ impl Model {
     ///
     /// A run that goes non-finite stops with [`WgradError::Diverged`] at the end of the epoch,
     /// and leaves the model as that epoch began (parameters, optimizer state, step count).
+    ///
+    /// Callbacks may evaluate, predict, set weights or the learning rate (taken from the next
+    /// epoch) and end training with [`Model::stop_training`]; a `fit` of the same model from a
+    /// callback, or replacing the model, is an error.
     pub fn fit_with(
         &mut self,
         x: &ArrayRef2<f32>,
@@ -295,8 +309,37 @@ impl Model {
         validation: Option<(&Array2<f32>, &Targets)>,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<History> {
-        let base_rate = self.spec.optimizer.learning_rate();
-        config.check(base_rate)?;
+        if self.fitting {
+            return Err(WgradError::InvalidConfig(
+                "fit was called from a callback of a fit of the same model; train again once \
+                 that fit returns (Model::stop_training ends it after the epoch)"
+                    .into(),
+            ));
+        }
+        self.fitting = true;
+        self.stop_requested = false;
+        let history = self.fit_epochs(x, y, config, validation, callbacks);
+        self.fitting = false;
+        history
+    }
+
+    /// Ends the `fit` in progress after the current epoch, as Keras's `model.stop_training =
+    /// True`: for a callback's `on_epoch_end`. `fit` returns the history so far, after
+    /// restoring early stopping's best weights if it has any.
+    pub fn stop_training(&mut self) {
+        self.stop_requested = true;
+    }
+
+    fn fit_epochs(
+        &mut self,
+        x: &ArrayRef2<f32>,
+        y: &Targets,
+        config: &FitConfig,
+        validation: Option<(&Array2<f32>, &Targets)>,
+        callbacks: &mut [&mut dyn Callback],
+    ) -> Result<History> {
+        let model_id = self.id;
+        config.check(self.spec.optimizer.learning_rate())?;
         if config.validation_split.is_some() && validation.is_some() {
             return Err(WgradError::InvalidConfig(
                 "validation_split holds out part of x as validation data, and validation data \
@@ -355,6 +398,8 @@ impl Model {
                 ));
             }
             self.backend.set_order(&order)?;
+            // Read every epoch: a callback may have set another.
+            let base_rate = self.spec.optimizer.learning_rate();
             let learning_rate = config.schedule.learning_rate(base_rate, epoch - 1);
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, n);
@@ -433,10 +478,18 @@ impl Model {
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_end(self, &history)?;
             }
+            if self.id != model_id {
+                return Err(WgradError::InvalidConfig(
+                    "a callback replaced the model that fit was training".into(),
+                ));
+            }
             if stop {
                 if config.verbose {
                     note!("early stopping after epoch {epoch}");
                 }
+                break;
+            }
+            if self.stop_requested {
                 break;
             }
         }
