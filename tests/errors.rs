@@ -528,6 +528,26 @@ fn invalid_data_cross_entropy_targets_outside_unit_interval() {
 }
 
 #[test]
+fn invalid_data_categorical_targets_that_are_not_distributions() {
+    // Soft labels in [0, 1] whose rows sum to 1 train (0.75 + 0.125 + 0.125); a row of zeros
+    // or of ones is a mistake in the targets.
+    let x = x_data(5, 3, 1);
+    let soft = Array2::from_shape_fn((5, 3), |(r, c)| if (r + c) % 3 == 0 { 0.75 } else { 0.125 });
+    softmax_model()
+        .fit(&x, &Targets::Values(soft.clone()), &config())
+        .unwrap();
+    for (row, value, sum) in [(1, 0.0, "0"), (4, 1.0, "3")] {
+        let mut y = soft.clone();
+        y.row_mut(row).fill(value);
+        let e = softmax_model()
+            .fit(&x, &Targets::Values(y), &config())
+            .unwrap_err();
+        assert!(matches!(e, WgradError::InvalidData(_)), "got {e:?}");
+        assert_mentions(&e, &["sum to 1", &format!("row index {row} sums to {sum}")]);
+    }
+}
+
+#[test]
 fn invalid_model_set_params_wrong_length() {
     let mut model = softmax_model();
     let mut params = model.params().expect("params");

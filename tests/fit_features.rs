@@ -38,6 +38,14 @@ fn validation_metrics_each_epoch() {
         )
         .unwrap();
     assert_eq!(history.epochs.len(), 3);
+    // Keras's history.history["loss"], ["val_loss"], ["accuracy"], ["val_accuracy"].
+    let column = |pick: fn(&wgrad::EpochRecord) -> Option<f32>| -> Vec<f32> {
+        history.epochs.iter().map(|e| pick(e).unwrap()).collect()
+    };
+    assert_eq!(history.losses(), column(|e| Some(e.loss)));
+    assert_eq!(history.val_losses(), column(|e| e.val_loss));
+    assert_eq!(history.accuracies(), column(|e| e.accuracy));
+    assert_eq!(history.val_accuracies(), column(|e| e.val_accuracy));
     let last = history.last().unwrap();
     let evaluation = model.evaluate(&vx, &Targets::from(vy)).unwrap();
     assert_eq!(

@@ -92,10 +92,50 @@ impl std::str::FromStr for Loss {
         match s.to_ascii_lowercase().as_str() {
             "mse" | "mean_squared_error" => Ok(Loss::MeanSquaredError),
             "bce" | "binary_crossentropy" | "binary_cross_entropy" => Ok(Loss::BinaryCrossEntropy),
-            "ce" | "categorical_crossentropy" | "cross_entropy" => {
-                Ok(Loss::CategoricalCrossEntropy)
-            }
+            // Keras's sparse variant is the same loss on integer labels (`Targets::Classes`).
+            "ce"
+            | "categorical_crossentropy"
+            | "sparse_categorical_crossentropy"
+            | "cross_entropy" => Ok(Loss::CategoricalCrossEntropy),
             _ => Err(format!("unknown loss '{s}' (expected mse, bce or ce)")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Loss;
+
+    #[test]
+    fn names_parse_as_keras_and_pytorch_users_write_them() {
+        for (names, loss) in [
+            (
+                &["mse", "mean_squared_error", "MSE"][..],
+                Loss::MeanSquaredError,
+            ),
+            (
+                &["bce", "binary_crossentropy", "binary_cross_entropy"],
+                Loss::BinaryCrossEntropy,
+            ),
+            (
+                &[
+                    "ce",
+                    "categorical_crossentropy",
+                    "sparse_categorical_crossentropy",
+                    "cross_entropy",
+                ],
+                Loss::CategoricalCrossEntropy,
+            ),
+        ] {
+            for name in names {
+                assert_eq!(name.parse::<Loss>(), Ok(loss), "{name}");
+            }
+        }
+        assert!(
+            "hinge"
+                .parse::<Loss>()
+                .unwrap_err()
+                .contains("unknown loss 'hinge'")
+        );
     }
 }

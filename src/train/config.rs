@@ -236,9 +236,6 @@ impl EarlyStopping {
         }
     }
 
-    /// Checks the rule's own numbers; `Err` says what is wrong. A NaN `min_delta` would count
-    /// no epoch as an improvement, a negative one some worsening epochs, and patience 0 would
-    /// mean what 1 means (stop at the first epoch without improvement).
     /// Whether `value` of the monitored figure improves on `best` (`None`: nothing yet) by
     /// more than `min_delta`.
     pub fn improves(&self, value: f32, best: Option<f32>) -> bool {
@@ -265,6 +262,9 @@ impl EarlyStopping {
         (best, since)
     }
 
+    /// Checks the rule's own numbers; `Err` says what is wrong. A NaN `min_delta` would count
+    /// no epoch as an improvement, a negative one some worsening epochs, and patience 0 would
+    /// mean what 1 means (stop at the first epoch without improvement).
     pub fn check(&self) -> Result<(), String> {
         if self.patience == 0 {
             return Err("early stopping patience must be at least 1 epoch, got 0".into());

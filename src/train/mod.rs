@@ -156,8 +156,21 @@ pub struct History {
 }
 
 impl History {
+    /// The training loss of each epoch (Keras's `history.history["loss"]`).
     pub fn losses(&self) -> Vec<f32> {
         self.epochs.iter().map(|e| e.loss).collect()
+    }
+    /// The validation loss of each epoch; empty when `fit` had no validation data.
+    pub fn val_losses(&self) -> Vec<f32> {
+        self.epochs.iter().filter_map(|e| e.val_loss).collect()
+    }
+    /// The training accuracy of each epoch; empty for regression.
+    pub fn accuracies(&self) -> Vec<f32> {
+        self.epochs.iter().filter_map(|e| e.accuracy).collect()
+    }
+    /// The validation accuracy of each epoch; empty for regression or without validation.
+    pub fn val_accuracies(&self) -> Vec<f32> {
+        self.epochs.iter().filter_map(|e| e.val_accuracy).collect()
     }
     pub fn last(&self) -> Option<&EpochRecord> {
         self.epochs.last()
@@ -715,6 +728,21 @@ impl Model {
                     return Err(WgradError::InvalidData(format!(
                         "cross-entropy targets must lie in [0, 1]; y has {value} at row index \
                          {row}, column index {col}"
+                    )));
+                }
+                // Categorical cross-entropy compares distributions: a row of zeros would teach
+                // nothing, one of ones every class at once.
+                if self.spec.resolved_loss() == Loss::CategoricalCrossEntropy
+                    && let Some((row, sum)) = values
+                        .rows()
+                        .into_iter()
+                        .map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>())
+                        .enumerate()
+                        .find(|(_, sum)| (sum - 1.0).abs() > 1e-3)
+                {
+                    return Err(WgradError::InvalidData(format!(
+                        "categorical cross-entropy targets are distributions over the classes: \
+                         each row must sum to 1, and y's row index {row} sums to {sum}"
                     )));
                 }
                 Ok(values.clone())
