@@ -730,6 +730,10 @@ fn bad_options_are_clear_errors() {
             "--momentum: momentum must be in [0, 1), got 1.5",
         ),
         (
+            &["--device", "cpu", "bench", "--devices", "gpu"],
+            "--device cpu and --devices gpu disagree",
+        ),
+        (
             &["train", "--data", "xor", "--validation-split", "1"],
             "--validation-split: the fraction must be between 0 and 1",
         ),
@@ -981,11 +985,22 @@ fn bench_times_the_standard_set_and_the_scaling_on_each_device() {
         devices.push("gpu");
     }
     for device in devices {
-        let mut args = vec!["bench", "--quick", "--devices", device];
+        // --device picks the one device as --devices does.
+        let flag = if device == "cpu" {
+            "--device"
+        } else {
+            "--devices"
+        };
+        let mut args = vec!["bench", "--quick", flag, device];
         if device == "gpu" {
             args.extend(["--adapter", "software"]);
         }
         let table = ok(&args);
+        if device == "cpu" {
+            let rows = table.lines().filter(|line| line.starts_with('('));
+            assert!(rows.clone().all(|row| row.ends_with("CPU")), "{table}");
+            assert!(rows.count() >= 4, "{table}");
+        }
         for row in [
             "(a) matmul 1024³",
             "(b) 784-128-10 adam",

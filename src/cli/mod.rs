@@ -94,6 +94,11 @@ enum Command {
     /// List every GPU adapter wgpu finds, best first.
     Devices,
     /// Time the standard benchmark set (matmul GFLOP/s, training samples/s) per device.
+    ///
+    /// The set: (a) matmul 1024³ and 4096³; (b) MNIST 784-128-10, batch 128, Adam; (c)
+    /// 784-800-10, batch 128, SGD with momentum; (d) 1024-4096-4096-4096-10, batch 1024, Adam;
+    /// (e) 2-16-1, batch 4, in steps/s (the cost of a step itself). Data are random, the
+    /// shapes are MNIST's.
     Bench(BenchArgs),
     /// Print a saved model's layers, shapes and parameter counts.
     Summary {
@@ -170,10 +175,11 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Devices to time: cpu, gpu or both.
-    #[arg(long, default_value = "both")]
-    devices: String,
-    /// Smaller sizes and fewer steps, and no (d); for software adapters or a first look.
+    /// Devices to time: cpu, gpu or both [default: both, or the one --device names].
+    #[arg(long)]
+    devices: Option<String>,
+    /// Smaller sizes and fewer steps, and no (d) (the large MLP); for software adapters or a
+    /// first look.
     #[arg(long)]
     quick: bool,
     /// Instead of the standard set: epoch time of (b) at 1×, 2× and 4× the data, and the
@@ -236,7 +242,23 @@ fn bench(args: BenchArgs) -> Result<()> {
         Device::Gpu(choice) => Device::Gpu(choice),
         _ => Device::Gpu(AdapterChoice::default()),
     };
-    let devices = match args.devices.as_str() {
+    let named = match args.gpu.device {
+        DeviceKind::Auto => None,
+        DeviceKind::Cpu => Some("cpu"),
+        DeviceKind::Gpu => Some("gpu"),
+    };
+    let devices = match (args.devices.as_deref(), named) {
+        (Some(devices), Some(device)) if devices != device => {
+            return Err(WgradError::InvalidConfig(format!(
+                "--device {device} and --devices {devices} disagree: bench times the --devices \
+                 (cpu, gpu or both)"
+            )));
+        }
+        (Some(devices), _) => devices,
+        (None, Some(device)) => device,
+        (None, None) => "both",
+    };
+    let devices = match devices {
         "cpu" => vec![Device::Cpu],
         "gpu" => vec![gpu],
         "both" => vec![Device::Cpu, gpu],
