@@ -429,7 +429,6 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
     for (name, text) in [
         ("tab.tsv", &b"a\tb\tlabel\n1.5\t2\tx\n3\t4\ty\n"[..]),
         ("semicolon.csv", &b"a;b;label\n1.5;2;x\n3;4;y\n"[..]),
-        // A comma in the header line makes commas the separator, quoted or not.
         (
             "quoted.csv",
             &b"\"a\",\"b\",\"label\"\n1.5,2,\"x\"\n3,4,y\n"[..],
@@ -439,6 +438,49 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
         let set = data::load_csv(&path, None, CsvTask::Auto).expect(name);
         assert_eq!(set, expected, "{name}");
     }
+    // A comma in a column name does not make commas the separator of a file whose lines
+    // split evenly by tabs or semicolons.
+    for (name, text) in [
+        (
+            "comma-in-name.tsv",
+            &b"a (m, net)\tb\tlabel\n1.5\t2\tx\n3\t4\ty\n"[..],
+        ),
+        (
+            "comma-in-name.csv",
+            &b"a (m, net);b;label\n1.5;2;x\n3;4;y\n"[..],
+        ),
+    ] {
+        let path = write(&dir, name, text);
+        let set = data::load_csv(&path, None, CsvTask::Auto).expect(name);
+        assert_eq!(set.x, expected.x, "{name}");
+        assert_eq!(set.feature_names, ["a (m, net)", "b"], "{name}");
+    }
+    // No header row: the first row of numbers is not taken for column names.
+    let path = write(&dir, "no-header.csv", b"1.5,2,x\n3,4,y\n2,1,x\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["line 1 holds numbers (\"1.5\", \"2\", \"x\")", "header row"],
+    );
+    // Whole numbers can be names (years).
+    let path = write(&dir, "years.csv", b"2019,2020,label\n1.5,2,x\n3,4,y\n");
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("years");
+    assert_eq!(set.x, expected.x);
+    // Gzipped, as pandas reads it.
+    let path = write(&dir, "comma.csv.gz", &gzip(b"a,b,label\n1.5,2,x\n3,4,y\n"));
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("gzipped");
+    assert_eq!(set, expected);
+    // A line that fits no separator is named with the separator the file was read with.
+    let path = write(
+        &dir,
+        "ragged.tsv",
+        b"a\tb\tlabel\n1.5\t2\tx\n3\t4\ty\n5\t6\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["line 4", "2 fields", "3 columns", "separated by tabs"],
+    );
     // Semicolons with decimal commas: the number is named, with the way out.
     let path = write(&dir, "decimal-comma.csv", b"a;b;label\n1,5;2;x\n3;4;y\n");
     let message = data_error(data::load_csv(&path, None, CsvTask::Auto));

@@ -23,12 +23,14 @@ impl DataSpec {
     pub fn parse(spec: &str) -> Result<DataSpec> {
         let bad = |why: String| WgradError::InvalidConfig(format!("--data {spec}: {why}"));
         let expected = format!(
-            "expected mnist, mnist:DIR, csv:PATH (or a path ending in .csv or .tsv) or one of {}",
+            "expected mnist, mnist:DIR, csv:PATH (or a path ending in .csv or .tsv, gzipped or \
+             not) or one of {}",
             data::SYNTHETIC_NAMES.join(", ")
         );
-        let table_file = Path::new(spec)
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("tsv"));
+        let lower = spec.to_ascii_lowercase();
+        let table_file = [".csv", ".tsv", ".csv.gz", ".tsv.gz"]
+            .iter()
+            .any(|ending| lower.ends_with(ending));
         match spec.split_once(':') {
             Some(("mnist", dir)) if !dir.is_empty() => Ok(DataSpec::Mnist(Some(dir.into()))),
             Some(("csv", path)) if !path.is_empty() => Ok(DataSpec::Csv(path.into())),
@@ -144,7 +146,12 @@ mod tests {
             DataSpec::Synthetic("moons".into())
         );
         // A table file by its extension, a Windows drive letter included.
-        for path in ["iris.csv", "data/Iris.TSV", "C:/data/iris.csv"] {
+        for path in [
+            "iris.csv",
+            "data/Iris.TSV",
+            "C:/data/iris.csv",
+            "iris.csv.gz",
+        ] {
             assert_eq!(DataSpec::parse(path).unwrap(), DataSpec::Csv(path.into()));
         }
         for (spec, hint) in [

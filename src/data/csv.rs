@@ -275,7 +275,7 @@ impl Table {
     /// ([`separator`]).
     fn read(path: &Path, input: impl Read) -> Result<Table> {
         let mut input = BufReader::with_capacity(1 << 16, input);
-        let first_bytes = input.fill_buf().map_err(|e| WgradError::io(path, e))?;
+        let separator = separator(input.fill_buf().map_err(|e| WgradError::io(path, e))?);
         // Records end at '\n' (a CRLF line's '\r' is trimmed with the last field): with the
         // reader's CRLF terminator, lines after the first of a CRLF file were counted one short.
         let mut reader = ReaderBuilder::new()
@@ -283,7 +283,7 @@ impl Table {
             .flexible(true)
             .trim(Trim::All)
             .terminator(Terminator::Any(b'\n'))
-            .delimiter(separator(first_bytes))
+            .delimiter(separator)
             .from_reader(input);
         let csv_error = |e: ::csv::Error| {
             if let ::csv::ErrorKind::Utf8 { pos, .. } = e.kind() {
@@ -343,11 +343,23 @@ impl Table {
                 format!("line 1: column name {dup:?} appears more than once in the header"),
             ));
         }
-        if headers.iter().all(|h| h.parse::<f64>().is_ok()) {
+        // A file without a header (pandas' `header=None`): its first row of data would name
+        // the columns and be lost as data. All numbers, or all but one (a label) with
+        // fractional ones among them, are a row of data; whole numbers alone may be names
+        // (years).
+        let numbers: Vec<&String> = headers
+            .iter()
+            .filter(|h| h.parse::<f64>().is_ok())
+            .collect();
+        let fractional = numbers.iter().any(|h| h.contains(['.', 'e', 'E']));
+        if numbers.len() == headers.len()
+            || (numbers.len() + 1 == headers.len() && numbers.len() > 1 && fractional)
+        {
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1 holds only numbers ({}): a header row naming the columns is required",
+                    "line 1 holds numbers ({}), which look like data rather than column names: \
+                     a header row naming the columns is required",
                     list(&headers)
                 ),
             ));
@@ -375,9 +387,11 @@ impl Table {
                 return Err(WgradError::data(
                     path,
                     format!(
-                        "line {line}: {} fields, but the header has {} columns",
+                        "line {line}: {} fields, but the header has {} columns (fields \
+                         separated by {})",
                         record.len(),
-                        headers.len()
+                        headers.len(),
+                        separator_name(separator)
                     ),
                 ));
             }
@@ -658,21 +672,68 @@ fn integer_label(label: &str) -> Option<i64> {
     })
 }
 
-/// The field separator of CSV text starting with `start`: a comma if the first line has one,
-/// else a tab or a semicolon if it has one of those (as tab-separated files and spreadsheets
-/// set to a decimal comma write them), else a comma.
+/// The field separator of CSV text starting with `start`: of comma, tab and semicolon, the
+/// first that splits the header into several columns and the next lines (up to 20 read
+/// here) into as many; if none does, a comma if the first line has one, else a tab or a
+/// semicolon if it has one of those, else a comma. So a tab-separated file whose header
+/// names a column `weight (kg, net)` is read by tabs.
 fn separator(start: &[u8]) -> u8 {
+    const CANDIDATES: [u8; 3] = [b',', b'\t', b';'];
+    // The last line of the buffer may be cut short: only whole lines count.
+    let whole = match start.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &start[..=end],
+        None => start,
+    };
+    let splits_evenly = |separator: u8| {
+        let mut reader = ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(separator)
+            .from_reader(whole);
+        let widths: Vec<usize> = reader
+            .records()
+            .take(21)
+            .map_while(|record| record.ok())
+            .filter(|record| !(record.len() == 1 && record[0].trim().is_empty()))
+            .map(|record| record.len())
+            .collect();
+        widths.len() > 1 && widths[0] > 1 && widths.iter().all(|&w| w == widths[0])
+    };
     let line = start.split(|&b| b == b'\n').next().unwrap_or_default();
-    [b',', b'\t', b';']
+    CANDIDATES
         .into_iter()
-        .find(|separator| line.contains(separator))
+        .find(|&separator| splits_evenly(separator))
+        .or_else(|| {
+            CANDIDATES
+                .into_iter()
+                .find(|separator| line.contains(separator))
+        })
         .unwrap_or(b',')
 }
 
-/// `path` opened for buffered reading.
-fn open(path: &Path) -> Result<BufReader<File>> {
+/// How an error names a separator.
+fn separator_name(separator: u8) -> &'static str {
+    match separator {
+        b'\t' => "tabs",
+        b';' => "semicolons",
+        _ => "commas",
+    }
+}
+
+/// `path` opened for reading; a gzipped file (`iris.csv.gz`, known by its first bytes) is
+/// read uncompressed, as pandas' `read_csv` does.
+fn open(path: &Path) -> Result<Box<dyn Read>> {
     let file = File::open(path).map_err(|e| WgradError::io(path, e))?;
-    Ok(BufReader::new(file))
+    let mut input = BufReader::new(file);
+    let gzipped = input
+        .fill_buf()
+        .map_err(|e| WgradError::io(path, e))?
+        .starts_with(&[0x1f, 0x8b]);
+    Ok(if gzipped {
+        Box::new(flate2::bufread::MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
+    })
 }
 
 /// Up to 20 names, quoted and comma-separated, then how many more.
