@@ -508,6 +508,39 @@ fn eval_of_a_model_trained_on_a_built_in_set_finds_its_test_part_and_a_files_tar
 }
 
 #[test]
+fn a_quiet_run_on_two_columns_shows_its_final_figures_and_draws_the_boundary() {
+    let dir = temp_dir("quiet-2d");
+    let mut csv = String::from("a,b,label\n");
+    for i in 0..60 {
+        let (a, b) = (
+            ((i * 37) % 101) as f32 / 50.0 - 1.0,
+            ((i * 53) % 97) as f32 / 48.0 - 1.0,
+        );
+        csv += &format!("{a},{b},{}\n", if a > b { "yes" } else { "no" });
+    }
+    let data = dir.join("two.csv");
+    std::fs::write(&data, csv).unwrap();
+    let model = dir.join("model");
+    let args = [
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        s(&model),
+    ];
+    let out = ok(&args);
+    // No validation or test part: the last epoch's figures, the only ones there are.
+    assert!(
+        out.contains("epoch 3/3  loss ") && out.contains("accuracy "),
+        "{out}"
+    );
+    assert!(model.join("boundary.png").exists(), "{out}");
+}
+
+#[test]
 fn a_value_that_scales_past_f32_is_named() {
     let dir = temp_dir("scaled-overflow");
     // Column a spreads over about 4e-4, so 3e38 standardises far past f32's range.

@@ -999,18 +999,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if !args.no_plots {
         crate::plot::plot_history(&history, &out.join("history.png"))?;
         plots.push("history.png");
-        if let (2, Some(test), Targets::Classes(labels)) = (
-            data.train.n_features(),
-            &data.test,
-            &data
-                .test
-                .as_ref()
-                .map(|t| t.y.clone())
-                .unwrap_or(data.train.y.clone()),
-        ) {
+        // Over the held-out points where there are some, else the training ones.
+        let shown = data
+            .test
+            .as_ref()
+            .or(data.validation.as_ref())
+            .unwrap_or(&data.train);
+        if let (2, Targets::Classes(labels)) = (shown.n_features(), &shown.y) {
             crate::plot::plot_decision_boundary(
                 &mut model,
-                &test.x,
+                &shown.x,
                 labels,
                 &out.join("boundary.png"),
             )?;
@@ -1047,6 +1045,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if !args.quiet {
             print_report(&mut model, &test.x, &test.y, meta.class_names.as_deref())?;
         }
+    } else if args.quiet
+        && let Some(last) = history.last()
+    {
+        // Nothing held out: the last epoch's figures, which --quiet did not show.
+        out!("{}", crate::train::format_epoch(last, config.epochs));
     }
     let epochs = history.epochs.len();
     out!(
