@@ -763,6 +763,14 @@ fn bad_options_are_clear_errors() {
             "--momentum: momentum must be in [0, 1), got 1.5",
         ),
         (
+            &["train", "--data", "xor", "--early-stopping", "0"],
+            "--early-stopping: early stopping patience must be at least 1 epoch",
+        ),
+        (
+            &["train", "--data", "xor", "--schedule", "cosine:0.1"],
+            "--schedule: cosine:0.1 anneals up to 0.1 from the learning rate 0.001",
+        ),
+        (
             &["--device", "cpu", "bench", "--devices", "gpu"],
             "--device cpu and --devices gpu disagree",
         ),

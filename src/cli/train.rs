@@ -275,12 +275,16 @@ pub fn parse_layers(text: &str) -> Result<Vec<usize>> {
     Ok(widths)
 }
 
-fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
-    let default_lr = match args.optimizer.as_str() {
+/// `--lr`, or the optimizer's default rate (Keras's: 0.01 for SGD, 0.001 otherwise).
+fn learning_rate(args: &TrainArgs) -> f32 {
+    args.lr.unwrap_or(match args.optimizer.as_str() {
         "sgd" | "momentum" | "nesterov" => 0.01,
         _ => 0.001,
-    };
-    let lr = args.lr.unwrap_or(default_lr);
+    })
+}
+
+fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
+    let lr = learning_rate(args);
     if !(lr.is_finite() && lr > 0.0) {
         return Err(invalid(
             "lr",
@@ -434,7 +438,9 @@ pub fn fit_config(
                     format!("{} needs classification targets", monitor.name()),
                 ));
             }
-            Some(EarlyStopping::new(monitor, patience))
+            let rule = EarlyStopping::new(monitor, patience);
+            rule.check().map_err(|e| invalid("early-stopping", e))?;
+            Some(rule)
         }
         None if args.monitor.is_some() => {
             return Err(invalid(
@@ -459,6 +465,19 @@ pub fn fit_config(
             format!("must be finite and > 0, got {clip}"),
         ));
     }
+    let schedule = parse_schedule(&args.schedule, args.epochs())?;
+    if let Schedule::Cosine { min_lr, .. } = schedule
+        && min_lr > learning_rate(args)
+    {
+        return Err(invalid(
+            "schedule",
+            format!(
+                "cosine:{min_lr} anneals up to {min_lr} from the learning rate {}; MIN_LR must \
+                 be at most --lr",
+                learning_rate(args)
+            ),
+        ));
+    }
     Ok(FitConfig {
         epochs: args.epochs(),
         batch_size: args.batch_size,
@@ -466,7 +485,7 @@ pub fn fit_config(
         seed: args.seed,
         verbose: false,
         initial_epoch: 0,
-        schedule: parse_schedule(&args.schedule, args.epochs())?,
+        schedule,
         clip_norm: args.clip_norm,
         early_stopping,
         early_stopping_resume: None,
