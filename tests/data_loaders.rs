@@ -488,6 +488,26 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
         &message,
         &["line 2", "column \"a\"", "\"1,5\"", "decimals with a point"],
     );
+    let path = write(
+        &dir,
+        "comment.csv",
+        b"# measured in 2024\na,b,label\n1,2,x\n3,4,y\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["line 2: 3 fields, but the header has 1 column", "comment"],
+    );
+    // Thousands separators and dates are named as such.
+    for (cell, hint) in [
+        ("\"1,234\"", "without thousands separators"),
+        ("2024-03-01", "dates must be turned into numbers"),
+    ] {
+        let text = format!("a,b,label\n{cell},2,x\n3,4,y\n");
+        let path = write(&dir, "hints.csv", text.as_bytes());
+        let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+        assert_mentions(&message, &["line 2", "column \"a\"", hint]);
+    }
 }
 
 #[test]

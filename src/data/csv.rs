@@ -384,13 +384,20 @@ impl Table {
                 ));
             }
             if record.len() != headers.len() {
+                let comment = if headers[0].starts_with('#') {
+                    "; line 1 looks like a comment, which CSV files cannot hold: remove it"
+                } else {
+                    ""
+                };
                 return Err(WgradError::data(
                     path,
                     format!(
-                        "line {line}: {} fields, but the header has {} columns (fields \
-                         separated by {})",
+                        "line {line}: {} field{}, but the header has {} column{} (fields \
+                         separated by {}){comment}",
                         record.len(),
+                        if record.len() == 1 { "" } else { "s" },
                         headers.len(),
+                        if headers.len() == 1 { "" } else { "s" },
                         separator_name(separator)
                     ),
                 ));
@@ -532,10 +539,28 @@ impl Table {
             ));
         }
         let value: f32 = raw.parse().map_err(|_| {
-            // A decimal comma (1,5) gets a hint, and so does a column of words (categories);
-            // other text is named as it is.
-            let hint = if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
+            // Thousands separators (1,234), a decimal comma (1,5), a date and a column of
+            // words (categories) get a hint; other text is named as it is.
+            let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+            let groups: Vec<&str> = raw.trim_start_matches('-').split(',').collect();
+            let date = raw.len() >= 8
+                && raw
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b"-/.:T ".contains(&b))
+                && raw.bytes().filter(|b| b"-/".contains(b)).count() == 2;
+            let hint = if groups.len() > 1
+                && (1..=3).contains(&groups[0].len())
+                && groups.iter().all(|g| digits(g))
+                && groups[1..].iter().all(|g| g.len() == 3)
+            {
+                // 1,234 is a thousand or (with a decimal comma) about one.
+                "; write numbers with a decimal point and without thousands separators".to_string()
+            } else if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
                 "; write decimals with a point".to_string()
+            } else if date {
+                "; dates must be turned into numbers first (a day count, or year, month and \
+                 day columns)"
+                    .to_string()
             } else if role == Role::Feature
                 && let Some(words) = self.text_column(col)
             {
