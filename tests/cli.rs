@@ -247,7 +247,10 @@ fn train_eval_predict_summary_on_a_csv_file() {
 
     let summary = ok(&["summary", "--model", s(&model)]);
     assert!(
-        summary.contains("layers.0 (Dense)") && summary.contains("Total params: 98"),
+        summary.contains("layers.0 (Dense)")
+            && summary.contains("Total params: 98")
+            && summary.contains("Feature columns: x0, x1, noise\n")
+            && summary.contains("optimizer: adam (lr 0.01, beta1 0.9, beta2 0.999"),
         "{summary}"
     );
 }

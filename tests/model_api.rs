@@ -90,7 +90,7 @@ fn debug_names_architecture_device_and_steps(device: Device) {
     for part in [
         "Model {",
         "4-16-3 (relu, softmax)",
-        "adam (lr 0.01)",
+        "adam (lr 0.01, beta1 0.9, beta2 0.999, epsilon 1e-8)",
         &model.device(),
         "steps: 10",
     ] {

@@ -102,6 +102,7 @@ enum Command {
     Bench(BenchArgs),
     /// Print a saved model's layers, shapes and parameter counts.
     Summary {
+        /// A model directory written by `wgrad train`.
         #[arg(long)]
         model: PathBuf,
     },
@@ -192,6 +193,7 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct PredictArgs {
+    /// A model directory written by `wgrad train`.
     #[arg(long)]
     model: PathBuf,
     /// A CSV file with a header row holding the model's feature columns (`-`: standard
@@ -302,6 +304,16 @@ fn devices() {
 fn summary(dir: &Path) -> Result<()> {
     let (model, meta) = io::load_model(dir, Device::Cpu)?;
     out!("{}", model.spec().summary().trim_end());
+    if let Some(features) = &meta.feature_names {
+        // The columns predict and eval look for; a long list by its ends.
+        let shown = match features.as_slice() {
+            [first, second, .., last] if features.len() > 12 => {
+                format!("{first}, {second}, …, {last} ({} columns)", features.len())
+            }
+            _ => features.join(", "),
+        };
+        out!("Feature columns: {shown}");
+    }
     if let Some(target) = &meta.target {
         out!("Target column: {target}");
     }

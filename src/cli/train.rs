@@ -33,11 +33,12 @@ pub struct TrainArgs {
     /// Layer widths from inputs to outputs, e.g. 784,128,10 (default: inputs,128,outputs).
     #[arg(long)]
     pub layers: Option<String>,
-    /// Activation of the hidden layers.
+    /// Activation of the hidden layers: relu, leaky_relu, tanh, sigmoid or linear.
     #[arg(long, default_value = "relu")]
     pub activation: String,
-    /// Activation of the output layer (default: softmax for classes, sigmoid for one output
-    /// unit with two classes, linear for regression).
+    /// Activation of the output layer: softmax, sigmoid, linear, or a hidden one (default:
+    /// softmax for classes, sigmoid for one output unit with two classes, linear for
+    /// regression).
     #[arg(long)]
     pub output_activation: Option<String>,
     /// mse | bce | ce (default: from the output activation).

@@ -1,6 +1,6 @@
 //! A model summary in the manner of Keras's `model.summary()`.
 
-use super::Sequential;
+use super::{Optimizer, Sequential};
 use std::fmt::Write;
 
 impl Sequential {
@@ -53,7 +53,7 @@ impl Sequential {
     }
 
     /// The summary in one line, for logs and `Debug`: "4-16-3 (relu, softmax). Loss: ce;
-    /// optimizer: adam (lr 0.01)".
+    /// optimizer: adam (lr 0.01, beta1 0.9, …)".
     pub fn summary_line(&self) -> String {
         let activations: Vec<&str> = self.layers.iter().map(|l| l.activation.name()).collect();
         format!(
@@ -73,10 +73,22 @@ impl Sequential {
             .join("-")
     }
 
-    /// "Loss: ce; optimizer: adam (lr 0.01)", with the weight penalties that are on.
+    /// "Loss: ce; optimizer: adam (lr 0.01, beta1 0.9, beta2 0.999, epsilon 1e-8)", with the
+    /// weight penalties that are on.
     fn training(&self) -> String {
+        let settings = match self.optimizer {
+            Optimizer::Sgd { momentum, .. } if momentum > 0.0 => format!(", momentum {momentum}"),
+            Optimizer::Sgd { .. } => String::new(),
+            Optimizer::RmsProp { rho, epsilon, .. } => format!(", rho {rho}, epsilon {epsilon:e}"),
+            Optimizer::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                ..
+            } => format!(", beta1 {beta1}, beta2 {beta2}, epsilon {epsilon:e}"),
+        };
         let mut training = format!(
-            "Loss: {}; optimizer: {} (lr {})",
+            "Loss: {}; optimizer: {} (lr {}{settings})",
             self.resolved_loss().name(),
             self.optimizer.name(),
             self.optimizer.learning_rate()
