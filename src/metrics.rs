@@ -123,7 +123,15 @@ impl fmt::Display for ClassificationReport {
             "{:>width$}  precision  recall  f1-score  support",
             "class"
         )?;
-        for (name, s) in self.class_names.iter().zip(&self.per_class) {
+        // The classes the averages count: those in the truth or the predictions.
+        let present = self
+            .class_names
+            .iter()
+            .zip(&self.per_class)
+            .zip(self.confusion.columns())
+            .filter(|((_, s), predicted)| s.support > 0 || predicted.sum() > 0)
+            .map(|(row, _)| row);
+        for (name, s) in present {
             writeln!(
                 f,
                 "{}  {:>9.4}  {:>6.4}  {:>8.4}  {:>7}",
@@ -334,5 +342,24 @@ mod tests {
         }
         assert_eq!(truncate("猫猫猫", 5), "猫猫");
         assert_eq!(truncate("abc", 5), "abc");
+    }
+
+    #[test]
+    fn classes_absent_from_truth_and_predictions_have_no_row() {
+        let mut r = classification_report(&[0, 0, 2], &[0, 2, 2], 3).unwrap();
+        r.class_names = ["cat", "dog", "eel"].map(String::from).to_vec();
+        let text = r.to_string();
+        let rows: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+        assert_eq!(
+            rows.len(),
+            5,
+            "header, cat, eel, macro avg, accuracy:\n{text}"
+        );
+        assert!(!rows.iter().any(|l| l.contains("dog")), "{text}");
+        // The confusion matrix keeps every class.
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with("dog")),
+            "{text}"
+        );
     }
 }

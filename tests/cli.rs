@@ -541,6 +541,34 @@ fn a_quiet_run_on_two_columns_shows_its_final_figures_and_draws_the_boundary() {
         "{out}"
     );
     assert!(model.join("boundary.png").exists(), "{out}");
+
+    // A linear output trained with MSE gives scores, not probabilities: named so.
+    let mut args = args.to_vec();
+    args.extend(["--output-activation", "linear", "--loss", "mse"]);
+    ok(&args);
+    let header = ok(&["predict", "--model", s(&model), "--input", s(&data)]);
+    assert!(header.starts_with("class,score_no,score_yes\n"), "{header}");
+
+    // 30 distinct integers are a regression target under --task auto; the banner says how
+    // to have them as classes.
+    let mut csv = String::from("a,b,grade\n");
+    for i in 0..90 {
+        csv += &format!("{},{},{}\n", i % 7, i % 11, i % 30);
+    }
+    std::fs::write(&data, csv).unwrap();
+    let out = ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--out",
+        s(&model),
+    ]);
+    assert!(
+        out.contains("regression of \"grade\"; --task classification would take its integers"),
+        "{out}"
+    );
 }
 
 #[test]

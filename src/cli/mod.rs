@@ -11,6 +11,7 @@ use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuApi};
 use crate::io::{self, ModelMeta};
 use crate::metrics::{classification_report, regression_report};
+use crate::model::Activation;
 use crate::train::Targets;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -467,7 +468,12 @@ fn predict(args: PredictArgs) -> Result<()> {
         Some(path) => Box::new(std::fs::File::create(path).map_err(|e| WgradError::io(path, e))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    match write_predictions(csv::Writer::from_writer(sink), &outputs, &meta) {
+    // Softmax outputs and a single sigmoid unit are probabilities; other outputs are scores.
+    let output = model.spec().output_activation();
+    let probabilities =
+        output == Activation::Softmax || (output == Activation::Sigmoid && outputs.ncols() == 1);
+    let prefix = if probabilities { "p_" } else { "score_" };
+    match write_predictions(csv::Writer::from_writer(sink), &outputs, &meta, prefix) {
         Ok(()) => {}
         // A reader of standard output that quit early (`| head`) wanted no more.
         Err(e) if file.is_none() && is_broken_pipe(&e) => return Ok(()),
@@ -496,19 +502,21 @@ fn is_broken_pipe(e: &csv::Error) -> bool {
     matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-/// One row per sample: the class and each class's probability, or the predicted values.
+/// One row per sample: the class and each class's output (columns `{prefix}{class}`), or the
+/// predicted values.
 fn write_predictions(
     mut writer: csv::Writer<Box<dyn std::io::Write>>,
     outputs: &Array2<f32>,
     meta: &ModelMeta,
+    prefix: &str,
 ) -> csv::Result<()> {
     match &meta.class_names {
         Some(classes) => {
             let mut header = vec!["class".to_string()];
             if outputs.ncols() == 1 {
-                header.push(format!("p_{}", classes[1]));
+                header.push(format!("{prefix}{}", classes[1]));
             } else {
-                header.extend(classes.iter().map(|c| format!("p_{c}")));
+                header.extend(classes.iter().map(|c| format!("{prefix}{c}")));
             }
             writer.write_record(&header)?;
             for row in outputs.rows() {

@@ -1111,9 +1111,22 @@ fn task_of(train: &Dataset) -> String {
         .target_name
         .as_ref()
         .map_or(String::new(), |name| format!(" of {name:?}"));
-    match &train.class_names {
-        Some(classes) => format!("classification{target}, {} classes", classes.len()),
-        None => format!("regression{target}"),
+    match (&train.class_names, &train.y) {
+        (Some(classes), _) => format!("classification{target}, {} classes", classes.len()),
+        // `--task auto` takes more than 20 distinct integers for numbers to predict; up to a
+        // few hundred they may be classes.
+        (None, Targets::Values(values))
+            if values.iter().all(|v| v.fract() == 0.0)
+                && values
+                    .iter()
+                    .map(|&v| v as i64)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    <= 500 =>
+        {
+            format!("regression{target}; --task classification would take its integers as classes")
+        }
+        (None, _) => format!("regression{target}"),
     }
 }
 
