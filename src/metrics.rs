@@ -262,9 +262,29 @@ impl fmt::Display for RegressionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "MSE {:.6}  MAE {:.6}  R² {:.4}",
-            self.mse, self.mae, self.r2
+            "MSE {}  MAE {}  R² {:.4}",
+            Figure(self.mse),
+            Figure(self.mae),
+            self.r2
         )
+    }
+}
+
+/// An error figure with six significant digits: fixed point from 1e-4 to 1e6, else in
+/// exponent form (a target in millions has an MSE in trillions).
+struct Figure(f32);
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v == 0.0 {
+            write!(f, "{v:.6}")
+        } else if (1e-4..1e6).contains(&v.abs()) {
+            let decimals = (5 - v.abs().log10().floor() as i32).clamp(0, 9) as usize;
+            write!(f, "{v:.decimals$}")
+        } else {
+            write!(f, "{v:.5e}")
+        }
     }
 }
 
@@ -361,5 +381,16 @@ mod tests {
             text.lines().any(|l| l.trim_start().starts_with("dog")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn error_figures_keep_six_significant_digits() {
+        let shown = |v: f32| Figure(v).to_string();
+        assert_eq!(shown(0.0), "0.000000");
+        assert_eq!(shown(0.123456), "0.123456");
+        assert_eq!(shown(12.5), "12.5000");
+        assert_eq!(shown(113289.14), "113289");
+        assert_eq!(shown(4.7627313e12), "4.76273e12");
+        assert_eq!(shown(3.2e-7), "3.20000e-7");
     }
 }

@@ -571,6 +571,79 @@ fn a_quiet_run_on_two_columns_shows_its_final_figures_and_draws_the_boundary() {
     );
 }
 
+/// The R² a regression report printed.
+fn r2_in(text: &str) -> f32 {
+    text.split("R² ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|r2| r2.parse().ok())
+        .unwrap_or_else(|| panic!("no R² in {text}"))
+}
+
+#[test]
+fn a_target_in_millions_is_learnt_once_scaled_and_predicted_in_its_units() {
+    let dir = temp_dir("scale-target");
+    let mut csv = String::from("a,b,price\n");
+    let mut prices = vec![];
+    for i in 0..200 {
+        let (a, b) = (
+            ((i * 37) % 101) as f32 / 50.0 - 1.0,
+            ((i * 53) % 97) as f32 / 48.0 - 1.0,
+        );
+        let price = 5e6 + 1e6 * (a + 2.0 * b);
+        prices.push(price);
+        csv += &format!("{a},{b},{price}\n");
+    }
+    let data = dir.join("prices.csv");
+    std::fs::write(&data, csv).unwrap();
+    let model = dir.join("model");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "40",
+        "--validation-split",
+    ];
+    args.extend(["0.2", "--no-plots", "--device", "cpu", "--out", s(&model)]);
+    // As it is, the target gets a note, and the model learns little of it.
+    let plain = ok(&args);
+    assert!(
+        plain.contains("--scale-target standard scales it"),
+        "{plain}"
+    );
+    args.extend(["--scale-target", "standard"]);
+    let scaled = ok(&args);
+    assert!(!scaled.contains("note:"), "{scaled}");
+    assert!(scaled.contains("validation loss ") && scaled.contains("(of the scaled target)"));
+    assert!(
+        r2_in(&scaled) > 0.95 && r2_in(&plain) < 0.5,
+        "{plain}\n{scaled}"
+    );
+    // eval and predict work in the data's units.
+    let eval = ok(&["eval", "--model", s(&model), "--data", s(&data)]);
+    assert!(r2_in(&eval) > 0.95, "{eval}");
+    let output = wgrad(&["predict", "--model", s(&model), "--input", s(&data)]);
+    assert!(output.status.success(), "{}", text(&output));
+    let predicted = String::from_utf8_lossy(&output.stdout);
+    let values: Vec<f32> = predicted
+        .lines()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let worst = values
+        .iter()
+        .zip(&prices)
+        .map(|(p, t)| (p - t).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < 1e6, "off by {worst} on prices spread over 2.2e6");
+    // A classification target has nothing to scale.
+    fails(
+        &["train", "--data", "xor", "--scale-target", "standard"],
+        "--scale-target: scales a regression target; this one holds classes",
+    );
+}
+
 #[test]
 fn a_value_that_scales_past_f32_is_named() {
     let dir = temp_dir("scaled-overflow");

@@ -92,6 +92,10 @@ fn meta() -> ModelMeta {
         class_names: Some(vec!["low".into(), "mid".into(), "high".into()]),
         feature_names: Some((0..4).map(|i| format!("f{i}")).collect()),
         target: Some("level".into()),
+        target_scaler: Some(Scaler::MinMax {
+            min: vec![-1.0, 0.0, 2.5],
+            max: vec![1.0, 4.0, 3.5],
+        }),
     }
 }
 
@@ -328,6 +332,7 @@ fn weights_file_has_pytorch_names_shapes_and_dtype() {
     assert_eq!(value["class_names"][2], "high");
     assert_eq!(value["target"], "level");
     assert_eq!(value["scaler"]["kind"], "standard");
+    assert_eq!(value["target_scaler"]["kind"], "min_max");
 }
 
 #[test]
@@ -344,6 +349,16 @@ fn save_rejects_metadata_that_does_not_fit() {
                 ..Default::default()
             },
             "the scaler has 3 columns, the model has 4 inputs",
+        ),
+        (
+            ModelMeta {
+                target_scaler: Some(Scaler::Standard {
+                    mean: vec![0.0; 2],
+                    std: vec![1.0; 2],
+                }),
+                ..Default::default()
+            },
+            "the target scaler has 2 columns, the model has 3 outputs",
         ),
         (
             ModelMeta {

@@ -402,7 +402,12 @@ fn eval(args: EvalArgs) -> Result<()> {
     let seed = args.seed.unwrap_or(model.spec().seed);
     let data = evaluation_data(&args.data, &meta, args.target.as_deref(), seed)?;
     let x = scaled(&meta, data.x, &args.data)?;
-    let evaluation = model.evaluate(&x, &data.y)?;
+    // The loss is of what the model was trained on: a scaled target, if it was scaled.
+    let mut y = data.y;
+    if let (Some(scaler), Targets::Values(values)) = (&meta.target_scaler, &mut y) {
+        scaler.transform(values)?;
+    }
+    let evaluation = model.evaluate(&x, &y)?;
     out!("{} samples on {}", x.nrows(), model.device());
     match evaluation.accuracy {
         Some(accuracy) => out!(
@@ -410,18 +415,29 @@ fn eval(args: EvalArgs) -> Result<()> {
             evaluation.loss,
             100.0 * accuracy
         ),
-        None => out!("loss {:.5}", evaluation.loss),
+        None => out!("loss {:.5}{}", evaluation.loss, of_scaled_target(&meta)),
     }
-    print_report(&mut model, &x, &data.y, meta.class_names.as_deref())
+    print_report(&mut model, &x, &y, &meta)
+}
+
+/// Said after a loss of a model whose target was scaled.
+pub fn of_scaled_target(meta: &ModelMeta) -> &'static str {
+    match meta.target_scaler {
+        Some(_) => " (of the scaled target)",
+        None => "",
+    }
 }
 
 /// Precision/recall/F1 and the confusion matrix, or MSE/MAE/R².
+/// Regression figures are in the data's units: a scaled target and the predictions are
+/// scaled back.
 fn print_report(
     model: &mut crate::Model,
     x: &Array2<f32>,
     y: &Targets,
-    class_names: Option<&[String]>,
+    meta: &ModelMeta,
 ) -> Result<()> {
+    let class_names = meta.class_names.as_deref();
     match y {
         Targets::Classes(truth) => {
             let predicted = model.predict_classes(x)?;
@@ -433,7 +449,12 @@ fn print_report(
             out!("{report}");
         }
         Targets::Values(truth) => {
-            let predicted = model.predict(x)?;
+            let mut predicted = model.predict(x)?;
+            let mut truth = truth.clone();
+            if let Some(scaler) = &meta.target_scaler {
+                scaler.inverse_transform(&mut predicted)?;
+                scaler.inverse_transform(&mut truth)?;
+            }
             out!("{}", regression_report(truth.view(), predicted.view())?);
         }
     }
@@ -460,7 +481,10 @@ fn predict(args: PredictArgs) -> Result<()> {
         crate::data::load_features(&args.input, features)?
     };
     let x = scaled(&meta, x, &args.input.display().to_string())?;
-    let outputs = model.predict(&x)?;
+    let mut outputs = model.predict(&x)?;
+    if let Some(scaler) = &meta.target_scaler {
+        scaler.inverse_transform(&mut outputs)?;
+    }
     let destination = file
         .clone()
         .unwrap_or_else(|| PathBuf::from("standard output"));

@@ -98,6 +98,12 @@ pub struct TrainArgs {
     /// standard | minmax | none (default: standard, none for MNIST's [0, 1] pixels).
     #[arg(long)]
     pub scale: Option<String>,
+    /// Scale a regression target too: standard | minmax | none (default: none, as Keras and
+    /// scikit-learn). Training's losses are then of the scaled target; predict, eval and the
+    /// reports give values in the data's units.
+    #[arg(long)]
+    #[serde(default)]
+    pub scale_target: Option<String>,
     /// Do not write the PNG plots.
     #[arg(long)]
     pub no_plots: bool,
@@ -187,6 +193,7 @@ impl TrainArgs {
             schedule: "constant".into(),
             clip_norm: None,
             scale: None,
+            scale_target: None,
             no_plots: false,
             profile: false,
             verbose: false,
@@ -590,6 +597,17 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
         },
     };
     let mut test = test;
+    let target_scaler = target_scaling(args, saved, &train)?;
+    if let Some(scaler) = &target_scaler {
+        for set in [Some(&mut train), validation.as_mut(), test.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Targets::Values(values) = &mut set.y {
+                scaler.transform(values)?;
+            }
+        }
+    }
     if let Some(scaler) = &scaler {
         for set in [Some(&mut train), validation.as_mut(), test.as_mut()]
             .into_iter()
@@ -613,6 +631,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
         class_names: train.class_names.clone(),
         feature_names: Some(train.feature_names.clone()),
         target: train.target_name.clone(),
+        target_scaler,
     };
     Ok(Prepared {
         train,
@@ -620,6 +639,54 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
         test,
         meta,
     })
+}
+
+/// The target scaling of `--scale-target` (a resumed run's own), fitted on the training part;
+/// `None` for classes. Without one, a regression target far from unit scale gets a note.
+fn target_scaling(
+    args: &TrainArgs,
+    saved: Option<&ModelMeta>,
+    train: &Dataset,
+) -> Result<Option<Scaler>> {
+    if let Some(meta) = saved {
+        return Ok(meta.target_scaler.clone());
+    }
+    let kind = args.scale_target.as_deref().unwrap_or("none");
+    let Targets::Values(values) = &train.y else {
+        return match kind {
+            "none" => Ok(None),
+            _ => Err(invalid(
+                "scale-target",
+                "scales a regression target; this one holds classes",
+            )),
+        };
+    };
+    match kind {
+        "standard" => Ok(Some(Scaler::fit_standard(values)?)),
+        "minmax" => Ok(Some(Scaler::fit_min_max(values)?)),
+        "none" => {
+            // Far from unit scale, the network's first steps spend themselves on the scale
+            // alone (MSE of 1e12), or the target hides under the initial outputs (1e-6).
+            if let Scaler::Standard { mean, std } = Scaler::fit_standard(values)?
+                && let Some((mean, std)) = mean
+                    .iter()
+                    .zip(&std)
+                    .find(|&(&m, &s)| s > 0.0 && (!(0.01..=100.0).contains(&s) || m.abs() > 100.0))
+                && !args.quiet
+            {
+                note!(
+                    "note: the target's mean is {mean:.3e} and its standard deviation \
+                     {std:.3e}; networks learn targets near unit scale far better: \
+                     --scale-target standard scales it (and predictions back)"
+                );
+            }
+            Ok(None)
+        }
+        other => Err(invalid(
+            "scale-target",
+            format!("'{other}' is not standard, minmax or none"),
+        )),
+    }
 }
 
 /// Writes a checkpoint and the history after every epoch.
@@ -1057,13 +1124,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 test.len()
             ),
             None => out!(
-                "{which} loss {:.5} on {} samples",
+                "{which} loss {:.5}{} on {} samples",
                 evaluation.loss,
+                super::of_scaled_target(&meta),
                 test.len()
             ),
         }
         if !args.quiet {
-            print_report(&mut model, &test.x, &test.y, meta.class_names.as_deref())?;
+            print_report(&mut model, &test.x, &test.y, &meta)?;
         }
     } else if args.quiet
         && let Some(last) = history.last()

@@ -87,6 +87,26 @@ impl Scaler {
         Ok(())
     }
 
+    /// Undoes [`Scaler::transform`] in place: from scaled values back to the data's units (a
+    /// regression model's outputs, when its targets were scaled). Errors as `transform`.
+    pub fn inverse_transform(&self, x: &mut Array2<f32>) -> Result<()> {
+        let columns = self.columns()?;
+        if x.ncols() != columns.len() {
+            return Err(WgradError::InvalidData(format!(
+                "x has {} columns but the scaler was fitted on {}",
+                x.ncols(),
+                columns.len()
+            )));
+        }
+        for mut row in x.rows_mut() {
+            for (v, &(offset, divisor)) in row.iter_mut().zip(&columns) {
+                let scale = if divisor > 0.0 { divisor } else { 1.0 };
+                *v = (*v as f64 * scale + offset) as f32;
+            }
+        }
+        Ok(())
+    }
+
     /// Each column's offset and divisor, in f64.
     fn columns(&self) -> Result<Vec<(f64, f64)>> {
         let (offsets, others) = match self {
@@ -124,4 +144,30 @@ fn check_fittable(x: &Array2<f32>) -> Result<()> {
         ));
     }
     check_finite("x", x.view())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn inverse_transform_undoes_transform() {
+        let x = array![[1e6f32, -3.0, 7.0], [3e6, 5.0, 7.0], [2.5e6, 0.5, 7.0]];
+        for scaler in [Scaler::fit_standard(&x), Scaler::fit_min_max(&x)] {
+            let scaler = scaler.unwrap();
+            let mut y = x.clone();
+            scaler.transform(&mut y).unwrap();
+            assert!(y.iter().all(|v| v.abs() <= 2.0), "{y}");
+            scaler.inverse_transform(&mut y).unwrap();
+            for (back, original) in y.iter().zip(&x) {
+                assert!(
+                    (back - original).abs() <= 1e-6 * original.abs().max(1.0),
+                    "{y}"
+                );
+            }
+        }
+        let narrow = Scaler::fit_standard(&array![[1.0f32], [2.0]]).unwrap();
+        assert!(narrow.inverse_transform(&mut x.clone()).is_err());
+    }
 }

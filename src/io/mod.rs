@@ -108,6 +108,9 @@ pub struct ModelMeta {
     pub feature_names: Option<Vec<String>>,
     /// The name of the target column.
     pub target: Option<String>,
+    /// A regression model's target scaling: its outputs are in scaled units, which this
+    /// scaler's `inverse_transform` takes back to the data's.
+    pub target_scaler: Option<Scaler>,
 }
 
 /// How far training has come: saved with each checkpoint, returned when it is loaded.

@@ -22,6 +22,9 @@ pub(crate) struct ModelFile {
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
     pub target: Option<String>,
+    /// Absent from files written before targets could be scaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scaler: Option<Scaler>,
 }
 
 /// Just the version, read first so that a newer file gets a clear message rather than a
@@ -40,6 +43,7 @@ impl ModelFile {
             class_names: meta.class_names.clone(),
             feature_names: meta.feature_names.clone(),
             target: meta.target.clone(),
+            target_scaler: meta.target_scaler.clone(),
         }
     }
 
@@ -49,6 +53,7 @@ impl ModelFile {
             class_names: self.class_names,
             feature_names: self.feature_names,
             target: self.target,
+            target_scaler: self.target_scaler,
         };
         (self.spec, meta)
     }
@@ -343,12 +348,21 @@ pub(crate) fn check_version(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Checks that the metadata fits the model: one scaler column and one feature name per input,
 /// one class name per class, finite scaler values.
 fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), String> {
-    if let Some(scaler) = &meta.scaler {
-        if scaler.width() != spec.input_dim {
+    let scalers = [
+        (&meta.scaler, "scaler", spec.input_dim, "inputs"),
+        (
+            &meta.target_scaler,
+            "target scaler",
+            spec.output_dim(),
+            "outputs",
+        ),
+    ];
+    for (scaler, name, width, of) in scalers {
+        let Some(scaler) = scaler else { continue };
+        if scaler.width() != width {
             return Err(format!(
-                "the scaler has {} columns, the model has {} inputs",
-                scaler.width(),
-                spec.input_dim
+                "the {name} has {} columns, the model has {width} {of}",
+                scaler.width()
             ));
         }
         let (a, b) = match scaler {
@@ -357,13 +371,13 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
         };
         if a.len() != b.len() {
             return Err(format!(
-                "the scaler's two vectors have {} and {} values",
+                "the {name}'s two vectors have {} and {} values",
                 a.len(),
                 b.len()
             ));
         }
         if let Some(v) = a.iter().chain(b).find(|v| !v.is_finite()) {
-            return Err(format!("the scaler holds a non-finite value ({v})"));
+            return Err(format!("the {name} holds a non-finite value ({v})"));
         }
     }
     if let Some(names) = &meta.feature_names
