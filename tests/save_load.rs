@@ -4,46 +4,17 @@
 
 mod common;
 
+use common::TempDir;
 use ndarray::Array2;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wgrad::data::Scaler;
 use wgrad::io::{ModelMeta, Progress, load_checkpoint, load_model, save_checkpoint, save_model};
 use wgrad::{
     Activation, AdapterChoice, Device, FitConfig, Model, Optimizer, Sequential, Targets, WgradError,
 };
-
-/// A fresh, empty directory under the target's scratch space, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("save_load-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create a scratch directory");
-        TempDir(path)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
 
 /// 4 inputs -> 16 relu (dropout 0.2) -> 8 tanh -> 3 softmax, seeded.
 fn classifier_spec(optimizer: Optimizer) -> Sequential {
@@ -200,7 +171,7 @@ fn saved_tensors(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 
 #[test]
 fn model_round_trip_is_bit_identical() {
-    let dir = TempDir::new("round_trip");
+    let dir = TempDir::new("save-load", "round_trip");
     let mut model = trained(Optimizer::adam(0.01), 3);
     let meta = meta();
     save_model(&dir, &mut model, &meta).expect("save");
@@ -225,7 +196,7 @@ fn model_round_trip_is_bit_identical() {
 /// not the optimizer's state or step count (a checkpoint's job); a directory saved with
 /// metadata loads too.
 fn keras_style_round_trip(device: Device, name: &str) {
-    let dir = TempDir::new(name);
+    let dir = TempDir::new("save-load", name);
     let (x, y) = data();
     let mut model =
         Model::new(classifier_spec(Optimizer::adam(0.01)), device.clone()).expect("model");
@@ -265,7 +236,7 @@ fn keras_style_round_trip_on_the_gpu() {
 
 #[test]
 fn save_creates_missing_directories() {
-    let dir = TempDir::new("creates");
+    let dir = TempDir::new("save-load", "creates");
     let nested = dir.join("runs/first");
     let mut model = trained(Optimizer::sgd(0.1), 1);
     save_model(&nested, &mut model, &ModelMeta::default()).expect("save");
@@ -275,7 +246,7 @@ fn save_creates_missing_directories() {
 
 #[test]
 fn weights_file_has_pytorch_names_shapes_and_dtype() {
-    let dir = TempDir::new("pytorch_layout");
+    let dir = TempDir::new("save-load", "pytorch_layout");
     let mut model = trained(Optimizer::adam(0.01), 2);
     save_model(&dir, &mut model, &meta()).expect("save");
 
@@ -337,7 +308,7 @@ fn weights_file_has_pytorch_names_shapes_and_dtype() {
 
 #[test]
 fn save_rejects_metadata_that_does_not_fit() {
-    let dir = TempDir::new("bad_meta");
+    let dir = TempDir::new("save-load", "bad_meta");
     let mut model = trained(Optimizer::sgd(0.1), 1);
     let cases = [
         (
@@ -396,7 +367,7 @@ fn assert_resume_matches(optimizer: Optimizer, name: &str) {
     let (x, y) = data();
     let mut uninterrupted = trained(optimizer, before + after);
 
-    let dir = TempDir::new(name);
+    let dir = TempDir::new("save-load", name);
     let mut first = Model::new(classifier_spec(optimizer), Device::Cpu).expect("model");
     let history = first.fit(&x, &y, &config(before)).expect("training");
     let fit = serde_json::json!({ "epochs": before + after, "batch_size": 8, "optimizer": name });
@@ -447,7 +418,7 @@ fn resume_from_checkpoint_matches_uninterrupted_training() {
 
 #[test]
 fn checkpoint_stores_optimizer_state_as_named_tensors() {
-    let dir = TempDir::new("optimizer_tensors");
+    let dir = TempDir::new("save-load", "optimizer_tensors");
     let mut model = trained(Optimizer::adam(0.01), 2);
     save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
     let count = model.spec().param_layout().count();
@@ -481,7 +452,7 @@ fn checkpoint_stores_optimizer_state_as_named_tensors() {
 
 #[test]
 fn missing_directory_and_files_are_named() {
-    let dir = TempDir::new("missing");
+    let dir = TempDir::new("save-load", "missing");
     let absent = dir.join("nowhere");
     let e = load_model_error(&absent);
     assert!(matches!(e, WgradError::Io { .. }), "{e:?}");
@@ -508,7 +479,7 @@ fn missing_directory_and_files_are_named() {
 
 #[test]
 fn truncated_or_corrupt_weights_are_data_errors() {
-    let dir = TempDir::new("truncated");
+    let dir = TempDir::new("save-load", "truncated");
     let mut model = trained(Optimizer::sgd(0.1), 1);
     save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
     let path = dir.join("model.safetensors");
@@ -539,7 +510,7 @@ fn edit_tensors(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<
 
 #[test]
 fn tensor_missing_extra_mistyped_or_non_finite_is_named() {
-    let dir = TempDir::new("tensors");
+    let dir = TempDir::new("save-load", "tensors");
     let mut model = trained(Optimizer::sgd(0.1), 1);
     save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
     let original = fs::read(dir.join("model.safetensors")).unwrap();
@@ -620,8 +591,8 @@ fn tensor_missing_extra_mistyped_or_non_finite_is_named() {
 
 #[test]
 fn weights_of_another_architecture_name_both_shapes() {
-    let dir = TempDir::new("architecture");
-    let other = TempDir::new("architecture_other");
+    let dir = TempDir::new("save-load", "architecture");
+    let other = TempDir::new("save-load", "architecture_other");
     let spec = |hidden| {
         Sequential::new(32)
             .dense(hidden, Activation::Relu)
@@ -646,7 +617,7 @@ fn weights_of_another_architecture_name_both_shapes() {
 
 #[test]
 fn malformed_model_json_gives_line_and_column() {
-    let dir = TempDir::new("bad_json");
+    let dir = TempDir::new("save-load", "bad_json");
     let mut model = trained(Optimizer::sgd(0.1), 1);
     save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
     let path = dir.join("model.json");
@@ -694,7 +665,7 @@ fn malformed_model_json_gives_line_and_column() {
 
 #[test]
 fn damaged_checkpoints_are_named() {
-    let dir = TempDir::new("bad_checkpoint");
+    let dir = TempDir::new("save-load", "bad_checkpoint");
     let mut model = trained(Optimizer::adam(0.01), 1);
     save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
 
@@ -735,7 +706,7 @@ fn damaged_checkpoints_are_named() {
 fn optimizer_state_of_the_wrong_shape_is_named() {
     // The manifest protects against edits, so build a consistent checkpoint whose optimizer
     // state does not fit: the state of a different model, saved with this model's files.
-    let dir = TempDir::new("state_shape");
+    let dir = TempDir::new("save-load", "state_shape");
     let mut model = trained(Optimizer::adam(0.01), 1);
     save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
     let count = model.spec().param_layout().count();
@@ -806,8 +777,8 @@ fn reseal_manifest(dir: &Path) {
 /// Two checkpoints of the same run, after epochs 2 and 3, in two directories.
 fn two_checkpoints(name: &str) -> (TempDir, TempDir, Model) {
     let (x, y) = data();
-    let old = TempDir::new(&format!("{name}_old"));
-    let new = TempDir::new(&format!("{name}_new"));
+    let old = TempDir::new("save-load", &format!("{name}_old"));
+    let new = TempDir::new("save-load", &format!("{name}_new"));
     let mut model = trained(Optimizer::adam(0.01), 2);
     let progress = |epochs_done| Progress {
         epochs_done,
@@ -872,7 +843,7 @@ fn killed_between_renames_rolls_forward() {
 #[test]
 fn first_checkpoint_killed_between_renames_loads_as_a_model() {
     let (_, new, mut model) = two_checkpoints("first_between_renames");
-    let dir = TempDir::new("first_between_renames");
+    let dir = TempDir::new("save-load", "first_between_renames");
     // The first checkpoint of a directory: its weights renamed, no model.json yet.
     install(&new, &dir, "model.safetensors");
     for name in ["model.json", "checkpoint.safetensors", "checkpoint.json"] {
@@ -938,7 +909,7 @@ fn killed_while_staging_keeps_the_previous_checkpoint() {
 
 #[test]
 fn stale_temporary_files_are_ignored_and_cleaned_up() {
-    let dir = TempDir::new("stale");
+    let dir = TempDir::new("save-load", "stale");
     let mut model = trained(Optimizer::adam(0.01), 2);
     save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
     for name in [
@@ -969,7 +940,7 @@ fn stale_temporary_files_are_ignored_and_cleaned_up() {
 
 #[test]
 fn failed_save_leaves_no_temporary_files() {
-    let dir = TempDir::new("failed_save");
+    let dir = TempDir::new("save-load", "failed_save");
     let mut model = trained(Optimizer::adam(0.01), 1);
     save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
     // A directory where a target file should be: the rename over it fails.
@@ -1002,7 +973,7 @@ fn gpu_round_trip() {
     eprintln!("gpu_round_trip: {}", model.device());
     model.fit(&x, &y, &config(3)).expect("training");
 
-    let dir = TempDir::new("gpu");
+    let dir = TempDir::new("save-load", "gpu");
     save_model(&dir, &mut model, &meta()).expect("save");
     let (mut loaded, _) = load_model(&dir, gpu()).expect("load");
     assert_same_params(&mut model, &mut loaded);

@@ -66,30 +66,18 @@ impl Scaler {
     /// `x` left unchanged): `x` has other than [`Scaler::width`] columns, or the scaler's two
     /// vectors differ in length (one built by hand).
     pub fn transform(&self, x: &mut Array2<f32>) -> Result<()> {
-        let columns = self.columns()?;
-        if x.ncols() != columns.len() {
-            return Err(WgradError::InvalidData(format!(
-                "x has {} columns but the scaler was fitted on {}",
-                x.ncols(),
-                columns.len()
-            )));
-        }
-        for mut row in x.rows_mut() {
-            for (v, &(offset, divisor)) in row.iter_mut().zip(&columns) {
-                let centred = *v as f64 - offset;
-                *v = if divisor > 0.0 {
-                    (centred / divisor) as f32
-                } else {
-                    centred as f32
-                };
-            }
-        }
-        Ok(())
+        self.map_columns(x, |v, offset, divisor| (v - offset) / divisor)
     }
 
     /// Undoes [`Scaler::transform`] in place: from scaled values back to the data's units (a
     /// regression model's outputs, when its targets were scaled). Errors as `transform`.
     pub fn inverse_transform(&self, x: &mut Array2<f32>) -> Result<()> {
+        self.map_columns(x, |v, offset, divisor| v * divisor + offset)
+    }
+
+    /// Replaces each value `v` of `x` by `f(v, offset, divisor)` of its column, in f64; a
+    /// constant column (divisor 0) is only shifted.
+    fn map_columns(&self, x: &mut Array2<f32>, f: impl Fn(f64, f64, f64) -> f64) -> Result<()> {
         let columns = self.columns()?;
         if x.ncols() != columns.len() {
             return Err(WgradError::InvalidData(format!(
@@ -100,8 +88,8 @@ impl Scaler {
         }
         for mut row in x.rows_mut() {
             for (v, &(offset, divisor)) in row.iter_mut().zip(&columns) {
-                let scale = if divisor > 0.0 { divisor } else { 1.0 };
-                *v = (*v as f64 * scale + offset) as f32;
+                let divisor = if divisor > 0.0 { divisor } else { 1.0 };
+                *v = f(*v as f64, offset, divisor) as f32;
             }
         }
         Ok(())
