@@ -421,7 +421,7 @@ fn eval(args: EvalArgs) -> Result<()> {
 }
 
 /// Said after a loss of a model whose target was scaled.
-pub fn of_scaled_target(meta: &ModelMeta) -> &'static str {
+fn of_scaled_target(meta: &ModelMeta) -> &'static str {
     match meta.target_scaler {
         Some(_) => " (of the scaled target)",
         None => "",

@@ -336,13 +336,6 @@ impl Table {
                 ),
             ));
         }
-        let mut seen = HashSet::new();
-        if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
-            return Err(WgradError::data(
-                path,
-                format!("line 1: column name {dup:?} appears more than once in the header"),
-            ));
-        }
         // A file without a header (pandas' `header=None`): its first row of data would name
         // the columns and be lost as data. All numbers, or all but one (a label) with
         // fractional ones among them, are a row of data; whole numbers alone may be names
@@ -362,6 +355,13 @@ impl Table {
                      a header row naming the columns is required",
                     list(&headers)
                 ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
+            return Err(WgradError::data(
+                path,
+                format!("line 1: column name {dup:?} appears more than once in the header"),
             ));
         }
         let mut rows = Vec::new();
