@@ -113,7 +113,8 @@ pub enum WgradError {
         /// The epoch before `epoch`, whose weights the model holds (0: none of this run's
         /// epochs ended; the model holds the weights it started with).
         last_good_epoch: usize,
-        /// Where that epoch's checkpoint lies, when one was written (the CLI's).
+        /// The run directory, where `wgrad train` trained (it holds that epoch's checkpoint;
+        /// the message then speaks of command-line options).
         checkpoint: Option<String>,
     },
 
@@ -181,17 +182,25 @@ fn diverged_message(
         Divergence::Weights => "its update made weights NaN or infinite".to_string(),
     };
     let kept = match (last_good_epoch, checkpoint) {
-        (0, _) => "no epoch ended with finite weights; the model holds the weights it started with"
-            .to_string(),
+        (0, Some(dir)) => {
+            format!("no epoch ended with finite weights, so {dir} holds no checkpoint of this run")
+        }
+        (0, None) => {
+            "no epoch ended with finite weights; the model holds the weights it started with"
+                .to_string()
+        }
         (good, Some(dir)) => format!("the last checkpoint (epoch {good}, in {dir}) is intact"),
         (good, None) => {
             format!("the model holds the weights of epoch {good}, the last finite ones")
         }
     };
+    let remedy = match checkpoint {
+        Some(_) => "Lower --lr or clip gradients with --clip-norm",
+        None => "Lower the learning rate or clip gradients (`FitConfig::clip_norm`)",
+    };
     format!(
         "training diverged at epoch {epoch}, step {step} (step {epoch_step} of the epoch): \
-         {what}; {kept}. Lower the learning rate or clip gradients \
-         (`FitConfig::clip_norm`, `--clip-norm` on the command line)"
+         {what}; {kept}. {remedy}"
     )
 }
 

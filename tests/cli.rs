@@ -1242,6 +1242,10 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         s(&model)
     );
     assert!(message.contains(&kept), "{message}");
+    assert!(
+        message.contains("Lower --lr or clip gradients with --clip-norm"),
+        "{message}"
+    );
 
     // The directory holds the last good epoch, finite, and loads both ways.
     let (mut saved, _, progress) = wgrad::io::load_checkpoint(&model, wgrad::Device::Cpu).unwrap();

@@ -1226,13 +1226,7 @@ fn report_early_stopping(rule: &EarlyStopping, history: &History, epochs: usize)
 /// checkpoint of the last good epoch (this run's or the resumed one's) is what `dir` holds:
 /// the error says so.
 fn name_checkpoint(mut error: WgradError, dir: &Path) -> WgradError {
-    if let WgradError::Diverged {
-        last_good_epoch,
-        checkpoint,
-        ..
-    } = &mut error
-        && *last_good_epoch > 0
-    {
+    if let WgradError::Diverged { checkpoint, .. } = &mut error {
         *checkpoint = Some(dir.display().to_string());
     }
     error
