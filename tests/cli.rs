@@ -308,6 +308,13 @@ fn synthetic_data_writes_a_decision_boundary() {
         std::fs::read_to_string(dir.join("history.csv")).unwrap(),
         "the user's"
     );
+    // A file of a run's name is not a run unless it says so.
+    std::fs::write(dir.join("model.json"), "{}").unwrap();
+    fails(
+        &args,
+        "holds a file model.json that is not from a wgrad run",
+    );
+    std::fs::remove_file(dir.join("model.json")).unwrap();
     // Other files do not stand in the way.
     std::fs::remove_file(dir.join("history.csv")).unwrap();
     std::fs::write(dir.join("notes.txt"), "the user's").unwrap();
@@ -637,6 +644,41 @@ fn a_target_in_millions_is_learnt_once_scaled_and_predicted_in_its_units() {
         .map(|(p, t)| (p - t).abs())
         .fold(0.0, f32::max);
     assert!(worst < 1e6, "off by {worst} on prices spread over 2.2e6");
+    // Quiet, a regression still ends with its figures in the data's units.
+    args.push("--quiet");
+    let quiet = ok(&args);
+    assert!(r2_in(&quiet) > 0.95, "{quiet}");
+    // A feature is not a target.
+    fails(
+        &[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--target",
+            "a",
+        ],
+        "the target \"a\" is one of the model's feature columns",
+    );
+    // A constant target far from 0 gets the note too.
+    let constant = dir.join("constant.csv");
+    let rows: String = (0..20)
+        .map(|i| format!("{i},{},2000000\n", i % 3))
+        .collect();
+    std::fs::write(&constant, format!("a,b,price\n{rows}")).unwrap();
+    let out = ok(&[
+        "train",
+        "--data",
+        s(&constant),
+        "--task",
+        "regression",
+        "--epochs",
+        "1",
+        "--out",
+        s(&model),
+    ]);
+    assert!(out.contains("note: the target's mean is 2.000e6"), "{out}");
     // A classification target has nothing to scale.
     fails(
         &["train", "--data", "xor", "--scale-target", "standard"],

@@ -322,11 +322,12 @@ fn summary(dir: &Path) -> Result<()> {
         out!("Classes: {}", classes.join(", "));
     }
     if let Some(scaler) = &meta.scaler {
-        let kind = match scaler {
-            crate::data::Scaler::Standard { .. } => "standardised",
-            crate::data::Scaler::MinMax { .. } => "min-max scaled",
-        };
+        let kind = scaler.described();
         out!("Inputs are {kind} with statistics of the training data");
+    }
+    if let Some(scaler) = &meta.target_scaler {
+        let kind = scaler.described();
+        out!("The target is {kind} for training; predictions are scaled back to its units");
     }
     Ok(())
 }

@@ -664,6 +664,8 @@ fn target_scaling(
     match kind {
         "standard" => Ok(Some(Scaler::fit_standard(values)?)),
         "minmax" => Ok(Some(Scaler::fit_min_max(values)?)),
+        // Given explicitly, "none" is what the user wants.
+        "none" if args.scale_target.is_some() => Ok(None),
         "none" => {
             // Far from unit scale, the network's first steps spend themselves on the scale
             // alone (MSE of 1e12), or the target hides under the initial outputs (1e-6).
@@ -671,7 +673,7 @@ fn target_scaling(
                 && let Some((mean, std)) = mean
                     .iter()
                     .zip(&std)
-                    .find(|&(&m, &s)| s > 0.0 && (!(0.01..=100.0).contains(&s) || m.abs() > 100.0))
+                    .find(|&(&m, &s)| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0)
                 && !args.quiet
             {
                 note!(
@@ -700,6 +702,10 @@ struct Checkpointer<'a> {
     early_stopping: Option<EarlyStopping>,
     /// The epochs the directory's checkpoint holds, locked while it is written.
     saved_epochs: Arc<Mutex<usize>>,
+    /// The directory holds a run this one replaces, whose best weights go with this run's
+    /// first checkpoint (they must not pass for this run's at a resume, and stay the old
+    /// run's until then).
+    replacing: bool,
 }
 
 /// On Ctrl-C during training, says which epoch's checkpoint `dir` holds and how to continue,
@@ -783,6 +789,12 @@ impl Callback for Checkpointer<'_> {
         let mut saved_epochs = lock(&self.saved_epochs);
         io::save_checkpoint(self.dir, model, self.meta, &progress)?;
         *saved_epochs = progress.epochs_done;
+        if std::mem::take(&mut self.replacing) {
+            let best = self.dir.join(BEST_WEIGHTS);
+            if best.exists() {
+                std::fs::remove_file(&best).map_err(|e| WgradError::io(&best, e))?;
+            }
+        }
         if let Some(rule) = &self.early_stopping
             && rule.restore_best
             && let (Some((best, _)), _) = rule.replay(&all)
@@ -910,7 +922,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Some(mut model) => {
             // A resumed run's learning rate: the saved one, or the one given now.
             if let Some(rate) = args.lr {
-                model.set_learning_rate(rate)?;
+                model
+                    .set_learning_rate(rate)
+                    .map_err(|e| invalid("lr", e))?;
             }
             model
         }
@@ -970,7 +984,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     // A directory that holds a run (this one, resumed, or one this run replaces) has plots of
     // it; another directory's files are the user's.
-    let held_run = out.join(io::CHECKPOINT_JSON).exists() || out.join(io::MODEL_JSON).exists();
+    let held_run = holds_a_run(&out);
     if !held_run && let Some(taken) = RUN_FILES.iter().find(|name| out.join(name).exists()) {
         return Err(WgradError::data(
             &out,
@@ -988,11 +1002,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             out.display(),
             out.display()
         );
-        // The replaced run's best weights must not pass for this run's at a resume.
-        let best = out.join(BEST_WEIGHTS);
-        if best.exists() {
-            std::fs::remove_file(&best).map_err(|e| WgradError::io(&best, e))?;
-        }
     }
     if !args.quiet {
         note!(
@@ -1003,7 +1012,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             data.validation
                 .as_ref()
                 .map_or(String::new(), |v| format!(", {} for validation", v.len())),
-            task_of(&data.train),
+            task_of(&data.train, meta.target_scaler.is_some()),
             model.device()
         );
         if config.initial_epoch > 0 {
@@ -1036,6 +1045,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         earlier,
         early_stopping: config.early_stopping,
         saved_epochs: saved_epochs.clone(),
+        replacing: config.initial_epoch == 0 && held_run,
     };
     let validation = data.validation.as_ref().map(|v| (&v.x, &v.y));
     let history = model
@@ -1130,7 +1140,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 test.len()
             ),
         }
-        if !args.quiet {
+        // A regression's report is one line of final figures: shown when quiet too.
+        if !args.quiet || matches!(test.y, Targets::Values(_)) {
             print_report(&mut model, &test.x, &test.y, &meta)?;
         }
     } else if args.quiet
@@ -1148,6 +1159,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// Whether `dir` holds a wgrad run: a model or checkpoint description that says it is one (a
+/// JSON object with a `format_version`). A file of that name that is not one is the user's.
+fn holds_a_run(dir: &Path) -> bool {
+    [io::CHECKPOINT_JSON, io::MODEL_JSON].iter().any(|name| {
+        std::fs::read(dir.join(name))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .is_some_and(|json| json.get("format_version").is_some())
+    })
 }
 
 /// An exclusive lock on `dir` for this run, held until the returned file is dropped (or the
@@ -1174,7 +1196,7 @@ fn lock_run_directory(dir: &Path) -> Result<std::fs::File> {
 
 /// What the run learns, as the banner says it: `--task auto` decides from the target's values,
 /// and a stray value can turn classes into a regression, so the choice is shown.
-fn task_of(train: &Dataset) -> String {
+fn task_of(train: &Dataset, target_scaled: bool) -> String {
     let target = train
         .target_name
         .as_ref()
@@ -1184,7 +1206,8 @@ fn task_of(train: &Dataset) -> String {
         // `--task auto` takes more than 20 distinct integers for numbers to predict; up to a
         // few hundred they may be classes.
         (None, Targets::Values(values))
-            if values.iter().all(|v| v.fract() == 0.0)
+            if !target_scaled
+                && values.iter().all(|v| v.fract() == 0.0)
                 && values
                     .iter()
                     .map(|&v| v as i64)

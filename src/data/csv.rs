@@ -185,7 +185,16 @@ pub fn load_csv_for_model(
     let table = Table::read(path, open(path)?)?;
     let feature_cols = table.columns_named(features)?;
     let target_col = match target {
-        Some(_) => table.target_column(target)?,
+        Some(name) => {
+            let col = table.target_column(target)?;
+            if feature_cols.contains(&col) {
+                return Err(WgradError::data(
+                    path,
+                    format!("the target {name:?} is one of the model's feature columns"),
+                ));
+            }
+            col
+        }
         None => {
             let others: Vec<usize> = (0..table.headers.len())
                 .filter(|c| !feature_cols.contains(c))

@@ -53,6 +53,14 @@ impl Scaler {
         Ok(Scaler::MinMax { min, max })
     }
 
+    /// "standardised" or "min-max scaled", as messages say it.
+    pub fn described(&self) -> &'static str {
+        match self {
+            Scaler::Standard { .. } => "standardised",
+            Scaler::MinMax { .. } => "min-max scaled",
+        }
+    }
+
     /// Number of columns the scaler was fitted on.
     pub fn width(&self) -> usize {
         match self {
