@@ -180,6 +180,35 @@ pub fn plot_decision_boundary(
     labels: &[usize],
     path: &Path,
 ) -> Result<()> {
+    plot_named_decision_boundary(model, x, labels, &BoundaryNames::default(), path)
+}
+
+/// What a decision-boundary plot calls its axes and classes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundaryNames {
+    /// The two inputs, as the x and y axes are labelled ("input 0", "input 1").
+    pub inputs: [String; 2],
+    /// A name per class for the legend ("class k" where there is none).
+    pub classes: Vec<String>,
+}
+
+impl Default for BoundaryNames {
+    fn default() -> Self {
+        BoundaryNames {
+            inputs: ["input 0".into(), "input 1".into()],
+            classes: Vec::new(),
+        }
+    }
+}
+
+/// [`plot_decision_boundary`] with the data's names on the axes and in the legend.
+pub fn plot_named_decision_boundary(
+    model: &mut Model,
+    x: &Array2<f32>,
+    labels: &[usize],
+    names: &BoundaryNames,
+    path: &Path,
+) -> Result<()> {
     let inputs = model.spec().input_dim;
     if inputs != 2 {
         return Err(WgradError::InvalidModel(format!(
@@ -280,8 +309,8 @@ pub fn plot_decision_boundary(
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_desc("input 0")
-            .y_desc("input 1")
+            .x_desc(&names.inputs[0])
+            .y_desc(&names.inputs[1])
             .axis_desc_style(text_style(AXIS_DESC_SIZE))
             .label_style(text_style(TICK_SIZE))
             .x_label_formatter(&|v| fixed(*v, x_decimals))
@@ -302,6 +331,7 @@ pub fn plot_decision_boundary(
         draw_class_legend(
             &legend_area,
             classes,
+            &names.classes,
             chart.plotting_area().get_pixel_range().1,
         )
     })
@@ -636,9 +666,15 @@ fn tint(color: RGBColor) -> RGBColor {
     RGBColor(mix(color.0), mix(color.1), mix(color.2))
 }
 
-/// The class legend beside the decision-boundary chart: a marker and "class k" per class,
-/// from the top of the plotting area (`plot_rows`, in figure pixels) down, as many as fit.
-fn draw_class_legend(area: &Area, classes: usize, plot_rows: Range<i32>) -> DrawResult {
+/// The class legend beside the decision-boundary chart: a marker and the class's name (up to
+/// 12 characters) or "class k" per class, from the top of the plotting area (`plot_rows`, in
+/// figure pixels) down, as many as fit.
+fn draw_class_legend(
+    area: &Area,
+    classes: usize,
+    names: &[String],
+    plot_rows: Range<i32>,
+) -> DrawResult {
     let top = area.get_base_pixel().1;
     let row_height = 28;
     let first_row = plot_rows.start - top + 14;
@@ -652,7 +688,7 @@ fn draw_class_legend(area: &Area, classes: usize, plot_rows: Range<i32>) -> Draw
             &(EmptyElement::at((x, y))
                 + Circle::new((0, 0), 6, class_color(class).filled())
                 + Circle::new((0, 0), 6, TEXT_COLOR.stroke_width(1))
-                + Text::new(format!("class {class}"), (14, 0), label_style.clone())),
+                + Text::new(legend_name(names, class), (14, 0), label_style.clone())),
         )?;
     }
     if shown < classes {
@@ -664,6 +700,17 @@ fn draw_class_legend(area: &Area, classes: usize, plot_rows: Range<i32>) -> Draw
         ))?;
     }
     Ok(())
+}
+
+/// Class `class`'s legend entry: its name, cut to 12 characters, or "class k".
+fn legend_name(names: &[String], class: usize) -> String {
+    match names.get(class) {
+        Some(name) if name.chars().count() > 12 => {
+            format!("{}…", name.chars().take(11).collect::<String>())
+        }
+        Some(name) => name.clone(),
+        None => format!("class {class}"),
+    }
 }
 
 /// Registers the embedded font with plotters, once per process.

@@ -8,7 +8,10 @@ use ndarray::Array2;
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use wgrad::plot::{BOUNDARY_SIZE, HISTORY_SIZE, plot_decision_boundary, plot_history};
+use wgrad::plot::{
+    BOUNDARY_SIZE, BoundaryNames, HISTORY_SIZE, plot_decision_boundary, plot_history,
+    plot_named_decision_boundary,
+};
 use wgrad::{
     Activation, Device, FitConfig, History, Loss, Model, Optimizer, Sequential, Targets,
     WgradError, data,
@@ -266,6 +269,26 @@ fn decision_boundary_of_spirals() {
     assert!(
         large >= 3,
         "{large} large single-colour regions, expected 3"
+    );
+
+    // Named axes and classes change only the text: the same regions, other letters.
+    let names = BoundaryNames {
+        inputs: ["sepal length (cm)".into(), "petal width".into()],
+        classes: vec!["setosa".into(), "a very long class name".into()],
+    };
+    let named_path = dir.join("spirals_named.png");
+    plot_named_decision_boundary(&mut model, &x, &y, &names, &named_path).unwrap();
+    let named = read_png(&named_path);
+    assert_eq!((named.width, named.height), BOUNDARY_SIZE);
+    let differing = named
+        .pixels
+        .iter()
+        .zip(&image.pixels)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(
+        (100..named.pixels.len() / 20).contains(&differing),
+        "{differing} pixels differ: the labels, and only they, should"
     );
     finish(&dir);
 }

@@ -1103,10 +1103,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .or(data.validation.as_ref())
             .unwrap_or(&data.train);
         if let (2, Targets::Classes(labels)) = (shown.n_features(), &shown.y) {
-            crate::plot::plot_decision_boundary(
+            // The axes are in the model's input units: scaled, if the features were.
+            let unit = meta
+                .scaler
+                .as_ref()
+                .map_or(String::new(), |s| format!(" ({})", s.described()));
+            let names = crate::plot::BoundaryNames {
+                inputs: [0, 1].map(|i| format!("{}{unit}", data.train.feature_names[i])),
+                classes: meta.class_names.clone().unwrap_or_default(),
+            };
+            crate::plot::plot_named_decision_boundary(
                 &mut model,
                 &shown.x,
                 labels,
+                &names,
                 &out.join("boundary.png"),
             )?;
             plots.push("boundary.png");
