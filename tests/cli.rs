@@ -475,6 +475,18 @@ fn eval_of_a_model_trained_on_a_built_in_set_finds_its_test_part_and_a_files_tar
         eval.contains(&format!("accuracy {scored}%")),
         "{eval}\n{train}"
     );
+    fails(
+        &[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            "mnist",
+            "--seed",
+            "3",
+        ],
+        "--seed: draws a built-in synthetic set; mnist is read as it is",
+    );
 
     // The model's features are x0 and x1; its target has no name. A file whose last column
     // is a feature still has its one other column as the target.

@@ -467,9 +467,17 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("years");
     assert_eq!(set.x, expected.x);
     // Gzipped, as pandas reads it.
-    let path = write(&dir, "comma.csv.gz", &gzip(b"a,b,label\n1.5,2,x\n3,4,y\n"));
+    let gzipped = gzip(b"a,b,label\n1.5,2,x\n3,4,y\n");
+    let path = write(&dir, "comma.csv.gz", &gzipped);
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("gzipped");
     assert_eq!(set, expected);
+    // From any reader (predict's standard input), and cut short.
+    let (x, _) = data::load_features_from_reader(&path, &gzipped[..], Some(&set.feature_names))
+        .expect("gzipped from a reader");
+    assert_eq!(x, expected.x);
+    let path = write(&dir, "cut.csv.gz", &gzipped[..gzipped.len() - 12]);
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(&message, &["gzip-compressed data is damaged or cut short"]);
     // A line that fits no separator is named with the separator the file was read with.
     let path = write(
         &dir,

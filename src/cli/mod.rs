@@ -400,6 +400,17 @@ fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32
 
 fn eval(args: EvalArgs) -> Result<()> {
     let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
+    if args.seed.is_some()
+        && !matches!(
+            data_spec::DataSpec::parse(&args.data)?,
+            data_spec::DataSpec::Synthetic(_)
+        )
+    {
+        return Err(WgradError::InvalidConfig(format!(
+            "--seed: draws a built-in synthetic set; {} is read as it is",
+            args.data
+        )));
+    }
     let seed = args.seed.unwrap_or(model.spec().seed);
     let data = evaluation_data(&args.data, &meta, args.target.as_deref(), seed)?;
     let x = scaled(&meta, data.x, &args.data)?;

@@ -282,9 +282,29 @@ impl Table {
     /// every column uniquely, then at least one row, every row as wide as the header. The
     /// fields are separated by commas, or by the separator the header uses instead
     /// ([`separator`]).
-    fn read(path: &Path, input: impl Read) -> Result<Table> {
+    fn read<'r>(path: &Path, input: impl Read + 'r) -> Result<Table> {
+        // Gzipped text (`iris.csv.gz`, known by its first bytes) is read uncompressed, as
+        // pandas' `read_csv` does.
+        let mut raw = BufReader::new(input);
+        let gzipped = raw
+            .fill_buf()
+            .map_err(|e| WgradError::io(path, e))?
+            .starts_with(&[0x1f, 0x8b]);
+        let input: Box<dyn Read + 'r> = if gzipped {
+            Box::new(flate2::bufread::MultiGzDecoder::new(raw))
+        } else {
+            Box::new(raw)
+        };
         let mut input = BufReader::with_capacity(1 << 16, input);
-        let separator = separator(input.fill_buf().map_err(|e| WgradError::io(path, e))?);
+        let damaged = |io: std::io::Error| {
+            if gzipped {
+                let why = format!("the gzip-compressed data is damaged or cut short ({io})");
+                WgradError::data(path, why)
+            } else {
+                WgradError::io(path, io)
+            }
+        };
+        let separator = separator(input.fill_buf().map_err(damaged)?);
         // Records end at '\n' (a CRLF line's '\r' is trimmed with the last field): with the
         // reader's CRLF terminator, lines after the first of a CRLF file were counted one short.
         let mut reader = ReaderBuilder::new()
@@ -306,7 +326,7 @@ impl Table {
             }
             if e.is_io_error() {
                 match e.into_kind() {
-                    ::csv::ErrorKind::Io(io) => WgradError::io(path, io),
+                    ::csv::ErrorKind::Io(io) => damaged(io),
                     other => WgradError::data(path, format!("{other:?}")),
                 }
             } else {
@@ -754,20 +774,10 @@ fn separator_name(separator: u8) -> &'static str {
     }
 }
 
-/// `path` opened for reading; a gzipped file (`iris.csv.gz`, known by its first bytes) is
-/// read uncompressed, as pandas' `read_csv` does.
-fn open(path: &Path) -> Result<Box<dyn Read>> {
+/// `path` opened for buffered reading.
+fn open(path: &Path) -> Result<BufReader<File>> {
     let file = File::open(path).map_err(|e| WgradError::io(path, e))?;
-    let mut input = BufReader::new(file);
-    let gzipped = input
-        .fill_buf()
-        .map_err(|e| WgradError::io(path, e))?
-        .starts_with(&[0x1f, 0x8b]);
-    Ok(if gzipped {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
-    } else {
-        Box::new(input)
-    })
+    Ok(BufReader::new(file))
 }
 
 /// Up to 20 names, quoted and comma-separated, then how many more.
