@@ -182,8 +182,8 @@ fn diverged_message(
         Divergence::Weights => "its update made weights NaN or infinite".to_string(),
     };
     let kept = match (last_good_epoch, checkpoint) {
-        (0, Some(dir)) => {
-            format!("no epoch ended with finite weights, so {dir} holds no checkpoint of this run")
+        (0, Some(_)) => {
+            "no epoch ended with finite weights, so nothing of this run was saved".to_string()
         }
         (0, None) => {
             "no epoch ended with finite weights; the model holds the weights it started with"

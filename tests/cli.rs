@@ -1387,4 +1387,22 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
     ] {
         fails(args, expected);
     }
+
+    // A first run that diverges before any checkpoint leaves no directory behind.
+    let fresh = dir.join("fresh");
+    let mut args = vec![
+        "train",
+        "--data",
+        "regression",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+    ];
+    args.extend(["--device", "cpu", "--out", s(&fresh)]);
+    fails(
+        &args,
+        "no epoch ended with finite weights, so nothing of this run was saved",
+    );
+    assert!(!fresh.exists());
 }

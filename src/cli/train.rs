@@ -994,6 +994,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ),
         ));
     }
+    // Declared before the lock, so dropped after it.
+    let _created = (!out.exists()).then(|| CreatedDirectory(out.clone()));
     std::fs::create_dir_all(&out).map_err(|e| WgradError::io(&out, e))?;
     let _lock = lock_run_directory(&out)?;
     if config.initial_epoch == 0 && held_run {
@@ -1169,6 +1171,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// A run directory this run created: removed again when the run ends having written nothing
+/// into it but its lock (it failed before its first checkpoint).
+struct CreatedDirectory(PathBuf);
+
+impl Drop for CreatedDirectory {
+    fn drop(&mut self) {
+        let only_the_lock = std::fs::read_dir(&self.0).is_ok_and(|entries| {
+            entries
+                .map(|entry| entry.map(|e| e.file_name()))
+                .all(|name| name.is_ok_and(|name| name == ".lock"))
+        });
+        if only_the_lock {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// Whether `dir` holds a wgrad run: a model or checkpoint description that says it is one (a
