@@ -103,9 +103,9 @@ pub enum Slot {
     Eval,
 }
 
-/// `Send`, so that a [`crate::Model`] (which owns its backend) can move to another thread:
-/// train in the background, sit in an `Arc<Mutex<Model>>`, run in `spawn_blocking`. The GPU
-/// backend's wgpu handles are `Send` on native targets.
+/// `Send`, so that a [`crate::Model`] (which owns its backend, behind a lock) can move to
+/// another thread and be shared: train in the background, predict from an `Arc<Model>`, run
+/// in `spawn_blocking`. The GPU backend's wgpu handles are `Send` on native targets.
 pub trait Backend: Send {
     /// A line saying what runs the model ("CPU (2 threads)", "GPU: llvmpipe on Vulkan").
     fn describe(&self) -> String;

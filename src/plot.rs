@@ -11,7 +11,7 @@
 //! let mut model = Model::new(spec, Device::Auto)?;
 //! let history = model.fit(&x, &y.clone().into(), &FitConfig { epochs: 200, ..Default::default() })?;
 //! plot::plot_history(&history, Path::new("history.png"))?;
-//! plot::plot_decision_boundary(&mut model, &x, &y, Path::new("boundary.png"))?;
+//! plot::plot_decision_boundary(&model, &x, &y, Path::new("boundary.png"))?;
 //! # Ok::<(), wgrad::WgradError>(())
 //! ```
 //!
@@ -175,7 +175,7 @@ pub fn plot_history(history: &History, path: &Path) -> Result<()> {
 /// model's errors from `predict`; [`WgradError::Io`] naming `path` when the file cannot be
 /// written or the figure cannot be drawn.
 pub fn plot_decision_boundary(
-    model: &mut Model,
+    model: &Model,
     x: &Array2<f32>,
     labels: &[usize],
     path: &Path,
@@ -203,7 +203,7 @@ impl Default for BoundaryNames {
 
 /// [`plot_decision_boundary`] with the data's names on the axes and in the legend.
 pub fn plot_named_decision_boundary(
-    model: &mut Model,
+    model: &Model,
     x: &Array2<f32>,
     labels: &[usize],
     names: &BoundaryNames,

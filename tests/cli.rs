@@ -1302,7 +1302,7 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
     );
 
     // The directory holds the last good epoch, finite, and loads both ways.
-    let (mut saved, _, progress) = wgrad::io::load_checkpoint(&model, wgrad::Device::Cpu).unwrap();
+    let (saved, _, progress) = wgrad::io::load_checkpoint(&model, wgrad::Device::Cpu).unwrap();
     assert_eq!(progress.epochs_done, epoch - 1);
     assert_eq!(saved.steps(), (epoch as u64 - 1) * 8);
     assert!(saved.params().unwrap().iter().all(|v| v.is_finite()));

@@ -69,7 +69,7 @@ fn cpu_runs_with_one_seed_are_bit_identical() {
 
 #[test]
 fn cpu_prediction_of_a_row_does_not_depend_on_its_batch() {
-    let mut model = trained(Device::Cpu, 3);
+    let model = trained(Device::Cpu, 3);
     let (x, _) = spirals();
     let whole = model.predict(&x).expect("predict");
     for chunk in [1, 7, 64, 333] {

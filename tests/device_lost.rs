@@ -76,7 +76,7 @@ fn a_lost_device_is_an_error_and_the_saved_checkpoint_loads() {
     });
 
     // The checkpoint written before the loss is intact, on the CPU and on a new device.
-    let (mut on_cpu, _, loaded) = wgrad::io::load_checkpoint(&dir, Device::Cpu).unwrap();
+    let (on_cpu, _, loaded) = wgrad::io::load_checkpoint(&dir, Device::Cpu).unwrap();
     assert_eq!(loaded.epochs_done, 2);
     assert_eq!(on_cpu.params().unwrap(), saved_params);
     let cpu_outputs = on_cpu.predict(&x).unwrap();

@@ -110,7 +110,7 @@ fn row_mismatch_in_fit() {
 
 #[test]
 fn row_mismatch_in_evaluate() {
-    let mut model = regression_model();
+    let model = regression_model();
     let y = Targets::Values(common::random_matrix(9, 2, 1.0, 2));
     let e = model.evaluate(&x_data(7, 3, 1), &y).unwrap_err();
     assert!(
@@ -149,7 +149,7 @@ fn input_width_in_fit() {
 
 #[test]
 fn input_width_in_evaluate() {
-    let mut model = sigmoid_model();
+    let model = sigmoid_model();
     let e = model.evaluate(&x_data(6, 2, 1), &labels(6, 2)).unwrap_err();
     assert!(
         matches!(
@@ -166,7 +166,7 @@ fn input_width_in_evaluate() {
 
 #[test]
 fn input_width_in_predict() {
-    let mut model = regression_model();
+    let model = regression_model();
     let e = model.predict(&x_data(4, 4, 1)).unwrap_err();
     assert!(
         matches!(
@@ -269,7 +269,7 @@ fn non_finite_nan_in_x() {
 
 #[test]
 fn non_finite_infinity_in_x() {
-    let mut model = regression_model();
+    let model = regression_model();
     let mut x = x_data(5, 3, 1);
     x[[2, 1]] = f32::NEG_INFINITY;
     let y = Targets::Values(common::random_matrix(5, 2, 1.0, 2));
@@ -510,7 +510,7 @@ fn invalid_data_cross_entropy_targets_outside_unit_interval() {
     );
 
     // The same for a sigmoid output (binary cross-entropy), with a negative target.
-    let mut model = sigmoid_model();
+    let model = sigmoid_model();
     let mut y = Array2::from_shape_fn((5, 1), |(r, _)| [0.0, 1.0, 0.25, 1.0, 0.0][r]);
     y[[3, 0]] = -0.5;
     let e = model.evaluate(&x, &Targets::Values(y)).unwrap_err();
@@ -585,7 +585,7 @@ fn target_width() {
     );
     assert_mentions(&e, &["2 columns", "3 units"]);
 
-    let mut model = regression_model();
+    let model = regression_model();
     let y = Targets::Values(common::random_matrix(5, 4, 1.0, 2));
     let e = model.evaluate(&x, &y).unwrap_err();
     assert!(

@@ -345,7 +345,7 @@ fn check_after_kill(
     // The checkpoint, from a copy: loading one completes interrupted renames, and the next
     // run must find the directory exactly as the kill left it.
     copy_dir(dir, scratch);
-    let (mut resumable, _, progress) = match load_checkpoint(scratch, Device::Cpu) {
+    let (resumable, _, progress) = match load_checkpoint(scratch, Device::Cpu) {
         Ok(loaded) => loaded,
         Err(e) => {
             assert!(
@@ -367,7 +367,7 @@ fn check_after_kill(
     } else {
         tally.between_writes += 1;
     }
-    let (mut model, _) = model.unwrap_or_else(|e| {
+    let (model, _) = model.unwrap_or_else(|e| {
         panic!(
             "{} holds a checkpoint but does not load as a model: {e}",
             dir.display()

@@ -66,10 +66,10 @@ fn bits(values: &Array2<f32>) -> Vec<u32> {
 
 // Debug and Send.
 
-/// `Model` is `Send`: checked when this file compiles.
+/// `Model` is `Send` and `Sync`: checked when this file compiles.
 const _: fn() = || {
-    fn assert_send<T: Send>() {}
-    assert_send::<Model>();
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model>();
 };
 
 #[test]
@@ -108,7 +108,7 @@ fn trains_on_another_thread(device: Device) {
 
     let moved = classifier(device);
     let (thread_x, thread_y) = (x.clone(), y.clone());
-    let mut there = std::thread::spawn(move || {
+    let there = std::thread::spawn(move || {
         let mut model = moved;
         model
             .fit(&thread_x, &thread_y, &config())
@@ -123,6 +123,40 @@ fn trains_on_another_thread(device: Device) {
     );
 }
 on_both_devices!(trains_on_another_thread);
+
+/// A trained model shared by threads (`Arc<Model>`, no lock of the caller's) evaluates and
+/// predicts in each as it does alone.
+fn predicts_from_shared_references(device: Device) {
+    let (x, y) = data();
+    let mut model = classifier(device);
+    model.fit(&x, &y, &config()).expect("training");
+    let alone = (
+        bits(&model.predict(&x).unwrap()),
+        model.evaluate(&x, &y).unwrap(),
+    );
+    let model = std::sync::Arc::new(model);
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let (model, x, y) = (model.clone(), x.clone(), y.clone());
+            std::thread::spawn(move || {
+                (0..4)
+                    .map(|_| {
+                        (
+                            bits(&model.predict(&x).unwrap()),
+                            model.evaluate(&x, &y).unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for thread in threads {
+        for result in thread.join().expect("a predicting thread") {
+            assert_eq!(result, alone);
+        }
+    }
+}
+on_both_devices!(predicts_from_shared_references);
 
 // Views as inputs.
 

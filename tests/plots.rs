@@ -248,7 +248,7 @@ fn decision_boundary_of_spirals() {
     spirals_history(&mut model, 60);
     let (x, y) = data::spirals(60, 3, 0.2, 1);
     let path = dir.join("spirals_boundary.png");
-    plot_decision_boundary(&mut model, &x, &y, &path).unwrap();
+    plot_decision_boundary(&model, &x, &y, &path).unwrap();
 
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(
@@ -277,7 +277,7 @@ fn decision_boundary_of_spirals() {
         classes: vec!["setosa".into(), "a very long class name".into()],
     };
     let named_path = dir.join("spirals_named.png");
-    plot_named_decision_boundary(&mut model, &x, &y, &names, &named_path).unwrap();
+    plot_named_decision_boundary(&model, &x, &y, &names, &named_path).unwrap();
     let named = read_png(&named_path);
     assert_eq!((named.width, named.height), BOUNDARY_SIZE);
     let differing = named
@@ -305,7 +305,7 @@ fn decision_boundary_of_xor_with_one_output() {
     };
     model.fit(&x, &Targets::from(y.clone()), &config).unwrap();
     let path = dir.join("xor_boundary.png");
-    plot_decision_boundary(&mut model, &x, &y, &path).unwrap();
+    plot_decision_boundary(&model, &x, &y, &path).unwrap();
 
     assert!(std::fs::metadata(&path).unwrap().len() > 5_000);
     let image = read_png(&path);
@@ -321,9 +321,9 @@ fn decision_boundary_needs_two_inputs() {
     let spec = Sequential::new(3)
         .dense(4, Activation::Relu)
         .dense(2, Activation::Softmax);
-    let mut model = Model::new(spec, Device::Cpu).unwrap();
+    let model = Model::new(spec, Device::Cpu).unwrap();
     let path = dir.join("never.png");
-    let error = plot_decision_boundary(&mut model, &x, &y, &path).unwrap_err();
+    let error = plot_decision_boundary(&model, &x, &y, &path).unwrap_err();
     assert!(matches!(error, WgradError::InvalidModel(_)), "{error:?}");
     let message = error.to_string();
     assert!(
@@ -338,9 +338,9 @@ fn decision_boundary_needs_two_inputs() {
 fn bad_inputs_are_errors() {
     let dir = scratch_dir("errors");
     let (x, y) = data::xor();
-    let mut model = classifier(2);
+    let model = classifier(2);
 
-    let error = plot_decision_boundary(&mut model, &x, &y[..3], &dir.join("a.png")).unwrap_err();
+    let error = plot_decision_boundary(&model, &x, &y[..3], &dir.join("a.png")).unwrap_err();
     assert!(
         matches!(
             error,
@@ -357,7 +357,7 @@ fn bad_inputs_are_errors() {
 
     // A folder that does not exist: an I/O error naming the path.
     let missing = dir.join("no-such-folder").join("c.png");
-    let error = plot_decision_boundary(&mut model, &x, &y, &missing).unwrap_err();
+    let error = plot_decision_boundary(&model, &x, &y, &missing).unwrap_err();
     assert!(matches!(error, WgradError::Io { .. }), "{error:?}");
     assert!(
         error.to_string().contains("no-such-folder"),

@@ -399,7 +399,7 @@ fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
+    let (model, meta) = io::load_model(&args.model, args.device.device()?)?;
     if args.seed.is_some()
         && !matches!(
             data_spec::DataSpec::parse(&args.data)?,
@@ -429,7 +429,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         ),
         None => out!("loss {:.5}{}", evaluation.loss, of_scaled_target(&meta)),
     }
-    print_report(&mut model, &x, &y, &meta)
+    print_report(&model, &x, &y, &meta)
 }
 
 /// Said after a loss of a model whose target was scaled.
@@ -444,7 +444,7 @@ fn of_scaled_target(meta: &ModelMeta) -> &'static str {
 /// Regression figures are in the data's units: a scaled target and the predictions are
 /// scaled back.
 fn print_report(
-    model: &mut crate::Model,
+    model: &crate::Model,
     x: &Array2<f32>,
     y: &Targets,
     meta: &ModelMeta,
@@ -484,7 +484,7 @@ fn predict(args: PredictArgs) -> Result<()> {
              another",
         ));
     }
-    let (mut model, meta) = io::load_model(&args.model, args.device.device()?)?;
+    let (model, meta) = io::load_model(&args.model, args.device.device()?)?;
     let features = meta.feature_names.as_deref();
     let (x, _) = if args.input.as_os_str() == "-" {
         let source = Path::new("standard input");

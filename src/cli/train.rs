@@ -1115,7 +1115,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 classes: meta.class_names.clone().unwrap_or_default(),
             };
             crate::plot::plot_named_decision_boundary(
-                &mut model,
+                &model,
                 &shown.x,
                 labels,
                 &names,
@@ -1154,7 +1154,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         // A regression's report is one line of final figures: shown when quiet too.
         if !args.quiet || matches!(test.y, Targets::Values(_)) {
-            print_report(&mut model, &test.x, &test.y, &meta)?;
+            print_report(&model, &test.x, &test.y, &meta)?;
         }
     } else if args.quiet
         && let Some(last) = history.last()

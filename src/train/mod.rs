@@ -17,6 +17,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 /// What a model learns to output for each sample.
@@ -190,12 +191,16 @@ pub struct Evaluation {
 /// (ndarray's way of accepting owned arrays and views alike): pass `&x` for an `Array2`, and
 /// a part of one without copying it, e.g. `model.predict(&x.slice(s![..10, ..]))`.
 ///
-/// A model is `Send` (it can be trained on another thread, or shared as `Arc<Mutex<Model>>`).
+/// A model is `Send` and `Sync`: it can be trained on another thread, and shared as
+/// `Arc<Model>` by threads that evaluate or predict (training takes `&mut`, so a model that
+/// some threads train and others use goes in an `Arc<Mutex<Model>>`).
 /// Its `Debug` output names the architecture, the device and the step count, not the weights
 /// (read those with [`Model::layer_weights`]).
 pub struct Model {
     spec: Sequential,
-    backend: Box<dyn Backend>,
+    /// Behind a lock so that evaluating and predicting take `&self` (a shared model); the
+    /// methods that take `&mut self` reach it without locking.
+    backend: Mutex<Box<dyn Backend>>,
     /// Optimizer steps taken so far (Adam's t continues across `fit` calls, as in Keras).
     steps: u64,
     /// Unique per model made, so that `fit` notices a callback that swapped its model.
@@ -252,12 +257,25 @@ impl Model {
         static MODELS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Ok(Model {
             spec,
-            backend,
+            backend: Mutex::new(backend),
             steps: 0,
             id: MODELS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             fitting: false,
             stop_requested: false,
         })
+    }
+
+    /// The backend, for a method that has the model to itself.
+    fn backend_mut(&mut self) -> &mut dyn Backend {
+        self.backend
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+    }
+
+    /// The backend, locked, for the methods that take `&self`.
+    fn locked_backend(&self) -> MutexGuard<'_, Box<dyn Backend>> {
+        self.backend.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn spec(&self) -> &Sequential {
@@ -266,25 +284,25 @@ impl Model {
 
     /// What runs the model, e.g. "GPU: llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan (Cpu)".
     pub fn device(&self) -> String {
-        self.backend.describe()
+        self.locked_backend().describe()
     }
 
     /// Starts (`true`) or stops timing every GPU kernel (timestamp queries); returns whether
     /// kernels are being timed: never on the CPU, nor where the adapter has no timestamps.
     /// Profiled runs are slower (each submission is waited for).
     pub fn set_profiling(&mut self, on: bool) -> bool {
-        self.backend.set_profiling(on)
+        self.backend_mut().set_profiling(on)
     }
 
     /// Kernel times per family since profiling started or the last call.
     pub fn take_profile(&mut self) -> Option<crate::gpu::profile::Profile> {
-        self.backend.take_profile()
+        self.backend_mut().take_profile()
     }
 
     /// What starting the GPU backend cost: pipelines built, the matmul configuration chosen
     /// and the time its autotuning took (`None` on the CPU).
     pub fn gpu_startup(&self) -> Option<crate::gpu::scheduler::Startup> {
-        self.backend.gpu_startup()
+        self.locked_backend().gpu_startup()
     }
 
     /// Test hook: destroys the model's GPU device (wgpu's `Device::destroy`), as a driver
@@ -292,7 +310,7 @@ impl Model {
     /// a `DeviceLost` error. Returns `false` (and does nothing) on the CPU.
     #[doc(hidden)]
     pub fn destroy_gpu_device(&mut self) -> bool {
-        self.backend.destroy_device()
+        self.backend_mut().destroy_device()
     }
 
     /// Trains on `x` and `y` as `config` says; see [`Model::fit_with`].
@@ -393,10 +411,12 @@ impl Model {
             (None, None) => (CowArray::from(x.view()), targets, None),
         };
         let n = x.nrows();
-        self.backend.set_batch_size(config.batch_size.min(n))?;
-        self.backend.upload(Slot::Train, x.view(), targets.view())?;
+        self.backend_mut()
+            .set_batch_size(config.batch_size.min(n))?;
+        self.backend_mut()
+            .upload(Slot::Train, x.view(), targets.view())?;
         if let Some((val_x, val_targets)) = &validation {
-            self.backend
+            self.backend_mut()
                 .upload(Slot::Validation, val_x.view(), val_targets.view())?;
         }
         let dropout_seed = (config.seed ^ (config.seed >> 32)) as u32;
@@ -410,7 +430,7 @@ impl Model {
                     config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 ));
             }
-            self.backend.set_order(&order)?;
+            self.backend_mut().set_order(&order)?;
             // Read every epoch: a callback may have set another.
             let base_rate = self.spec.optimizer.learning_rate();
             let learning_rate = config.schedule.learning_rate(base_rate, epoch - 1);
@@ -418,7 +438,7 @@ impl Model {
                 callback.on_epoch_begin(epoch, n);
             }
             // Where the model goes back to if this epoch diverges.
-            self.backend.snapshot()?;
+            self.backend_mut().snapshot()?;
             let steps_before = self.steps;
             let batch_starts: Vec<usize> = (0..n).step_by(config.batch_size).collect();
             for chunk in batch_starts.chunks(STEPS_PER_CALL) {
@@ -441,19 +461,19 @@ impl Model {
                         }
                     })
                     .collect();
-                self.backend.train_steps(&steps)?;
+                self.backend_mut().train_steps(&steps)?;
                 for callback in callbacks.iter_mut() {
                     for step in &steps {
                         callback.on_step(step.rows);
                     }
                 }
             }
-            let metrics = self.backend.take_train_metrics()?;
+            let metrics = self.backend_mut().take_train_metrics()?;
             let train_seconds = started.elapsed().as_secs_f64();
             if let Some((step, cause)) = metrics.divergence() {
                 // Devices count steps in 32 bits; the run's count is `self.steps`.
                 let epoch_step = u64::from(step.wrapping_sub(steps_before as u32));
-                self.backend.restore_snapshot()?;
+                self.backend_mut().restore_snapshot()?;
                 self.steps = steps_before;
                 return Err(WgradError::Diverged {
                     epoch,
@@ -465,7 +485,7 @@ impl Model {
                 });
             }
             let validation_metrics = match validation {
-                Some(_) => Some(self.backend.evaluate(Slot::Validation)?),
+                Some(_) => Some(self.backend_mut().evaluate(Slot::Validation)?),
                 None => None,
             };
             let record = EpochRecord {
@@ -513,10 +533,11 @@ impl Model {
     }
 
     /// Loss and accuracy on a data set, without dropout.
-    pub fn evaluate(&mut self, x: &ArrayRef2<f32>, y: &Targets) -> Result<Evaluation> {
+    pub fn evaluate(&self, x: &ArrayRef2<f32>, y: &Targets) -> Result<Evaluation> {
         let targets = self.encode(x.view(), y)?;
-        self.backend.upload(Slot::Eval, x.view(), targets.view())?;
-        let metrics = self.backend.evaluate(Slot::Eval)?;
+        let mut backend = self.locked_backend();
+        backend.upload(Slot::Eval, x.view(), targets.view())?;
+        let metrics = backend.evaluate(Slot::Eval)?;
         Ok(Evaluation {
             loss: metrics.mean_loss(),
             accuracy: y.is_classification().then(|| metrics.accuracy()),
@@ -525,13 +546,13 @@ impl Model {
 
     /// The model's outputs for each row of `x`: probabilities for the cross-entropies,
     /// the output activation's values for MSE.
-    pub fn predict(&mut self, x: &ArrayRef2<f32>) -> Result<Array2<f32>> {
+    pub fn predict(&self, x: &ArrayRef2<f32>) -> Result<Array2<f32>> {
         self.check_inputs(x.view())?;
-        self.backend.predict(x.view())
+        self.locked_backend().predict(x.view())
     }
 
     /// The predicted class of each row (argmax, or output ≥ 0.5 for a single output).
-    pub fn predict_classes(&mut self, x: &ArrayRef2<f32>) -> Result<Vec<usize>> {
+    pub fn predict_classes(&self, x: &ArrayRef2<f32>) -> Result<Vec<usize>> {
         let outputs = self.predict(x)?;
         Ok(outputs
             .rows()
@@ -541,8 +562,8 @@ impl Model {
     }
 
     /// All parameters, flat, in the layout of [`Sequential::param_layout`].
-    pub fn params(&mut self) -> Result<Vec<f32>> {
-        self.backend.params()
+    pub fn params(&self) -> Result<Vec<f32>> {
+        self.locked_backend().params()
     }
 
     pub fn set_params(&mut self, params: &[f32]) -> Result<()> {
@@ -564,14 +585,14 @@ impl Model {
                 "parameter {i} ({name}) is {value}"
             )));
         }
-        self.backend.set_params(params)
+        self.backend_mut().set_params(params)
     }
 
     /// Layer `layer`'s weight, `[out, in]` as PyTorch's `nn.Linear` holds it (Keras's kernel is
     /// its transpose, `.t()`), and bias, `[out]`: the layer computes `f(x·Wᵀ + b)`. Unlike
     /// [`Model::params`], without the flat vector's alignment padding. An error names the
     /// layers there are when `layer` is not one of them.
-    pub fn layer_weights(&mut self, layer: usize) -> Result<(Array2<f32>, Array1<f32>)> {
+    pub fn layer_weights(&self, layer: usize) -> Result<(Array2<f32>, Array1<f32>)> {
         let layout = self.layout_with_layer(layer)?;
         let params = self.params()?;
         let values = |slot: &TensorSlot| params[slot.offset..slot.offset + slot.len].to_vec();
@@ -627,7 +648,7 @@ impl Model {
 
     /// The optimizer's state vectors (see [`Backend::optimizer_state`]), for checkpoints.
     pub fn optimizer_state(&mut self) -> Result<[Vec<f32>; 2]> {
-        self.backend.optimizer_state()
+        self.backend_mut().optimizer_state()
     }
 
     /// Restores optimizer state saved by [`Model::optimizer_state`]; each vector is either
@@ -645,7 +666,7 @@ impl Model {
                 )));
             }
         }
-        self.backend.set_optimizer_state(state)
+        self.backend_mut().set_optimizer_state(state)
     }
 
     /// Optimizer steps taken so far (Adam's t).
