@@ -727,6 +727,15 @@ fn register_embedded_font() -> std::result::Result<(), &'static str> {
 
 /// Draws a white `size` figure with `draw` in memory and writes it to `path` as a PNG.
 fn render(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult) -> Result<()> {
+    // The figure is a PNG: another name would mislead whatever opens it, and a directory
+    // cannot be replaced by one.
+    let is_png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png || path.is_dir() {
+        let why = "a figure is written as a PNG file: give a file path ending in .png";
+        return Err(WgradError::io(path, std::io::Error::other(why)));
+    }
     let failed = |e: &dyn std::fmt::Display| {
         WgradError::io(
             path,

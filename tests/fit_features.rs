@@ -582,6 +582,7 @@ fn validation_split_errors_are_settings() {
 /// What a callback does to the fit it runs in, from `on_epoch_end` of a chosen epoch.
 enum Act {
     HalveTheRate,
+    Panic,
     Stop,
     FitAgain,
     Replace,
@@ -603,6 +604,7 @@ impl Callback for Acting {
             Act::HalveTheRate => {
                 model.set_learning_rate(model.spec().optimizer.learning_rate() / 2.0)
             }
+            Act::Panic => panic!("a callback's bug"),
             Act::Stop => {
                 model.stop_training();
                 Ok(())
@@ -661,4 +663,42 @@ fn callbacks_set_the_rate_stop_training_and_cannot_fit_or_swap_the_model() {
     let (_, history) = run(Act::Replace);
     let error = history.unwrap_err().to_string();
     assert!(error.contains("a callback replaced the model"), "{error}");
+
+    // A fit that a callback's panic ended does not leave the model marked as fitting.
+    let mut model = spiral_model(1);
+    let mut panicking = Acting {
+        at_epoch: 2,
+        act: Act::Panic,
+        x: x.clone(),
+        y: y.clone(),
+    };
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        model.fit_with(&x, &y, &config, None, &mut [&mut panicking])
+    }));
+    assert!(caught.is_err());
+    assert_eq!(model.fit(&x, &y, &config).unwrap().epochs.len(), 5);
+
+    // A rate set below a cosine schedule's floor is refused as at the start of fit (the rate
+    // would climb back to the floor).
+    let cosine = FitConfig {
+        schedule: Schedule::Cosine {
+            epochs: 5,
+            min_lr: 0.006,
+        },
+        ..config.clone()
+    };
+    let mut halving = Acting {
+        at_epoch: 2,
+        act: Act::HalveTheRate,
+        x: x.clone(),
+        y: y.clone(),
+    };
+    let error = spiral_model(1)
+        .fit_with(&x, &y, &cosine, None, &mut [&mut halving])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("min_lr 0.006 is above the base learning rate 0.005"),
+        "{error}"
+    );
 }

@@ -363,5 +363,17 @@ fn bad_inputs_are_errors() {
         error.to_string().contains("no-such-folder"),
         "the message names the path: {error}"
     );
+    // Another format's name, or a directory: the figure is a PNG file.
+    std::fs::create_dir_all(dir.join("d.png")).unwrap();
+    for path in [dir.join("e.svg"), dir.join("d.png")] {
+        let error = plot_decision_boundary(&model, &x, &y, &path).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("give a file path ending in .png"),
+            "{error}"
+        );
+        assert!(!dir.join("e.svg").exists());
+    }
     finish(&dir);
 }

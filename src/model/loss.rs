@@ -89,15 +89,19 @@ impl Loss {
 impl std::str::FromStr for Loss {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
+        match s.trim().to_ascii_lowercase().as_str() {
             "mse" | "mean_squared_error" => Ok(Loss::MeanSquaredError),
             "bce" | "binary_crossentropy" | "binary_cross_entropy" => Ok(Loss::BinaryCrossEntropy),
             // Keras's sparse variant is the same loss on integer labels (`Targets::Classes`).
             "ce"
             | "categorical_crossentropy"
+            | "categorical_cross_entropy"
             | "sparse_categorical_crossentropy"
             | "cross_entropy" => Ok(Loss::CategoricalCrossEntropy),
-            _ => Err(format!("unknown loss '{s}' (expected mse, bce or ce)")),
+            _ => Err(format!(
+                "unknown loss '{s}' (expected mse, bce or ce, or Keras's names: \
+                 mean_squared_error, binary_crossentropy, categorical_crossentropy)"
+            )),
         }
     }
 }
@@ -120,7 +124,9 @@ mod tests {
             (
                 &[
                     "ce",
+                    " CE ",
                     "categorical_crossentropy",
+                    "categorical_cross_entropy",
                     "sparse_categorical_crossentropy",
                     "cross_entropy",
                 ],

@@ -203,10 +203,9 @@ pub struct Model {
     backend: Mutex<Box<dyn Backend>>,
     /// Optimizer steps taken so far (Adam's t continues across `fit` calls, as in Keras).
     steps: u64,
-    /// Unique per model made, so that `fit` notices a callback that swapped its model.
+    /// Unique per model made, so that `fit` notices a nested `fit` of the same model and a
+    /// callback that swapped its model.
     id: u64,
-    /// A `fit` is running (a callback's `fit` on the same model is refused).
-    fitting: bool,
     /// [`Model::stop_training`] was called during this `fit`.
     stop_requested: bool,
 }
@@ -260,7 +259,6 @@ impl Model {
             backend: Mutex::new(backend),
             steps: 0,
             id: MODELS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            fitting: false,
             stop_requested: false,
         })
     }
@@ -340,18 +338,15 @@ impl Model {
         validation: Option<(&Array2<f32>, &Targets)>,
         callbacks: &mut [&mut dyn Callback],
     ) -> Result<History> {
-        if self.fitting {
+        let Some(_fitting) = Fitting::start(self.id) else {
             return Err(WgradError::InvalidConfig(
                 "fit was called from a callback of a fit of the same model; train again once \
                  that fit returns (Model::stop_training ends it after the epoch)"
                     .into(),
             ));
-        }
-        self.fitting = true;
+        };
         self.stop_requested = false;
-        let history = self.fit_epochs(x, y, config, validation, callbacks);
-        self.fitting = false;
-        history
+        self.fit_epochs(x, y, config, validation, callbacks)
     }
 
     /// Ends the `fit` in progress after the current epoch, as Keras's `model.stop_training =
@@ -431,8 +426,10 @@ impl Model {
                 ));
             }
             self.backend_mut().set_order(&order)?;
-            // Read every epoch: a callback may have set another.
+            // Read every epoch: a callback may have set another (checked again: below a cosine
+            // schedule's floor, the rate would climb).
             let base_rate = self.spec.optimizer.learning_rate();
+            config.check(base_rate)?;
             let learning_rate = config.schedule.learning_rate(base_rate, epoch - 1);
             for callback in callbacks.iter_mut() {
                 callback.on_epoch_begin(epoch, n);
@@ -759,16 +756,44 @@ impl Model {
                         .into_iter()
                         .map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>())
                         .enumerate()
-                        .find(|(_, sum)| (sum - 1.0).abs() > 1e-3)
+                        // Loose enough for labels rounded to two decimals.
+                        .find(|(_, sum)| (sum - 1.0).abs() > 0.05)
                 {
                     return Err(WgradError::InvalidData(format!(
                         "categorical cross-entropy targets are distributions over the classes: \
-                         each row must sum to 1, and y's row index {row} sums to {sum}"
+                         each row must sum to 1, and y's row index {row} sums to {sum:.4}"
                     )));
                 }
                 Ok(values.clone())
             }
         }
+    }
+}
+
+thread_local! {
+    /// The models whose `fit` is running on this thread (callbacks run on it too).
+    static FITTING: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Model `id`'s `fit` in progress, until dropped: however the fit ends (an error, a callback
+/// that panics and is caught, a callback that swapped the model), the mark goes with it.
+struct Fitting(u64);
+
+impl Fitting {
+    /// The mark, or `None` when a `fit` of the model is already running.
+    fn start(id: u64) -> Option<Fitting> {
+        FITTING.with_borrow_mut(|fitting| {
+            (!fitting.contains(&id)).then(|| {
+                fitting.push(id);
+                Fitting(id)
+            })
+        })
+    }
+}
+
+impl Drop for Fitting {
+    fn drop(&mut self) {
+        FITTING.with_borrow_mut(|fitting| fitting.retain(|&id| id != self.0));
     }
 }
 
