@@ -346,24 +346,6 @@ impl Model {
             ));
         };
         self.stop_requested = false;
-        self.fit_epochs(x, y, config, validation, callbacks)
-    }
-
-    /// Ends the `fit` in progress after the current epoch, as Keras's `model.stop_training =
-    /// True`: for a callback's `on_epoch_end`. `fit` returns the history so far, after
-    /// restoring early stopping's best weights if it has any.
-    pub fn stop_training(&mut self) {
-        self.stop_requested = true;
-    }
-
-    fn fit_epochs(
-        &mut self,
-        x: &ArrayRef2<f32>,
-        y: &Targets,
-        config: &FitConfig,
-        validation: Option<(&Array2<f32>, &Targets)>,
-        callbacks: &mut [&mut dyn Callback],
-    ) -> Result<History> {
         let model_id = self.id;
         config.check(self.spec.optimizer.learning_rate())?;
         if config.validation_split.is_some() && validation.is_some() {
@@ -527,6 +509,13 @@ impl Model {
             stopper.restore(self)?;
         }
         Ok(history)
+    }
+
+    /// Ends the `fit` in progress after the current epoch, as Keras's `model.stop_training =
+    /// True`: for a callback's `on_epoch_end`. `fit` returns the history so far, after
+    /// restoring early stopping's best weights if it has any.
+    pub fn stop_training(&mut self) {
+        self.stop_requested = true;
     }
 
     /// Loss and accuracy on a data set, without dropout.
