@@ -934,7 +934,7 @@ fn bad_options_are_clear_errors() {
         ),
         (
             &["train", "--data", "xor", "--validation-split", "1"],
-            "--validation-split: the fraction must be between 0 and 1",
+            "--validation-split: fraction 1 is not in (0, 1)",
         ),
         (
             &[

@@ -293,12 +293,7 @@ fn learning_rate(args: &TrainArgs) -> f32 {
 
 fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
     let lr = learning_rate(args);
-    if !(lr.is_finite() && lr > 0.0) {
-        return Err(invalid(
-            "lr",
-            format!("must be a finite number > 0, got {lr}"),
-        ));
-    }
+    crate::model::check_learning_rate(lr).map_err(|e| invalid("lr", e))?;
     let momentum_given = args.given.iter().any(|field| field == "momentum");
     if momentum_given && matches!(args.optimizer.as_str(), "rmsprop" | "adam") {
         return Err(invalid(
@@ -381,20 +376,12 @@ pub fn build_spec(
         None if classes.is_some() => Activation::Softmax,
         None => Activation::Linear,
     };
+    // The library's rules, checked here so that the message names the flag.
     for (flag, value) in [("l1", args.l1), ("l2", args.l2)] {
-        if !(value.is_finite() && value >= 0.0) {
-            return Err(invalid(
-                flag,
-                format!("must be finite and ≥ 0, got {value}"),
-            ));
-        }
+        crate::model::check_penalty(value).map_err(|e| invalid(flag, e))?;
     }
-    if !(0.0..1.0).contains(&args.dropout) {
-        return Err(invalid(
-            "dropout",
-            format!("the rate must be in [0, 1), got {}", args.dropout),
-        ));
-    }
+    crate::model::check_dropout_rate(args.dropout)
+        .map_err(|e| invalid("dropout", format!("the {e}")))?;
     if args.dropout != 0.0 && widths.len() == 2 {
         return Err(invalid(
             "dropout",
@@ -465,18 +452,11 @@ pub fn fit_config(
     if args.batch_size == 0 {
         return Err(invalid("batch-size", "must be at least 1, got 0"));
     }
-    if let Some(clip) = args.clip_norm
-        && !(clip.is_finite() && clip > 0.0)
-    {
-        return Err(invalid(
-            "clip-norm",
-            format!("must be finite and > 0, got {clip}"),
-        ));
+    if let Some(clip) = args.clip_norm {
+        crate::train::check_clip_norm(clip).map_err(|e| invalid("clip-norm", e))?;
     }
     let schedule = parse_schedule(&args.schedule, args.epochs())?;
-    if let Schedule::Cosine { min_lr, .. } = schedule
-        && min_lr > learning_rate(args)
-    {
+    if let Some(min_lr) = schedule.floor_above(learning_rate(args)) {
         return Err(invalid(
             "schedule",
             format!(
@@ -557,12 +537,8 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             ));
         }
         (Some(fraction), None) => {
-            if !(fraction > 0.0 && fraction < 1.0) {
-                return Err(invalid(
-                    "validation-split",
-                    format!("the fraction must be between 0 and 1 (exclusive), got {fraction}"),
-                ));
-            }
+            crate::data::check_validation_fraction(fraction)
+                .map_err(|e| invalid("validation-split", e))?;
             let (train, validation) = train.split(fraction, args.seed)?;
             (train, Some(validation))
         }

@@ -97,6 +97,17 @@ impl Dataset {
     }
 }
 
+/// A fraction of the samples to hold out for validation: strictly between 0 and 1 (`Err` says
+/// what is wrong, for [`Dataset::split`], `FitConfig::validation_split` and the command line's
+/// `--validation-split`).
+pub fn check_validation_fraction(fraction: f32) -> std::result::Result<(), String> {
+    if fraction > 0.0 && fraction < 1.0 {
+        Ok(())
+    } else {
+        Err(format!("fraction {fraction} is not in (0, 1)"))
+    }
+}
+
 /// The row indices of [`Dataset::split`] (and of `FitConfig::validation_split`, which splits
 /// the same way): `n` samples shuffled from `seed`, the first `validation_fraction` of them
 /// (rounded) for validation, the rest for training, returned as (training, validation). `Err`
@@ -106,9 +117,7 @@ pub(crate) fn split_rows(
     validation_fraction: f32,
     seed: u64,
 ) -> std::result::Result<(Vec<usize>, Vec<usize>), String> {
-    if !(validation_fraction > 0.0 && validation_fraction < 1.0) {
-        return Err(format!("fraction {validation_fraction} is not in (0, 1)"));
-    }
+    check_validation_fraction(validation_fraction)?;
     let n_validation = (n as f64 * f64::from(validation_fraction)).round() as usize;
     if n_validation == 0 || n_validation == n {
         return Err(format!(

@@ -52,6 +52,36 @@ pub struct Sequential {
     pub dropout_before_layers: bool,
 }
 
+// The rules for single settings, shared by the checks here and the command line's (which
+// puts its flag's name before the message). `Err` says what is wrong, without the name.
+
+/// An L1 or L2 penalty: finite and ≥ 0.
+pub fn check_penalty(value: f32) -> std::result::Result<(), String> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("must be finite and ≥ 0, got {value}"))
+    }
+}
+
+/// A dropout rate: in [0, 1).
+pub fn check_dropout_rate(rate: f32) -> std::result::Result<(), String> {
+    if (0.0..1.0).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!("rate must be in [0, 1), got {rate}"))
+    }
+}
+
+/// A learning rate: finite and > 0.
+pub fn check_learning_rate(rate: f32) -> std::result::Result<(), String> {
+    if rate.is_finite() && rate > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("must be a finite number > 0, got {rate}"))
+    }
+}
+
 impl Sequential {
     pub fn new(input_dim: usize) -> Self {
         Sequential {
@@ -160,12 +190,8 @@ impl Sequential {
                     "layer {i}: softmax is only allowed on the output layer"
                 ));
             }
-            if !(0.0..1.0).contains(&layer.dropout) {
-                return invalid(format!(
-                    "layer {i}: dropout rate {} is not in [0, 1)",
-                    layer.dropout
-                ));
-            }
+            check_dropout_rate(layer.dropout)
+                .or_else(|e| invalid(format!("layer {i}: dropout {e}")))?;
             if layer.dropout > 0.0 && i == last {
                 return invalid("dropout on the output layer is not supported".into());
             }
@@ -187,15 +213,11 @@ impl Sequential {
             .check()
             .or_else(|e| invalid(format!("optimizer {}: {e}", self.optimizer.name())))?;
         let lr = self.optimizer.learning_rate();
-        if !(lr.is_finite() && lr > 0.0) {
+        if check_learning_rate(lr).is_err() {
             return Err(WgradError::InvalidLearningRate(lr));
         }
         for (name, value) in [("l1", self.l1), ("l2", self.l2)] {
-            if !(value.is_finite() && value >= 0.0) {
-                return invalid(format!(
-                    "{name} penalty must be finite and ≥ 0, got {value}"
-                ));
-            }
+            check_penalty(value).or_else(|e| invalid(format!("{name} penalty {e}")))?;
         }
         Ok(())
     }

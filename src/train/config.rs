@@ -72,25 +72,30 @@ impl FitConfig {
             return Err(WgradError::ZeroBatchSize);
         }
         self.schedule.check().map_err(WgradError::InvalidConfig)?;
-        if let Schedule::Cosine { min_lr, .. } = self.schedule
-            && min_lr > base_rate
-        {
+        if let Some(min_lr) = self.schedule.floor_above(base_rate) {
             return Err(WgradError::InvalidConfig(format!(
                 "cosine schedule min_lr {min_lr} is above the base learning rate {base_rate}, \
                  so the rate would rise: min_lr must be at most the optimizer's learning rate"
             )));
         }
-        if let Some(clip) = self.clip_norm
-            && !(clip.is_finite() && clip > 0.0)
-        {
-            return Err(WgradError::InvalidConfig(format!(
-                "clip_norm must be finite and > 0, got {clip}"
-            )));
+        if let Some(clip) = self.clip_norm {
+            check_clip_norm(clip)
+                .map_err(|e| WgradError::InvalidConfig(format!("clip_norm {e}")))?;
         }
         if let Some(rule) = &self.early_stopping {
             rule.check().map_err(WgradError::InvalidConfig)?;
         }
         Ok(())
+    }
+}
+
+/// A gradient clipping norm: finite and > 0 (`Err` says what is wrong, without the name, for
+/// `FitConfig::check` and the command line's `--clip-norm`).
+pub fn check_clip_norm(clip: f32) -> Result<(), String> {
+    if clip.is_finite() && clip > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("must be finite and > 0, got {clip}"))
     }
 }
 
@@ -125,6 +130,15 @@ impl Schedule {
                 let progress = epoch.min(epochs) as f32 / epochs.max(1) as f32;
                 min_lr + (base - min_lr) * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos())
             }
+        }
+    }
+
+    /// A cosine schedule's `min_lr` where it is above `base_rate` (the rate would rise to it),
+    /// for `FitConfig::check` and the command line's `--schedule`.
+    pub fn floor_above(&self, base_rate: f32) -> Option<f32> {
+        match *self {
+            Schedule::Cosine { min_lr, .. } if min_lr > base_rate => Some(min_lr),
+            _ => None,
         }
     }
 

@@ -3,7 +3,9 @@
 
 mod config;
 
-pub use config::{EarlyStopping, EarlyStoppingResume, FitConfig, Monitor, Schedule};
+pub use config::{
+    EarlyStopping, EarlyStoppingResume, FitConfig, Monitor, Schedule, check_clip_norm,
+};
 
 use crate::backend::{Backend, Device, Slot, StepParams};
 use crate::cpu::CpuBackend;
@@ -668,7 +670,7 @@ impl Model {
     /// Train on from here with another base learning rate (Keras's `optimizer.learning_rate
     /// = …`); the optimizer's state is kept. The devices take the rate with every step.
     pub fn set_learning_rate(&mut self, rate: f32) -> Result<()> {
-        if !(rate.is_finite() && rate > 0.0) {
+        if crate::model::check_learning_rate(rate).is_err() {
             return Err(WgradError::InvalidLearningRate(rate));
         }
         self.spec.optimizer.set_learning_rate(rate);
