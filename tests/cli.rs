@@ -1406,3 +1406,115 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
     );
     assert!(!fresh.exists());
 }
+
+#[test]
+fn columns_of_words_train_as_categories_and_identifiers_can_be_ignored() {
+    let dir = temp_dir("categories");
+    // The class is set by the colour (a column of words) and the size together; an id and a
+    // name column carry nothing.
+    let mut csv = String::from("id,name,colour,size,label\n");
+    for i in 0..240 {
+        let colour = ["red", "green", "blue"][i % 3];
+        let size = (i * 7 % 10) as f32 / 10.0;
+        let label = if (colour == "red") ^ (size > 0.45) {
+            "keep"
+        } else {
+            "drop"
+        };
+        csv += &format!("{i},item {i},{colour},{size},{label}\n");
+    }
+    let data = dir.join("items.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let model = dir.join("model");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "60",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        s(&model),
+    ];
+    // The name column is refused as categories, with the way out.
+    let output = wgrad(&args);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(
+        message.contains("every row of column \"name\"") && message.contains("--ignore name"),
+        "{message}"
+    );
+    args.extend(["--ignore", "id,name"]);
+    ok(&args);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(
+        summary.contains("Feature columns: colour (blue | green | red), size"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("(None, 4)"),
+        "three categories and a number: {summary}"
+    );
+
+    let eval = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--device",
+        "cpu",
+    ]);
+    assert!(eval.contains("accuracy 100.00%"), "{eval}");
+    // New rows, columns in another order, the ignored ones absent.
+    let input = dir.join("new.csv");
+    std::fs::write(
+        &input,
+        "size,colour\n0.9,red\n0.9,blue\n0.1,red\n0.1,green\n",
+    )
+    .unwrap();
+    let output = wgrad(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--device",
+        "cpu",
+    ]);
+    let predictions = String::from_utf8_lossy(&output.stdout);
+    let classes: Vec<&str> = predictions
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap())
+        .collect();
+    assert_eq!(classes, ["drop", "keep", "keep", "drop"], "{predictions}");
+    // An unseen category is named with its line.
+    std::fs::write(&input, "size,colour\n0.9,red\n0.5,purple\n").unwrap();
+    let output = wgrad(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--device",
+        "cpu",
+    ]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(
+        message.contains("line 3, column \"colour\": unknown category \"purple\""),
+        "{message}"
+    );
+    // --ignore is about CSV columns.
+    let output = wgrad(&["train", "--data", "xor", "--ignore", "x0", "--no-plots"]);
+    assert!(!output.status.success());
+    assert!(text(&output).contains("--ignore"), "{}", text(&output));
+}

@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use ndarray::Array2;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use wgrad::data::{self, CsvTask, Dataset, mnist};
+use wgrad::data::{self, CsvTask, Dataset, FeatureColumn, mnist};
 use wgrad::{Targets, WgradError};
 
 fn temp_dir(test: &str) -> TempDir {
@@ -110,8 +110,8 @@ fn mnist_shipped_copy_loads() {
     ] {
         assert_eq!(set.x.dim(), (n, 784));
         assert_eq!(set.len(), n);
-        assert_eq!(set.feature_names.len(), 784);
-        assert_eq!(set.feature_names[0], "pixel0");
+        assert_eq!(set.feature_names().len(), 784);
+        assert_eq!(set.feature_names()[0], "pixel0");
         assert_eq!(
             set.class_names.as_deref(),
             Some(&(0..10).map(|c| c.to_string()).collect::<Vec<_>>()[..])
@@ -158,7 +158,7 @@ fn mnist_gzipped_and_plain_idx_load_alike() {
     let row0: Vec<f32> = plain.x.row(0).to_vec();
     assert_eq!(row0, vec![0.0, 1.0, 0.2, 0.4]);
     assert_eq!(
-        plain.feature_names,
+        plain.feature_names(),
         ["pixel0", "pixel1", "pixel2", "pixel3"]
     );
 
@@ -371,7 +371,7 @@ fn csv_integer_labels_map_in_numeric_order() {
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("loads");
     assert_eq!(set.x.dim(), (5, 2));
     assert_eq!(set.x.row(4).to_vec(), [9.0, 10.0]);
-    assert_eq!(set.feature_names, ["a", "b"]);
+    assert_eq!(set.feature_names(), ["a", "b"]);
     assert_eq!(
         set.class_names.as_deref(),
         Some(&["2", "3", "10"].map(String::from)[..])
@@ -389,7 +389,7 @@ fn csv_string_labels_and_target_by_name() {
         b"sepal_length, species ,petal_width\n5.1,setosa,0.2\n\n6.3,virginica,1.8\n5.8 , versicolor, 1.2\n",
     );
     let set = data::load_csv(&path, Some("species"), CsvTask::Auto).expect("loads");
-    assert_eq!(set.feature_names, ["sepal_length", "petal_width"]);
+    assert_eq!(set.feature_names(), ["sepal_length", "petal_width"]);
     assert_eq!(set.target_name.as_deref(), Some("species"));
     assert_eq!(set.x.row(2).to_vec(), [5.8, 1.2]);
     assert_eq!(
@@ -453,7 +453,7 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
         let path = write(&dir, name, text);
         let set = data::load_csv(&path, None, CsvTask::Auto).expect(name);
         assert_eq!(set.x, expected.x, "{name}");
-        assert_eq!(set.feature_names, ["a (m, net)", "b"], "{name}");
+        assert_eq!(set.feature_names(), ["a (m, net)", "b"], "{name}");
     }
     // No header row: the first row of numbers is not taken for column names.
     let path = write(&dir, "no-header.csv", b"1.5,2,x\n3,4,y\n2,1,x\n");
@@ -472,7 +472,7 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("gzipped");
     assert_eq!(set, expected);
     // From any reader (predict's standard input), and cut short.
-    let (x, _) = data::load_features_from_reader(&path, &gzipped[..], Some(&set.feature_names))
+    let (x, _) = data::load_features_from_reader(&path, &gzipped[..], Some(&set.features))
         .expect("gzipped from a reader");
     assert_eq!(x, expected.x);
     let path = write(&dir, "cut.csv.gz", &gzipped[..gzipped.len() - 12]);
@@ -519,25 +519,84 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
 }
 
 #[test]
-fn csv_feature_column_of_words_is_named_with_a_way_out() {
-    let dir = temp_dir("csv-categories");
+fn csv_feature_columns_of_words_are_one_hot_categories() {
+    let dir = temp_dir("csv-one-hot");
     let path = write(
         &dir,
         "cars.csv",
-        b"colour,doors,price\nred,2,cheap\nblue,4,dear\n,4,cheap\ngreen,2,dear\nred,5,dear\n",
+        b"colour,doors,price\nred,2,cheap\nblue,4,dear\ngreen,4,cheap\ngreen,2,dear\nred,5,dear\n",
+    );
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("categories load");
+    let colour = FeatureColumn {
+        name: "colour".into(),
+        categories: Some(vec!["blue".into(), "green".into(), "red".into()]),
+    };
+    assert_eq!(
+        set.features,
+        [colour.clone(), FeatureColumn::numeric("doors")]
+    );
+    assert_eq!(
+        set.feature_names(),
+        ["colour=blue", "colour=green", "colour=red", "doors"]
+    );
+    assert_eq!(
+        set.x,
+        ndarray::array![
+            [0.0, 0.0, 1.0, 2.0],
+            [1.0, 0.0, 0.0, 4.0],
+            [0.0, 1.0, 0.0, 4.0],
+            [0.0, 1.0, 0.0, 2.0],
+            [0.0, 0.0, 1.0, 5.0],
+        ]
+    );
+    assert_eq!(classes(&set.y), &[0, 1, 0, 1, 1]);
+
+    // A trained model's columns, by name in another order, encoded as in training.
+    let path = write(
+        &dir,
+        "new.csv",
+        b"price,doors,colour\ndear,3,green\ncheap,2,red\n",
+    );
+    let again = data::load_csv_for_model(&path, None, &set.features, set.class_names.as_deref())
+        .expect("loads for the model");
+    assert_eq!(
+        again.x,
+        ndarray::array![[0.0, 1.0, 0.0, 3.0], [0.0, 0.0, 1.0, 2.0]]
+    );
+    let (x, names) = data::load_features(&path, Some(&set.features)).expect("features");
+    assert_eq!((x, names), (again.x, set.feature_names()));
+    // A category the model has not seen, and a missing one, are named by line.
+    let path = write(&dir, "unseen.csv", b"colour,doors\nred,2\npink,4\n");
+    let message = data_error(data::load_features(&path, Some(&set.features)));
+    assert_mentions(
+        &message,
+        &[
+            "line 3",
+            "column \"colour\"",
+            "unknown category \"pink\"",
+            "\"blue\", \"green\", \"red\"",
+        ],
+    );
+    let path = write(
+        &dir,
+        "missing.csv",
+        b"colour,doors,price\nred,2,x\n,4,y\nblue,1,x\n",
     );
     let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(&message, &["line 3", "column \"colour\"", "missing values"]);
+    // Words where the model has numbers.
+    let path = write(&dir, "swapped.csv", b"colour,doors\nred,two\nblue,four\n");
+    let message = data_error(data::load_features(&path, Some(&set.features)));
     assert_mentions(
         &message,
         &[
             "line 2",
-            "column \"colour\"",
-            "\"red\" is not a number",
+            "column \"doors\"",
+            "\"two\" is not a number",
             "words in every row",
-            "(\"blue\", \"green\", \"red\")",
-            "one column per category",
         ],
     );
+
     // A column of numbers with a stray word is a typo, named as such.
     let path = write(&dir, "typo.csv", b"a,b,label\n1,2,x\n3,four,y\n");
     let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
@@ -545,7 +604,7 @@ fn csv_feature_column_of_words_is_named_with_a_way_out() {
         &message,
         &["line 3", "column \"b\"", "\"four\" is not a number"],
     );
-    assert!(!message.contains("category"), "{message}");
+    assert!(!message.contains("categor"), "{message}");
     // Words in a regression target are not features to encode.
     let path = write(&dir, "words.csv", b"a,b,y\n1,2,high\n3,4,low\n");
     let message = data_error(data::load_csv(&path, None, CsvTask::Regression));
@@ -553,7 +612,66 @@ fn csv_feature_column_of_words_is_named_with_a_way_out() {
         &message,
         &["line 2", "column \"y\"", "\"high\" is not a number"],
     );
-    assert!(!message.contains("category"), "{message}");
+    assert!(!message.contains("categor"), "{message}");
+}
+
+#[test]
+fn csv_names_and_identifiers_are_refused_as_categories_and_can_be_ignored() {
+    let dir = temp_dir("csv-identifiers");
+    // Every row a different word: names, not categories.
+    let mut text = String::from("id,name,sex,age,survived\n");
+    for i in 0..30 {
+        let sex = ["female", "male"][i % 2];
+        text += &format!("{i},Person {i},{sex},{},{}\n", 20 + i, i % 3 % 2);
+    }
+    let path = write(&dir, "people.csv", text.as_bytes());
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["every row of column \"name\"", "30 rows", "--ignore name"],
+    );
+    let ignore = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let set = data::load_csv_ignoring(&path, None, CsvTask::Auto, &ignore(&["name", "id"]))
+        .expect("without the names");
+    assert_eq!(set.feature_names(), ["sex=female", "sex=male", "age"]);
+    assert_eq!(set.x.row(1).to_vec(), [0.0, 1.0, 21.0]);
+    // More words than categories can be.
+    let mut text = String::from("city,label\n");
+    for i in 0..250 {
+        text += &format!("town {},{}\n", i % 120, i % 2);
+    }
+    let path = write(&dir, "cities.csv", text.as_bytes());
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["column \"city\" holds 120 different words", "at most 100"],
+    );
+    // Ignoring what is not there, the target, or every feature.
+    let path = write(&dir, "small.csv", b"a,b,label\n1,2,x\n3,4,y\n");
+    let message = data_error(data::load_csv_ignoring(
+        &path,
+        None,
+        CsvTask::Auto,
+        &ignore(&["c"]),
+    ));
+    assert_mentions(
+        &message,
+        &["no column \"c\" to ignore", "\"a\", \"b\", \"label\""],
+    );
+    let message = data_error(data::load_csv_ignoring(
+        &path,
+        None,
+        CsvTask::Auto,
+        &ignore(&["label"]),
+    ));
+    assert_mentions(&message, &["\"label\" is the target", "cannot be ignored"]);
+    let message = data_error(data::load_csv_ignoring(
+        &path,
+        None,
+        CsvTask::Auto,
+        &ignore(&["a", "b"]),
+    ));
+    assert_mentions(&message, &["no feature columns", "ignored (\"a\", \"b\")"]);
 }
 
 #[test]
@@ -750,14 +868,14 @@ fn csv_features_for_prediction() {
     assert_eq!(names, ["b", "a"]);
     assert_eq!(x.row(1).to_vec(), [3.0, 4.0]);
 
-    let expected = ["a", "b"].map(String::from);
+    let expected = data::features::numeric_columns(["a", "b"]);
     let (x, names) = data::load_features(&path, Some(&expected)).expect("selected columns");
-    assert_eq!(names, expected);
+    assert_eq!(names, ["a", "b"]);
     assert_eq!(x.row(0).to_vec(), [2.0, 1.0]);
 
     let message = data_error(data::load_features(
         &path,
-        Some(&["a", "c", "d"].map(String::from)),
+        Some(&data::features::numeric_columns(["a", "c", "d"])),
     ));
     assert_mentions(
         &message,
@@ -773,7 +891,7 @@ fn indexed(n: usize) -> Dataset {
     Dataset {
         x: Array2::from_shape_fn((n, 1), |(i, _)| i as f32),
         y: Targets::Classes((0..n).map(|i| i % 2).collect()),
-        feature_names: vec!["i".into()],
+        features: data::features::numeric_columns(["i"]),
         class_names: Some(vec!["even".into(), "odd".into()]),
         target_name: Some("parity".into()),
     }
@@ -785,7 +903,7 @@ fn select_keeps_rows_in_order_and_names() {
     let picked = set.select(&[7, 2, 2]);
     assert_eq!(picked.x.column(0).to_vec(), [7.0, 2.0, 2.0]);
     assert_eq!(classes(&picked.y), &[1, 0, 0]);
-    assert_eq!(picked.feature_names, set.feature_names);
+    assert_eq!(picked.features, set.features);
     assert_eq!(picked.class_names, set.class_names);
     assert_eq!(picked.target_name, set.target_name);
 
@@ -793,7 +911,7 @@ fn select_keeps_rows_in_order_and_names() {
     let reg = Dataset {
         x,
         y: Targets::Values(y.clone()),
-        feature_names: vec!["x0".into()],
+        features: data::features::numeric_columns(["x0"]),
         class_names: None,
         target_name: None,
     };
@@ -861,8 +979,8 @@ fn synthetic_sets_have_advertised_shapes_and_are_seeded() {
         let set = data::synthetic(name, 7).unwrap_or_else(|| panic!("{name} is known"));
         assert_eq!(set.x.dim(), (n, features), "{name}");
         assert_eq!(set.y.len(), n, "{name}");
-        assert_eq!(set.feature_names.len(), features, "{name}");
-        assert_eq!(set.feature_names[0], "x0");
+        assert_eq!(set.feature_names().len(), features, "{name}");
+        assert_eq!(set.feature_names()[0], "x0");
         assert_eq!(set.n_classes(), n_classes, "{name}");
         if let Some(k) = n_classes {
             let names = set.class_names.as_ref().unwrap();

@@ -475,7 +475,7 @@ fn validation_split_matches_dataset_split(device: Device) {
     let dataset = data::Dataset {
         x: x.clone(),
         y: Targets::from(labels.clone()),
-        feature_names: vec!["a".into(), "b".into()],
+        features: wgrad::data::features::numeric_columns(["a", "b"]),
         class_names: None,
         target_name: None,
     };

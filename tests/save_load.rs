@@ -10,7 +10,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
-use wgrad::data::Scaler;
+use wgrad::data::{FeatureColumn, Scaler};
 use wgrad::io::{ModelMeta, Progress, load_checkpoint, load_model, save_checkpoint, save_model};
 use wgrad::{
     Activation, AdapterChoice, Device, FitConfig, Model, Optimizer, Sequential, Targets, WgradError,
@@ -61,7 +61,14 @@ fn meta() -> ModelMeta {
     ModelMeta {
         scaler: Some(Scaler::fit_standard(&x).unwrap()),
         class_names: Some(vec!["low".into(), "mid".into(), "high".into()]),
-        feature_names: Some((0..4).map(|i| format!("f{i}")).collect()),
+        // A column of numbers and one of three categories: four inputs.
+        features: Some(vec![
+            FeatureColumn::numeric("size"),
+            FeatureColumn {
+                name: "colour".into(),
+                categories: Some(vec!["blue".into(), "green".into(), "red".into()]),
+            },
+        ]),
         target: Some("level".into()),
         target_scaler: Some(Scaler::MinMax {
             min: vec![-1.0, 0.0, 2.5],
@@ -304,6 +311,15 @@ fn weights_file_has_pytorch_names_shapes_and_dtype() {
     assert_eq!(value["target"], "level");
     assert_eq!(value["scaler"]["kind"], "standard");
     assert_eq!(value["target_scaler"]["kind"], "min_max");
+    // The data's columns by name, and the categories of the column that holds them.
+    assert_eq!(
+        value["feature_names"],
+        serde_json::json!(["size", "colour"])
+    );
+    assert_eq!(
+        value["categories"],
+        serde_json::json!({"colour": ["blue", "green", "red"]})
+    );
 }
 
 #[test]
@@ -333,10 +349,33 @@ fn save_rejects_metadata_that_does_not_fit() {
         ),
         (
             ModelMeta {
-                feature_names: Some(vec!["a".into()]),
+                features: Some(vec![FeatureColumn::numeric("a")]),
                 ..Default::default()
             },
-            "1 feature names for a model with 4 inputs",
+            "1 feature inputs for a model with 4 inputs",
+        ),
+        (
+            ModelMeta {
+                features: Some(vec![
+                    FeatureColumn::numeric("a"),
+                    FeatureColumn {
+                        name: "b".into(),
+                        categories: Some(vec!["x".into(), "y".into()]),
+                    },
+                ]),
+                ..Default::default()
+            },
+            "3 feature inputs (from 2 columns) for a model with 4 inputs",
+        ),
+        (
+            ModelMeta {
+                features: Some(vec![FeatureColumn {
+                    name: "b".into(),
+                    categories: Some(Vec::new()),
+                }]),
+                ..Default::default()
+            },
+            "the column \"b\" has no categories",
         ),
         (
             ModelMeta {
@@ -661,6 +700,17 @@ fn malformed_model_json_gives_line_and_column() {
     let e = load_model_error(&dir);
     assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
     assert_mentions(&e, &["model.json", "the input width is 0"]);
+
+    // Categories of a column the model does not have.
+    save_model(&dir, &mut model, &meta()).expect("save");
+    let json = fs::read_to_string(&path).unwrap();
+    assert!(json.contains("\"colour\": ["), "{json}");
+    fs::write(&path, json.replace("\"colour\": [", "\"color\": [")).unwrap();
+    let e = load_model_error(&dir);
+    assert_mentions(
+        &e,
+        &["model.json", "\"color\"", "not among the feature columns"],
+    );
 }
 
 #[test]

@@ -14,7 +14,7 @@ use clap::Parser;
 use std::path::Path;
 use wgrad::cli::TrainArgs;
 use wgrad::cli::specs::{self, DataSpec};
-use wgrad::data::{self, CsvTask, Dataset, mnist};
+use wgrad::data::{self, CsvTask, Dataset, FeatureColumn, mnist};
 use wgrad::io::{self, ParsedCheckpoint};
 use wgrad::train::Targets;
 use wgrad::{Activation, Loss, Sequential};
@@ -136,14 +136,28 @@ pub fn csv(data: &[u8]) {
             }
         }
         _ => {
-            let columns: Vec<String> = ["x", "y"].map(String::from).to_vec();
+            // A numeric column and, with bit 0x40, a column of two categories.
+            let categories = (mode & 0x40 != 0).then(|| vec!["a".to_string(), "b".to_string()]);
+            let columns = vec![
+                FeatureColumn::numeric("x"),
+                FeatureColumn {
+                    name: "y".into(),
+                    categories,
+                },
+            ];
             let expected = (mode & 0x80 != 0).then_some(columns.as_slice());
             if let Ok((x, names)) = data::load_features_from_reader(source, text, expected) {
                 assert_eq!(x.ncols(), names.len());
                 assert!(x.nrows() > 0 && x.ncols() > 0);
                 assert!(x.iter().all(|v| v.is_finite()));
                 if let Some(expected) = expected {
-                    assert_eq!(names, expected);
+                    assert_eq!(names, data::features::input_names(expected));
+                    if expected[1].categories.is_some() {
+                        // One category per row: its input 1, the others 0.
+                        for row in x.rows() {
+                            assert_eq!(row[1] + row[2], 1.0);
+                        }
+                    }
                 }
             }
         }
@@ -153,7 +167,8 @@ pub fn csv(data: &[u8]) {
 /// What every loader promises about a data set.
 fn check_dataset(set: &Dataset) {
     assert!(!set.is_empty() && set.n_features() > 0);
-    assert_eq!(set.feature_names.len(), set.n_features());
+    assert_eq!(set.feature_names().len(), set.n_features());
+    assert_eq!(data::features::input_width(&set.features), set.n_features());
     assert!(set.x.iter().all(|v| v.is_finite()));
     match &set.y {
         Targets::Classes(labels) => {
@@ -221,8 +236,8 @@ pub fn model_files(data: &[u8]) {
             if let Some(names) = &meta.class_names {
                 assert_eq!(names.len(), spec.output_dim().max(2));
             }
-            if let Some(names) = &meta.feature_names {
-                assert_eq!(names.len(), spec.input_dim);
+            if let Some(columns) = &meta.features {
+                assert_eq!(data::features::input_width(columns), spec.input_dim);
             }
             if let Some(scaler) = &meta.scaler {
                 assert_eq!(scaler.width(), spec.input_dim);

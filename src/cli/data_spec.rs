@@ -87,8 +87,16 @@ impl DataSpec {
     }
 
     /// Loads the data. MNIST comes with its test set; a built-in set keeps a fifth of its
-    /// points apart as a test set (XOR, all four points, is its own test); a CSV file has none.
-    pub fn load_with(&self, target: Option<&str>, task: CsvTask, seed: u64) -> Result<Loaded> {
+    /// points apart as a test set (XOR, all four points, is its own test); a CSV file has none,
+    /// and its `target` column, read as `task`, is the target, and its columns named in
+    /// `ignore` are left out.
+    pub fn load_with(
+        &self,
+        target: Option<&str>,
+        task: CsvTask,
+        ignore: &[String],
+        seed: u64,
+    ) -> Result<Loaded> {
         match self {
             DataSpec::Mnist(dir) => {
                 let sets = match dir {
@@ -101,7 +109,7 @@ impl DataSpec {
                 })
             }
             DataSpec::Csv(path) => Ok(Loaded {
-                train: data::load_csv(path, target, task)?,
+                train: data::load_csv_ignoring(path, target, task, ignore)?,
                 test: None,
             }),
             DataSpec::Synthetic(name) => {
@@ -122,7 +130,7 @@ impl DataSpec {
     }
 
     pub fn load(&self, seed: u64) -> Result<Loaded> {
-        self.load_with(None, CsvTask::Auto, seed)
+        self.load_with(None, CsvTask::Auto, &[], seed)
     }
 }
 

@@ -305,8 +305,16 @@ fn devices() {
 fn summary(dir: &Path) -> Result<()> {
     let (model, meta) = io::load_model(dir, Device::Cpu)?;
     out!("{}", model.spec().summary().trim_end());
-    if let Some(features) = &meta.feature_names {
-        // The columns predict and eval look for; a long list by its ends.
+    if let Some(columns) = &meta.features {
+        // The columns predict and eval look for, with the categories a column of them may
+        // hold; a long list by its ends.
+        let features: Vec<String> = columns
+            .iter()
+            .map(|column| match &column.categories {
+                None => column.name.clone(),
+                Some(categories) => format!("{} ({})", column.name, categories.join(" | ")),
+            })
+            .collect();
         let shown = match features.as_slice() {
             [first, second, .., last] if features.len() > 12 => {
                 format!("{first}, {second}, …, {last} ({} columns)", features.len())
@@ -342,7 +350,7 @@ fn evaluation_data(
 ) -> Result<Dataset> {
     let source = data_spec::DataSpec::parse(spec)?;
     let target = target.or(meta.target.as_deref());
-    match (&source, &meta.feature_names, &meta.class_names) {
+    match (&source, &meta.features, &meta.class_names) {
         (data_spec::DataSpec::Csv(path), Some(features), classes) => {
             crate::data::load_csv_for_model(path, target, features, classes.as_deref())
         }
@@ -379,9 +387,13 @@ fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32
         // spread over 1e-3).
         if let Some(((row, col), value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
             let column = meta
-                .feature_names
-                .as_ref()
-                .and_then(|names| names.get(col))
+                .features
+                .as_deref()
+                .and_then(|columns| {
+                    crate::data::features::input_names(columns)
+                        .get(col)
+                        .cloned()
+                })
                 .map_or(format!("column {}", col + 1), |name| {
                     format!("column {name:?}")
                 });
@@ -485,7 +497,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         ));
     }
     let (model, meta) = io::load_model(&args.model, args.device.device()?)?;
-    let features = meta.feature_names.as_deref();
+    let features = meta.features.as_deref();
     let (x, _) = if args.input.as_os_str() == "-" {
         let source = Path::new("standard input");
         crate::data::load_features_from_reader(source, std::io::stdin().lock(), features)?

@@ -30,6 +30,10 @@ pub struct TrainArgs {
     /// CSV: classification, regression, or auto (from the target's values).
     #[arg(long, default_value = "auto")]
     pub task: String,
+    /// CSV: columns to leave out, e.g. --ignore id,name (identifiers, free text).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    #[serde(default)]
+    pub ignore: Vec<String>,
     /// Layer widths from inputs to outputs, e.g. 784,128,10 (default: inputs,128,outputs).
     #[arg(long)]
     pub layers: Option<String>,
@@ -169,6 +173,7 @@ impl TrainArgs {
             data: "mnist".into(),
             target: None,
             task: "auto".into(),
+            ignore: Vec::new(),
             layers: Some("784,128,10".into()),
             activation: "relu".into(),
             output_activation: None,
@@ -508,12 +513,21 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             ),
         ));
     }
+    if !args.ignore.is_empty() && !matches!(source, DataSpec::Csv(_)) {
+        return Err(invalid(
+            "ignore",
+            format!(
+                "leaves out a CSV file's columns; {} has none to leave out",
+                source.name()
+            ),
+        ));
+    }
     let Loaded { train, test } = match (source, saved) {
         // The columns the model was trained on, by name, and its classes.
         (
             DataSpec::Csv(path),
             Some(ModelMeta {
-                feature_names: Some(features),
+                features: Some(features),
                 target,
                 class_names,
                 ..
@@ -527,7 +541,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             )?,
             test: None,
         },
-        _ => source.load_with(args.target.as_deref(), task, args.seed)?,
+        _ => source.load_with(args.target.as_deref(), task, &args.ignore, args.seed)?,
     };
     let (mut train, mut validation) = match (args.validation_split, &args.validation_data) {
         (Some(_), Some(_)) => {
@@ -547,7 +561,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             let validation = crate::data::load_csv_for_model(
                 path,
                 train.target_name.as_deref().or(args.target.as_deref()),
-                &train.feature_names,
+                &train.features,
                 train.class_names.as_deref(),
             )?;
             (train, Some(validation))
@@ -605,7 +619,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
     let meta = ModelMeta {
         scaler,
         class_names: train.class_names.clone(),
-        feature_names: Some(train.feature_names.clone()),
+        features: Some(train.features.clone()),
         target: train.target_name.clone(),
         target_scaler,
     };
@@ -1087,7 +1101,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 .as_ref()
                 .map_or(String::new(), |s| format!(" ({})", s.described()));
             let names = crate::plot::BoundaryNames {
-                inputs: [0, 1].map(|i| format!("{}{unit}", data.train.feature_names[i])),
+                inputs: [0, 1].map(|i| format!("{}{unit}", data.train.feature_names()[i])),
                 classes: meta.class_names.clone().unwrap_or_default(),
             };
             crate::plot::plot_named_decision_boundary(

@@ -2,11 +2,13 @@
 //! [`load_csv_with_classes`]) and prediction inputs ([`load_features`]).
 //!
 //! Fields are trimmed of surrounding spaces; blank lines are skipped; a UTF-8 byte-order mark is
-//! ignored. Feature columns must hold finite numbers in every row: missing values, `NaN` and
-//! infinities are errors. Every error names the file, the 1-based line, the column and the
-//! offending value, e.g. `line 17, column "petal_width": "abc" is not a number`.
+//! ignored. A feature column holds finite numbers in every row, or words in every row
+//! (categories, one-hot encoded: [`FeatureColumn`]); missing values, `NaN` and infinities are
+//! errors. Every error names the file, the 1-based line, the column and the offending value,
+//! e.g. `line 17, column "petal_width": "abc" is not a number`.
 
 use super::Dataset;
+use super::features::{FeatureColumn, MAX_CATEGORIES};
 use crate::error::{Result, WgradError};
 use crate::train::Targets;
 use ::csv::{ReaderBuilder, StringRecord, Terminator, Trim};
@@ -70,13 +72,27 @@ impl fmt::Display for CsvTask {
 }
 
 /// Loads a labelled data set: the `target` column (by name; default the last column) is the
-/// target, every other column a numeric feature.
+/// target, every other column a feature. A column of numbers is one feature; a column of words
+/// (no number in it) holds categories, which become one 0/1 feature each (one-hot, in sorted
+/// order; [`FeatureColumn`]), up to [`MAX_CATEGORIES`] of them.
 ///
 /// Classification labels may be integers or strings: the distinct labels, sorted (numerically
 /// when all are integers, else as strings), become class indices 0, 1, ... and their text the
 /// `class_names`. Regression targets give `class_names: None`.
 pub fn load_csv(path: &Path, target: Option<&str>, task: CsvTask) -> Result<Dataset> {
-    load_csv_from_reader(path, open(path)?, target, task)
+    load_csv_ignoring(path, target, task, &[])
+}
+
+/// [`load_csv`] leaving out the columns named in `ignore` (identifiers, free text, columns
+/// that would leak the target), as pandas' `drop(columns=…)`. Naming a column the file does
+/// not have, or the target, is an error.
+pub fn load_csv_ignoring(
+    path: &Path,
+    target: Option<&str>,
+    task: CsvTask,
+    ignore: &[String],
+) -> Result<Dataset> {
+    labelled(Table::read(path, open(path)?)?, target, task, ignore)
 }
 
 /// [`load_csv`] on CSV text from `reader`; `source` names it in error messages.
@@ -86,9 +102,20 @@ pub fn load_csv_from_reader(
     target: Option<&str>,
     task: CsvTask,
 ) -> Result<Dataset> {
-    let table = Table::read(source, reader)?;
+    labelled(Table::read(source, reader)?, target, task, &[])
+}
+
+/// [`load_csv_ignoring`] on a table read.
+fn labelled(
+    table: Table,
+    target: Option<&str>,
+    task: CsvTask,
+    ignore: &[String],
+) -> Result<Dataset> {
+    let source = table.path.as_path();
     let target_col = table.target_column(target)?;
-    let (x, feature_names) = table.features_except(target_col)?;
+    let features = table.features_except(target_col, ignore)?;
+    let x = table.encode(&features)?;
     let task = match task {
         CsvTask::Auto => table.infer_task(target_col),
         explicit => explicit,
@@ -133,7 +160,7 @@ pub fn load_csv_from_reader(
     Ok(Dataset {
         x,
         y,
-        feature_names,
+        features: features.into_iter().map(|(_, column)| column).collect(),
         class_names,
         target_name: Some(table.headers[target_col].clone()),
     })
@@ -160,34 +187,35 @@ pub fn load_csv_with_classes_from_reader(
 ) -> Result<Dataset> {
     let table = Table::read(source, reader)?;
     let target_col = table.target_column(target)?;
-    let (x, feature_names) = table.features_except(target_col)?;
+    let features = table.features_except(target_col, &[])?;
     Ok(Dataset {
-        x,
+        x: table.encode(&features)?,
         y: Targets::Classes(table.labels_among(target_col, class_names)?),
-        feature_names,
+        features: features.into_iter().map(|(_, column)| column).collect(),
         class_names: Some(class_names.to_vec()),
         target_name: Some(table.headers[target_col].clone()),
     })
 }
 
 /// Loads a labelled file to evaluate a trained model on: the feature columns it was trained
-/// on, by name and in its order (other columns are ignored; a missing one is an error), and
-/// the target column, as labels from `class_names` for a classifier
+/// on, by name and in its order, encoded as in training (other columns are ignored; a missing
+/// one, or a category the model does not know, is an error), and the target column, as labels from `class_names` for a classifier
 /// ([`load_csv_with_classes`]) or as values for a regression model (`None`). The target is
 /// the column named `target`, or without a name the one column that is not a feature (a file
 /// with several such columns is an error that lists them).
 pub fn load_csv_for_model(
     path: &Path,
     target: Option<&str>,
-    features: &[String],
+    features: &[FeatureColumn],
     class_names: Option<&[String]>,
 ) -> Result<Dataset> {
     let table = Table::read(path, open(path)?)?;
-    let feature_cols = table.columns_named(features)?;
+    let feature_cols = table.columns_of(features)?;
+    let is_feature = |col: usize| feature_cols.iter().any(|(c, _)| *c == col);
     let target_col = match target {
         Some(name) => {
             let col = table.target_column(target)?;
-            if feature_cols.contains(&col) {
+            if is_feature(col) {
                 return Err(WgradError::data(
                     path,
                     format!("the target {name:?} is one of the model's feature columns"),
@@ -197,7 +225,7 @@ pub fn load_csv_for_model(
         }
         None => {
             let others: Vec<usize> = (0..table.headers.len())
-                .filter(|c| !feature_cols.contains(c))
+                .filter(|&c| !is_feature(c))
                 .collect();
             match others.as_slice() {
                 [only] => *only,
@@ -223,7 +251,7 @@ pub fn load_csv_for_model(
             }
         }
     };
-    let x = table.numeric(&feature_cols)?;
+    let x = table.encode(&feature_cols)?;
     let y = match class_names {
         Some(classes) => Targets::Classes(table.labels_among(target_col, classes)?),
         None => Targets::Values(table.column_values(target_col)?),
@@ -231,18 +259,19 @@ pub fn load_csv_for_model(
     Ok(Dataset {
         x,
         y,
-        feature_names: features.to_vec(),
+        features: features.to_vec(),
         class_names: class_names.map(<[String]>::to_vec),
         target_name: Some(table.headers[target_col].clone()),
     })
 }
 
 /// Loads prediction inputs: every column as a numeric feature, or, if `expected_columns` is
-/// given, those columns by name in that order (other columns, such as a target, are ignored;
-/// a missing one is an error). Returns the features and their column names.
+/// given, those columns by name in that order, encoded as a trained model's (other columns,
+/// such as a target, are ignored; a missing one, or an unknown category, is an error). Returns
+/// the inputs and a name per input.
 pub fn load_features(
     path: &Path,
-    expected_columns: Option<&[String]>,
+    expected_columns: Option<&[FeatureColumn]>,
 ) -> Result<(Array2<f32>, Vec<String>)> {
     load_features_from_reader(path, open(path)?, expected_columns)
 }
@@ -251,15 +280,20 @@ pub fn load_features(
 pub fn load_features_from_reader(
     source: &Path,
     reader: impl Read,
-    expected_columns: Option<&[String]>,
+    expected_columns: Option<&[FeatureColumn]>,
 ) -> Result<(Array2<f32>, Vec<String>)> {
     let table = Table::read(source, reader)?;
-    let columns: Vec<usize> = match expected_columns {
-        None => (0..table.headers.len()).collect(),
-        Some(names) => table.columns_named(names)?,
+    let columns: Vec<(usize, FeatureColumn)> = match expected_columns {
+        None => (0..table.headers.len())
+            .map(|c| (c, FeatureColumn::numeric(&table.headers[c])))
+            .collect(),
+        Some(expected) => table.columns_of(expected)?,
     };
-    let x = table.numeric(&columns)?;
-    let names = columns.iter().map(|&c| table.headers[c].clone()).collect();
+    let x = table.encode(&columns)?;
+    let names = columns
+        .iter()
+        .flat_map(|(_, column)| column.input_names())
+        .collect();
     Ok((x, names))
 }
 
@@ -451,9 +485,21 @@ impl Table {
         self.headers.iter().position(|h| h == name)
     }
 
+    /// The columns of `features`, found by name, in that order, each with its feature; an
+    /// error lists the missing ones.
+    fn columns_of(&self, features: &[FeatureColumn]) -> Result<Vec<(usize, FeatureColumn)>> {
+        let names: Vec<&String> = features.iter().map(|f| &f.name).collect();
+        let columns = self.columns_named(&names)?;
+        Ok(columns.into_iter().zip(features.iter().cloned()).collect())
+    }
+
     /// The columns called `names`, in that order; an error lists the missing ones.
-    fn columns_named(&self, names: &[String]) -> Result<Vec<usize>> {
-        let missing: Vec<&String> = names.iter().filter(|n| self.find(n).is_none()).collect();
+    fn columns_named<S: AsRef<str>>(&self, names: &[S]) -> Result<Vec<usize>> {
+        let missing: Vec<&str> = names
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|n| self.find(n).is_none())
+            .collect();
         if !missing.is_empty() {
             return Err(WgradError::data(
                 &self.path,
@@ -465,7 +511,10 @@ impl Table {
                 ),
             ));
         }
-        Ok(names.iter().filter_map(|name| self.find(name)).collect())
+        Ok(names
+            .iter()
+            .filter_map(|name| self.find(name.as_ref()))
+            .collect())
     }
 
     /// The class index of each row's label in column `col`, among `class_names`: a label
@@ -515,31 +564,138 @@ impl Table {
         }
     }
 
-    /// Every column but `target` as numeric features, with their names.
-    fn features_except(&self, target: usize) -> Result<(Array2<f32>, Vec<String>)> {
-        let columns: Vec<usize> = (0..self.headers.len()).filter(|&c| c != target).collect();
-        if columns.is_empty() {
+    /// Every column but `target` and those named in `ignore`, as feature columns: a column
+    /// of words (no number in it) holds categories, any other numbers.
+    fn features_except(
+        &self,
+        target: usize,
+        ignore: &[String],
+    ) -> Result<Vec<(usize, FeatureColumn)>> {
+        if let Some(name) = ignore.iter().find(|name| self.find(name).is_none()) {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "no feature columns: the only column is the target {:?}",
+                    "no column {name:?} to ignore; the columns are {}",
+                    list(&self.headers)
+                ),
+            ));
+        }
+        let ignored = self.columns_named(ignore)?;
+        if ignored.contains(&target) {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "the column {:?} is the target; it cannot be ignored too",
                     self.headers[target]
                 ),
             ));
         }
-        let names = columns.iter().map(|&c| self.headers[c].clone()).collect();
-        Ok((self.numeric(&columns)?, names))
+        let columns: Vec<usize> = (0..self.headers.len())
+            .filter(|c| *c != target && !ignored.contains(c))
+            .collect();
+        if columns.is_empty() {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "no feature columns: the only column{} besides the target {:?}",
+                    if ignored.is_empty() {
+                        " is the target".to_string()
+                    } else {
+                        format!("s are ignored ({})", list(ignore))
+                    },
+                    self.headers[target]
+                ),
+            ));
+        }
+        columns
+            .into_iter()
+            .map(|col| Ok((col, self.feature_column(col)?)))
+            .collect()
     }
 
-    /// The given feature columns as numbers, [rows, columns.len()].
-    fn numeric(&self, columns: &[usize]) -> Result<Array2<f32>> {
-        let mut x = Array2::zeros((self.rows.len(), columns.len()));
+    /// Column `col` as a feature: categories when it holds words (a few, repeated), else
+    /// numbers.
+    fn feature_column(&self, col: usize) -> Result<FeatureColumn> {
+        let name = &self.headers[col];
+        let Some(words) = self.words(col) else {
+            return Ok(FeatureColumn::numeric(name));
+        };
+        let leave_out = format!(
+            "leave it out (`--ignore {name}` on the command line, `load_csv_ignoring` in the \
+             library)"
+        );
+        if words.len() == self.rows.len() && self.rows.len() >= 20 {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "every row of column {name:?} holds a different word ({} rows): names or \
+                     identifiers, not categories a model could learn from; {leave_out}",
+                    self.rows.len()
+                ),
+            ));
+        }
+        if words.len() > MAX_CATEGORIES {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "column {name:?} holds {} different words, too many to be categories (at \
+                     most {MAX_CATEGORIES}); if they are names or identifiers, {leave_out}",
+                    words.len()
+                ),
+            ));
+        }
+        Ok(FeatureColumn {
+            name: name.clone(),
+            categories: Some(words.into_iter().map(str::to_string).collect()),
+        })
+    }
+
+    /// The features of the given columns, [rows, inputs]: a number per numeric column, a 0/1
+    /// per category of a column of categories.
+    fn encode(&self, columns: &[(usize, FeatureColumn)]) -> Result<Array2<f32>> {
+        let width = columns.iter().map(|(_, column)| column.width()).sum();
+        let mut x = Array2::zeros((self.rows.len(), width));
         for (row, mut out) in x.rows_mut().into_iter().enumerate() {
-            for (j, &col) in columns.iter().enumerate() {
-                out[j] = self.number(row, col, Role::Feature)?;
+            let mut j = 0;
+            for (col, column) in columns {
+                match &column.categories {
+                    None => out[j] = self.number(row, *col, Role::Feature)?,
+                    Some(categories) => out[j + self.category(row, *col, categories)?] = 1.0,
+                }
+                j += column.width();
             }
         }
         Ok(x)
+    }
+
+    /// The index among `categories` of the category in a cell.
+    fn category(&self, row: usize, col: usize, categories: &[String]) -> Result<usize> {
+        let raw = &self.rows[row][col];
+        if raw.is_empty() || MISSING_MARKERS.contains(&raw) {
+            let what = if raw.is_empty() {
+                "empty value".to_string()
+            } else {
+                format!("missing value ({raw:?})")
+            };
+            return Err(self.cell_error(
+                row,
+                col,
+                format!("{what}; missing values are not supported"),
+            ));
+        }
+        categories
+            .iter()
+            .position(|category| category == raw)
+            .ok_or_else(|| {
+                self.cell_error(
+                    row,
+                    col,
+                    format!(
+                        "unknown category {raw:?}; the model was trained on {}",
+                        list(categories)
+                    ),
+                )
+            })
     }
 
     /// One column as a [rows, 1] array of numbers (regression targets).
@@ -591,11 +747,18 @@ impl Table {
                  day columns)"
                     .to_string()
             } else if role == Role::Feature
-                && let Some(words) = self.text_column(col)
+                && let Some(words) = self.words(col)
             {
+                let shown: Vec<&&str> = words.iter().take(3).collect();
+                let more = if words.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                };
                 format!(
-                    "; the column holds words in every row ({words}): encode categories as \
-                     numbers, for instance one column per category holding 0 or 1"
+                    "; the column holds words in every row ({}{more}), where the model \
+                     expects numbers",
+                    list(&shown)
                 )
             } else {
                 String::new()
@@ -613,29 +776,21 @@ impl Table {
         Ok(value)
     }
 
-    /// Up to three of the distinct values of column `col`, quoted, when no cell of it holds a
-    /// number (a column of categories).
-    fn text_column(&self, col: usize) -> Option<String> {
+    /// The distinct values of column `col`, sorted, when no cell of it holds a number (a
+    /// column of categories; missing values aside).
+    fn words(&self, col: usize) -> Option<BTreeSet<&str>> {
         let mut distinct = BTreeSet::new();
         for row in &self.rows {
             let value = &row[col];
+            if value.is_empty() || MISSING_MARKERS.contains(&value) {
+                continue;
+            }
             if value.parse::<f64>().is_ok() {
                 return None;
             }
-            if !value.is_empty() {
-                distinct.insert(value);
-            }
+            distinct.insert(value);
         }
-        if distinct.is_empty() {
-            return None;
-        }
-        let shown: Vec<&&str> = distinct.iter().take(3).collect();
-        let more = if distinct.len() > shown.len() {
-            ", …"
-        } else {
-            ""
-        };
-        Some(format!("{}{more}", list(&shown)))
+        (!distinct.is_empty()).then_some(distinct)
     }
 
     /// The label text in a cell: neither empty nor a missing-value marker.

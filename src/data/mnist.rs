@@ -117,9 +117,9 @@ pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset> {
     Ok(Dataset {
         x: idx_images.to_features(),
         y: Targets::Classes(idx_labels.into_iter().map(usize::from).collect()),
-        feature_names: (0..idx_images.rows * idx_images.cols)
-            .map(|i| format!("pixel{i}"))
-            .collect(),
+        features: super::features::numeric_columns(
+            (0..idx_images.rows * idx_images.cols).map(|i| format!("pixel{i}")),
+        ),
         class_names: Some((0..CLASSES).map(|c| c.to_string()).collect()),
         target_name: None,
     })

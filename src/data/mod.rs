@@ -3,13 +3,16 @@
 //! and feature scaling ([`scale`]).
 
 pub mod csv;
+pub mod features;
 pub mod mnist;
 pub mod scale;
 
 pub use self::csv::{
-    CsvTask, load_csv, load_csv_for_model, load_csv_from_reader, load_csv_with_classes,
-    load_csv_with_classes_from_reader, load_features, load_features_from_reader,
+    CsvTask, load_csv, load_csv_for_model, load_csv_from_reader, load_csv_ignoring,
+    load_csv_with_classes, load_csv_with_classes_from_reader, load_features,
+    load_features_from_reader,
 };
+pub use features::FeatureColumn;
 pub use mnist::{load_dir as load_mnist_dir, load_shipped as load_mnist};
 pub use scale::Scaler;
 
@@ -28,8 +31,9 @@ pub struct Dataset {
     pub x: Array2<f32>,
     /// One target per sample: class indices or values.
     pub y: Targets,
-    /// One name per column of `x`.
-    pub feature_names: Vec<String>,
+    /// The feature columns `x` was made from, in order: a column of numbers is one column of
+    /// `x`, a column of categories one per category ([`FeatureColumn`]).
+    pub features: Vec<FeatureColumn>,
     /// The name of each class index, for classification; `None` for regression.
     pub class_names: Option<Vec<String>>,
     /// The name of the target, where the data names it (a CSV's target column).
@@ -54,9 +58,15 @@ impl Dataset {
         self.len() == 0
     }
 
-    /// Number of feature columns.
+    /// Number of model inputs (columns of `x`).
     pub fn n_features(&self) -> usize {
         self.x.ncols()
+    }
+
+    /// One name per column of `x`: a numeric feature's name, or `name=category` for each
+    /// category of a column of categories.
+    pub fn feature_names(&self) -> Vec<String> {
+        features::input_names(&self.features)
     }
 
     /// Number of classes: the class names if known, else one more than the largest label;
@@ -81,7 +91,7 @@ impl Dataset {
         Dataset {
             x: self.x.select(Axis(0), rows),
             y,
-            feature_names: self.feature_names.clone(),
+            features: self.features.clone(),
             class_names: self.class_names.clone(),
             target_name: self.target_name.clone(),
         }
@@ -142,7 +152,7 @@ pub const SYNTHETIC_NAMES: &[&str] = &["xor", "moons", "spirals", "blobs", "regr
 /// named `x0`, `x1`, ...; classes `"0"`, `"1"`, ....
 pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
     let classes = |(x, y): (Array2<f32>, Vec<usize>), n_classes: usize| Dataset {
-        feature_names: feature_names(x.ncols()),
+        features: numbered_features(x.ncols()),
         class_names: Some((0..n_classes).map(|c| c.to_string()).collect()),
         target_name: None,
         x,
@@ -156,7 +166,7 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
         "regression" => {
             let (x, y) = regression_curve(500, 0.1, seed);
             Dataset {
-                feature_names: feature_names(x.ncols()),
+                features: numbered_features(x.ncols()),
                 class_names: None,
                 target_name: None,
                 x,
@@ -167,9 +177,9 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
     })
 }
 
-/// `x0`, `x1`, ... for `n` columns.
-fn feature_names(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("x{i}")).collect()
+/// Numeric columns `x0`, `x1`, ... for `n` inputs.
+fn numbered_features(n: usize) -> Vec<FeatureColumn> {
+    features::numeric_columns((0..n).map(|i| format!("x{i}")))
 }
 
 /// A standard normal draw (Box-Muller), for the newer synthetic sets.

@@ -14,7 +14,9 @@
 //!   `safetensors.torch.load_file` reads it as it is.
 //! - `model.json`: pretty-printed [`ModelMeta`] plus the model description, as
 //!   `{"format_version": 1, "spec": <Sequential>, "scaler": …, "class_names": …,
-//!   "feature_names": …, "target": …}`.
+//!   "feature_names": …, "categories": …, "target": …}`, where `feature_names` are the data's
+//!   feature columns and `categories` (only when some column holds categories) maps each
+//!   such column to its categories, in the order of its one-hot inputs.
 //!
 //! Loading checks everything against the description in `model.json`: every tensor present,
 //! none extra, F32, of the layer's shape (`layers.1.weight has shape [10, 64], the model
@@ -79,7 +81,7 @@ mod checkpoint;
 mod model_dir;
 
 use crate::backend::Device;
-use crate::data::Scaler;
+use crate::data::{FeatureColumn, Scaler};
 use crate::error::Result;
 use crate::model::Sequential;
 use crate::train::{History, Model};
@@ -104,8 +106,9 @@ pub struct ModelMeta {
     pub scaler: Option<Scaler>,
     /// A name per class (`max(2, outputs)` of them), for classifiers.
     pub class_names: Option<Vec<String>>,
-    /// A name per input column.
-    pub feature_names: Option<Vec<String>>,
+    /// The data's feature columns, in order, and how each becomes inputs (a number, or one
+    /// input per category).
+    pub features: Option<Vec<FeatureColumn>>,
     /// The name of the target column.
     pub target: Option<String>,
     /// A regression model's target scaling: its outputs are in scaled units, which this

@@ -3,13 +3,13 @@
 
 use super::{FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta, atomic, checkpoint};
 use crate::backend::Device;
-use crate::data::Scaler;
+use crate::data::{FeatureColumn, Scaler, features};
 use crate::error::{Result, WgradError};
 use crate::model::{ParamLayout, Sequential};
 use crate::train::Model;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 
@@ -21,6 +21,10 @@ pub(crate) struct ModelFile {
     pub scaler: Option<Scaler>,
     pub class_names: Option<Vec<String>>,
     pub feature_names: Option<Vec<String>>,
+    /// The categories of each column of categories, by column name; absent when there are
+    /// none (and from files written before columns of categories were read).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<String, Vec<String>>,
     pub target: Option<String>,
     /// Absent from files written before targets could be scaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,21 +45,46 @@ impl ModelFile {
             spec: spec.clone(),
             scaler: meta.scaler.clone(),
             class_names: meta.class_names.clone(),
-            feature_names: meta.feature_names.clone(),
+            feature_names: meta
+                .features
+                .as_ref()
+                .map(|columns| columns.iter().map(|c| c.name.clone()).collect()),
+            categories: meta
+                .features
+                .iter()
+                .flatten()
+                .filter_map(|c| Some((c.name.clone(), c.categories.clone()?)))
+                .collect(),
             target: meta.target.clone(),
             target_scaler: meta.target_scaler.clone(),
         }
     }
 
-    fn into_parts(self) -> (Sequential, ModelMeta) {
+    /// The description and its metadata; `Err` names a column given categories that is not
+    /// a feature column.
+    fn into_parts(mut self) -> std::result::Result<(Sequential, ModelMeta), String> {
+        let features = self.feature_names.map(|names| {
+            names
+                .into_iter()
+                .map(|name| FeatureColumn {
+                    categories: self.categories.remove(&name),
+                    name,
+                })
+                .collect()
+        });
+        if let Some(name) = self.categories.keys().next() {
+            return Err(format!(
+                "categories are given for {name:?}, which is not among the feature columns"
+            ));
+        }
         let meta = ModelMeta {
             scaler: self.scaler,
             class_names: self.class_names,
-            feature_names: self.feature_names,
+            features,
             target: self.target,
             target_scaler: self.target_scaler,
         };
-        (self.spec, meta)
+        Ok((self.spec, meta))
     }
 }
 
@@ -311,7 +340,9 @@ pub(crate) fn parse_model_json(path: &Path, bytes: &[u8]) -> Result<(Sequential,
     check_version(path, bytes)?;
     let file: ModelFile = serde_json::from_slice(bytes)
         .map_err(|e| WgradError::data(path, format!("malformed model description: {e}")))?;
-    let (spec, meta) = file.into_parts();
+    let (spec, meta) = file
+        .into_parts()
+        .map_err(|msg| WgradError::data(path, msg))?;
     // The size first: its message says the description is too large rather than invalid.
     spec.param_count().map_err(|e| {
         let message = match e {
@@ -380,14 +411,25 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
             return Err(format!("the {name} holds a non-finite value ({v})"));
         }
     }
-    if let Some(names) = &meta.feature_names
-        && names.len() != spec.input_dim
-    {
-        return Err(format!(
-            "{} feature names for a model with {} inputs",
-            names.len(),
-            spec.input_dim
-        ));
+    if let Some(columns) = &meta.features {
+        if let Some(column) = columns
+            .iter()
+            .find(|c| c.categories.as_ref().is_some_and(Vec::is_empty))
+        {
+            return Err(format!("the column {:?} has no categories", column.name));
+        }
+        let width = features::input_width(columns);
+        if width != spec.input_dim {
+            let of = if width == columns.len() {
+                String::new()
+            } else {
+                format!(" (from {} columns)", columns.len())
+            };
+            return Err(format!(
+                "{width} feature inputs{of} for a model with {} inputs",
+                spec.input_dim
+            ));
+        }
     }
     let classes = spec.output_dim().max(2);
     if let Some(names) = &meta.class_names
