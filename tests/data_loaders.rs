@@ -527,10 +527,8 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
         b"colour,doors,price\nred,2,cheap\nblue,4,dear\ngreen,4,cheap\ngreen,2,dear\nred,5,dear\n",
     );
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("categories load");
-    let colour = FeatureColumn {
-        name: "colour".into(),
-        categories: Some(vec!["blue".into(), "green".into(), "red".into()]),
-    };
+    let colour =
+        FeatureColumn::categorical("colour", vec!["blue".into(), "green".into(), "red".into()]);
     assert_eq!(
         set.features,
         [colour.clone(), FeatureColumn::numeric("doors")]
@@ -613,6 +611,40 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
         &["line 2", "column \"y\"", "\"high\" is not a number"],
     );
     assert!(!message.contains("categor"), "{message}");
+}
+
+#[test]
+fn csv_numbers_far_from_zero_keep_their_differences() {
+    let dir = temp_dir("csv-offsets");
+    // Timestamps a fraction of a second to a minute apart around 1.7e9: as 32-bit floats they
+    // would be rounded to steps of 128 s, the class (after 1700000050) lost.
+    let mut text = String::from("stamp,noise,late\n");
+    for i in 0..40 {
+        let stamp = 1_700_000_000.0 + f64::from(i) * 2.5 + 0.125;
+        text += &format!(
+            "{stamp:.3},{},{}\n",
+            i % 7,
+            u8::from(stamp > 1_700_000_050.0)
+        );
+    }
+    let path = write(&dir, "stamps.csv", text.as_bytes());
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("loads");
+    let offset = set.features[0].offset.expect("the stamps get an offset");
+    // Near the mean (1700000048.875, judged from the 32-bit values), a whole number.
+    assert!((offset - 1_700_000_048.875).abs() < 128.0 && offset.fract() == 0.0);
+    assert_eq!(set.features[1], FeatureColumn::numeric("noise"));
+    let stamps = set.x.column(0).to_vec();
+    let expected = |stamp: f64| (stamp - offset) as f32;
+    assert_eq!(
+        stamps[..2],
+        [expected(1_700_000_000.125), expected(1_700_000_002.625)]
+    );
+    assert_eq!(stamps[39], expected(1_700_000_097.625));
+    assert_eq!(stamps[1] - stamps[0], 2.5);
+    // A trained model's inputs get the same offset.
+    let path = write(&dir, "new.csv", b"noise,stamp\n3,1700000060.5\n");
+    let (x, _) = data::load_features(&path, Some(&set.features)).expect("features");
+    assert_eq!(x.row(0).to_vec(), [expected(1_700_000_060.5), 3.0]);
 }
 
 #[test]

@@ -63,11 +63,11 @@ fn meta() -> ModelMeta {
         class_names: Some(vec!["low".into(), "mid".into(), "high".into()]),
         // A column of numbers and one of three categories: four inputs.
         features: Some(vec![
-            FeatureColumn::numeric("size"),
             FeatureColumn {
-                name: "colour".into(),
-                categories: Some(vec!["blue".into(), "green".into(), "red".into()]),
+                offset: Some(1.7e9),
+                ..FeatureColumn::numeric("size")
             },
+            FeatureColumn::categorical("colour", vec!["blue".into(), "green".into(), "red".into()]),
         ]),
         target: Some("level".into()),
         target_scaler: Some(Scaler::MinMax {
@@ -320,6 +320,7 @@ fn weights_file_has_pytorch_names_shapes_and_dtype() {
         value["categories"],
         serde_json::json!({"colour": ["blue", "green", "red"]})
     );
+    assert_eq!(value["offsets"], serde_json::json!({"size": 1.7e9}));
 }
 
 #[test]
@@ -358,10 +359,7 @@ fn save_rejects_metadata_that_does_not_fit() {
             ModelMeta {
                 features: Some(vec![
                     FeatureColumn::numeric("a"),
-                    FeatureColumn {
-                        name: "b".into(),
-                        categories: Some(vec!["x".into(), "y".into()]),
-                    },
+                    FeatureColumn::categorical("b", vec!["x".into(), "y".into()]),
                 ]),
                 ..Default::default()
             },
@@ -369,10 +367,7 @@ fn save_rejects_metadata_that_does_not_fit() {
         ),
         (
             ModelMeta {
-                features: Some(vec![FeatureColumn {
-                    name: "b".into(),
-                    categories: Some(Vec::new()),
-                }]),
+                features: Some(vec![FeatureColumn::categorical("b", Vec::new())]),
                 ..Default::default()
             },
             "the column \"b\" has no categories",

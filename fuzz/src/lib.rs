@@ -141,8 +141,8 @@ pub fn csv(data: &[u8]) {
             let columns = vec![
                 FeatureColumn::numeric("x"),
                 FeatureColumn {
-                    name: "y".into(),
                     categories,
+                    ..FeatureColumn::numeric("y")
                 },
             ];
             let expected = (mode & 0x80 != 0).then_some(columns.as_slice());

@@ -310,9 +310,10 @@ fn summary(dir: &Path) -> Result<()> {
         // hold; a long list by its ends.
         let features: Vec<String> = columns
             .iter()
-            .map(|column| match &column.categories {
-                None => column.name.clone(),
-                Some(categories) => format!("{} ({})", column.name, categories.join(" | ")),
+            .map(|column| match (&column.categories, column.offset) {
+                (Some(categories), _) => format!("{} ({})", column.name, categories.join(" | ")),
+                (None, Some(offset)) => format!("{} (less {offset})", column.name),
+                (None, None) => column.name.clone(),
             })
             .collect();
         let shown = match features.as_slice() {

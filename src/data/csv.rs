@@ -114,8 +114,7 @@ fn labelled(
 ) -> Result<Dataset> {
     let source = table.path.as_path();
     let target_col = table.target_column(target)?;
-    let features = table.features_except(target_col, ignore)?;
-    let x = table.encode(&features)?;
+    let (features, x) = table.encode_new(table.features_except(target_col, ignore)?)?;
     let task = match task {
         CsvTask::Auto => table.infer_task(target_col),
         explicit => explicit,
@@ -160,7 +159,7 @@ fn labelled(
     Ok(Dataset {
         x,
         y,
-        features: features.into_iter().map(|(_, column)| column).collect(),
+        features,
         class_names,
         target_name: Some(table.headers[target_col].clone()),
     })
@@ -187,11 +186,11 @@ pub fn load_csv_with_classes_from_reader(
 ) -> Result<Dataset> {
     let table = Table::read(source, reader)?;
     let target_col = table.target_column(target)?;
-    let features = table.features_except(target_col, &[])?;
+    let (features, x) = table.encode_new(table.features_except(target_col, &[])?)?;
     Ok(Dataset {
-        x: table.encode(&features)?,
+        x,
         y: Targets::Classes(table.labels_among(target_col, class_names)?),
-        features: features.into_iter().map(|(_, column)| column).collect(),
+        features,
         class_names: Some(class_names.to_vec()),
         target_name: Some(table.headers[target_col].clone()),
     })
@@ -644,10 +643,8 @@ impl Table {
                 ),
             ));
         }
-        Ok(FeatureColumn {
-            name: name.clone(),
-            categories: Some(words.into_iter().map(str::to_string).collect()),
-        })
+        let categories = words.into_iter().map(str::to_string).collect();
+        Ok(FeatureColumn::categorical(name, categories))
     }
 
     /// The features of the given columns, [rows, inputs]: a number per numeric column, a 0/1
@@ -659,13 +656,36 @@ impl Table {
             let mut j = 0;
             for (col, column) in columns {
                 match &column.categories {
-                    None => out[j] = self.number(row, *col, Role::Feature)?,
+                    None => out[j] = self.number(row, *col, Role::Feature, column.offset)?,
                     Some(categories) => out[j + self.category(row, *col, categories)?] = 1.0,
                 }
                 j += column.width();
             }
         }
         Ok(x)
+    }
+
+    /// The features of columns read for the first time (a training set): [`Table::encode`],
+    /// once each column of numbers that needs one has its offset
+    /// ([`features::offset_for`](super::features::offset_for)).
+    fn encode_new(
+        &self,
+        mut columns: Vec<(usize, FeatureColumn)>,
+    ) -> Result<(Vec<FeatureColumn>, Array2<f32>)> {
+        let mut x = self.encode(&columns)?;
+        let mut j = 0;
+        let mut offsets = false;
+        for (_, column) in &mut columns {
+            if column.categories.is_none() {
+                column.offset = super::features::offset_for(x.column(j));
+                offsets |= column.offset.is_some();
+            }
+            j += column.width();
+        }
+        if offsets {
+            x = self.encode(&columns)?;
+        }
+        Ok((columns.into_iter().map(|(_, column)| column).collect(), x))
     }
 
     /// The index among `categories` of the category in a cell.
@@ -701,13 +721,14 @@ impl Table {
     /// One column as a [rows, 1] array of numbers (regression targets).
     fn column_values(&self, col: usize) -> Result<Array2<f32>> {
         let values = (0..self.rows.len())
-            .map(|row| self.number(row, col, Role::Target))
+            .map(|row| self.number(row, col, Role::Target, None))
             .collect::<Result<Vec<f32>>>()?;
         Ok(Array2::from_shape_vec((values.len(), 1), values).expect("one value per row"))
     }
 
-    /// The finite number in a cell of a column in `role`.
-    fn number(&self, row: usize, col: usize, role: Role) -> Result<f32> {
+    /// The finite number in a cell of a column in `role`, less `offset` (subtracted before
+    /// the value is rounded to 32 bits).
+    fn number(&self, row: usize, col: usize, role: Role, offset: Option<f64>) -> Result<f32> {
         let raw = &self.rows[row][col];
         if raw.is_empty() {
             return Err(self.cell_error(
@@ -723,7 +744,11 @@ impl Table {
                 format!("missing value ({raw:?}); missing values are not supported"),
             ));
         }
-        let value: f32 = raw.parse().map_err(|_| {
+        let parsed = match offset {
+            None => raw.parse::<f32>().ok(),
+            Some(offset) => raw.parse::<f64>().ok().map(|v| (v - offset) as f32),
+        };
+        let value = parsed.ok_or_else(|| {
             // Thousands separators (1,234), a decimal comma (1,5), a date and a column of
             // words (categories) get a hint; other text is named as it is.
             let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());

@@ -2,7 +2,13 @@
 //! input; a column of words (categories) is one 0/1 input per category (one-hot encoding, as
 //! pandas' `get_dummies` and scikit-learn's `OneHotEncoder` do), so that a file with a `sex`
 //! column of `female` and `male` trains without being encoded by hand.
+//!
+//! A column of numbers far from zero for their spread (timestamps such as 1.7e9 ± 30, prices
+//! in cents) would lose its information as 32-bit inputs, which resolve about 7 digits: 1.7e9
+//! and 1.7e9 + 100 are the same `f32`. Such a column gets an offset near its mean, subtracted
+//! in 64-bit arithmetic before the value becomes an input ([`offset_for`]).
 
+use ndarray::ArrayView1;
 use serde::{Deserialize, Serialize};
 
 /// At most this many categories in a column of words: more are likely names, identifiers or
@@ -10,13 +16,18 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CATEGORIES: usize = 100;
 
 /// One feature column of a data set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureColumn {
     /// The column's name (its header in a CSV file).
     pub name: String,
     /// For a column of categories, the categories in the order of their inputs (sorted as
     /// text); `None` for a column of numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<String>>,
+    /// For a column of numbers, a value subtracted (in 64-bit arithmetic) from each before it
+    /// becomes a 32-bit input, so that values far from zero keep their differences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<f64>,
 }
 
 impl FeatureColumn {
@@ -25,6 +36,16 @@ impl FeatureColumn {
         FeatureColumn {
             name: name.into(),
             categories: None,
+            offset: None,
+        }
+    }
+
+    /// A column of `categories`: one input each, in this order.
+    pub fn categorical(name: impl Into<String>, categories: Vec<String>) -> FeatureColumn {
+        FeatureColumn {
+            name: name.into(),
+            categories: Some(categories),
+            offset: None,
         }
     }
 
@@ -58,7 +79,66 @@ pub fn input_width(columns: &[FeatureColumn]) -> usize {
     columns.iter().map(FeatureColumn::width).sum()
 }
 
+/// Values whose spread is below this fraction of their magnitude get an offset: 32-bit floats
+/// resolve about 6e-8 of the magnitude, so the rounding would reach 0.06% of the spread.
+const SPREAD_PER_MAGNITUDE: f64 = 1e-4;
+
+/// The offset a column of numbers needs, judged from its values as 32-bit floats: its mean,
+/// rounded to an integer, when the values lie so far from zero for their spread that the
+/// 32-bit rounding blurs them (above), or all read as one value at or beyond 2^24, where
+/// consecutive integers are no longer 32-bit floats. `None` for other columns.
+pub fn offset_for(values: ArrayView1<f32>) -> Option<f64> {
+    let n = values.len() as f64;
+    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let variance = values
+        .iter()
+        .map(|&v| (f64::from(v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let magnitude = values
+        .iter()
+        .map(|&v| f64::from(v).abs())
+        .fold(0.0, f64::max);
+    let blurred = if variance > 0.0 {
+        variance.sqrt() < magnitude * SPREAD_PER_MAGNITUDE
+    } else {
+        magnitude >= f64::from(1u32 << 24)
+    };
+    blurred.then(|| mean.round())
+}
+
 /// Numeric columns named `names`: the feature columns of a data set without categories.
 pub fn numeric_columns<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Vec<FeatureColumn> {
     names.into_iter().map(FeatureColumn::numeric).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array1;
+
+    fn offset(values: &[f64]) -> Option<f64> {
+        let values: Array1<f32> = values.iter().map(|&v| v as f32).collect();
+        offset_for(values.view())
+    }
+
+    #[test]
+    fn columns_that_32_bit_floats_blur_get_an_offset() {
+        // Timestamps 30 s apart around 1.7e9: an offset near their mean.
+        let stamps: Vec<f64> = (0..50).map(|i| 1.7e9 + f64::from(i) * 0.6).collect();
+        let found = offset(&stamps).expect("timestamps need an offset");
+        assert!(
+            (found - 1.7e9).abs() < 100.0 && found.fract() == 0.0,
+            "{found}"
+        );
+        // Values that all round to one 32-bit float beyond 2^24.
+        assert!(offset(&[1.7e9 + 1.0, 1.7e9 + 2.0, 1.7e9 + 3.0]).is_some());
+        // Years, prices, small or constant columns keep their values.
+        let years: Vec<f64> = (1990..2021).map(f64::from).collect();
+        assert_eq!(offset(&years), None);
+        assert_eq!(offset(&[12.5, 99.0, 3.25, 40.0]), None);
+        assert_eq!(offset(&[5.0, 5.0, 5.0]), None);
+        assert_eq!(offset(&[0.0, 0.0]), None);
+        assert_eq!(offset(&[-3.0e6, 3.0e6]), None);
+    }
 }

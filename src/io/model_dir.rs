@@ -25,6 +25,9 @@ pub(crate) struct ModelFile {
     /// none (and from files written before columns of categories were read).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub categories: BTreeMap<String, Vec<String>>,
+    /// The offset of each column of numbers that has one ([`FeatureColumn::offset`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub offsets: BTreeMap<String, f64>,
     pub target: Option<String>,
     /// Absent from files written before targets could be scaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +58,12 @@ impl ModelFile {
                 .flatten()
                 .filter_map(|c| Some((c.name.clone(), c.categories.clone()?)))
                 .collect(),
+            offsets: meta
+                .features
+                .iter()
+                .flatten()
+                .filter_map(|c| Some((c.name.clone(), c.offset?)))
+                .collect(),
             target: meta.target.clone(),
             target_scaler: meta.target_scaler.clone(),
         }
@@ -68,6 +77,7 @@ impl ModelFile {
                 .into_iter()
                 .map(|name| FeatureColumn {
                     categories: self.categories.remove(&name),
+                    offset: self.offsets.remove(&name),
                     name,
                 })
                 .collect()
@@ -75,6 +85,11 @@ impl ModelFile {
         if let Some(name) = self.categories.keys().next() {
             return Err(format!(
                 "categories are given for {name:?}, which is not among the feature columns"
+            ));
+        }
+        if let Some(name) = self.offsets.keys().next() {
+            return Err(format!(
+                "an offset is given for {name:?}, which is not among the feature columns"
             ));
         }
         let meta = ModelMeta {
