@@ -26,8 +26,9 @@
 // ‖g‖ = M where M is not finite, and takes s = min(1, step.clip_norm / (‖g‖ + 1e-6));
 // otherwise s = hyper.grad_scale.
 //
-// Non-finite parameters: an update that leaves a parameter NaN or infinite stores its step
-// in divergence[0] unless an earlier step is there (0: none yet); the host reads it with the
+// Non-finite parameters: an update that leaves a parameter or its state NaN or infinite (Adam's
+// v can overflow while the weights it scales stay finite) stores its step in divergence[0]
+// unless an earlier step is there (0: none yet); the host reads it with the
 // metrics once per epoch, so the run stops naming the step, and no NaN reaches a checkpoint.
 //
 // Packing: the vectors are arrays of `Packed`, HALVES vec4s of elements each, with
@@ -192,8 +193,15 @@ fn update(scale: f32, region: vec4<u32>, i: u32) {
     if (OPTIMIZER == 4u) {
         state2[i] = pack(lo.s2, hi.s2);
     }
+    var finite = all_finite(lo.w) && all_finite(hi.w);
+    if (OPTIMIZER != 0u) {
+        finite = finite && all_finite(lo.s1) && all_finite(hi.s1);
+    }
+    if (OPTIMIZER == 4u) {
+        finite = finite && all_finite(lo.s2) && all_finite(hi.s2);
+    }
     // Every invocation that finds one in this step stores the same step: a benign race.
-    if (!(all_finite(lo.w) && all_finite(hi.w)) && atomicLoad(&divergence[0]) == 0u) {
+    if (!finite && atomicLoad(&divergence[0]) == 0u) {
         atomicStore(&divergence[0], step.step);
     }
 }

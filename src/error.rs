@@ -165,7 +165,8 @@ impl WgradError {
 pub enum Divergence {
     /// The step's loss (NaN or ±inf).
     Loss(f32),
-    /// The step's update made a parameter NaN or infinite while its loss was finite.
+    /// The step's update made a parameter, or the optimizer's state for it, NaN or infinite
+    /// while its loss was finite.
     Weights,
 }
 
@@ -179,7 +180,9 @@ fn diverged_message(
 ) -> String {
     let what = match cause {
         Divergence::Loss(loss) => format!("loss is {loss}"),
-        Divergence::Weights => "its update made weights NaN or infinite".to_string(),
+        Divergence::Weights => {
+            "its update made weights or the optimizer's state NaN or infinite".to_string()
+        }
     };
     let kept = match (last_good_epoch, checkpoint) {
         (0, Some(_)) => {

@@ -188,7 +188,10 @@ fn weights_overflow(device: Device) {
         "{error:?}"
     );
     let message = error.to_string();
-    assert!(message.contains("weights NaN or infinite"), "{message}");
+    assert!(
+        message.contains("weights or the optimizer's state NaN or infinite"),
+        "{message}"
+    );
     assert!(
         message.contains(
             "no epoch ended with finite weights; the model holds the weights it started with"
@@ -197,6 +200,56 @@ fn weights_overflow(device: Device) {
     );
     assert_eq!(model.params().unwrap(), initial);
     assert_eq!(model.steps(), 0);
+}
+
+/// Adam's squared-gradient average overflowing while the loss and the weights stay finite:
+/// inputs near 1e23 give a cross-entropy near 1e22 and gradients whose squares pass f32's
+/// range, so the update is 0 and only the state check sees the run is lost.
+fn optimizer_state_overflow(device: Device) {
+    let (x, classes) = data::spirals(20, 2, 0.2, 0);
+    let x = x * 1e23;
+    let mut model = Model::new(
+        Sequential::new(2)
+            .dense(16, Activation::Relu)
+            .dense(2, Activation::Softmax)
+            .optimizer(Optimizer::adam(1e-3))
+            .seed(1),
+        device,
+    )
+    .unwrap();
+    let config = FitConfig {
+        epochs: 2,
+        batch_size: 8,
+        ..Default::default()
+    };
+    let error = model.fit(&x, &Targets::from(classes), &config).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            WgradError::Diverged {
+                epoch: 1,
+                step: 1,
+                cause: Divergence::Weights,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(all_finite(&mut model));
+    let state = model.optimizer_state().unwrap();
+    assert!(state.iter().flatten().all(|v| v.is_finite()));
+}
+
+#[test]
+fn cpu_optimizer_state_that_overflows_is_a_divergence() {
+    optimizer_state_overflow(Device::Cpu);
+}
+
+#[test]
+fn gpu_optimizer_state_that_overflows_is_a_divergence() {
+    if let Some(device) = common::gpu_device("gpu_optimizer_state_that_overflows_is_a_divergence") {
+        optimizer_state_overflow(device);
+    }
 }
 
 #[test]
