@@ -725,6 +725,36 @@ fn a_value_that_scales_past_f32_is_named() {
     ]);
     let args = ["predict", "--model", s(&model), "--input", s(&inputs)];
     fails(&args, "inputs.csv: data row 2, column \"a\"");
+
+    // Values that scale to finite inputs but overflow inside the network: named, not
+    // written as NaN probabilities (nor counted as class 0 by eval).
+    std::fs::write(&inputs, "b,a\n1,0.001\n3e38,0.002\n-3e38,0.001\n").unwrap();
+    let args = [
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&inputs),
+        "--device",
+        "cpu",
+    ];
+    fails(
+        &args,
+        "inputs.csv: data row 2 and 1 other gave the model outputs that are not finite",
+    );
+    let labelled = dir.join("labelled.csv");
+    std::fs::write(&labelled, "a,b,y\n0.001,1,0\n0.002,3e38,1\n").unwrap();
+    let args = [
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&labelled),
+        "--device",
+        "cpu",
+    ];
+    let output = fails(&args, "labelled.csv: data row 2 gave the model outputs");
+    assert!(!text(&output).contains("accuracy"), "{}", text(&output));
 }
 
 /// A model larger than the memory the process may have is an error, not an abort: here

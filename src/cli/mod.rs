@@ -433,6 +433,10 @@ fn eval(args: EvalArgs) -> Result<()> {
         scaler.transform(values)?;
     }
     let evaluation = model.evaluate(&x, &y)?;
+    if !evaluation.loss.is_finite() {
+        // Rows the model gives no finite outputs for would be counted as class 0.
+        check_finite_outputs(&model.predict(&x)?, &args.data, "no figures are given")?;
+    }
     out!("{} samples on {}", x.nrows(), model.device());
     match evaluation.accuracy {
         Some(accuracy) => out!(
@@ -443,6 +447,35 @@ fn eval(args: EvalArgs) -> Result<()> {
         None => out!("loss {:.5}{}", evaluation.loss, of_scaled_target(&meta)),
     }
     print_report(&model, &x, &y, &meta)
+}
+
+/// Fails if a row of `outputs` (the model's, on the data at `source`) is not finite, naming
+/// the first such data row and how many there are; `consequence` says what is not done.
+fn check_finite_outputs(outputs: &Array2<f32>, source: &str, consequence: &str) -> Result<()> {
+    let bad: Vec<usize> = outputs
+        .rows()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
+        .map(|(i, _)| i)
+        .collect();
+    let Some(first) = bad.first() else {
+        return Ok(());
+    };
+    let others = match bad.len() - 1 {
+        0 => String::new(),
+        1 => " and 1 other".to_string(),
+        n => format!(" and {n} others"),
+    };
+    Err(WgradError::data(
+        source,
+        format!(
+            "data row {}{others} gave the model outputs that are not finite (NaN or \
+             infinite): values far beyond the training data's, or a model whose weights are \
+             too large; {consequence}",
+            first + 1
+        ),
+    ))
 }
 
 /// Said after a loss of a model whose target was scaled.
@@ -507,6 +540,8 @@ fn predict(args: PredictArgs) -> Result<()> {
     };
     let x = scaled(&meta, x, &args.input.display().to_string())?;
     let mut outputs = model.predict(&x)?;
+    let input = args.input.display().to_string();
+    check_finite_outputs(&outputs, &input, "no predictions were written")?;
     if let Some(scaler) = &meta.target_scaler {
         scaler.inverse_transform(&mut outputs)?;
     }
