@@ -288,6 +288,21 @@ impl fmt::Display for Figure {
     }
 }
 
+/// A loss as training shows it: five decimals, or from 1e6 on in exponent form (a loss of
+/// 1e30 in fixed point is 31 digits).
+pub(crate) struct LossFigure(pub f32);
+
+impl fmt::Display for LossFigure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.abs() >= 1e6 && v.is_finite() {
+            write!(f, "{v:.5e}")
+        } else {
+            write!(f, "{v:.5}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +396,16 @@ mod tests {
             text.lines().any(|l| l.trim_start().starts_with("dog")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn losses_past_a_million_are_in_exponent_form() {
+        let shown = |v: f32| LossFigure(v).to_string();
+        assert_eq!(shown(0.123456), "0.12346");
+        assert_eq!(shown(999999.0), "999999.00000");
+        assert_eq!(shown(1.2697597e12), "1.26976e12");
+        assert_eq!(shown(-3.5e30), "-3.50000e30");
+        assert_eq!(shown(f32::NAN), "NaN");
     }
 
     #[test]

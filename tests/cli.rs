@@ -1548,3 +1548,54 @@ fn columns_of_words_train_as_categories_and_identifiers_can_be_ignored() {
     assert!(!output.status.success());
     assert!(text(&output).contains("--ignore"), "{}", text(&output));
 }
+
+#[test]
+fn binary_cross_entropy_takes_one_sigmoid_unit_and_regression_squared_error() {
+    let dir = temp_dir("default-outputs");
+    let data = dir.join("two.csv");
+    let mut csv = String::from("a,b,label\n");
+    for i in 0..40 {
+        let (a, b) = ((i % 9) as f32 - 4.0, (i % 5) as f32 - 2.0);
+        csv += &format!("{a},{b},{}\n", if a + b > 0.0 { "M" } else { "B" });
+    }
+    std::fs::write(&data, &csv).unwrap();
+    let model = dir.join("bce");
+    let common = ["--epochs", "2", "--device", "cpu", "--no-plots", "--quiet"];
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--loss",
+        "bce",
+        "--out",
+        s(&model),
+    ];
+    args.extend(common);
+    ok(&args);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(
+        summary.contains("(None, 1)")
+            && summary.contains("sigmoid")
+            && summary.contains("Loss: bce"),
+        "{summary}"
+    );
+    // A sigmoid output on values to predict keeps squared error.
+    let model = dir.join("regression");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--target",
+        "a",
+        "--task",
+        "regression",
+        "--output-activation",
+        "sigmoid",
+        "--out",
+        s(&model),
+    ];
+    args.extend(common);
+    ok(&args);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(summary.contains("Loss: mse"), "{summary}");
+}

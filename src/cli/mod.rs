@@ -10,7 +10,7 @@ use crate::data::{CsvTask, Dataset};
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuApi};
 use crate::io::{self, ModelMeta};
-use crate::metrics::{classification_report, regression_report};
+use crate::metrics::{LossFigure, classification_report, regression_report};
 use crate::model::Activation;
 use crate::train::Targets;
 use clap::parser::ValueSource;
@@ -440,11 +440,15 @@ fn eval(args: EvalArgs) -> Result<()> {
     out!("{} samples on {}", x.nrows(), model.device());
     match evaluation.accuracy {
         Some(accuracy) => out!(
-            "loss {:.5}  accuracy {:.2}%",
-            evaluation.loss,
+            "loss {}  accuracy {:.2}%",
+            LossFigure(evaluation.loss),
             100.0 * accuracy
         ),
-        None => out!("loss {:.5}{}", evaluation.loss, of_scaled_target(&meta)),
+        None => out!(
+            "loss {}{}",
+            LossFigure(evaluation.loss),
+            of_scaled_target(&meta)
+        ),
     }
     print_report(&model, &x, &y, &meta)
 }

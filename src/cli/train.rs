@@ -337,8 +337,18 @@ pub fn build_spec(
     classes: Option<usize>,
     outputs: usize,
 ) -> Result<Sequential> {
+    let loss = match &args.loss {
+        Some(loss) => Some(loss.parse::<Loss>().map_err(|e| invalid("loss", e))?),
+        None => None,
+    };
+    // Two classes take one sigmoid unit where the options ask for one, or for binary
+    // cross-entropy (Keras's `binary_crossentropy` on 0/1 labels).
+    let one_unit = match args.output_activation.as_deref() {
+        Some(activation) => activation == "sigmoid",
+        None => loss == Some(Loss::BinaryCrossEntropy),
+    };
     let default_outputs = match classes {
-        Some(2) if args.output_activation.as_deref() == Some("sigmoid") => 1,
+        Some(2) if one_unit => 1,
         Some(k) => k,
         None => outputs,
     };
@@ -409,8 +419,12 @@ pub fn build_spec(
         .l1(args.l1)
         .l2(args.l2)
         .seed(args.seed);
-    if let Some(loss) = &args.loss {
-        spec = spec.loss(loss.parse::<Loss>().map_err(|e| invalid("loss", e))?);
+    match (loss, classes) {
+        (Some(loss), _) => spec = spec.loss(loss),
+        // Values to predict: squared error whatever the output activation (the library
+        // would take a sigmoid output for binary cross-entropy).
+        (None, None) => spec = spec.loss(Loss::MeanSquaredError),
+        (None, Some(_)) => {}
     }
     spec.param_count().map_err(|e| match e {
         WgradError::InvalidModel(message) => invalid("layers", message),
@@ -1136,8 +1150,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 test.len()
             ),
             None => out!(
-                "{which} loss {:.5}{} on {} samples",
-                evaluation.loss,
+                "{which} loss {}{} on {} samples",
+                crate::metrics::LossFigure(evaluation.loss),
                 super::of_scaled_target(&meta),
                 test.len()
             ),

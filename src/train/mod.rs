@@ -13,6 +13,7 @@ use crate::cpu::ops::predicted_class;
 use crate::data::split_rows;
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuBackend};
+use crate::metrics::LossFigure;
 use crate::model::{Loss, ParamLayout, Sequential, TensorSlot};
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, ArrayView2, Axis, CowArray};
 use rand::SeedableRng;
@@ -898,8 +899,8 @@ impl EarlyStopper {
 /// One line per epoch: losses, accuracies, time and throughput.
 pub fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
     let validation = match (record.val_loss, record.val_accuracy) {
-        (Some(l), Some(a)) => format!("  val_loss {l:.5}  val_accuracy {a:.4}"),
-        (Some(l), None) => format!("  val_loss {l:.5}"),
+        (Some(l), Some(a)) => format!("  val_loss {}  val_accuracy {a:.4}", LossFigure(l)),
+        (Some(l), None) => format!("  val_loss {}", LossFigure(l)),
         _ => String::new(),
     };
     let accuracy = record
@@ -907,10 +908,10 @@ pub fn format_epoch(record: &EpochRecord, epochs: usize) -> String {
         .map(|a| format!("  accuracy {:.4}", a))
         .unwrap_or_default();
     format!(
-        "epoch {}/{}  loss {:.5}{}{}  ({:.2} s, {:.0} samples/s)",
+        "epoch {}/{}  loss {}{}{}  ({:.2} s, {:.0} samples/s)",
         record.epoch,
         epochs,
-        record.loss,
+        LossFigure(record.loss),
         accuracy,
         validation,
         record.seconds,
