@@ -420,7 +420,10 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
     let last = number_after(&out, "early stopping after epoch ");
     assert!(last < 300, "{out}");
     assert!(
-        out.contains("val_loss has not improved for 1 epoch\n"),
+        out.contains(&format!(
+            "val_loss has not improved for 1 epoch (since epoch {})\n",
+            last - 1
+        )),
         "{out}"
     );
     // Patience 1: the best epoch is the one before the last.
@@ -430,6 +433,21 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
             last - 1
         )),
         "{out}"
+    );
+    // Resumed for more epochs, the run is watched afresh rather than stopped after one.
+    let epochs = (last + 10).to_string();
+    let resumed = ok(&["train", "--resume", s(&dir), "--epochs", &epochs]);
+    assert!(
+        resumed.contains(&format!(
+            "early stopping ended this run after epoch {last} (val_loss had not improved \
+             since epoch {}); it watches afresh from here",
+            last - 1
+        )),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains(&format!("epoch {}/", last + 2)),
+        "{resumed}"
     );
     // A new run into the directory drops the replaced run's best weights, which a resume of
     // the new run would otherwise take for its own.

@@ -942,7 +942,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
     // A resumed run's early stopping goes on from its record: its best epoch is the last
     // checkpointed one (whose weights the model holds) or the one of the best-weights file.
-    if let Some(rule) = &config.early_stopping
+    // A run that early stopping ended, resumed for more epochs, is watched afresh (as a new
+    // `fit` in Keras): going on from its record would stop it after one epoch.
+    let stopped = config.early_stopping.as_ref().and_then(|rule| {
+        let (best, since) = rule.replay(&earlier);
+        (since >= rule.patience).then(|| (rule.monitor.name(), best.map_or(0, |(e, _)| e)))
+    });
+    if let Some((monitor, best)) = stopped {
+        note!(
+            "early stopping ended this run after epoch {} ({monitor} had not improved since \
+             epoch {best}); it watches afresh from here",
+            config.initial_epoch
+        );
+    } else if let Some(rule) = &config.early_stopping
         && rule.restore_best
         && let (Some((best, _)), _) = rule.replay(&earlier)
     {
@@ -1257,17 +1269,18 @@ fn task_of(train: &Dataset, target_scaled: bool) -> String {
 /// Says where early stopping stopped the run, and which epoch's weights it kept (the best,
 /// as Keras's `restore_best_weights`), when that is not the last epoch shown.
 fn report_early_stopping(rule: &EarlyStopping, history: &History, epochs: usize) {
-    let (Some(last), (Some((best_epoch, best_value)), _)) = (history.last(), rule.replay(history))
+    let (Some(last), (Some((best_epoch, best_value)), since)) =
+        (history.last(), rule.replay(history))
     else {
         return;
     };
     if last.epoch < epochs {
         note!(
-            "early stopping after epoch {}: {} has not improved for {} epoch{}",
+            "early stopping after epoch {}: {} has not improved for {since} epoch{} (since \
+             epoch {best_epoch})",
             last.epoch,
             rule.monitor.name(),
-            rule.patience,
-            if rule.patience == 1 { "" } else { "s" }
+            if since == 1 { "" } else { "s" }
         );
     }
     if rule.restore_best && best_epoch != last.epoch {
