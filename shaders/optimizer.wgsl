@@ -193,12 +193,13 @@ fn update(scale: f32, region: vec4<u32>, i: u32) {
     if (OPTIMIZER == 4u) {
         state2[i] = pack(lo.s2, hi.s2);
     }
-    var finite = all_finite(lo.w) && all_finite(hi.w);
+    // `&`, not `&&`: no short circuit, which llvmpipe would run as masked branches.
+    var finite = all_finite(lo.w) & all_finite(hi.w);
     if (OPTIMIZER != 0u) {
-        finite = finite && all_finite(lo.s1) && all_finite(hi.s1);
+        finite = finite & all_finite(lo.s1) & all_finite(hi.s1);
     }
     if (OPTIMIZER == 4u) {
-        finite = finite && all_finite(lo.s2) && all_finite(hi.s2);
+        finite = finite & all_finite(lo.s2) & all_finite(hi.s2);
     }
     // Every invocation that finds one in this step stores the same step: a benign race.
     if (!finite && atomicLoad(&divergence[0]) == 0u) {
@@ -246,8 +247,10 @@ fn update4(scale: f32, penalized: bool, w: vec4<f32>, grad: vec4<f32>, s1: vec4<
     return out;
 }
 
+// Whether no component has the all-ones exponent of NaN and infinities: one vector test.
 fn all_finite(v: vec4<f32>) -> bool {
-    return is_finite(v.x) && is_finite(v.y) && is_finite(v.z) && is_finite(v.w);
+    let exponents = bitcast<vec4<u32>>(v) & vec4<u32>(0x7f800000u);
+    return all(exponents != vec4<u32>(0x7f800000u));
 }
 
 @compute @workgroup_size(GROUP)

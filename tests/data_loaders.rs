@@ -392,6 +392,9 @@ fn csv_string_labels_and_target_by_name() {
     assert_eq!(set.feature_names(), ["sepal_length", "petal_width"]);
     assert_eq!(set.target_name.as_deref(), Some("species"));
     assert_eq!(set.x.row(2).to_vec(), [5.8, 1.2]);
+    // The header's spaces are trimmed, and so are a name's given for it.
+    let spaced = data::load_csv(&path, Some(" species "), CsvTask::Auto).expect("loads");
+    assert_eq!(spaced, set);
     assert_eq!(
         set.class_names.as_deref(),
         Some(&["setosa", "versicolor", "virginica"].map(String::from)[..])

@@ -479,9 +479,9 @@ impl Table {
         })
     }
 
-    /// The column called `name`, if any.
+    /// The column called `name`, if any (its spaces around trimmed, as the header's are).
     fn find(&self, name: &str) -> Option<usize> {
-        self.headers.iter().position(|h| h == name)
+        self.headers.iter().position(|h| h == name.trim())
     }
 
     /// The columns of `features`, found by name, in that order, each with its feature; an
