@@ -862,7 +862,8 @@ fn resume_finds_its_data_by_path_and_column_name() {
     let mut args = vec!["train", "--resume", s(&resumed), "--epochs", "4", "--data"];
     args.extend([s(&data), "--seed", "0", "--out", s(&resumed)]);
     args.extend(common);
-    ok_in(&elsewhere, &args);
+    let out = ok_in(&elsewhere, &args);
+    assert!(!out.contains("has changed"), "the same rows: {out}");
     assert_eq!(
         history_loss(&resumed, 4),
         history_loss(&dir.join("whole"), 4)
@@ -886,6 +887,23 @@ fn resume_finds_its_data_by_path_and_column_name() {
     assert_eq!(
         std::fs::metadata(&model).unwrap().modified().unwrap(),
         before
+    );
+
+    // Fewer rows than the run began with: it goes on, and says the data changed.
+    let fewer: String = csv
+        .lines()
+        .take(101)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&data, fewer).unwrap();
+    let mut args = vec!["train", "--resume", s(&resumed), "--epochs", "5"];
+    args.extend(common);
+    let out = ok(&args);
+    assert!(
+        out.contains(
+            "train.csv has changed since this run began (150 training rows then, 100 now)"
+        ),
+        "{out}"
     );
 }
 

@@ -119,6 +119,11 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub verbose: bool,
+    /// What the run's data was when it started (a CSV file's can change before a resume):
+    /// saved with the options, never given.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_fingerprint: Option<DataFingerprint>,
     /// The options given on the command line, by field name (`Cli::from_command_line`
     /// fills it): what `--resume` takes over from them.
     #[arg(skip)]
@@ -202,6 +207,7 @@ impl TrainArgs {
             no_plots: false,
             profile: false,
             verbose: false,
+            data_fingerprint: None,
             given: Vec::new(),
         }
     }
@@ -500,6 +506,36 @@ pub fn fit_config(
         // training part.
         validation_split: None,
     })
+}
+
+/// A data set's size and a hash of its contents as training sees them (FNV-1a over the
+/// features' and targets' bits, training then validation part).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    rows: usize,
+    hash: String,
+}
+
+impl DataFingerprint {
+    fn of(data: &Prepared) -> DataFingerprint {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut add = |word: u32| {
+            for byte in word.to_le_bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for set in std::iter::once(&data.train).chain(&data.validation) {
+            set.x.iter().for_each(|v| add(v.to_bits()));
+            match &set.y {
+                Targets::Classes(labels) => labels.iter().for_each(|&c| add(c as u32)),
+                Targets::Values(values) => values.iter().for_each(|v| add(v.to_bits())),
+            }
+        }
+        DataFingerprint {
+            rows: data.train.len(),
+            hash: format!("{hash:016x}"),
+        }
+    }
 }
 
 /// Training, validation and test sets, scaled with statistics of the training part only.
@@ -917,6 +953,23 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let source = DataSpec::parse(&args.data)?;
     let data = prepare(&args, &source, meta.as_ref())?;
+    let mut args = args;
+    if let DataSpec::Csv(path) = &source {
+        let now = DataFingerprint::of(&data);
+        if let Some(then) = &args.data_fingerprint
+            && *then != now
+        {
+            note!(
+                "{} has changed since this run began ({} training rows then, {} now): \
+                 training goes on with it as it is now, so the run will not repeat one that \
+                 was never interrupted",
+                path.display(),
+                then.rows,
+                now.rows
+            );
+        }
+        args.data_fingerprint = Some(now);
+    }
     let classes = data.train.n_classes();
     let outputs = match &data.train.y {
         Targets::Values(v) => v.ncols(),
