@@ -585,6 +585,12 @@ fn a_quiet_run_on_two_columns_shows_its_final_figures_and_draws_the_boundary() {
     ok(&args);
     let header = ok(&["predict", "--model", s(&model), "--input", s(&data)]);
     assert!(header.starts_with("class,score_no,score_yes\n"), "{header}");
+    // A linear output trained with cross-entropy gives logits, which predict turns into
+    // probabilities: named so.
+    let args = [&args[..args.len() - 1], &["ce"]].concat();
+    ok(&args);
+    let header = ok(&["predict", "--model", s(&model), "--input", s(&data)]);
+    assert!(header.starts_with("class,p_no,p_yes\n"), "{header}");
 
     // 30 distinct integers are a regression target under --task auto; the banner says how
     // to have them as classes.
@@ -864,6 +870,10 @@ fn resume_finds_its_data_by_path_and_column_name() {
     args.extend(common);
     let out = ok_in(&elsewhere, &args);
     assert!(!out.contains("has changed"), "the same rows: {out}");
+    assert!(
+        out.contains("2 epochs (3–4) in "),
+        "this run's epochs: {out}"
+    );
     assert_eq!(
         history_loss(&resumed, 4),
         history_loss(&dir.join("whole"), 4)
@@ -1033,6 +1043,26 @@ fn bad_options_are_clear_errors() {
         (
             &["train", "--data", "xor", "--monitor", "loss"],
             "--monitor: chooses what --early-stopping watches",
+        ),
+        (
+            &[
+                "train",
+                "--data",
+                "xor",
+                "--early-stopping",
+                "2",
+                "--monitor",
+                "val_loss",
+            ],
+            "--monitor: val_loss needs validation data: give --validation-split F",
+        ),
+        (
+            &["train", "--data", "blobs", "--task", "regression"],
+            "--task: says how to read a CSV file's target; blobs has its own",
+        ),
+        (
+            &["train", "--data", "xor", "--backend", "foo"],
+            "invalid setting: --backend: unknown GPU backend 'foo'",
         ),
         // Bad training settings stop the run before it starts, not at its first step.
         (
@@ -1210,7 +1240,8 @@ fn a_killed_run_resumes_from_its_last_checkpoint() {
         "--device",
         "cpu",
     ]);
-    assert!(out.contains("12 epochs in"), "{out}");
+    // This run's epochs, up to the 12th.
+    assert!(out.contains("–12) in "), "{out}");
     let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
     let epochs: Vec<usize> = history
         .lines()
@@ -1394,7 +1425,7 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "1",
         "--quiet",
     ]);
-    assert!(resumed.contains("20 epochs in"), "{resumed}");
+    assert!(resumed.contains("–20) in "), "{resumed}");
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 1 + 20, "{history}");
     let args = [

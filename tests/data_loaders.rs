@@ -871,6 +871,14 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
             &["line 2", "runs over 3 lines", "closing quote missing"],
         ),
         (
+            "pandas-index.csv",
+            b",a,label\n0,1,x\n1,2,y\n",
+            &[
+                "line 1: column 1 of the header has no name",
+                "a pandas index? write the file with `to_csv(…, index=False)`",
+            ],
+        ),
+        (
             "open-quote-header.csv",
             b"a,\"b,label\n1,2,x\n3,4,y\n",
             &["line 1", "column name \"b,label\"", "closing quote missing"],

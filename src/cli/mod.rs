@@ -11,7 +11,7 @@ use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuApi};
 use crate::io::{self, ModelMeta};
 use crate::metrics::{LossFigure, classification_report, regression_report};
-use crate::model::Activation;
+use crate::model::{Activation, Loss};
 use crate::train::Targets;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
@@ -138,7 +138,7 @@ impl DeviceArgs {
         if let Some(api) = &self.backend {
             choice.api = Some(
                 api.parse::<GpuApi>()
-                    .map_err(|e| WgradError::Gpu(format!("--backend: {e}")))?,
+                    .map_err(|e| WgradError::InvalidConfig(format!("--backend: {e}")))?,
             );
         }
         match self.adapter.as_deref() {
@@ -556,10 +556,12 @@ fn predict(args: PredictArgs) -> Result<()> {
         Some(path) => Box::new(std::fs::File::create(path).map_err(|e| WgradError::io(path, e))?),
         None => Box::new(std::io::stdout().lock()),
     };
-    // Softmax outputs and a single sigmoid unit are probabilities; other outputs are scores.
+    // A cross-entropy model's outputs are probabilities (`predict` turns logits into them),
+    // as are softmax outputs and a single sigmoid unit; other outputs are scores.
     let output = model.spec().output_activation();
-    let probabilities =
-        output == Activation::Softmax || (output == Activation::Sigmoid && outputs.ncols() == 1);
+    let probabilities = model.spec().resolved_loss() != Loss::MeanSquaredError
+        || output == Activation::Softmax
+        || (output == Activation::Sigmoid && outputs.ncols() == 1);
     let prefix = if probabilities { "p_" } else { "score_" };
     match write_predictions(csv::Writer::from_writer(sink), &outputs, &meta, prefix) {
         Ok(()) => {}

@@ -27,7 +27,8 @@ pub struct TrainArgs {
     /// CSV: the target column's name (default: the last column).
     #[arg(long)]
     pub target: Option<String>,
-    /// CSV: classification, regression, or auto (from the target's values).
+    /// CSV: classification, regression, or auto (words, or at most 20 distinct integers, are
+    /// classes; other numbers a regression target).
     #[arg(long, default_value = "auto")]
     pub task: String,
     /// CSV: columns to leave out, e.g. --ignore id,name (identifiers, free text).
@@ -54,15 +55,20 @@ pub struct TrainArgs {
     /// Learning rate (default: 0.01 for SGD and momentum, 0.001 for RMSprop and Adam).
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f32>,
+    /// Momentum of momentum and nesterov, and of sgd when given (as Keras's
+    /// SGD(momentum=…), which is then the momentum optimizer).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub momentum: f32,
     /// Train until this epoch (default 10; when resuming, the saved run's target).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Samples per training step (the last step of an epoch takes what is left).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Seed of the initial weights, the shuffling, dropout, the validation split and the
+    /// built-in sets' points.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Model directory to write (default: runs/DATA, DATA the data set's name).
@@ -74,8 +80,12 @@ pub struct TrainArgs {
     /// Print only the final figures.
     #[arg(long)]
     pub quiet: bool,
+    /// L1 penalty on the weights (not the biases), l1·Σ|w|, trained with the loss; the
+    /// loss shown leaves it out.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l1: f32,
+    /// L2 penalty on the weights (not the biases), l2·Σw², trained with the loss; the loss
+    /// shown leaves it out.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub l2: f32,
     /// Dropout rate after every hidden layer.
@@ -93,7 +103,8 @@ pub struct TrainArgs {
     /// loss | accuracy | val_loss | val_accuracy (default: val_loss with validation data).
     #[arg(long)]
     pub monitor: Option<String>,
-    /// constant | step:EVERY:FACTOR | exp:RATE | cosine | cosine:MIN_LR
+    /// constant | step:EVERY:FACTOR (the rate times FACTOR every EVERY epochs) | exp:RATE
+    /// (times RATE every epoch) | cosine | cosine:MIN_LR (annealed to MIN_LR, default 0, over --epochs)
     #[arg(long, default_value = "constant")]
     pub schedule: String,
     /// Clip the gradient's global L2 norm to this.
@@ -452,6 +463,16 @@ pub fn fit_config(
                 None if has_validation => Monitor::ValLoss,
                 None => Monitor::Loss,
             };
+            if matches!(monitor, Monitor::ValLoss | Monitor::ValAccuracy) && !has_validation {
+                return Err(invalid(
+                    "monitor",
+                    format!(
+                        "{} needs validation data: give --validation-split F or \
+                         --validation-data CSV",
+                        monitor.name()
+                    ),
+                ));
+            }
             if monitor.maximize() && !classification {
                 return Err(invalid(
                     "monitor",
@@ -559,6 +580,15 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             "target",
             format!(
                 "picks a CSV file's target column; {} has its own labels",
+                source.name()
+            ),
+        ));
+    }
+    if task != CsvTask::Auto && !matches!(source, DataSpec::Csv(_)) {
+        return Err(invalid(
+            "task",
+            format!(
+                "says how to read a CSV file's target; {} has its own",
                 source.name()
             ),
         ));
@@ -1231,9 +1261,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         // Nothing held out: the last epoch's figures, which --quiet did not show.
         out!("{}", crate::train::format_epoch(last, config.epochs));
     }
-    let epochs = history.epochs.len();
+    // This run's epochs: a resumed run's last ones.
+    let epochs = history.epochs.len() - config.initial_epoch;
+    let which = match history.last() {
+        Some(last) if config.initial_epoch > 0 => {
+            format!(" ({}–{})", config.initial_epoch + 1, last.epoch)
+        }
+        _ => String::new(),
+    };
     out!(
-        "{epochs} epoch{} in {:.1} s on {}; model saved in {}",
+        "{epochs} epoch{}{which} in {:.1} s on {}; model saved in {}",
         if epochs == 1 { "" } else { "s" },
         started.elapsed().as_secs_f64(),
         model.device(),

@@ -390,10 +390,17 @@ impl Table {
             ));
         }
         if let Some(i) = headers.iter().position(|h| h.is_empty()) {
+            // pandas' `to_csv()` writes the index as a first column without a name.
+            let index = if i == 0 && headers.len() > 1 {
+                "; a pandas index? write the file with `to_csv(…, index=False)`"
+            } else {
+                ""
+            };
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1: column {} of the header has no name; every column needs one",
+                    "line 1: column {} of the header has no name; every column needs \
+                     one{index}",
                     i + 1
                 ),
             ));
