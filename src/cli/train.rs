@@ -737,13 +737,7 @@ fn target_scaling(
         // Given explicitly, "none" is what the user wants.
         "none" if args.scale_target.is_some() => Ok(None),
         "none" => {
-            // Far from unit scale, the network's first steps spend themselves on the scale
-            // alone (MSE of 1e12), or the target hides under the initial outputs (1e-6).
-            if let Scaler::Standard { mean, std } = Scaler::fit_standard(values)?
-                && let Some((mean, std)) = mean
-                    .iter()
-                    .zip(&std)
-                    .find(|&(&m, &s)| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0)
+            if let Some((mean, std)) = far_from_unit_scale(values)?
                 && !args.quiet
             {
                 note!(
@@ -759,6 +753,19 @@ fn target_scaling(
             format!("'{other}' is not standard, minmax or none"),
         )),
     }
+}
+
+/// The mean and standard deviation of a target column far from unit scale, where the
+/// network's first steps spend themselves on the scale alone (an MSE of 1e12), or the target
+/// hides under the initial outputs (1e-6).
+fn far_from_unit_scale(values: &ndarray::Array2<f32>) -> Result<Option<(f32, f32)>> {
+    let Scaler::Standard { mean, std } = Scaler::fit_standard(values)? else {
+        unreachable!("fit_standard gives a standard scaler")
+    };
+    Ok(mean
+        .into_iter()
+        .zip(std)
+        .find(|&(m, s)| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0))
 }
 
 /// Writes a checkpoint and the history after every epoch.
@@ -1157,7 +1164,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             validation,
             &mut [&mut display, &mut checkpointer],
         )
-        .map_err(|e| name_checkpoint(e, &out))?;
+        .map_err(|e| {
+            // An unscaled target far from unit scale is the likelier cause than the rate.
+            if let (WgradError::Diverged { .. }, None, Targets::Values(values)) =
+                (&e, &meta.target_scaler, &data.train.y)
+                && let Ok(Some((mean, std))) = far_from_unit_scale(values)
+            {
+                note!(
+                    "the target's mean is {mean:.3e} and its standard deviation {std:.3e}: \
+                     --scale-target standard is the likelier cure"
+                );
+            }
+            name_checkpoint(e, &out)
+        })?;
     if let Some(rule) = &config.early_stopping
         && !args.quiet
     {
