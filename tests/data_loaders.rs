@@ -598,6 +598,49 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
         ],
     );
 
+    // Numbers written with commas or as dates are not categories: named with what to do.
+    let cases: [(&str, &[u8], &str); 3] = [
+        (
+            "decimal-comma.csv",
+            b"a;y\n1,5;0\n2,25;1\n",
+            "write decimals with a point",
+        ),
+        (
+            "thousands.csv",
+            b"income,y\n\"125,000\",0\n\"92,500\",1\n",
+            "without thousands separators",
+        ),
+        (
+            "dates.csv",
+            b"day,y\n2024-01-05,0\n2024-02-19,1\n",
+            "dates must be turned",
+        ),
+    ];
+    for (name, text, hint) in cases {
+        let path = write(&dir, name, text);
+        let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+        assert_mentions(&message, &["line 2", "is not a number", hint]);
+    }
+    // A column of words with a number in it is neither: the number is named.
+    let mut text = String::from("size,y\n");
+    for i in 0..20 {
+        let size = if i == 12 {
+            "10"
+        } else {
+            ["S", "M", "L"][i % 3]
+        };
+        text += &format!("{size},{}\n", i % 2);
+    }
+    let path = write(&dir, "mixed.csv", text.as_bytes());
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 14, column \"size\"",
+            "\"10\" is a number in a column of words",
+        ],
+    );
+
     // A column of numbers with a stray word is a typo, named as such.
     let path = write(&dir, "typo.csv", b"a,b,label\n1,2,x\n3,four,y\n");
     let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
@@ -693,6 +736,27 @@ fn csv_names_and_identifiers_are_refused_as_categories_and_can_be_ignored() {
         &message,
         &["no column \"c\" to ignore", "\"a\", \"b\", \"label\""],
     );
+    let message = data_error(data::load_csv_ignoring(
+        &path,
+        None,
+        CsvTask::Auto,
+        &ignore(&["A"]),
+    ));
+    assert_mentions(
+        &message,
+        &["no column \"A\" to ignore (names are exact: \"a\"?)"],
+    );
+    // Names joined by commas, a trailing comma, and a name that holds a comma.
+    let set = data::load_csv_ignoring(&path, None, CsvTask::Auto, &ignore(&["a,"])).unwrap();
+    assert_eq!(set.feature_names(), ["b"]);
+    let commas = write(
+        &dir,
+        "comma.csv",
+        b"\"id, full\",b,c,label\n1,2,3,x\n4,5,6,y\n",
+    );
+    let set = data::load_csv_ignoring(&commas, None, CsvTask::Auto, &ignore(&["id, full", "b"]))
+        .expect("a name with a comma");
+    assert_eq!(set.feature_names(), ["c"]);
     let message = data_error(data::load_csv_ignoring(
         &path,
         None,

@@ -31,8 +31,9 @@ pub struct TrainArgs {
     /// classes; other numbers a regression target).
     #[arg(long, default_value = "auto")]
     pub task: String,
-    /// CSV: columns to leave out, e.g. --ignore id,name (identifiers, free text).
-    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    /// CSV: columns to leave out, e.g. --ignore id,name (identifiers, free text); repeat it
+    /// for a name with a comma: --ignore "Name, full".
+    #[arg(long, value_name = "COLUMNS")]
     #[serde(default)]
     pub ignore: Vec<String>,
     /// Layer widths from inputs to outputs, e.g. 784,128,10 (default: inputs,128,outputs).

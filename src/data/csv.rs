@@ -84,8 +84,9 @@ pub fn load_csv(path: &Path, target: Option<&str>, task: CsvTask) -> Result<Data
 }
 
 /// [`load_csv`] leaving out the columns named in `ignore` (identifiers, free text, columns
-/// that would leak the target), as pandas' `drop(columns=…)`. Naming a column the file does
-/// not have, or the target, is an error.
+/// that would leak the target), as pandas' `drop(columns=…)`: each entry a column's name, or
+/// names joined by commas (`"id,name"`) where no column has the whole entry as its name.
+/// Naming a column the file does not have, or the target, is an error.
 pub fn load_csv_ignoring(
     path: &Path,
     target: Option<&str>,
@@ -577,16 +578,31 @@ impl Table {
         target: usize,
         ignore: &[String],
     ) -> Result<Vec<(usize, FeatureColumn)>> {
-        if let Some(name) = ignore.iter().find(|name| self.find(name).is_none()) {
-            return Err(WgradError::data(
-                &self.path,
-                format!(
-                    "no column {name:?} to ignore; the columns are {}",
-                    list(&self.headers)
-                ),
-            ));
+        // An entry is a column's name or, if no column has it, names joined by commas.
+        let mut ignored = Vec::new();
+        for entry in ignore {
+            let names: Vec<&str> = match self.find(entry) {
+                Some(_) => vec![entry.as_str()],
+                None => entry.split(',').filter(|n| !n.trim().is_empty()).collect(),
+            };
+            for name in names {
+                let col = self.find(name).ok_or_else(|| {
+                    let similar = self
+                        .headers
+                        .iter()
+                        .find(|h| h.eq_ignore_ascii_case(name.trim()))
+                        .map_or(String::new(), |h| format!(" (names are exact: {h:?}?)"));
+                    WgradError::data(
+                        &self.path,
+                        format!(
+                            "no column {name:?} to ignore{similar}; the columns are {}",
+                            list(&self.headers)
+                        ),
+                    )
+                })?;
+                ignored.push(col);
+            }
         }
-        let ignored = self.columns_named(ignore)?;
         if ignored.contains(&target) {
             return Err(WgradError::data(
                 &self.path,
@@ -624,11 +640,27 @@ impl Table {
     fn feature_column(&self, col: usize) -> Result<FeatureColumn> {
         let name = &self.headers[col];
         let Some(words) = self.words(col) else {
+            if let Some(row) = self.stray_number(col) {
+                return Err(self.cell_error(
+                    row,
+                    col,
+                    format!(
+                        "{:?} is a number in a column of words; a column holds numbers or \
+                         categories, not both",
+                        &self.rows[row][col]
+                    ),
+                ));
+            }
             return Ok(FeatureColumn::numeric(name));
         };
+        let quoted = if name.contains([' ', ',', '"', '\'']) {
+            format!("{name:?}")
+        } else {
+            name.clone()
+        };
         let leave_out = format!(
-            "leave it out (`--ignore {name}` on the command line, `load_csv_ignoring` in the \
-             library)"
+            "leave it out (`--ignore {quoted}` on the command line, `load_csv_ignoring` in \
+             the library)"
         );
         if words.len() == self.rows.len() && self.rows.len() >= 20 {
             return Err(WgradError::data(
@@ -756,28 +788,10 @@ impl Table {
             Some(offset) => raw.parse::<f64>().ok().map(|v| (v - offset) as f32),
         };
         let value = parsed.ok_or_else(|| {
-            // Thousands separators (1,234), a decimal comma (1,5), a date and a column of
-            // words (categories) get a hint; other text is named as it is.
-            let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-            let groups: Vec<&str> = raw.trim_start_matches('-').split(',').collect();
-            let date = raw.len() >= 8
-                && raw
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || b"-/.:T ".contains(&b))
-                && raw.bytes().filter(|b| b"-/".contains(b)).count() == 2;
-            let hint = if groups.len() > 1
-                && (1..=3).contains(&groups[0].len())
-                && groups.iter().all(|g| digits(g))
-                && groups[1..].iter().all(|g| g.len() == 3)
-            {
-                // 1,234 is a thousand or (with a decimal comma) about one.
-                "; write numbers with a decimal point and without thousands separators".to_string()
-            } else if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
-                "; write decimals with a point".to_string()
-            } else if date {
-                "; dates must be turned into numbers first (a day count, or year, month and \
-                 day columns)"
-                    .to_string()
+            // A number written otherwise and a column of words (categories) get a hint; other
+            // text is named as it is.
+            let hint = if let Some(hint) = number_written_otherwise(raw) {
+                format!("; {hint}")
             } else if role == Role::Feature
                 && let Some(words) = self.words(col)
             {
@@ -808,8 +822,9 @@ impl Table {
         Ok(value)
     }
 
-    /// The distinct values of column `col`, sorted, when no cell of it holds a number (a
-    /// column of categories; missing values aside).
+    /// The distinct values of column `col`, sorted, when no cell of it holds a number, even
+    /// one written with a decimal comma or as a date (a column of categories; missing values
+    /// aside).
     fn words(&self, col: usize) -> Option<BTreeSet<&str>> {
         let mut distinct = BTreeSet::new();
         for row in &self.rows {
@@ -817,12 +832,27 @@ impl Table {
             if value.is_empty() || MISSING_MARKERS.contains(&value) {
                 continue;
             }
-            if value.parse::<f64>().is_ok() {
+            if numeric(value) {
                 return None;
             }
             distinct.insert(value);
         }
         (!distinct.is_empty()).then_some(distinct)
+    }
+
+    /// In a column of more words than numbers, the row of its first number: the column is
+    /// neither numbers nor categories.
+    fn stray_number(&self, col: usize) -> Option<usize> {
+        let values = || {
+            (0..self.rows.len())
+                .map(move |row| (row, &self.rows[row][col]))
+                .filter(|(_, v)| !v.is_empty() && !MISSING_MARKERS.contains(v))
+        };
+        let numbers = values().filter(|(_, v)| numeric(v)).count();
+        let words = values().count() - numbers;
+        (numbers > 0 && words > numbers)
+            .then(|| values().find(|(_, v)| numeric(v)).map(|(row, _)| row))
+            .flatten()
     }
 
     /// The label text in a cell: neither empty nor a missing-value marker.
@@ -902,6 +932,39 @@ impl Table {
             format!("line {line}, column {:?}: {message}", self.headers[col]),
         )
     }
+}
+
+/// What to do about a number written in a way this reader does not take: with thousands
+/// separators (1,234), a decimal comma (1,5), or a date; `None` for other text.
+fn number_written_otherwise(raw: &str) -> Option<&'static str> {
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let groups: Vec<&str> = raw.trim_start_matches('-').split(',').collect();
+    let date = raw.len() >= 8
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"-/.:T ".contains(&b))
+        && raw.bytes().filter(|b| b"-/".contains(b)).count() == 2;
+    if groups.len() > 1
+        && (1..=3).contains(&groups[0].len())
+        && groups.iter().all(|g| digits(g))
+        && groups[1..].iter().all(|g| g.len() == 3)
+    {
+        // 1,234 is a thousand or (with a decimal comma) about one.
+        Some("write numbers with a decimal point and without thousands separators")
+    } else if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
+        Some("write decimals with a point")
+    } else if date {
+        Some(
+            "dates must be turned into numbers first (a day count, or year, month and day columns)",
+        )
+    } else {
+        None
+    }
+}
+
+/// Whether a cell holds a number, as written or in a form [`number_written_otherwise`] names.
+fn numeric(raw: &str) -> bool {
+    raw.parse::<f64>().is_ok() || number_written_otherwise(raw).is_some()
 }
 
 /// The integer a label writes: `1`, `01`, or `1.0` (as pandas writes an integer column that
