@@ -910,9 +910,7 @@ fn resume_finds_its_data_by_path_and_column_name() {
     args.extend(common);
     let out = ok(&args);
     assert!(
-        out.contains(
-            "train.csv has changed since this run began (150 training rows then, 100 now)"
-        ),
+        out.contains("train.csv has changed since this run began (150 rows then, 100 now)"),
         "{out}"
     );
 }
@@ -1665,4 +1663,52 @@ fn binary_cross_entropy_takes_one_sigmoid_unit_and_regression_squared_error() {
     ok(&args);
     let summary = ok(&["summary", "--model", s(&model)]);
     assert!(summary.contains("Loss: mse"), "{summary}");
+}
+
+#[test]
+fn a_validation_file_is_found_again_on_resuming_and_its_changes_are_named() {
+    let dir = temp_dir("resume-validation");
+    let rows = |n: usize, shift: usize| {
+        let mut csv = String::from("a,b,label\n");
+        for i in 0..n {
+            let (a, b) = (
+                ((i + shift) * 37 % 101) as f32 / 50.0,
+                (i * 53 % 97) as f32 / 48.0,
+            );
+            csv += &format!("{a},{b},{}\n", if a > b { "x" } else { "y" });
+        }
+        csv
+    };
+    std::fs::write(dir.join("train.csv"), rows(120, 0)).unwrap();
+    std::fs::write(dir.join("valid.csv"), rows(40, 7)).unwrap();
+    let common = ["--device", "cpu", "--no-plots", "--quiet"];
+    let mut args = vec![
+        "train",
+        "--data",
+        "train.csv",
+        "--validation-data",
+        "valid.csv",
+        "--epochs",
+        "2",
+        "--out",
+        "run",
+    ];
+    args.extend(common);
+    ok_in(&dir, &args);
+    // From another directory: the same validation file, by its absolute path.
+    let run = dir.join("run");
+    let mut args = vec!["train", "--resume", s(&run), "--epochs", "3"];
+    args.extend(common);
+    let out = ok_in(&std::env::temp_dir(), &args);
+    assert!(out.contains("on 40 samples"), "{out}");
+    assert!(!out.contains("has changed"), "{out}");
+    // The validation file changed, the training file did not: the note names the first.
+    std::fs::write(dir.join("valid.csv"), rows(30, 7)).unwrap();
+    let args = [&args[..3], &["--epochs", "4"], &common[..]].concat();
+    let out = ok_in(&std::env::temp_dir(), &args);
+    assert!(
+        out.contains("valid.csv has changed since this run began (40 rows then, 30 now)"),
+        "{out}"
+    );
+    assert!(!out.contains("train.csv has changed"), "{out}");
 }

@@ -136,6 +136,10 @@ pub struct TrainArgs {
     #[arg(skip)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_fingerprint: Option<DataFingerprint>,
+    /// The same of `--validation-data`'s file.
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_fingerprint: Option<DataFingerprint>,
     /// The options given on the command line, by field name (`Cli::from_command_line`
     /// fills it): what `--resume` takes over from them.
     #[arg(skip)]
@@ -220,6 +224,7 @@ impl TrainArgs {
             profile: false,
             verbose: false,
             data_fingerprint: None,
+            validation_fingerprint: None,
             given: Vec::new(),
         }
     }
@@ -531,7 +536,7 @@ pub fn fit_config(
 }
 
 /// A data set's size and a hash of its contents as training sees them (FNV-1a over the
-/// features' and targets' bits, training then validation part).
+/// features' and targets' bits).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataFingerprint {
     rows: usize,
@@ -539,14 +544,14 @@ pub struct DataFingerprint {
 }
 
 impl DataFingerprint {
-    fn of(data: &Prepared) -> DataFingerprint {
+    fn of(sets: &[&Dataset]) -> DataFingerprint {
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         let mut add = |word: u32| {
             for byte in word.to_le_bytes() {
                 hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
             }
         };
-        for set in std::iter::once(&data.train).chain(&data.validation) {
+        for set in sets {
             set.x.iter().for_each(|v| add(v.to_bits()));
             match &set.y {
                 Targets::Classes(labels) => labels.iter().for_each(|&c| add(c as u32)),
@@ -554,7 +559,7 @@ impl DataFingerprint {
             }
         }
         DataFingerprint {
-            rows: data.train.len(),
+            rows: sets.iter().map(|set| set.len()).sum(),
             hash: format!("{hash:016x}"),
         }
     }
@@ -981,9 +986,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(out) => out.clone(),
                 None => PathBuf::from("runs").join(DataSpec::parse(&args.data)?.name()),
             };
-            // Saved in the checkpoint: a resume from another directory finds the same file.
+            // Saved in the checkpoint: a resume from another directory finds the same files.
+            let validation_data = match &args.validation_data {
+                Some(path) => Some(std::path::absolute(path).map_err(|e| WgradError::io(path, e))?),
+                None => None,
+            };
             let args = TrainArgs {
                 data: DataSpec::parse(&args.data)?.absolute()?,
+                validation_data,
                 ..args
             };
             (args, None, None, History::default(), out)
@@ -992,21 +1002,43 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let source = DataSpec::parse(&args.data)?;
     let data = prepare(&args, &source, meta.as_ref())?;
     let mut args = args;
-    if let DataSpec::Csv(path) = &source {
-        let now = DataFingerprint::of(&data);
-        if let Some(then) = &args.data_fingerprint
+    // The training file's rows (with the validation part split from them), and a separate
+    // validation file's.
+    let split = match (&args.validation_data, &data.validation) {
+        (None, Some(validation)) => Some(validation),
+        _ => None,
+    };
+    let files: [Option<(PathBuf, Vec<&Dataset>)>; 2] = [
+        match &source {
+            DataSpec::Csv(path) => Some((
+                path.clone(),
+                std::iter::once(&data.train).chain(split).collect(),
+            )),
+            _ => None,
+        },
+        args.validation_data
+            .clone()
+            .map(|path| (path, data.validation.iter().collect())),
+    ];
+    let saved = [&mut args.data_fingerprint, &mut args.validation_fingerprint];
+    for (file, saved) in files.into_iter().zip(saved) {
+        let Some((path, sets)) = file else {
+            continue;
+        };
+        let now = DataFingerprint::of(&sets);
+        if let Some(then) = saved.as_ref()
             && *then != now
         {
             note!(
-                "{} has changed since this run began ({} training rows then, {} now): \
-                 training goes on with it as it is now, so the run will not repeat one that \
-                 was never interrupted",
+                "{} has changed since this run began ({} rows then, {} now): training goes \
+                 on with it as it is now, so the run will not repeat one that was never \
+                 interrupted",
                 path.display(),
                 then.rows,
                 now.rows
             );
         }
-        args.data_fingerprint = Some(now);
+        *saved = Some(now);
     }
     let classes = data.train.n_classes();
     let outputs = match &data.train.y {
@@ -1284,6 +1316,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // This run's epochs: a resumed run's last ones.
     let epochs = history.epochs.len() - config.initial_epoch;
     let which = match history.last() {
+        Some(last) if config.initial_epoch > 0 && config.initial_epoch + 1 == last.epoch => {
+            format!(" (epoch {})", last.epoch)
+        }
         Some(last) if config.initial_epoch > 0 => {
             format!(" ({}–{})", config.initial_epoch + 1, last.epoch)
         }
