@@ -1065,38 +1065,42 @@ pub fn run(args: TrainArgs) -> Result<()> {
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
     // A resumed run's early stopping goes on from its record: its best epoch is the last
     // checkpointed one (whose weights the model holds) or the one of the best-weights file.
-    // A run that early stopping ended, resumed for more epochs, is watched afresh (as a new
-    // `fit` in Keras): going on from its record would stop it after one epoch.
-    let stopped = config.early_stopping.as_ref().and_then(|rule| {
-        let (best, since) = rule.replay(&earlier);
-        (since >= rule.patience).then(|| (rule.monitor.name(), best.map_or(0, |(e, _)| e)))
-    });
-    if let Some((monitor, best)) = stopped {
-        note!(
-            "early stopping ended this run after epoch {} ({monitor} had not improved since \
-             epoch {best}); it watches afresh from here",
-            config.initial_epoch
-        );
-    } else if let Some(rule) = &config.early_stopping
-        && rule.restore_best
-        && let (Some((best, _)), _) = rule.replay(&earlier)
+    // A run that early stopping ended, resumed for more epochs, goes on from its best epoch
+    // with the patience counted afresh: going on from its record would stop it after one
+    // epoch, and watching from scratch could end it on weights worse than those it kept.
+    if let Some(rule) = &config.early_stopping
+        && let (Some((best, _)), since) = rule.replay(&earlier)
     {
-        let best_params = if best == config.initial_epoch {
-            Some(model.params()?)
-        } else {
-            read_best_weights(&out, best, model.params()?.len())
+        let mut watched = earlier.clone();
+        if since >= rule.patience {
+            watched.epochs.retain(|record| record.epoch <= best);
+            note!(
+                "early stopping ended this run after epoch {} ({} had not improved since \
+                 epoch {best}); it goes on from epoch {best}'s weights, counting the patience \
+                 afresh",
+                config.initial_epoch,
+                rule.monitor.name()
+            );
+        }
+        // The best weights: the model's if the best epoch is the last checkpointed one or the
+        // run ended restoring them, else the best-weights file's.
+        let best_params = match read_best_weights(&out, best, model.params()?.len()) {
+            Some(params) => Some(params),
+            None if best == config.initial_epoch || since >= rule.patience => Some(model.params()?),
+            None => None,
         };
         match best_params {
             Some(best_params) => {
                 config.early_stopping_resume = Some(EarlyStoppingResume {
-                    history: earlier.clone(),
+                    history: watched,
                     best_params,
                 });
             }
-            None => note!(
+            None if rule.restore_best => note!(
                 "early stopping watches afresh: the weights of epoch {best}, the best of the \
                  earlier epochs by its rule, were not kept"
             ),
+            None => {}
         }
     }
     // What `fit` would refuse (a schedule against the learning rate, early stopping's
@@ -1421,8 +1425,7 @@ fn report_early_stopping(rule: &EarlyStopping, history: &History, epochs: usize)
     };
     if last.epoch < epochs {
         note!(
-            "early stopping after epoch {}: {} has not improved for {since} epoch{} (since \
-             epoch {best_epoch})",
+            "early stopping after epoch {}: {} has not improved for {since} epoch{}",
             last.epoch,
             rule.monitor.name(),
             if since == 1 { "" } else { "s" }
