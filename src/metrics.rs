@@ -262,10 +262,10 @@ impl fmt::Display for RegressionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "MSE {}  MAE {}  R² {:.4}",
+            "MSE {}  MAE {}  R² {}",
             Figure(self.mse),
             Figure(self.mae),
-            self.r2
+            R2(self.r2)
         )
     }
 }
@@ -284,6 +284,21 @@ impl fmt::Display for Figure {
             write!(f, "{v:.decimals$}")
         } else {
             write!(f, "{v:.5e}")
+        }
+    }
+}
+
+/// R² to four decimals, or in exponent form below -1e6 (a model far off: -5.1e14, not 15
+/// digits).
+struct R2(f32);
+
+impl fmt::Display for R2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if v.abs() >= 1e6 && v.is_finite() {
+            write!(f, "{v:.4e}")
+        } else {
+            write!(f, "{v:.4}")
         }
     }
 }
@@ -406,6 +421,8 @@ mod tests {
         assert_eq!(shown(1.2697597e12), "1.26976e12");
         assert_eq!(shown(-3.5e30), "-3.50000e30");
         assert_eq!(shown(f32::NAN), "NaN");
+        assert_eq!(R2(-5.098963e14).to_string(), "-5.0990e14");
+        assert_eq!(R2(0.96531).to_string(), "0.9653");
     }
 
     #[test]

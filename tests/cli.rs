@@ -1607,6 +1607,23 @@ fn columns_of_words_train_as_categories_and_identifiers_can_be_ignored() {
         message.contains("line 3, column \"colour\": unknown category \"purple\""),
         "{message}"
     );
+    // Two one-hot inputs are not axes to draw a decision boundary over.
+    let two = dir.join("two.csv");
+    std::fs::write(&two, "colour,label\nred,a\nblue,b\nred,a\nblue,b\n").unwrap();
+    let plotted = dir.join("plotted");
+    ok(&[
+        "train",
+        "--data",
+        s(&two),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        s(&plotted),
+    ]);
+    assert!(plotted.join("history.png").exists());
+    assert!(!plotted.join("boundary.png").exists());
     // --ignore is about CSV columns.
     let output = wgrad(&["train", "--data", "xor", "--ignore", "x0", "--no-plots"]);
     assert!(!output.status.success());
@@ -1662,6 +1679,51 @@ fn binary_cross_entropy_takes_one_sigmoid_unit_and_regression_squared_error() {
     ok(&args);
     let summary = ok(&["summary", "--model", s(&model)]);
     assert!(summary.contains("Loss: mse"), "{summary}");
+    // ... and a standardised target, which a sigmoid cannot reach, gets a note.
+    let mut scaled = args.clone();
+    scaled.extend(["--scale-target", "standard"]);
+    let out = ok(&scaled);
+    assert!(
+        out.contains("a sigmoid output lies in (0, 1), and a standardised target reaches past it"),
+        "{out}"
+    );
+
+    // Binary cross-entropy on logits of two classes: one unit too; on three classes, one
+    // sigmoid unit per class.
+    let model = dir.join("logit");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--loss",
+        "bce",
+        "--out",
+        s(&model),
+    ];
+    args.extend(["--output-activation", "linear"]);
+    args.extend(common);
+    ok(&args);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(summary.contains("(None, 1)"), "{summary}");
+    let three = dir.join("three.csv");
+    std::fs::write(&three, csv.replace(",M\n", ",M\n0,0,N\n")).unwrap();
+    let model = dir.join("three");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&three),
+        "--loss",
+        "bce",
+        "--out",
+        s(&model),
+    ];
+    args.extend(common);
+    ok(&args);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(
+        summary.contains("(None, 3)") && summary.contains("sigmoid"),
+        "{summary}"
+    );
 }
 
 #[test]

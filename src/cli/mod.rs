@@ -312,6 +312,9 @@ fn summary(dir: &Path) -> Result<()> {
             .iter()
             .map(|column| match (&column.categories, column.offset) {
                 (Some(categories), _) => format!("{} ({})", column.name, categories.join(" | ")),
+                (None, Some(offset)) if offset < 0.0 => {
+                    format!("{} (plus {})", column.name, -offset)
+                }
                 (None, Some(offset)) => format!("{} (less {offset})", column.name),
                 (None, None) => column.name.clone(),
             })

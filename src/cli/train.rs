@@ -365,10 +365,14 @@ pub fn build_spec(
         None => None,
     };
     // Two classes take one sigmoid unit where the options ask for one, or for binary
-    // cross-entropy (Keras's `binary_crossentropy` on 0/1 labels).
+    // cross-entropy (Keras's `binary_crossentropy` on 0/1 labels) with a sigmoid or linear
+    // (logit) output.
+    let bce = loss == Some(Loss::BinaryCrossEntropy);
     let one_unit = match args.output_activation.as_deref() {
-        Some(activation) => activation == "sigmoid",
-        None => loss == Some(Loss::BinaryCrossEntropy),
+        Some("sigmoid") => true,
+        Some("linear") => bce,
+        Some(_) => false,
+        None => bce,
     };
     let default_outputs = match classes {
         Some(2) if one_unit => 1,
@@ -410,7 +414,7 @@ pub fn build_spec(
         .map_err(|e| invalid("activation", e))?;
     let output = match &args.output_activation {
         Some(a) => a.parse().map_err(|e| invalid("output-activation", e))?,
-        None if classes.is_some() && out == 1 => Activation::Sigmoid,
+        None if classes.is_some() && (out == 1 || bce) => Activation::Sigmoid,
         None if classes.is_some() => Activation::Softmax,
         None => Activation::Linear,
     };
@@ -738,7 +742,21 @@ fn target_scaling(
         };
     };
     match kind {
-        "standard" => Ok(Some(Scaler::fit_standard(values)?)),
+        "standard" => {
+            // A bounded output cannot reach a standardised target's tails.
+            if let Some(bounded @ ("sigmoid" | "tanh")) = args.output_activation.as_deref() {
+                let range = if bounded == "sigmoid" {
+                    "(0, 1)"
+                } else {
+                    "(-1, 1)"
+                };
+                note!(
+                    "note: a {bounded} output lies in {range}, and a standardised target \
+                     reaches past it; --scale-target minmax scales the target into [0, 1]"
+                );
+            }
+            Ok(Some(Scaler::fit_standard(values)?))
+        }
         "minmax" => Ok(Some(Scaler::fit_min_max(values)?)),
         // Given explicitly, "none" is what the user wants.
         "none" if args.scale_target.is_some() => Ok(None),
@@ -1259,7 +1277,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             .as_ref()
             .or(data.validation.as_ref())
             .unwrap_or(&data.train);
-        if let (2, Targets::Classes(labels)) = (shown.n_features(), &shown.y) {
+        // Over two columns of numbers: one-hot inputs are not axes to draw over.
+        let numeric = shown.features.iter().all(|f| f.categories.is_none());
+        if let (2, Targets::Classes(labels), true) = (shown.n_features(), &shown.y, numeric) {
             // The axes are in the model's input units: scaled, if the features were.
             let unit = meta
                 .scaler

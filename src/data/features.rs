@@ -84,7 +84,8 @@ pub fn input_width(columns: &[FeatureColumn]) -> usize {
 const SPREAD_PER_MAGNITUDE: f64 = 1e-4;
 
 /// The offset a column of numbers needs, judged from its values as 32-bit floats: its mean,
-/// rounded to an integer, when the values lie so far from zero for their spread that the
+/// rounded to the power of ten below the spread (a readable number: 1700000050 for
+/// timestamps 1.7e9 ± 30), when the values lie so far from zero for their spread that the
 /// 32-bit rounding blurs them (above), or all read as one value at or beyond 2^24, where
 /// consecutive integers are no longer 32-bit floats. `None` for other columns.
 pub fn offset_for(values: ArrayView1<f32>) -> Option<f64> {
@@ -104,7 +105,16 @@ pub fn offset_for(values: ArrayView1<f32>) -> Option<f64> {
     } else {
         magnitude >= f64::from(1u32 << 24)
     };
-    blurred.then(|| mean.round())
+    let spread = if variance > 0.0 {
+        variance.sqrt()
+    } else {
+        magnitude * SPREAD_PER_MAGNITUDE
+    };
+    let unit = 10f64.powf(spread.log10().floor());
+    // An offset of 0 would change nothing.
+    blurred
+        .then(|| (mean / unit).round() * unit)
+        .filter(|&offset| offset != 0.0)
 }
 
 /// Numeric columns named `names`: the feature columns of a data set without categories.
@@ -140,5 +150,8 @@ mod tests {
         assert_eq!(offset(&[5.0, 5.0, 5.0]), None);
         assert_eq!(offset(&[0.0, 0.0]), None);
         assert_eq!(offset(&[-3.0e6, 3.0e6]), None);
+        // Near zero, a fraction: the mean to the spread's power of ten.
+        let found = offset(&[0.5, 0.500002, 0.500004]).expect("blurred");
+        assert!((found - 0.500002).abs() < 1e-9, "{found}");
     }
 }
