@@ -1773,3 +1773,54 @@ fn a_validation_file_is_found_again_on_resuming_and_its_changes_are_named() {
     );
     assert!(!out.contains("train.csv has changed"), "{out}");
 }
+
+#[test]
+fn a_target_far_from_zero_is_predicted_in_its_own_values() {
+    let dir = temp_dir("target-offset");
+    // ts = 1700000000 + 10·x: as 32-bit floats the targets would be 128 apart.
+    let mut csv = String::from("x,ts\n");
+    for i in 0..200 {
+        let x = (i * 37 % 200) as f64 / 20.0 - 5.0;
+        csv += &format!("{x},{}\n", 1_700_000_000.0 + 10.0 * x);
+    }
+    let data = dir.join("late.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let model = dir.join("model");
+    let mut args = vec!["train", "--data", s(&data), "--scale-target", "standard"];
+    args.extend([
+        "--epochs",
+        "60",
+        "--lr",
+        "0.01",
+        "--device",
+        "cpu",
+        "--no-plots",
+    ]);
+    args.extend(["--quiet", "--out", s(&model)]);
+    ok(&args);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(
+        summary.contains("Target column: ts (less 1700000000)"),
+        "{summary}"
+    );
+    let input = dir.join("new.csv");
+    std::fs::write(&input, "x\n-2.5\n1.25\n").unwrap();
+    let output = wgrad(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--device",
+        "cpu",
+    ]);
+    let predictions = String::from_utf8_lossy(&output.stdout);
+    let values: Vec<f64> = predictions
+        .lines()
+        .skip(1)
+        .map(|line| line.parse().unwrap())
+        .collect();
+    // 1699999975 and 1700000012.5, to well within the 128 of a 32-bit float there.
+    assert!((values[0] - 1_699_999_975.0).abs() < 2.0, "{predictions}");
+    assert!((values[1] - 1_700_000_012.5).abs() < 2.0, "{predictions}");
+}

@@ -558,8 +558,9 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
         "new.csv",
         b"price,doors,colour\ndear,3,green\ncheap,2,red\n",
     );
-    let again = data::load_csv_for_model(&path, None, &set.features, set.class_names.as_deref())
-        .expect("loads for the model");
+    let again =
+        data::load_csv_for_model(&path, None, &set.features, set.class_names.as_deref(), None)
+            .expect("loads for the model");
     assert_eq!(
         again.x,
         ndarray::array![[0.0, 1.0, 0.0, 3.0], [0.0, 0.0, 1.0, 2.0]]
@@ -691,6 +692,31 @@ fn csv_numbers_far_from_zero_keep_their_differences() {
     let path = write(&dir, "new.csv", b"noise,stamp\n3,1700000060.5\n");
     let (x, _) = data::load_features(&path, Some(&set.features)).expect("features");
     assert_eq!(x.row(0).to_vec(), [expected(1_700_000_060.5), 3.0]);
+
+    // A regression target too: its values less the offset, for training and evaluation.
+    let path = write(
+        &dir,
+        "late.csv",
+        b"x,stamp\n1,1700000000.5\n2,1700000010.25\n3,1700000020\n",
+    );
+    let set = data::load_csv(&path, None, CsvTask::Regression).expect("loads");
+    let offset = set.target_offset.expect("the target gets an offset");
+    let values = |set: &Dataset| match &set.y {
+        Targets::Values(values) => values.column(0).to_vec(),
+        Targets::Classes(_) => panic!("values expected"),
+    };
+    let expected: Vec<f32> = [1_700_000_000.5, 1_700_000_010.25, 1_700_000_020.0]
+        .iter()
+        .map(|v| (v - offset) as f32)
+        .collect();
+    assert_eq!(values(&set), expected);
+    assert_eq!(values(&set)[1] - values(&set)[0], 9.75);
+    let again = data::load_csv_for_model(&path, None, &set.features, None, Some(offset))
+        .expect("loads for the model");
+    assert_eq!(
+        (values(&again), again.target_offset),
+        (expected, Some(offset))
+    );
 }
 
 #[test]
@@ -1001,6 +1027,7 @@ fn indexed(n: usize) -> Dataset {
         features: data::features::numeric_columns(["i"]),
         class_names: Some(vec!["even".into(), "odd".into()]),
         target_name: Some("parity".into()),
+        target_offset: None,
     }
 }
 
@@ -1021,6 +1048,7 @@ fn select_keeps_rows_in_order_and_names() {
         features: data::features::numeric_columns(["x0"]),
         class_names: None,
         target_name: None,
+        target_offset: None,
     };
     assert_eq!(
         values(&reg.select(&[4, 0]).y).column(0).to_vec(),

@@ -478,6 +478,7 @@ fn validation_split_matches_dataset_split(device: Device) {
         features: wgrad::data::features::numeric_columns(["a", "b"]),
         class_names: None,
         target_name: None,
+        target_offset: None,
     };
     let config = FitConfig {
         epochs: 4,

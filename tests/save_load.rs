@@ -70,6 +70,7 @@ fn meta() -> ModelMeta {
             FeatureColumn::categorical("colour", vec!["blue".into(), "green".into(), "red".into()]),
         ]),
         target: Some("level".into()),
+        target_offset: Some(-2.5e9),
         target_scaler: Some(Scaler::MinMax {
             min: vec![-1.0, 0.0, 2.5],
             max: vec![1.0, 4.0, 3.5],
@@ -321,6 +322,7 @@ fn weights_file_has_pytorch_names_shapes_and_dtype() {
         serde_json::json!({"colour": ["blue", "green", "red"]})
     );
     assert_eq!(value["offsets"], serde_json::json!({"size": 1.7e9}));
+    assert_eq!(value["target_offset"], -2.5e9);
 }
 
 #[test]

@@ -327,8 +327,13 @@ fn summary(dir: &Path) -> Result<()> {
         };
         out!("Feature columns: {shown}");
     }
-    if let Some(target) = &meta.target {
-        out!("Target column: {target}");
+    match (&meta.target, meta.target_offset) {
+        (Some(target), Some(offset)) if offset < 0.0 => {
+            out!("Target column: {target} (plus {})", -offset)
+        }
+        (Some(target), Some(offset)) => out!("Target column: {target} (less {offset})"),
+        (Some(target), None) => out!("Target column: {target}"),
+        (None, _) => {}
     }
     if let Some(classes) = &meta.class_names {
         out!("Classes: {}", classes.join(", "));
@@ -356,7 +361,13 @@ fn evaluation_data(
     let target = target.or(meta.target.as_deref());
     match (&source, &meta.features, &meta.class_names) {
         (data_spec::DataSpec::Csv(path), Some(features), classes) => {
-            crate::data::load_csv_for_model(path, target, features, classes.as_deref())
+            crate::data::load_csv_for_model(
+                path,
+                target,
+                features,
+                classes.as_deref(),
+                meta.target_offset,
+            )
         }
         // Models saved without their feature names: the columns in the file's order.
         (data_spec::DataSpec::Csv(path), None, Some(classes)) => {
@@ -631,8 +642,16 @@ fn write_predictions(
                     .collect()
             };
             writer.write_record(&header)?;
+            // A target's offset is added in 64-bit arithmetic to the value as written (its
+            // shortest digits), so 12.5 past 1700000000 is written 1700000012.5.
+            let value = |v: &f32| match meta.target_offset {
+                Some(offset) => {
+                    (offset + v.to_string().parse::<f64>().expect("f32 digits")).to_string()
+                }
+                None => v.to_string(),
+            };
             for row in outputs.rows() {
-                writer.write_record(row.iter().map(|v| v.to_string()))?;
+                writer.write_record(row.iter().map(value))?;
             }
         }
     }

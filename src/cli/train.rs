@@ -620,6 +620,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
                 features: Some(features),
                 target,
                 class_names,
+                target_offset,
                 ..
             }),
         ) => Loaded {
@@ -628,6 +629,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
                 target.as_deref(),
                 features,
                 class_names.as_deref(),
+                *target_offset,
             )?,
             test: None,
         },
@@ -653,6 +655,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
                 train.target_name.as_deref().or(args.target.as_deref()),
                 &train.features,
                 train.class_names.as_deref(),
+                train.target_offset,
             )?;
             (train, Some(validation))
         }
@@ -711,6 +714,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
         class_names: train.class_names.clone(),
         features: Some(train.features.clone()),
         target: train.target_name.clone(),
+        target_offset: train.target_offset,
         target_scaler,
     };
     Ok(Prepared {

@@ -120,8 +120,17 @@ fn labelled(
         CsvTask::Auto => table.infer_task(target_col),
         explicit => explicit,
     };
+    let mut target_offset = None;
     let (y, class_names) = match task {
-        CsvTask::Regression => (Targets::Values(table.column_values(target_col)?), None),
+        CsvTask::Regression => {
+            let mut values = table.column_values(target_col, None)?;
+            // A target far from zero for its spread keeps its differences as features do.
+            target_offset = super::features::offset_for(values.column(0));
+            if target_offset.is_some() {
+                values = table.column_values(target_col, target_offset)?;
+            }
+            (Targets::Values(values), None)
+        }
         _ => {
             let (labels, names) = table.class_labels(target_col)?;
             let numbers = table
@@ -163,6 +172,7 @@ fn labelled(
         features,
         class_names,
         target_name: Some(table.headers[target_col].clone()),
+        target_offset,
     })
 }
 
@@ -194,13 +204,15 @@ pub fn load_csv_with_classes_from_reader(
         features,
         class_names: Some(class_names.to_vec()),
         target_name: Some(table.headers[target_col].clone()),
+        target_offset: None,
     })
 }
 
 /// Loads a labelled file to evaluate a trained model on: the feature columns it was trained
 /// on, by name and in its order, encoded as in training (other columns are ignored; a missing
-/// one, or a category the model does not know, is an error), and the target column, as labels from `class_names` for a classifier
-/// ([`load_csv_with_classes`]) or as values for a regression model (`None`). The target is
+/// one, or a category the model does not know, is an error), and the target column, as
+/// labels from `class_names` for a classifier ([`load_csv_with_classes`]) or as values less
+/// the model's `target_offset` for a regression model (`class_names` `None`). The target is
 /// the column named `target`, or without a name the one column that is not a feature (a file
 /// with several such columns is an error that lists them).
 pub fn load_csv_for_model(
@@ -208,6 +220,7 @@ pub fn load_csv_for_model(
     target: Option<&str>,
     features: &[FeatureColumn],
     class_names: Option<&[String]>,
+    target_offset: Option<f64>,
 ) -> Result<Dataset> {
     let table = Table::read(path, open(path)?)?;
     let feature_cols = table.columns_of(features)?;
@@ -254,9 +267,10 @@ pub fn load_csv_for_model(
     let x = table.encode(&feature_cols)?;
     let y = match class_names {
         Some(classes) => Targets::Classes(table.labels_among(target_col, classes)?),
-        None => Targets::Values(table.column_values(target_col)?),
+        None => Targets::Values(table.column_values(target_col, target_offset)?),
     };
     Ok(Dataset {
+        target_offset: target_offset.filter(|_| class_names.is_none()),
         x,
         y,
         features: features.to_vec(),
@@ -757,10 +771,10 @@ impl Table {
             })
     }
 
-    /// One column as a [rows, 1] array of numbers (regression targets).
-    fn column_values(&self, col: usize) -> Result<Array2<f32>> {
+    /// One column as a [rows, 1] array of numbers less `offset` (regression targets).
+    fn column_values(&self, col: usize, offset: Option<f64>) -> Result<Array2<f32>> {
         let values = (0..self.rows.len())
-            .map(|row| self.number(row, col, Role::Target, None))
+            .map(|row| self.number(row, col, Role::Target, offset))
             .collect::<Result<Vec<f32>>>()?;
         Ok(Array2::from_shape_vec((values.len(), 1), values).expect("one value per row"))
     }

@@ -122,6 +122,7 @@ pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset> {
         ),
         class_names: Some((0..CLASSES).map(|c| c.to_string()).collect()),
         target_name: None,
+        target_offset: None,
     })
 }
 

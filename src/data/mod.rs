@@ -38,6 +38,10 @@ pub struct Dataset {
     pub class_names: Option<Vec<String>>,
     /// The name of the target, where the data names it (a CSV's target column).
     pub target_name: Option<String>,
+    /// A regression target's offset, as [`FeatureColumn::offset`]: subtracted (in 64-bit
+    /// arithmetic) from values far from zero for their spread before they became the 32-bit
+    /// `y`; a model's predictions plus it are in the data's values.
+    pub target_offset: Option<f64>,
 }
 
 /// A training set and the held-out set it is evaluated on.
@@ -94,6 +98,7 @@ impl Dataset {
             features: self.features.clone(),
             class_names: self.class_names.clone(),
             target_name: self.target_name.clone(),
+            target_offset: self.target_offset,
         }
     }
 
@@ -155,6 +160,7 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
         features: numbered_features(x.ncols()),
         class_names: Some((0..n_classes).map(|c| c.to_string()).collect()),
         target_name: None,
+        target_offset: None,
         x,
         y: Targets::Classes(y),
     };
@@ -169,6 +175,7 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
                 features: numbered_features(x.ncols()),
                 class_names: None,
                 target_name: None,
+                target_offset: None,
                 x,
                 y: Targets::Values(y),
             }

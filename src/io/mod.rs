@@ -111,6 +111,9 @@ pub struct ModelMeta {
     pub features: Option<Vec<FeatureColumn>>,
     /// The name of the target column.
     pub target: Option<String>,
+    /// A regression target's offset ([`crate::data::Dataset::target_offset`]): the model's
+    /// outputs (scaled back) plus it are in the data's values.
+    pub target_offset: Option<f64>,
     /// A regression model's target scaling: its outputs are in scaled units, which this
     /// scaler's `inverse_transform` takes back to the data's.
     pub target_scaler: Option<Scaler>,

@@ -29,6 +29,9 @@ pub(crate) struct ModelFile {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub offsets: BTreeMap<String, f64>,
     pub target: Option<String>,
+    /// Absent where the target needs none, and from files written before targets had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_offset: Option<f64>,
     /// Absent from files written before targets could be scaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_scaler: Option<Scaler>,
@@ -65,6 +68,7 @@ impl ModelFile {
                 .filter_map(|c| Some((c.name.clone(), c.offset?)))
                 .collect(),
             target: meta.target.clone(),
+            target_offset: meta.target_offset,
             target_scaler: meta.target_scaler.clone(),
         }
     }
@@ -97,6 +101,7 @@ impl ModelFile {
             class_names: self.class_names,
             features,
             target: self.target,
+            target_offset: self.target_offset,
             target_scaler: self.target_scaler,
         };
         Ok((self.spec, meta))
