@@ -445,7 +445,10 @@ fn finish(setup: &Setup, dir: &Path, recorded: &Recorded) {
     assert!(output.status.success(), "the last resume fails:\n{text}");
     assert!(
         text.contains(&format!("resuming after epoch {}", recorded.epochs_done))
-            && text.contains(&format!("{target} epochs in")),
+            && text.contains(&format!(
+                "2 epochs ({}–{target}) in",
+                recorded.epochs_done + 1
+            )),
         "not resumed from epoch {}:\n{text}",
         recorded.epochs_done
     );
