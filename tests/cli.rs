@@ -1054,6 +1054,10 @@ fn bad_options_are_clear_errors() {
             "--monitor: val_loss needs validation data: give --validation-split F",
         ),
         (
+            &["train", "--data", "xor", "--fill-missing", "mean"],
+            "--fill-missing: fills a CSV file's missing values; xor has none",
+        ),
+        (
             &["train", "--data", "blobs", "--task", "regression"],
             "--task: says how to read a CSV file's target; blobs has its own",
         ),
@@ -1823,4 +1827,63 @@ fn a_target_far_from_zero_is_predicted_in_its_own_values() {
     // 1699999975 and 1700000012.5, to well within the 128 of a 32-bit float there.
     assert!((values[0] - 1_699_999_975.0).abs() < 2.0, "{predictions}");
     assert!((values[1] - 1_700_000_012.5).abs() < 2.0, "{predictions}");
+}
+
+#[test]
+fn missing_values_are_filled_when_asked_in_training_and_prediction() {
+    let dir = temp_dir("fill-missing");
+    let mut csv = String::from("age,port,fare,label\n");
+    for i in 0..60 {
+        let age = if i % 7 == 3 {
+            String::new()
+        } else {
+            (20 + i % 50).to_string()
+        };
+        let port = if i % 11 == 5 {
+            ""
+        } else {
+            ["S", "C", "Q"][i % 3]
+        };
+        csv += &format!("{age},{port},{},{}\n", 5 + i % 40, ["x", "y"][i % 2]);
+    }
+    let data = dir.join("gaps.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let model = dir.join("model");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+    ];
+    args.extend(["--no-plots", "--quiet", "--out", s(&model)]);
+    let output = wgrad(&args);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("--fill-missing mean|median"),
+        "{}",
+        text(&output)
+    );
+    args.extend(["--fill-missing", "median"]);
+    ok(&args);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(
+        summary.contains("Feature columns: age (missing: 40), port (C | Q | S; missing: none), fare (missing: 19.5)"),
+        "{summary}"
+    );
+    let input = dir.join("new.csv");
+    std::fs::write(&input, "age,port,fare\n,,12\nNA,S,\n").unwrap();
+    let output = wgrad(&[
+        "predict",
+        "--model",
+        s(&model),
+        "--input",
+        s(&input),
+        "--device",
+        "cpu",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
 }

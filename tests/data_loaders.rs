@@ -720,6 +720,61 @@ fn csv_numbers_far_from_zero_keep_their_differences() {
 }
 
 #[test]
+fn csv_missing_values_are_errors_or_filled_as_asked() {
+    let dir = temp_dir("csv-missing");
+    let path = write(
+        &dir,
+        "gaps.csv",
+        b"age,port,fare,label\n20,S,10,x\n,C,NaN,y\n40,,30,x\n90,S,NA,y\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 3, column \"age\": empty value",
+            "--fill-missing mean|median",
+        ],
+    );
+    let options = |fill| data::CsvOptions {
+        fill_missing: Some(fill),
+        ..Default::default()
+    };
+    // Means of the values there are: age (20, 40, 90), fare (10, 30); the port's inputs 0.
+    let set = data::load_csv_with(&path, &options(data::Fill::Mean)).expect("filled");
+    assert_eq!(set.feature_names(), ["age", "port=C", "port=S", "fare"]);
+    assert_eq!(
+        set.x,
+        ndarray::array![
+            [20.0, 0.0, 1.0, 10.0],
+            [50.0, 1.0, 0.0, 20.0],
+            [40.0, 0.0, 0.0, 30.0],
+            [90.0, 0.0, 1.0, 20.0],
+        ]
+    );
+    let fills: Vec<Option<f64>> = set.features.iter().map(|f| f.fill).collect();
+    assert_eq!(fills, [Some(50.0), Some(0.0), Some(20.0)]);
+    // Medians; the model's fills reach new data.
+    let set = data::load_csv_with(&path, &options(data::Fill::Median)).expect("filled");
+    assert_eq!(set.x.column(0).to_vec(), [20.0, 40.0, 40.0, 90.0]);
+    let new = write(&dir, "new.csv", b"fare,port,age\n,,\n5,C,null\n");
+    let (x, _) = data::load_features(&new, Some(&set.features)).expect("filled");
+    assert_eq!(
+        x,
+        ndarray::array![[40.0, 0.0, 0.0, 20.0], [40.0, 1.0, 0.0, 5.0]]
+    );
+    // Nothing to fill from, and missing targets, stay errors.
+    let path = write(&dir, "empty.csv", b"a,b,label\n1,,x\n2,,y\n");
+    let message = data_error(data::load_csv_with(&path, &options(data::Fill::Mean)));
+    assert_mentions(
+        &message,
+        &["column \"b\" has no values to fill its missing ones from"],
+    );
+    let path = write(&dir, "no-label.csv", b"a,label\n1,x\n2,\n3,y\n");
+    let message = data_error(data::load_csv_with(&path, &options(data::Fill::Mean)));
+    assert_mentions(&message, &["line 3", "empty label"]);
+}
+
+#[test]
 fn csv_names_and_identifiers_are_refused_as_categories_and_can_be_ignored() {
     let dir = temp_dir("csv-identifiers");
     // Every row a different word: names, not categories.
@@ -905,7 +960,7 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
         (
             "nan.csv",
             b"a,b,label\n1,NaN,a\n",
-            &["line 2", "column \"b\"", "not a finite number"],
+            &["line 2", "column \"b\"", "missing value (\"NaN\")"],
         ),
         (
             "inf.csv",

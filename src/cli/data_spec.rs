@@ -1,7 +1,7 @@
 //! `--data` specifications: `mnist`, `mnist:DIR`, `csv:PATH` (or a path ending in `.csv` or
 //! `.tsv`), or a built-in synthetic set.
 
-use crate::data::{self, CsvTask, Dataset};
+use crate::data::{self, CsvOptions, Dataset};
 use crate::error::{Result, WgradError};
 use std::path::{Path, PathBuf};
 
@@ -88,15 +88,8 @@ impl DataSpec {
 
     /// Loads the data. MNIST comes with its test set; a built-in set keeps a fifth of its
     /// points apart as a test set (XOR, all four points, is its own test); a CSV file has none,
-    /// and its `target` column, read as `task`, is the target, and its columns named in
-    /// `ignore` are left out.
-    pub fn load_with(
-        &self,
-        target: Option<&str>,
-        task: CsvTask,
-        ignore: &[String],
-        seed: u64,
-    ) -> Result<Loaded> {
+    /// and is read as `csv` says.
+    pub fn load_with(&self, csv: &CsvOptions, seed: u64) -> Result<Loaded> {
         match self {
             DataSpec::Mnist(dir) => {
                 let sets = match dir {
@@ -109,7 +102,7 @@ impl DataSpec {
                 })
             }
             DataSpec::Csv(path) => Ok(Loaded {
-                train: data::load_csv_ignoring(path, target, task, ignore)?,
+                train: data::load_csv_with(path, csv)?,
                 test: None,
             }),
             DataSpec::Synthetic(name) => {
@@ -130,7 +123,7 @@ impl DataSpec {
     }
 
     pub fn load(&self, seed: u64) -> Result<Loaded> {
-        self.load_with(None, CsvTask::Auto, &[], seed)
+        self.load_with(&CsvOptions::default(), seed)
     }
 }
 

@@ -310,13 +310,23 @@ fn summary(dir: &Path) -> Result<()> {
         // hold; a long list by its ends.
         let features: Vec<String> = columns
             .iter()
-            .map(|column| match (&column.categories, column.offset) {
-                (Some(categories), _) => format!("{} ({})", column.name, categories.join(" | ")),
-                (None, Some(offset)) if offset < 0.0 => {
-                    format!("{} (plus {})", column.name, -offset)
+            .map(|column| {
+                let mut notes = Vec::new();
+                match (&column.categories, column.offset) {
+                    (Some(categories), _) => notes.push(categories.join(" | ")),
+                    (None, Some(offset)) if offset < 0.0 => notes.push(format!("plus {}", -offset)),
+                    (None, Some(offset)) => notes.push(format!("less {offset}")),
+                    (None, None) => {}
                 }
-                (None, Some(offset)) => format!("{} (less {offset})", column.name),
-                (None, None) => column.name.clone(),
+                match (&column.categories, column.fill) {
+                    (Some(_), Some(_)) => notes.push("missing: none".into()),
+                    (None, Some(fill)) => notes.push(format!("missing: {fill}")),
+                    (_, None) => {}
+                }
+                match notes.is_empty() {
+                    true => column.name.clone(),
+                    false => format!("{} ({})", column.name, notes.join("; ")),
+                }
             })
             .collect();
         let shown = match features.as_slice() {

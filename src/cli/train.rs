@@ -5,7 +5,7 @@
 use super::data_spec::{DataSpec, Loaded};
 use super::progress::ProgressDisplay;
 use super::{DeviceArgs, print_report, same_place};
-use crate::data::{CsvTask, Dataset, Scaler};
+use crate::data::{CsvOptions, CsvTask, Dataset, Scaler};
 use crate::error::{Result, WgradError};
 use crate::io::{self, ModelMeta, Progress};
 use crate::model::{Activation, Loss, Optimizer, Sequential};
@@ -36,6 +36,12 @@ pub struct TrainArgs {
     #[arg(long, value_name = "COLUMNS")]
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// CSV: fill missing feature values with the column's mean or median (a column of
+    /// categories: none of them); the model keeps the values for eval and predict. Default:
+    /// a missing value is an error.
+    #[arg(long, value_name = "mean|median")]
+    #[serde(default)]
+    pub fill_missing: Option<String>,
     /// Layer widths from inputs to outputs, e.g. 784,128,10 (default: inputs,128,outputs).
     #[arg(long)]
     pub layers: Option<String>,
@@ -195,6 +201,7 @@ impl TrainArgs {
             target: None,
             task: "auto".into(),
             ignore: Vec::new(),
+            fill_missing: None,
             layers: Some("784,128,10".into()),
             activation: "relu".into(),
             output_activation: None,
@@ -612,6 +619,19 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             ),
         ));
     }
+    let fill_missing = match &args.fill_missing {
+        Some(_) if !matches!(source, DataSpec::Csv(_)) => {
+            return Err(invalid(
+                "fill-missing",
+                format!(
+                    "fills a CSV file's missing values; {} has none",
+                    source.name()
+                ),
+            ));
+        }
+        Some(fill) => Some(fill.parse().map_err(|e| invalid("fill-missing", e))?),
+        None => None,
+    };
     let Loaded { train, test } = match (source, saved) {
         // The columns the model was trained on, by name, and its classes.
         (
@@ -633,7 +653,15 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             )?,
             test: None,
         },
-        _ => source.load_with(args.target.as_deref(), task, &args.ignore, args.seed)?,
+        _ => {
+            let csv = CsvOptions {
+                target: args.target.clone(),
+                task,
+                ignore: args.ignore.clone(),
+                fill_missing,
+            };
+            source.load_with(&csv, args.seed)?
+        }
     };
     let (mut train, mut validation) = match (args.validation_split, &args.validation_data) {
         (Some(_), Some(_)) => {

@@ -83,9 +83,54 @@ pub fn load_csv(path: &Path, target: Option<&str>, task: CsvTask) -> Result<Data
     load_csv_ignoring(path, target, task, &[])
 }
 
-/// [`load_csv`] leaving out the columns named in `ignore` (identifiers, free text, columns
-/// that would leak the target), as pandas' `drop(columns=…)`: each entry a column's name, or
-/// names joined by commas (`"id,name"`) where no column has the whole entry as its name.
+/// How to read a labelled CSV file ([`load_csv_with`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CsvOptions {
+    /// The target column's name; `None`: the last column.
+    pub target: Option<String>,
+    /// How to read the target.
+    pub task: CsvTask,
+    /// Columns to leave out (identifiers, free text, columns that would leak the target), as
+    /// pandas' `drop(columns=…)`: each entry a column's name, or names joined by commas
+    /// (`"id,name"`) where no column has the whole entry as its name.
+    pub ignore: Vec<String>,
+    /// How to fill missing feature values (empty cells and pandas' markers such as `NA`):
+    /// `None` makes one an error. The statistic is of the file's rows (a validation part
+    /// split from them later included), and models keep it to fill missing cells of the data
+    /// they are given ([`FeatureColumn::fill`]). Missing targets stay errors.
+    pub fill_missing: Option<Fill>,
+}
+
+/// What a missing value in a column of numbers becomes ([`CsvOptions::fill_missing`]); in a
+/// column of categories it leaves the cell's inputs all 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// The mean of the column's values.
+    Mean,
+    /// The median of the column's values (robust to outliers).
+    Median,
+}
+
+impl FromStr for Fill {
+    type Err = String;
+
+    /// Parses `mean` or `median` (any case).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "mean" => Ok(Fill::Mean),
+            "median" => Ok(Fill::Median),
+            _ => Err(format!("unknown fill {s:?}: expected mean or median")),
+        }
+    }
+}
+
+/// [`load_csv`] with all of [`CsvOptions`]: a target and task, columns to leave out, and
+/// missing values filled.
+pub fn load_csv_with(path: &Path, options: &CsvOptions) -> Result<Dataset> {
+    labelled(Table::read(path, open(path)?)?, options)
+}
+
+/// [`load_csv`] leaving out the columns named in `ignore` ([`CsvOptions::ignore`]).
 /// Naming a column the file does not have, or the target, is an error.
 pub fn load_csv_ignoring(
     path: &Path,
@@ -93,7 +138,13 @@ pub fn load_csv_ignoring(
     task: CsvTask,
     ignore: &[String],
 ) -> Result<Dataset> {
-    labelled(Table::read(path, open(path)?)?, target, task, ignore)
+    let options = CsvOptions {
+        target: target.map(str::to_string),
+        task,
+        ignore: ignore.to_vec(),
+        fill_missing: None,
+    };
+    load_csv_with(path, &options)
 }
 
 /// [`load_csv`] on CSV text from `reader`; `source` names it in error messages.
@@ -103,20 +154,29 @@ pub fn load_csv_from_reader(
     target: Option<&str>,
     task: CsvTask,
 ) -> Result<Dataset> {
-    labelled(Table::read(source, reader)?, target, task, &[])
+    let options = CsvOptions {
+        target: target.map(str::to_string),
+        task,
+        ..CsvOptions::default()
+    };
+    labelled(Table::read(source, reader)?, &options)
 }
 
 /// [`load_csv_ignoring`] on a table read.
-fn labelled(
-    table: Table,
-    target: Option<&str>,
-    task: CsvTask,
-    ignore: &[String],
-) -> Result<Dataset> {
+fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
     let source = table.path.as_path();
-    let target_col = table.target_column(target)?;
-    let (features, x) = table.encode_new(table.features_except(target_col, ignore)?)?;
-    let task = match task {
+    let target_col = table.target_column(options.target.as_deref())?;
+    let mut features = table.features_except(target_col, &options.ignore)?;
+    if let Some(fill) = options.fill_missing {
+        for (col, column) in &mut features {
+            column.fill = Some(match column.categories {
+                Some(_) => 0.0,
+                None => table.fill_value(*col, fill)?,
+            });
+        }
+    }
+    let (features, x) = table.encode_new(features)?;
+    let task = match options.task {
         CsvTask::Auto => table.infer_task(target_col),
         explicit => explicit,
     };
@@ -708,11 +768,20 @@ impl Table {
         for (row, mut out) in x.rows_mut().into_iter().enumerate() {
             let mut j = 0;
             for (col, column) in columns {
-                match &column.categories {
-                    None => out[j] = self.number(row, *col, Role::Feature, column.offset)?,
-                    Some(categories) => out[j + self.category(row, *col, categories)?] = 1.0,
+                let width = column.width();
+                match (&column.categories, column.fill) {
+                    (None, Some(fill)) if missing(&self.rows[row][*col]) => {
+                        out[j] = (fill - column.offset.unwrap_or(0.0)) as f32;
+                    }
+                    (Some(_), Some(fill)) if missing(&self.rows[row][*col]) => {
+                        out.slice_mut(ndarray::s![j..j + width]).fill(fill as f32);
+                    }
+                    (None, _) => out[j] = self.number(row, *col, Role::Feature, column.offset)?,
+                    (Some(categories), _) => {
+                        out[j + self.category(row, *col, categories)?] = 1.0;
+                    }
                 }
-                j += column.width();
+                j += width;
             }
         }
         Ok(x)
@@ -741,21 +810,63 @@ impl Table {
         Ok((columns.into_iter().map(|(_, column)| column).collect(), x))
     }
 
-    /// The index among `categories` of the category in a cell.
-    fn category(&self, row: usize, col: usize, categories: &[String]) -> Result<usize> {
-        let raw = &self.rows[row][col];
-        if raw.is_empty() || MISSING_MARKERS.contains(&raw) {
-            let what = if raw.is_empty() {
-                "empty value".to_string()
-            } else {
-                format!("missing value ({raw:?})")
-            };
-            return Err(self.cell_error(
-                row,
-                col,
-                format!("{what}; missing values are not supported"),
+    /// The value a missing cell of column `col` (of numbers) is filled with: the mean or
+    /// median of its values.
+    fn fill_value(&self, col: usize, fill: Fill) -> Result<f64> {
+        let mut values: Vec<f64> = self
+            .rows
+            .iter()
+            .filter(|row| !missing(&row[col]))
+            .filter_map(|row| row[col].parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .collect();
+        if values.is_empty() {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "column {:?} has no values to fill its missing ones from",
+                    self.headers[col]
+                ),
             ));
         }
+        let n = values.len();
+        Ok(match fill {
+            Fill::Mean => values.iter().sum::<f64>() / n as f64,
+            Fill::Median => {
+                values.sort_by(f64::total_cmp);
+                if n % 2 == 1 {
+                    values[n / 2]
+                } else {
+                    (values[n / 2 - 1] + values[n / 2]) / 2.0
+                }
+            }
+        })
+    }
+
+    /// The error for a missing value in a feature cell.
+    fn missing_error(&self, row: usize, col: usize) -> WgradError {
+        let raw = &self.rows[row][col];
+        let what = if raw.is_empty() {
+            "empty value".to_string()
+        } else {
+            format!("missing value ({raw:?})")
+        };
+        self.cell_error(
+            row,
+            col,
+            format!(
+                "{what}; missing values are errors unless the model fills them (`--fill-missing \
+                 mean|median` on the command line, `CsvOptions::fill_missing` in the library)"
+            ),
+        )
+    }
+
+    /// The index among `categories` of the category in a cell.
+    fn category(&self, row: usize, col: usize, categories: &[String]) -> Result<usize> {
+        if missing(&self.rows[row][col]) {
+            return Err(self.missing_error(row, col));
+        }
+        let raw = &self.rows[row][col];
         categories
             .iter()
             .position(|category| category == raw)
@@ -783,19 +894,23 @@ impl Table {
     /// the value is rounded to 32 bits).
     fn number(&self, row: usize, col: usize, role: Role, offset: Option<f64>) -> Result<f32> {
         let raw = &self.rows[row][col];
-        if raw.is_empty() {
-            return Err(self.cell_error(
-                row,
-                col,
-                "empty value; missing values are not supported".into(),
-            ));
-        }
-        if MISSING_MARKERS.contains(&raw) && raw.parse::<f32>().is_err() {
-            return Err(self.cell_error(
-                row,
-                col,
-                format!("missing value ({raw:?}); missing values are not supported"),
-            ));
+        // NaN is a missing marker that parses; a feature's is missing, a target's not finite.
+        if missing(raw) && (role == Role::Feature || raw.parse::<f32>().is_err()) {
+            return Err(match role {
+                Role::Feature => self.missing_error(row, col),
+                Role::Target => self.cell_error(
+                    row,
+                    col,
+                    format!(
+                        "{}; missing targets are not supported",
+                        if raw.is_empty() {
+                            "empty value".to_string()
+                        } else {
+                            format!("missing value ({raw:?})")
+                        }
+                    ),
+                ),
+            });
         }
         let parsed = match offset {
             None => raw.parse::<f32>().ok(),
@@ -974,6 +1089,11 @@ fn number_written_otherwise(raw: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Whether a cell is missing: empty, or one of pandas' markers (`NA`, `NaN`, `null`, …).
+fn missing(raw: &str) -> bool {
+    raw.is_empty() || MISSING_MARKERS.contains(&raw)
 }
 
 /// Whether a cell holds a number, as written or in a form [`number_written_otherwise`] names.

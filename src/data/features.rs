@@ -28,6 +28,12 @@ pub struct FeatureColumn {
     /// becomes a 32-bit input, so that values far from zero keep their differences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<f64>,
+    /// What a missing cell becomes: for a column of numbers, this value (the training rows'
+    /// mean or median, as scikit-learn's `SimpleImputer`); for a column of categories, the
+    /// value of each of its inputs (0: none of the categories, as pandas' `get_dummies`).
+    /// `None`: a missing cell is an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill: Option<f64>,
 }
 
 impl FeatureColumn {
@@ -37,6 +43,7 @@ impl FeatureColumn {
             name: name.into(),
             categories: None,
             offset: None,
+            fill: None,
         }
     }
 
@@ -46,6 +53,7 @@ impl FeatureColumn {
             name: name.into(),
             categories: Some(categories),
             offset: None,
+            fill: None,
         }
     }
 

@@ -28,6 +28,10 @@ pub(crate) struct ModelFile {
     /// The offset of each column of numbers that has one ([`FeatureColumn::offset`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub offsets: BTreeMap<String, f64>,
+    /// What a missing cell of each column becomes, where the model fills them
+    /// ([`FeatureColumn::fill`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fills: BTreeMap<String, f64>,
     pub target: Option<String>,
     /// Absent where the target needs none, and from files written before targets had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +71,12 @@ impl ModelFile {
                 .flatten()
                 .filter_map(|c| Some((c.name.clone(), c.offset?)))
                 .collect(),
+            fills: meta
+                .features
+                .iter()
+                .flatten()
+                .filter_map(|c| Some((c.name.clone(), c.fill?)))
+                .collect(),
             target: meta.target.clone(),
             target_offset: meta.target_offset,
             target_scaler: meta.target_scaler.clone(),
@@ -82,6 +92,7 @@ impl ModelFile {
                 .map(|name| FeatureColumn {
                     categories: self.categories.remove(&name),
                     offset: self.offsets.remove(&name),
+                    fill: self.fills.remove(&name),
                     name,
                 })
                 .collect()
@@ -94,6 +105,11 @@ impl ModelFile {
         if let Some(name) = self.offsets.keys().next() {
             return Err(format!(
                 "an offset is given for {name:?}, which is not among the feature columns"
+            ));
+        }
+        if let Some(name) = self.fills.keys().next() {
+            return Err(format!(
+                "a fill is given for {name:?}, which is not among the feature columns"
             ));
         }
         let meta = ModelMeta {
