@@ -693,6 +693,20 @@ fn csv_numbers_far_from_zero_keep_their_differences() {
     let (x, _) = data::load_features(&path, Some(&set.features)).expect("features");
     assert_eq!(x.row(0).to_vec(), [expected(1_700_000_060.5), 3.0]);
 
+    // Values that 32-bit floats read as one (100000.0001 to 100000.0030): judged as written.
+    let mut text = String::from("reading,label\n");
+    for i in 1..=30 {
+        text += &format!("100000.{i:04},{}\n", ["lo", "hi"][usize::from(i > 15)]);
+    }
+    let path = write(&dir, "fine.csv", text.as_bytes());
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("loads");
+    assert!(set.features[0].offset.is_some(), "{:?}", set.features);
+    let column = set.x.column(0).to_vec();
+    assert!(
+        column[1] > column[0] && column[29] > column[28],
+        "{column:?}"
+    );
+
     // A regression target too: its values less the offset, for training and evaluation.
     let path = write(
         &dir,
@@ -774,6 +788,22 @@ fn csv_missing_values_are_errors_or_filled_as_asked() {
     assert_mentions(&message, &["line 3", "empty label"]);
 }
 
+/// `load_csv_with` leaving out the columns `ignore` names.
+fn load_ignoring(
+    path: &Path,
+    target: Option<&str>,
+    task: CsvTask,
+    ignore: &[String],
+) -> wgrad::Result<Dataset> {
+    let options = data::CsvOptions {
+        target: target.map(str::to_string),
+        task,
+        ignore: ignore.to_vec(),
+        fill_missing: None,
+    };
+    data::load_csv_with(path, &options)
+}
+
 #[test]
 fn csv_names_and_identifiers_are_refused_as_categories_and_can_be_ignored() {
     let dir = temp_dir("csv-identifiers");
@@ -790,7 +820,7 @@ fn csv_names_and_identifiers_are_refused_as_categories_and_can_be_ignored() {
         &["every row of column \"name\"", "30 rows", "--ignore name"],
     );
     let ignore = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-    let set = data::load_csv_ignoring(&path, None, CsvTask::Auto, &ignore(&["name", "id"]))
+    let set = load_ignoring(&path, None, CsvTask::Auto, &ignore(&["name", "id"]))
         .expect("without the names");
     assert_eq!(set.feature_names(), ["sex=female", "sex=male", "age"]);
     assert_eq!(set.x.row(1).to_vec(), [0.0, 1.0, 21.0]);
@@ -807,51 +837,47 @@ fn csv_names_and_identifiers_are_refused_as_categories_and_can_be_ignored() {
     );
     // Ignoring what is not there, the target, or every feature.
     let path = write(&dir, "small.csv", b"a,b,label\n1,2,x\n3,4,y\n");
-    let message = data_error(data::load_csv_ignoring(
-        &path,
-        None,
-        CsvTask::Auto,
-        &ignore(&["c"]),
-    ));
+    let message = data_error(load_ignoring(&path, None, CsvTask::Auto, &ignore(&["c"])));
     assert_mentions(
         &message,
         &["no column \"c\" to ignore", "\"a\", \"b\", \"label\""],
     );
-    let message = data_error(data::load_csv_ignoring(
-        &path,
-        None,
-        CsvTask::Auto,
-        &ignore(&["A"]),
-    ));
+    let message = data_error(load_ignoring(&path, None, CsvTask::Auto, &ignore(&["A"])));
     assert_mentions(
         &message,
         &["no column \"A\" to ignore (names are exact: \"a\"?)"],
     );
     // Names joined by commas, a trailing comma, and a name that holds a comma.
-    let set = data::load_csv_ignoring(&path, None, CsvTask::Auto, &ignore(&["a,"])).unwrap();
+    let set = load_ignoring(&path, None, CsvTask::Auto, &ignore(&["a,"])).unwrap();
     assert_eq!(set.feature_names(), ["b"]);
     let commas = write(
         &dir,
         "comma.csv",
         b"\"id, full\",b,c,label\n1,2,3,x\n4,5,6,y\n",
     );
-    let set = data::load_csv_ignoring(&commas, None, CsvTask::Auto, &ignore(&["id, full", "b"]))
+    let set = load_ignoring(&commas, None, CsvTask::Auto, &ignore(&["id, full", "b"]))
         .expect("a name with a comma");
     assert_eq!(set.feature_names(), ["c"]);
-    let message = data_error(data::load_csv_ignoring(
+    let message = data_error(load_ignoring(
         &path,
         None,
         CsvTask::Auto,
         &ignore(&["label"]),
     ));
     assert_mentions(&message, &["\"label\" is the target", "cannot be ignored"]);
-    let message = data_error(data::load_csv_ignoring(
+    let message = data_error(load_ignoring(
         &path,
         None,
         CsvTask::Auto,
         &ignore(&["a", "b"]),
     ));
-    assert_mentions(&message, &["no feature columns", "ignored (\"a\", \"b\")"]);
+    assert_mentions(
+        &message,
+        &[
+            "no feature columns",
+            "every column is ignored (\"a\", \"b\")",
+        ],
+    );
 }
 
 #[test]
@@ -1038,7 +1064,7 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
     let path = write(&dir, "cols.csv", b"a,b,label\n1,2,x\n");
     let message = data_error(data::load_csv(&path, Some("species"), CsvTask::Auto));
     assert_mentions(&message, &["\"species\"", "\"a\", \"b\", \"label\""]);
-    match data::load_csv(&dir.join("absent.csv"), None, CsvTask::Auto) {
+    match data::load_csv(dir.join("absent.csv"), None, CsvTask::Auto) {
         Err(WgradError::Io { .. }) => {}
         other => panic!("expected WgradError::Io, got {:?}", other.map(|_| ())),
     }

@@ -376,6 +376,38 @@ fn save_rejects_metadata_that_does_not_fit() {
         ),
         (
             ModelMeta {
+                features: Some(vec![
+                    FeatureColumn {
+                        offset: Some(f64::NAN),
+                        ..FeatureColumn::numeric("a")
+                    },
+                    FeatureColumn::categorical("b", vec!["x".into(), "y".into(), "z".into()]),
+                ]),
+                ..Default::default()
+            },
+            "the column \"a\" has the offset NaN, not a finite number",
+        ),
+        (
+            ModelMeta {
+                features: Some(vec![
+                    FeatureColumn::numeric("a"),
+                    FeatureColumn::numeric("a"),
+                    FeatureColumn::numeric("c"),
+                    FeatureColumn::numeric("d"),
+                ]),
+                ..Default::default()
+            },
+            "the column \"a\" appears twice",
+        ),
+        (
+            ModelMeta {
+                target_offset: Some(f64::INFINITY),
+                ..Default::default()
+            },
+            "the target offset is inf, not a finite number",
+        ),
+        (
+            ModelMeta {
                 class_names: Some(vec!["a".into(), "b".into()]),
                 ..Default::default()
             },

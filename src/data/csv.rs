@@ -78,9 +78,19 @@ impl fmt::Display for CsvTask {
 ///
 /// Classification labels may be integers or strings: the distinct labels, sorted (numerically
 /// when all are integers, else as strings), become class indices 0, 1, ... and their text the
-/// `class_names`. Regression targets give `class_names: None`.
-pub fn load_csv(path: &Path, target: Option<&str>, task: CsvTask) -> Result<Dataset> {
-    load_csv_ignoring(path, target, task, &[])
+/// `class_names`. Regression targets give `class_names: None`; one far from zero for its
+/// spread is held less its [`Dataset::target_offset`].
+///
+/// This reads a training set: the encoding (categories, offsets, classes) comes from the file.
+/// A test file, or new rows, must be read as the training set was: with
+/// [`load_csv_for_model`] or [`load_features`] and the training set's `features`.
+pub fn load_csv(path: impl AsRef<Path>, target: Option<&str>, task: CsvTask) -> Result<Dataset> {
+    let options = CsvOptions {
+        target: target.map(str::to_string),
+        task,
+        ..CsvOptions::default()
+    };
+    load_csv_with(path, &options)
 }
 
 /// How to read a labelled CSV file ([`load_csv_with`]).
@@ -126,25 +136,9 @@ impl FromStr for Fill {
 
 /// [`load_csv`] with all of [`CsvOptions`]: a target and task, columns to leave out, and
 /// missing values filled.
-pub fn load_csv_with(path: &Path, options: &CsvOptions) -> Result<Dataset> {
+pub fn load_csv_with(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset> {
+    let path = path.as_ref();
     labelled(Table::read(path, open(path)?)?, options)
-}
-
-/// [`load_csv`] leaving out the columns named in `ignore` ([`CsvOptions::ignore`]).
-/// Naming a column the file does not have, or the target, is an error.
-pub fn load_csv_ignoring(
-    path: &Path,
-    target: Option<&str>,
-    task: CsvTask,
-    ignore: &[String],
-) -> Result<Dataset> {
-    let options = CsvOptions {
-        target: target.map(str::to_string),
-        task,
-        ignore: ignore.to_vec(),
-        fill_missing: None,
-    };
-    load_csv_with(path, &options)
 }
 
 /// [`load_csv`] on CSV text from `reader`; `source` names it in error messages.
@@ -162,7 +156,7 @@ pub fn load_csv_from_reader(
     labelled(Table::read(source, reader)?, &options)
 }
 
-/// [`load_csv_ignoring`] on a table read.
+/// [`load_csv_with`] on a table read.
 fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
     let source = table.path.as_path();
     let target_col = table.target_column(options.target.as_deref())?;
@@ -185,7 +179,7 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
         CsvTask::Regression => {
             let mut values = table.column_values(target_col, None)?;
             // A target far from zero for its spread keeps its differences as features do.
-            target_offset = super::features::offset_for(values.column(0));
+            target_offset = table.offset_of(target_col, values.column(0));
             if target_offset.is_some() {
                 values = table.column_values(target_col, target_offset)?;
             }
@@ -237,14 +231,18 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
 }
 
 /// Loads a labelled classification set whose labels must come from `class_names` (class `i`
-/// is `class_names[i]`), as when evaluating a trained model on a new file. A label matches
+/// is `class_names[i]`), every other column a plain number (no categories or offsets): for a
+/// model that knows its classes but not its feature columns. A model that knows them (a
+/// [`Dataset::features`] of its training set, or a saved model's) needs
+/// [`load_csv_for_model`], which encodes a new file as the training set was. A label matches
 /// a class name by its text, or by its integer value when both are integers (`"01"` is `"1"`);
 /// an unknown label is an error naming its line and value.
 pub fn load_csv_with_classes(
-    path: &Path,
+    path: impl AsRef<Path>,
     target: Option<&str>,
     class_names: &[String],
 ) -> Result<Dataset> {
+    let path = path.as_ref();
     load_csv_with_classes_from_reader(path, open(path)?, target, class_names)
 }
 
@@ -257,7 +255,12 @@ pub fn load_csv_with_classes_from_reader(
 ) -> Result<Dataset> {
     let table = Table::read(source, reader)?;
     let target_col = table.target_column(target)?;
-    let (features, x) = table.encode_new(table.features_except(target_col, &[])?)?;
+    let columns: Vec<(usize, FeatureColumn)> = (0..table.headers.len())
+        .filter(|&col| col != target_col)
+        .map(|col| (col, FeatureColumn::numeric(&table.headers[col])))
+        .collect();
+    let x = table.encode(&columns)?;
+    let features = columns.into_iter().map(|(_, column)| column).collect();
     Ok(Dataset {
         x,
         y: Targets::Classes(table.labels_among(target_col, class_names)?),
@@ -276,12 +279,13 @@ pub fn load_csv_with_classes_from_reader(
 /// the column named `target`, or without a name the one column that is not a feature (a file
 /// with several such columns is an error that lists them).
 pub fn load_csv_for_model(
-    path: &Path,
+    path: impl AsRef<Path>,
     target: Option<&str>,
     features: &[FeatureColumn],
     class_names: Option<&[String]>,
     target_offset: Option<f64>,
 ) -> Result<Dataset> {
+    let path = path.as_ref();
     let table = Table::read(path, open(path)?)?;
     let feature_cols = table.columns_of(features)?;
     let is_feature = |col: usize| feature_cols.iter().any(|(c, _)| *c == col);
@@ -339,14 +343,16 @@ pub fn load_csv_for_model(
     })
 }
 
-/// Loads prediction inputs: every column as a numeric feature, or, if `expected_columns` is
-/// given, those columns by name in that order, encoded as a trained model's (other columns,
-/// such as a target, are ignored; a missing one, or an unknown category, is an error). Returns
-/// the inputs and a name per input.
+/// Loads prediction inputs: if `expected_columns` is given (a training set's
+/// [`Dataset::features`], or a saved model's), those columns by name in that order, encoded
+/// as the training set was (other columns, such as a target, are ignored; a missing one, or
+/// an unknown category, is an error); with `None`, every column as a plain number (no
+/// categories, offsets or fills). Returns the inputs and a name per input.
 pub fn load_features(
-    path: &Path,
+    path: impl AsRef<Path>,
     expected_columns: Option<&[FeatureColumn]>,
 ) -> Result<(Array2<f32>, Vec<String>)> {
+    let path = path.as_ref();
     load_features_from_reader(path, open(path)?, expected_columns)
 }
 
@@ -692,15 +698,18 @@ impl Table {
         if columns.is_empty() {
             return Err(WgradError::data(
                 &self.path,
-                format!(
-                    "no feature columns: the only column{} besides the target {:?}",
-                    if ignored.is_empty() {
-                        " is the target".to_string()
-                    } else {
-                        format!("s are ignored ({})", list(ignore))
-                    },
-                    self.headers[target]
-                ),
+                match ignored.is_empty() {
+                    true => format!(
+                        "no feature columns: the only column is the target {:?}",
+                        self.headers[target]
+                    ),
+                    false => format!(
+                        "no feature columns: besides the target {:?}, every column is ignored \
+                         ({})",
+                        self.headers[target],
+                        list(ignore)
+                    ),
+                },
             ));
         }
         columns
@@ -733,7 +742,7 @@ impl Table {
             name.clone()
         };
         let leave_out = format!(
-            "leave it out (`--ignore {quoted}` on the command line, `load_csv_ignoring` in \
+            "leave it out (`--ignore {quoted}` on the command line, `CsvOptions::ignore` in \
              the library)"
         );
         if words.len() == self.rows.len() && self.rows.len() >= 20 {
@@ -797,9 +806,9 @@ impl Table {
         let mut x = self.encode(&columns)?;
         let mut j = 0;
         let mut offsets = false;
-        for (_, column) in &mut columns {
+        for (col, column) in &mut columns {
             if column.categories.is_none() {
-                column.offset = super::features::offset_for(x.column(j));
+                column.offset = self.offset_of(*col, x.column(j));
                 offsets |= column.offset.is_some();
             }
             j += column.width();
@@ -808,6 +817,25 @@ impl Table {
             x = self.encode(&columns)?;
         }
         Ok((columns.into_iter().map(|(_, column)| column).collect(), x))
+    }
+
+    /// The offset column `col` of numbers needs ([`features::offset_for`](super::features::offset_for)),
+    /// judged from its values as 32-bit floats, or as written where those are all one value
+    /// (100000.0001 to 100000.0030 are one 32-bit float).
+    fn offset_of(&self, col: usize, values: ndarray::ArrayView1<f32>) -> Option<f64> {
+        let values: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
+        super::features::offset_for(&values).or_else(|| {
+            if values.windows(2).any(|pair| pair[0] != pair[1]) {
+                return None;
+            }
+            let written: Vec<f64> = self
+                .rows
+                .iter()
+                .filter(|row| !missing(&row[col]))
+                .filter_map(|row| row[col].parse::<f64>().ok())
+                .collect();
+            super::features::offset_for(&written)
+        })
     }
 
     /// The value a missing cell of column `col` (of numbers) is filled with: the mean or

@@ -8,7 +8,6 @@
 //! and 1.7e9 + 100 are the same `f32`. Such a column gets an offset near its mean, subtracted
 //! in 64-bit arithmetic before the value becomes an input ([`offset_for`]).
 
-use ndarray::ArrayView1;
 use serde::{Deserialize, Serialize};
 
 /// At most this many categories in a column of words: more are likely names, identifiers or
@@ -96,18 +95,14 @@ const SPREAD_PER_MAGNITUDE: f64 = 1e-4;
 /// timestamps 1.7e9 ± 30), when the values lie so far from zero for their spread that the
 /// 32-bit rounding blurs them (above), or all read as one value at or beyond 2^24, where
 /// consecutive integers are no longer 32-bit floats. `None` for other columns.
-pub fn offset_for(values: ArrayView1<f32>) -> Option<f64> {
+pub fn offset_for(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
     let n = values.len() as f64;
-    let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-    let variance = values
-        .iter()
-        .map(|&v| (f64::from(v) - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    let magnitude = values
-        .iter()
-        .map(|&v| f64::from(v).abs())
-        .fold(0.0, f64::max);
+    let mean = values.iter().sum::<f64>() / n;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let magnitude = values.iter().map(|v| v.abs()).fold(0.0, f64::max);
     let blurred = if variance > 0.0 {
         variance.sqrt() < magnitude * SPREAD_PER_MAGNITUDE
     } else {
@@ -133,11 +128,11 @@ pub fn numeric_columns<S: Into<String>>(names: impl IntoIterator<Item = S>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array1;
 
+    /// The offset of `values` as 32-bit floats read them.
     fn offset(values: &[f64]) -> Option<f64> {
-        let values: Array1<f32> = values.iter().map(|&v| v as f32).collect();
-        offset_for(values.view())
+        let values: Vec<f64> = values.iter().map(|&v| f64::from(v as f32)).collect();
+        offset_for(&values)
     }
 
     #[test]

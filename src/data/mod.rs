@@ -8,9 +8,9 @@ pub mod mnist;
 pub mod scale;
 
 pub use self::csv::{
-    CsvOptions, CsvTask, Fill, load_csv, load_csv_for_model, load_csv_from_reader,
-    load_csv_ignoring, load_csv_with, load_csv_with_classes, load_csv_with_classes_from_reader,
-    load_features, load_features_from_reader,
+    CsvOptions, CsvTask, Fill, load_csv, load_csv_for_model, load_csv_from_reader, load_csv_with,
+    load_csv_with_classes, load_csv_with_classes_from_reader, load_features,
+    load_features_from_reader,
 };
 pub use features::FeatureColumn;
 pub use mnist::{load_dir as load_mnist_dir, load_shipped as load_mnist};

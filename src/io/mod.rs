@@ -14,9 +14,11 @@
 //!   `safetensors.torch.load_file` reads it as it is.
 //! - `model.json`: pretty-printed [`ModelMeta`] plus the model description, as
 //!   `{"format_version": 1, "spec": <Sequential>, "scaler": …, "class_names": …,
-//!   "feature_names": …, "categories": …, "target": …}`, where `feature_names` are the data's
-//!   feature columns and `categories` (only when some column holds categories) maps each
-//!   such column to its categories, in the order of its one-hot inputs.
+//!   "feature_names": …, "categories": …, "offsets": …, "fills": …, "target": …,
+//!   "target_offset": …, "target_scaler": …}`, where `feature_names` are the data's feature
+//!   columns, and `categories`, `offsets` and `fills` (each only when some column has one)
+//!   map a column to its categories (in the order of its one-hot inputs), its offset and what
+//!   a missing cell of it becomes ([`crate::data::FeatureColumn`]).
 //!
 //! Loading checks everything against the description in `model.json`: every tensor present,
 //! none extra, F32, of the layer's shape (`layers.1.weight has shape [10, 64], the model

@@ -447,12 +447,32 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
             return Err(format!("the {name} holds a non-finite value ({v})"));
         }
     }
+    // JSON has no NaN or infinity: a non-finite value would be saved as nothing.
+    if let Some(offset) = meta.target_offset.filter(|v| !v.is_finite()) {
+        return Err(format!(
+            "the target offset is {offset}, not a finite number"
+        ));
+    }
     if let Some(columns) = &meta.features {
         if let Some(column) = columns
             .iter()
             .find(|c| c.categories.as_ref().is_some_and(Vec::is_empty))
         {
             return Err(format!("the column {:?} has no categories", column.name));
+        }
+        for column in columns {
+            for (what, value) in [("offset", column.offset), ("fill", column.fill)] {
+                if let Some(value) = value.filter(|v| !v.is_finite()) {
+                    return Err(format!(
+                        "the column {:?} has the {what} {value}, not a finite number",
+                        column.name
+                    ));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(column) = columns.iter().find(|c| !seen.insert(&c.name)) {
+            return Err(format!("the column {:?} appears twice", column.name));
         }
         let width = features::input_width(columns);
         if width != spec.input_dim {

@@ -83,6 +83,8 @@ pub fn check_learning_rate(rate: f32) -> std::result::Result<(), String> {
 }
 
 impl Sequential {
+    /// A model of `input_dim` inputs and no layers yet, trained with Adam (rate 0.001), no
+    /// penalties, the loss its output activation implies, and initial weights from seed 0.
     pub fn new(input_dim: usize) -> Self {
         Sequential {
             input_dim,
@@ -96,6 +98,8 @@ impl Sequential {
         }
     }
 
+    /// Adds a dense layer of `units` outputs with `activation` (the last one added is the
+    /// output layer).
     pub fn dense(mut self, units: usize, activation: Activation) -> Self {
         self.layers.push(Dense {
             units,
@@ -114,26 +118,32 @@ impl Sequential {
         self
     }
 
+    /// Sets the loss (by default, what the output activation implies: sigmoid binary
+    /// cross-entropy, softmax categorical cross-entropy, otherwise mean squared error).
     pub fn loss(mut self, loss: Loss) -> Self {
         self.loss = Some(loss);
         self
     }
 
+    /// Sets the optimizer and its learning rate (default Adam at 0.001).
     pub fn optimizer(mut self, optimizer: Optimizer) -> Self {
         self.optimizer = optimizer;
         self
     }
 
+    /// An L1 penalty `lambda·Σ|w|` on the weights (not the biases), trained with the loss.
     pub fn l1(mut self, lambda: f32) -> Self {
         self.l1 = lambda;
         self
     }
 
+    /// An L2 penalty `lambda·Σw²` on the weights (not the biases), trained with the loss.
     pub fn l2(mut self, lambda: f32) -> Self {
         self.l2 = lambda;
         self
     }
 
+    /// The seed of the initial weights (`FitConfig::seed` is the shuffling's and dropout's).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
