@@ -125,7 +125,8 @@ pub enum WgradError {
     /// on it, but what was saved before is untouched.
     #[error(
         "GPU device lost: {0}. Nothing more can run on it; files saved before are intact \
-         (`wgrad train --resume DIR` continues from the last checkpoint)"
+         (`wgrad train --resume DIR`, or `io::load_checkpoint` in the library, continues from \
+         the last checkpoint)"
     )]
     DeviceLost(String),
 

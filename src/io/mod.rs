@@ -138,7 +138,7 @@ impl Model {
     /// description (optimizer settings included) for [`Model::load`] or [`load_model`], not the
     /// optimizer's state or step count; [`save_checkpoint`] keeps those too, to continue training
     /// exactly. Fails without writing anything if a weight is not finite.
-    pub fn save(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         save_model(dir.as_ref(), self, &ModelMeta::default())
     }
 
@@ -161,7 +161,7 @@ impl Model {
 ///
 /// Fails without writing anything if a weight is not finite, or if `meta` does not fit the
 /// model (scaler or feature names not as wide as the inputs, wrong number of class names).
-pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()> {
+pub fn save_model(dir: &Path, model: &Model, meta: &ModelMeta) -> Result<()> {
     model_dir::save_model(dir, model, meta)
 }
 

@@ -124,7 +124,7 @@ impl ModelFile {
     }
 }
 
-pub fn save_model(dir: &Path, model: &mut Model, meta: &ModelMeta) -> Result<()> {
+pub fn save_model(dir: &Path, model: &Model, meta: &ModelMeta) -> Result<()> {
     let files = ModelFiles::new(model, meta)?;
     fs::create_dir_all(dir).map_err(|e| WgradError::io(dir, e))?;
     atomic::remove_temp_files(dir, &[MODEL_WEIGHTS, MODEL_JSON]);
@@ -186,7 +186,7 @@ pub(crate) struct ModelFiles {
 impl ModelFiles {
     /// Reads the model's weights (refusing non-finite ones, which could not be loaded back) and
     /// checks `meta` against the model.
-    pub(crate) fn new(model: &mut Model, meta: &ModelMeta) -> Result<Self> {
+    pub(crate) fn new(model: &Model, meta: &ModelMeta) -> Result<Self> {
         let spec = model.spec().clone();
         check_meta(&spec, meta).map_err(WgradError::InvalidModel)?;
         let layout = spec.param_layout();

@@ -540,7 +540,8 @@ impl Model {
         self.locked_backend().predict(x.view())
     }
 
-    /// The predicted class of each row (argmax, or output ≥ 0.5 for a single output).
+    /// The predicted class of each row (argmax, or output ≥ 0.5 for a single output), for a
+    /// classifier; a regression model's outputs are values, which [`Model::predict`] gives.
     pub fn predict_classes(&self, x: &ArrayRef2<f32>) -> Result<Vec<usize>> {
         let outputs = self.predict(x)?;
         Ok(outputs
