@@ -182,7 +182,7 @@ fn model_round_trip_is_bit_identical() {
     let dir = TempDir::new("save-load", "round_trip");
     let mut model = trained(Optimizer::adam(0.01), 3);
     let meta = meta();
-    save_model(&dir, &mut model, &meta).expect("save");
+    save_model(&dir, &model, &meta).expect("save");
     assert_eq!(entries(&dir), ["model.json", "model.safetensors"]);
 
     let (mut loaded, loaded_meta) = load_model(&dir, Device::Cpu).expect("load");
@@ -193,7 +193,7 @@ fn model_round_trip_is_bit_identical() {
 
     // Saving again over the same directory replaces the files and leaves nothing else.
     let mut other = trained(Optimizer::adam(0.01), 5);
-    save_model(&dir, &mut other, &ModelMeta::default()).expect("save again");
+    save_model(&dir, &other, &ModelMeta::default()).expect("save again");
     assert_eq!(entries(&dir), ["model.json", "model.safetensors"]);
     let (mut loaded, loaded_meta) = load_model(&dir, Device::Cpu).expect("load");
     assert_eq!(loaded_meta, ModelMeta::default());
@@ -225,7 +225,7 @@ fn keras_style_round_trip(device: Device, name: &str) {
     let (_, saved_meta) = load_model(&dir.join("model"), device.clone()).expect("load_model");
     assert_eq!(saved_meta, ModelMeta::default(), "saved without metadata");
 
-    save_model(&dir.join("with_meta"), &mut model, &meta()).expect("save with metadata");
+    save_model(&dir.join("with_meta"), &model, &meta()).expect("save with metadata");
     let mut loaded = Model::load(dir.join("with_meta"), device).expect("load");
     assert_same_predictions(&mut model, &mut loaded);
 }
@@ -247,7 +247,7 @@ fn save_creates_missing_directories() {
     let dir = TempDir::new("save-load", "creates");
     let nested = dir.join("runs/first");
     let mut model = trained(Optimizer::sgd(0.1), 1);
-    save_model(&nested, &mut model, &ModelMeta::default()).expect("save");
+    save_model(&nested, &model, &ModelMeta::default()).expect("save");
     let (mut loaded, _) = load_model(&nested, Device::Cpu).expect("load");
     assert_same_predictions(&mut model, &mut loaded);
 }
@@ -255,8 +255,8 @@ fn save_creates_missing_directories() {
 #[test]
 fn weights_file_has_pytorch_names_shapes_and_dtype() {
     let dir = TempDir::new("save-load", "pytorch_layout");
-    let mut model = trained(Optimizer::adam(0.01), 2);
-    save_model(&dir, &mut model, &meta()).expect("save");
+    let model = trained(Optimizer::adam(0.01), 2);
+    save_model(&dir, &model, &meta()).expect("save");
 
     let bytes = fs::read(dir.join("model.safetensors")).expect("read");
     let file = SafeTensors::deserialize(&bytes).expect("valid safetensors");
@@ -328,7 +328,7 @@ fn weights_file_has_pytorch_names_shapes_and_dtype() {
 #[test]
 fn save_rejects_metadata_that_does_not_fit() {
     let dir = TempDir::new("save-load", "bad_meta");
-    let mut model = trained(Optimizer::sgd(0.1), 1);
+    let model = trained(Optimizer::sgd(0.1), 1);
     let cases = [
         (
             ModelMeta {
@@ -415,7 +415,7 @@ fn save_rejects_metadata_that_does_not_fit() {
         ),
     ];
     for (meta, message) in cases {
-        let e = save_model(&dir, &mut model, &meta).unwrap_err();
+        let e = save_model(&dir, &model, &meta).unwrap_err();
         assert!(matches!(e, WgradError::InvalidModel(_)), "{e:?}");
         assert_mentions(&e, &[message]);
     }
@@ -528,8 +528,8 @@ fn missing_directory_and_files_are_named() {
     let e = load_checkpoint_error(&absent);
     assert_mentions(&e, &["nowhere"]);
 
-    let mut model = trained(Optimizer::sgd(0.1), 1);
-    save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
+    let model = trained(Optimizer::sgd(0.1), 1);
+    save_model(&dir, &model, &ModelMeta::default()).expect("save");
     // A model directory with no checkpoint in it is named as such.
     let e = load_checkpoint_error(&dir);
     assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
@@ -548,8 +548,8 @@ fn missing_directory_and_files_are_named() {
 #[test]
 fn truncated_or_corrupt_weights_are_data_errors() {
     let dir = TempDir::new("save-load", "truncated");
-    let mut model = trained(Optimizer::sgd(0.1), 1);
-    save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
+    let model = trained(Optimizer::sgd(0.1), 1);
+    save_model(&dir, &model, &ModelMeta::default()).expect("save");
     let path = dir.join("model.safetensors");
     let bytes = fs::read(&path).unwrap();
     for broken in [
@@ -579,8 +579,8 @@ fn edit_tensors(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<
 #[test]
 fn tensor_missing_extra_mistyped_or_non_finite_is_named() {
     let dir = TempDir::new("save-load", "tensors");
-    let mut model = trained(Optimizer::sgd(0.1), 1);
-    save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
+    let model = trained(Optimizer::sgd(0.1), 1);
+    save_model(&dir, &model, &ModelMeta::default()).expect("save");
     let original = fs::read(dir.join("model.safetensors")).unwrap();
     let restore = || fs::write(dir.join("model.safetensors"), &original).unwrap();
 
@@ -666,10 +666,10 @@ fn weights_of_another_architecture_name_both_shapes() {
             .dense(hidden, Activation::Relu)
             .dense(10, Activation::Softmax)
     };
-    let mut small = Model::new(spec(64), Device::Cpu).unwrap();
-    let mut large = Model::new(spec(128), Device::Cpu).unwrap();
-    save_model(&dir, &mut small, &ModelMeta::default()).unwrap();
-    save_model(&other, &mut large, &ModelMeta::default()).unwrap();
+    let small = Model::new(spec(64), Device::Cpu).unwrap();
+    let large = Model::new(spec(128), Device::Cpu).unwrap();
+    save_model(&dir, &small, &ModelMeta::default()).unwrap();
+    save_model(&other, &large, &ModelMeta::default()).unwrap();
     // The description of the large model beside the weights of the small one.
     fs::copy(other.join("model.json"), dir.join("model.json")).unwrap();
     let e = load_model_error(&dir);
@@ -686,8 +686,8 @@ fn weights_of_another_architecture_name_both_shapes() {
 #[test]
 fn malformed_model_json_gives_line_and_column() {
     let dir = TempDir::new("save-load", "bad_json");
-    let mut model = trained(Optimizer::sgd(0.1), 1);
-    save_model(&dir, &mut model, &ModelMeta::default()).expect("save");
+    let model = trained(Optimizer::sgd(0.1), 1);
+    save_model(&dir, &model, &ModelMeta::default()).expect("save");
     let path = dir.join("model.json");
     let json = fs::read_to_string(&path).unwrap();
 
@@ -731,7 +731,7 @@ fn malformed_model_json_gives_line_and_column() {
     assert_mentions(&e, &["model.json", "the input width is 0"]);
 
     // Categories of a column the model does not have.
-    save_model(&dir, &mut model, &meta()).expect("save");
+    save_model(&dir, &model, &meta()).expect("save");
     let json = fs::read_to_string(&path).unwrap();
     assert!(json.contains("\"colour\": ["), "{json}");
     fs::write(&path, json.replace("\"colour\": [", "\"color\": [")).unwrap();
@@ -1026,7 +1026,7 @@ fn failed_save_leaves_no_temporary_files() {
     fs::remove_file(dir.join("model.safetensors")).unwrap();
     fs::create_dir(dir.join("model.safetensors")).unwrap();
     fs::write(dir.join("model.safetensors/keep"), b"x").unwrap();
-    let e = save_model(&dir, &mut model, &meta()).unwrap_err();
+    let e = save_model(&dir, &model, &meta()).unwrap_err();
     assert!(matches!(e, WgradError::Io { .. }), "{e:?}");
     assert_mentions(&e, &["model.safetensors"]);
     assert!(
@@ -1053,7 +1053,7 @@ fn gpu_round_trip() {
     model.fit(&x, &y, &config(3)).expect("training");
 
     let dir = TempDir::new("save-load", "gpu");
-    save_model(&dir, &mut model, &meta()).expect("save");
+    save_model(&dir, &model, &meta()).expect("save");
     let (mut loaded, _) = load_model(&dir, gpu()).expect("load");
     assert_same_params(&mut model, &mut loaded);
     assert_same_predictions(&mut model, &mut loaded);
