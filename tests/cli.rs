@@ -1055,11 +1055,11 @@ fn bad_options_are_clear_errors() {
         ),
         (
             &["train", "--data", "xor", "--fill-missing", "mean"],
-            "--fill-missing: fills a CSV file's missing values; xor has none",
+            "--fill-missing: fills a CSV file's missing values; xor is not one",
         ),
         (
             &["train", "--data", "blobs", "--task", "regression"],
-            "--task: says how to read a CSV file's target; blobs has its own",
+            "--task: says how to read a CSV file's target; blobs is not one",
         ),
         (
             &["train", "--data", "xor", "--backend", "foo"],

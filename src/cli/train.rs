@@ -546,6 +546,48 @@ pub fn fit_config(
     })
 }
 
+/// Notes a CSV file that changed since the run began (training goes on with it as it is), and
+/// records what the data is now in `args` (saved with the checkpoints): the training file's
+/// rows, with a validation part split from them, and a separate validation file's.
+fn note_changed_data(args: &mut TrainArgs, source: &DataSpec, data: &Prepared) {
+    let split = match (&args.validation_data, &data.validation) {
+        (None, Some(validation)) => Some(validation),
+        _ => None,
+    };
+    let files: [Option<(PathBuf, Vec<&Dataset>)>; 2] = [
+        match source {
+            DataSpec::Csv(path) => Some((
+                path.clone(),
+                std::iter::once(&data.train).chain(split).collect(),
+            )),
+            _ => None,
+        },
+        args.validation_data
+            .clone()
+            .map(|path| (path, data.validation.iter().collect())),
+    ];
+    let saved = [&mut args.data_fingerprint, &mut args.validation_fingerprint];
+    for (file, saved) in files.into_iter().zip(saved) {
+        let Some((path, sets)) = file else {
+            continue;
+        };
+        let now = DataFingerprint::of(&sets);
+        if let Some(then) = saved.as_ref()
+            && *then != now
+        {
+            note!(
+                "{} has changed since this run began ({} rows then, {} now): training goes \
+                 on with it as it is now, so the run will not repeat one that was never \
+                 interrupted",
+                path.display(),
+                then.rows,
+                now.rows
+            );
+        }
+        *saved = Some(now);
+    }
+}
+
 /// A data set's size and a hash of its contents as training sees them (FNV-1a over the
 /// features' and targets' bits).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -601,34 +643,33 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             ),
         ));
     }
-    if task != CsvTask::Auto && !matches!(source, DataSpec::Csv(_)) {
-        return Err(invalid(
+    // Options about reading a CSV file, given with a built-in set.
+    let csv_only = [
+        (
             "task",
-            format!(
-                "says how to read a CSV file's target; {} has its own",
-                source.name()
-            ),
-        ));
-    }
-    if !args.ignore.is_empty() && !matches!(source, DataSpec::Csv(_)) {
-        return Err(invalid(
+            task != CsvTask::Auto,
+            "says how to read a CSV file's target",
+        ),
+        (
             "ignore",
-            format!(
-                "leaves out a CSV file's columns; {} has none to leave out",
-                source.name()
-            ),
+            !args.ignore.is_empty(),
+            "leaves out a CSV file's columns",
+        ),
+        (
+            "fill-missing",
+            args.fill_missing.is_some(),
+            "fills a CSV file's missing values",
+        ),
+    ];
+    if !matches!(source, DataSpec::Csv(_))
+        && let Some((flag, _, what)) = csv_only.iter().find(|(_, given, _)| *given)
+    {
+        return Err(invalid(
+            flag,
+            format!("{what}; {} is not one", source.name()),
         ));
     }
     let fill_missing = match &args.fill_missing {
-        Some(_) if !matches!(source, DataSpec::Csv(_)) => {
-            return Err(invalid(
-                "fill-missing",
-                format!(
-                    "fills a CSV file's missing values; {} has none",
-                    source.name()
-                ),
-            ));
-        }
         Some(fill) => Some(fill.parse().map_err(|e| invalid("fill-missing", e))?),
         None => None,
     };
@@ -1052,44 +1093,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let source = DataSpec::parse(&args.data)?;
     let data = prepare(&args, &source, meta.as_ref())?;
     let mut args = args;
-    // The training file's rows (with the validation part split from them), and a separate
-    // validation file's.
-    let split = match (&args.validation_data, &data.validation) {
-        (None, Some(validation)) => Some(validation),
-        _ => None,
-    };
-    let files: [Option<(PathBuf, Vec<&Dataset>)>; 2] = [
-        match &source {
-            DataSpec::Csv(path) => Some((
-                path.clone(),
-                std::iter::once(&data.train).chain(split).collect(),
-            )),
-            _ => None,
-        },
-        args.validation_data
-            .clone()
-            .map(|path| (path, data.validation.iter().collect())),
-    ];
-    let saved = [&mut args.data_fingerprint, &mut args.validation_fingerprint];
-    for (file, saved) in files.into_iter().zip(saved) {
-        let Some((path, sets)) = file else {
-            continue;
-        };
-        let now = DataFingerprint::of(&sets);
-        if let Some(then) = saved.as_ref()
-            && *then != now
-        {
-            note!(
-                "{} has changed since this run began ({} rows then, {} now): training goes \
-                 on with it as it is now, so the run will not repeat one that was never \
-                 interrupted",
-                path.display(),
-                then.rows,
-                now.rows
-            );
-        }
-        *saved = Some(now);
-    }
+    note_changed_data(&mut args, &source, &data);
     let classes = data.train.n_classes();
     let outputs = match &data.train.y {
         Targets::Values(v) => v.ncols(),

@@ -3,9 +3,10 @@
 //!
 //! Fields are trimmed of surrounding spaces; blank lines are skipped; a UTF-8 byte-order mark is
 //! ignored. A feature column holds finite numbers in every row, or words in every row
-//! (categories, one-hot encoded: [`FeatureColumn`]); missing values, `NaN` and infinities are
-//! errors. Every error names the file, the 1-based line, the column and the offending value,
-//! e.g. `line 17, column "petal_width": "abc" is not a number`.
+//! (categories, one-hot encoded: [`FeatureColumn`]); missing values are errors unless
+//! [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every error names the
+//! file, the 1-based line, the column and the offending value, e.g. `line 17, column
+//! "petal_width": "abc" is not a number`.
 
 use super::Dataset;
 use super::features::{FeatureColumn, MAX_CATEGORIES};
