@@ -294,12 +294,17 @@ struct R2(f32);
 
 impl fmt::Display for R2 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = self.0;
-        if v.abs() >= 1e6 && v.is_finite() {
-            write!(f, "{v:.4e}")
-        } else {
-            write!(f, "{v:.4}")
-        }
+        fixed_below_a_million(f, self.0, 4)
+    }
+}
+
+/// `v` with `decimals` decimals, or in exponent form from ±1e6 on, where fixed point would
+/// print every digit.
+fn fixed_below_a_million(f: &mut fmt::Formatter<'_>, v: f32, decimals: usize) -> fmt::Result {
+    if v.abs() >= 1e6 && v.is_finite() {
+        write!(f, "{v:.decimals$e}")
+    } else {
+        write!(f, "{v:.decimals$}")
     }
 }
 
@@ -309,12 +314,7 @@ pub(crate) struct LossFigure(pub f32);
 
 impl fmt::Display for LossFigure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = self.0;
-        if v.abs() >= 1e6 && v.is_finite() {
-            write!(f, "{v:.5e}")
-        } else {
-            write!(f, "{v:.5}")
-        }
+        fixed_below_a_million(f, self.0, 5)
     }
 }
 

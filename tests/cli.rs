@@ -41,6 +41,19 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// `wgrad predict` with `model` on `input`, on the CPU (stdout holds the predictions).
+fn predict_on_cpu(model: &Path, input: &Path) -> Output {
+    wgrad(&[
+        "predict",
+        "--model",
+        s(model),
+        "--input",
+        s(input),
+        "--device",
+        "cpu",
+    ])
+}
+
 #[test]
 fn train_eval_predict_summary_on_a_csv_file() {
     let dir = temp_dir("csv");
@@ -1578,15 +1591,7 @@ fn columns_of_words_train_as_categories_and_identifiers_can_be_ignored() {
         "size,colour\n0.9,red\n0.9,blue\n0.1,red\n0.1,green\n",
     )
     .unwrap();
-    let output = wgrad(&[
-        "predict",
-        "--model",
-        s(&model),
-        "--input",
-        s(&input),
-        "--device",
-        "cpu",
-    ]);
+    let output = predict_on_cpu(&model, &input);
     let predictions = String::from_utf8_lossy(&output.stdout);
     let classes: Vec<&str> = predictions
         .lines()
@@ -1596,15 +1601,7 @@ fn columns_of_words_train_as_categories_and_identifiers_can_be_ignored() {
     assert_eq!(classes, ["drop", "keep", "keep", "drop"], "{predictions}");
     // An unseen category is named with its line.
     std::fs::write(&input, "size,colour\n0.9,red\n0.5,purple\n").unwrap();
-    let output = wgrad(&[
-        "predict",
-        "--model",
-        s(&model),
-        "--input",
-        s(&input),
-        "--device",
-        "cpu",
-    ]);
+    let output = predict_on_cpu(&model, &input);
     assert!(!output.status.success());
     let message = text(&output);
     assert!(
@@ -1809,15 +1806,7 @@ fn a_target_far_from_zero_is_predicted_in_its_own_values() {
     );
     let input = dir.join("new.csv");
     std::fs::write(&input, "x\n-2.5\n1.25\n").unwrap();
-    let output = wgrad(&[
-        "predict",
-        "--model",
-        s(&model),
-        "--input",
-        s(&input),
-        "--device",
-        "cpu",
-    ]);
+    let output = predict_on_cpu(&model, &input);
     let predictions = String::from_utf8_lossy(&output.stdout);
     let values: Vec<f64> = predictions
         .lines()
@@ -1875,15 +1864,7 @@ fn missing_values_are_filled_when_asked_in_training_and_prediction() {
     );
     let input = dir.join("new.csv");
     std::fs::write(&input, "age,port,fare\n,,12\nNA,S,\n").unwrap();
-    let output = wgrad(&[
-        "predict",
-        "--model",
-        s(&model),
-        "--input",
-        s(&input),
-        "--device",
-        "cpu",
-    ]);
+    let output = predict_on_cpu(&model, &input);
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
 }
