@@ -450,10 +450,9 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
     let resumed = ok(&["train", "--resume", s(&dir), "--epochs", &epochs]);
     assert!(
         resumed.contains(&format!(
-            "early stopping ended this run after epoch {last} (val_loss had not improved \
-             since epoch {best}); it goes on from epoch {best}'s weights, counting the \
-             patience afresh",
-            best = last - 1
+            "early stopping ended this run at epoch {}'s weights (val_loss had not improved \
+             after it); training goes on from them, counting the patience afresh",
+            last - 1
         )),
         "{resumed}"
     );
@@ -946,7 +945,7 @@ fn bad_options_are_clear_errors() {
         (&["train", "--data", "cifar"], "unknown data set"),
         (
             &["train", "--data", "xor", "--layers", "3,4,1"],
-            "the data has 2 feature columns",
+            "the data has 2 inputs",
         ),
         (
             &["train", "--data", "xor", "--layers", "2,x,1"],
@@ -1859,7 +1858,7 @@ fn missing_values_are_filled_when_asked_in_training_and_prediction() {
     ok(&args);
     let summary = ok(&["summary", "--model", s(&model)]);
     assert!(
-        summary.contains("Feature columns: age (missing: 40), port (C | Q | S; missing: none), fare (missing: 19.5)"),
+        summary.contains("Feature columns: age (missing: 40), port (C | Q | S; missing: no category), fare (missing: 19.5)"),
         "{summary}"
     );
     let input = dir.join("new.csv");

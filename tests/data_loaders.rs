@@ -512,7 +512,7 @@ fn csv_tab_and_semicolon_separated_files_load_like_comma_separated_ones() {
     // Thousands separators and dates are named as such.
     for (cell, hint) in [
         ("\"1,234\"", "without thousands separators"),
-        ("2024-03-01", "dates must be turned into numbers"),
+        ("2024-03-01", "dates and times must be turned into numbers"),
     ] {
         let text = format!("a,b,label\n{cell},2,x\n3,4,y\n");
         let path = write(&dir, "hints.csv", text.as_bytes());
@@ -600,7 +600,7 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
     );
 
     // Numbers written with commas or as dates are not categories: named with what to do.
-    let cases: [(&str, &[u8], &str); 3] = [
+    let cases: [(&str, &[u8], &str); 10] = [
         (
             "decimal-comma.csv",
             b"a;y\n1,5;0\n2,25;1\n",
@@ -612,9 +612,44 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
             "without thousands separators",
         ),
         (
+            "thousands-decimals.csv",
+            b"income,y\n\"1,000.50\",0\n\"2,500.25\",1\n",
+            "without thousands separators",
+        ),
+        (
+            "european.csv",
+            b"a;y\n1.000,50;0\n2.500,25;1\n",
+            "without thousands separators",
+        ),
+        (
+            "spaced.csv",
+            b"a,y\n1 500,0\n2 250,1\n",
+            "without thousands separators",
+        ),
+        (
+            "dollars.csv",
+            b"a,y\n$12.50,0\n$7,1\n",
+            "without currency symbols",
+        ),
+        (
+            "percent.csv",
+            b"a,y\n12.5%,0\n40%,1\n",
+            "percentages as plain numbers",
+        ),
+        (
             "dates.csv",
             b"day,y\n2024-01-05,0\n2024-02-19,1\n",
-            "dates must be turned",
+            "dates and times must be",
+        ),
+        (
+            "german-dates.csv",
+            b"day,y\n01.03.2024,0\n15.04.2024,1\n",
+            "dates and times",
+        ),
+        (
+            "times.csv",
+            b"at,y\n10:30,0\n2024-03,1\n",
+            "dates and times",
         ),
     ];
     for (name, text, hint) in cases {
@@ -622,6 +657,28 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
         let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
         assert_mentions(&message, &["line 2", "is not a number", hint]);
     }
+    // Version numbers are words, and so categories.
+    let path = write(&dir, "versions.csv", b"os,y\n10.0.19041,0\n2.0.15,1\n");
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("versions are categories");
+    assert_eq!(set.feature_names(), ["os=10.0.19041", "os=2.0.15"]);
+    // A target of numbers written with decimal commas is a regression target to rewrite,
+    // not 3 classes; and filling missing cells says so too.
+    let path = write(&dir, "price.csv", b"a;price\n1;10,5\n2;12,25\n3;14,0\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["column \"price\"", "write decimals with a point"],
+    );
+    let path = write(&dir, "gaps.csv", b"a;y\n1,5;0\n;1\n2,5;0\n");
+    let options = data::CsvOptions {
+        fill_missing: Some(data::Fill::Mean),
+        ..Default::default()
+    };
+    let message = data_error(data::load_csv_with(&path, &options));
+    assert_mentions(
+        &message,
+        &["line 2, column \"a\"", "write decimals with a point"],
+    );
     // A column of words with a number in it is neither: the number is named.
     let mut text = String::from("size,y\n");
     for i in 0..20 {

@@ -319,8 +319,9 @@ fn summary(dir: &Path) -> Result<()> {
                     (None, None) => {}
                 }
                 match (&column.categories, column.fill) {
-                    (Some(_), Some(_)) => notes.push("missing: none".into()),
-                    (None, Some(fill)) => notes.push(format!("missing: {fill}")),
+                    (Some(_), Some(_)) => notes.push("missing: no category".into()),
+                    // Shortest digits of the 32-bit value, not the f64's 17.
+                    (None, Some(fill)) => notes.push(format!("missing: {}", fill as f32)),
                     (_, None) => {}
                 }
                 match notes.is_empty() {

@@ -394,7 +394,7 @@ pub fn build_spec(
         return Err(invalid(
             "layers",
             format!(
-                "the first width is {}, but the data has {inputs} feature columns",
+                "the first width is {}, but the data has {inputs} inputs",
                 widths[0]
             ),
         ));
@@ -817,14 +817,9 @@ fn target_scaling(
     match kind {
         "standard" => {
             // A bounded output cannot reach a standardised target's tails.
-            if let Some(bounded @ ("sigmoid" | "tanh")) = args.output_activation.as_deref() {
-                let range = if bounded == "sigmoid" {
-                    "(0, 1)"
-                } else {
-                    "(-1, 1)"
-                };
+            if let Some((activation, range)) = bounded_output(args) {
                 note!(
-                    "note: a {bounded} output lies in {range}, and a standardised target \
+                    "note: a {activation} output lies in {range}, and a standardised target \
                      reaches past it; --scale-target minmax scales the target into [0, 1]"
                 );
             }
@@ -834,13 +829,14 @@ fn target_scaling(
         // Given explicitly, "none" is what the user wants.
         "none" if args.scale_target.is_some() => Ok(None),
         "none" => {
-            if let Some((mean, std)) = far_from_unit_scale(values)?
+            if let Some((mean, std)) = far_from_unit_scale(values, train.target_offset)?
                 && !args.quiet
             {
                 note!(
                     "note: the target's mean is {mean:.3e} and its standard deviation \
                      {std:.3e}; networks learn targets near unit scale far better: \
-                     --scale-target standard scales it (and predictions back)"
+                     --scale-target {} scales it (and predictions back)",
+                    scaling_for(args)
                 );
             }
             Ok(None)
@@ -855,14 +851,38 @@ fn target_scaling(
 /// The mean and standard deviation of a target column far from unit scale, where the
 /// network's first steps spend themselves on the scale alone (an MSE of 1e12), or the target
 /// hides under the initial outputs (1e-6).
-fn far_from_unit_scale(values: &ndarray::Array2<f32>) -> Result<Option<(f32, f32)>> {
+/// `values` are held less `offset`; the mean returned is in the data's values.
+fn far_from_unit_scale(
+    values: &ndarray::Array2<f32>,
+    offset: Option<f64>,
+) -> Result<Option<(f64, f32)>> {
     let Scaler::Standard { mean, std } = Scaler::fit_standard(values)? else {
         unreachable!("fit_standard gives a standard scaler")
     };
     Ok(mean
         .into_iter()
         .zip(std)
-        .find(|&(m, s)| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0))
+        .find(|&(m, s)| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0)
+        .map(|(m, s)| (f64::from(m) + offset.unwrap_or(0.0), s)))
+}
+
+/// The output activation's range where it is bounded (or half-bounded), which a standardised
+/// target's values reach past.
+fn bounded_output(args: &TrainArgs) -> Option<(&str, &'static str)> {
+    match args.output_activation.as_deref()? {
+        activation @ "sigmoid" => Some((activation, "(0, 1)")),
+        activation @ "tanh" => Some((activation, "(-1, 1)")),
+        activation @ "relu" => Some((activation, "[0, ∞)")),
+        _ => None,
+    }
+}
+
+/// The target scaling to suggest: into [0, 1] for a bounded output, else standardised.
+fn scaling_for(args: &TrainArgs) -> &'static str {
+    match bounded_output(args) {
+        Some(_) => "minmax",
+        None => "standard",
+    }
 }
 
 /// Writes a checkpoint and the history after every epoch.
@@ -1079,7 +1099,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
             };
             // Saved in the checkpoint: a resume from another directory finds the same files.
             let validation_data = match &args.validation_data {
-                Some(path) => Some(std::path::absolute(path).map_err(|e| WgradError::io(path, e))?),
+                Some(path) => {
+                    // `csv:PATH`, as --data takes it.
+                    let path = match path.to_str().and_then(|p| p.strip_prefix("csv:")) {
+                        Some(file) => PathBuf::from(file),
+                        None => path.clone(),
+                    };
+                    Some(std::path::absolute(&path).map_err(|e| WgradError::io(&path, e))?)
+                }
                 None => None,
             };
             let args = TrainArgs {
@@ -1117,46 +1144,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let meta = meta.unwrap_or(data.meta.clone());
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
-    // A resumed run's early stopping goes on from its record: its best epoch is the last
-    // checkpointed one (whose weights the model holds) or the one of the best-weights file.
-    // A run that early stopping ended, resumed for more epochs, goes on from its best epoch
-    // with the patience counted afresh: going on from its record would stop it after one
-    // epoch, and watching from scratch could end it on weights worse than those it kept.
-    if let Some(rule) = &config.early_stopping
-        && let (Some((best, _)), since) = rule.replay(&earlier)
-    {
-        let mut watched = earlier.clone();
-        if since >= rule.patience {
-            watched.epochs.retain(|record| record.epoch <= best);
-            note!(
-                "early stopping ended this run after epoch {} ({} had not improved since \
-                 epoch {best}); it goes on from epoch {best}'s weights, counting the patience \
-                 afresh",
-                config.initial_epoch,
-                rule.monitor.name()
-            );
-        }
-        // The best weights: the model's if the best epoch is the last checkpointed one or the
-        // run ended restoring them, else the best-weights file's.
-        let best_params = match read_best_weights(&out, best, model.params()?.len()) {
-            Some(params) => Some(params),
-            None if best == config.initial_epoch || since >= rule.patience => Some(model.params()?),
-            None => None,
-        };
-        match best_params {
-            Some(best_params) => {
-                config.early_stopping_resume = Some(EarlyStoppingResume {
-                    history: watched,
-                    best_params,
-                });
-            }
-            None if rule.restore_best => note!(
-                "early stopping watches afresh: the weights of epoch {best}, the best of the \
-                 earlier epochs by its rule, were not kept"
-            ),
-            None => {}
-        }
-    }
     // What `fit` would refuse (a schedule against the learning rate, early stopping's
     // settings), refused before anything is written or shown.
     config.check(model.spec().optimizer.learning_rate())?;
@@ -1169,6 +1156,41 @@ pub fn run(args: TrainArgs) -> Result<()> {
             config.epochs
         );
         return Ok(());
+    }
+    // A resumed run's early stopping goes on from its record: its best epoch is the last
+    // checkpointed one (whose weights the model holds) or the one of the best-weights file.
+    // A run that early stopping ended holds its best epoch's weights, restored: the epochs
+    // after it were undone, so the watch goes on from the best epoch with the patience counted
+    // afresh (going on from the record would stop a resumed run after one epoch).
+    if let Some(rule) = &config.early_stopping
+        && let (Some((best, _)), _) = rule.replay(&earlier)
+    {
+        let params = model.params()?;
+        let best_params = read_best_weights(&out, best, params.len())
+            .or_else(|| (best == config.initial_epoch).then(|| params.clone()));
+        match best_params {
+            Some(best_params) => {
+                let mut watched = earlier.clone();
+                if best < config.initial_epoch && best_params == params {
+                    watched.epochs.retain(|record| record.epoch <= best);
+                    note!(
+                        "early stopping ended this run at epoch {best}'s weights ({} had not \
+                         improved after it); training goes on from them, counting the \
+                         patience afresh",
+                        rule.monitor.name()
+                    );
+                }
+                config.early_stopping_resume = Some(EarlyStoppingResume {
+                    history: watched,
+                    best_params,
+                });
+            }
+            None if rule.restore_best => note!(
+                "early stopping watches afresh: the weights of epoch {best}, the best of the \
+                 earlier epochs by its rule, were not kept"
+            ),
+            None => {}
+        }
     }
     // The output directory exists before the first epoch, so that a path that cannot be one
     // (a file, a read-only place) stops the run now rather than at its first checkpoint.
@@ -1259,11 +1281,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             // An unscaled target far from unit scale is the likelier cause than the rate.
             if let (WgradError::Diverged { .. }, None, Targets::Values(values)) =
                 (&e, &meta.target_scaler, &data.train.y)
-                && let Ok(Some((mean, std))) = far_from_unit_scale(values)
+                && let Ok(Some((mean, std))) = far_from_unit_scale(values, data.train.target_offset)
             {
                 note!(
                     "the target's mean is {mean:.3e} and its standard deviation {std:.3e}: \
-                     --scale-target standard is the likelier cure"
+                     --scale-target {} is the likelier cure",
+                    scaling_for(&args)
                 );
             }
             name_checkpoint(e, &out)

@@ -850,10 +850,15 @@ impl Table {
             .filter(|v| v.is_finite())
             .collect();
         if values.is_empty() {
+            // Cells that are not numbers say so as they would unfilled (a decimal comma).
+            if let Some(row) = (0..self.rows.len()).find(|&row| !missing(&self.rows[row][col])) {
+                self.number(row, col, Role::Feature, None)?;
+            }
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "column {:?} has no values to fill its missing ones from",
+                    "column {:?} has no values to fill its missing ones from (every cell is \
+                     missing: --ignore it)",
                     self.headers[col]
                 ),
             ));
@@ -884,8 +889,9 @@ impl Table {
             row,
             col,
             format!(
-                "{what}; missing values are errors unless the model fills them (`--fill-missing \
-                 mean|median` on the command line, `CsvOptions::fill_missing` in the library)"
+                "{what}; missing values are errors unless the model was trained to fill them \
+                 (`wgrad train --fill-missing mean|median`, `CsvOptions::fill_missing` in the \
+                 library)"
             ),
         )
     }
@@ -1034,7 +1040,13 @@ impl Table {
     fn infer_task(&self, col: usize) -> CsvTask {
         let values = || self.rows.iter().map(|r| &r[col]);
         if values().any(|v| v.parse::<f64>().is_err()) {
-            return CsvTask::Classification;
+            // Numbers written otherwise (1,5 or 1,000) are a regression target, whose reading
+            // names what to change; other text is labels.
+            let written_otherwise = values().any(|v| number_written_otherwise(v).is_some());
+            return match values().all(|v| missing(v) || numeric(v)) && written_otherwise {
+                true => CsvTask::Regression,
+                false => CsvTask::Classification,
+            };
         }
         let mut distinct = BTreeSet::new();
         for v in values() {
@@ -1095,29 +1107,84 @@ impl Table {
 /// What to do about a number written in a way this reader does not take: with thousands
 /// separators (1,234), a decimal comma (1,5), or a date; `None` for other text.
 fn number_written_otherwise(raw: &str) -> Option<&'static str> {
+    const SEPARATORS: &str = "write numbers with a decimal point and without thousands separators";
     let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    let groups: Vec<&str> = raw.trim_start_matches('-').split(',').collect();
-    let date = raw.len() >= 8
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"-/.:T ".contains(&b))
-        && raw.bytes().filter(|b| b"-/".contains(b)).count() == 2;
-    if groups.len() > 1
-        && (1..=3).contains(&groups[0].len())
-        && groups.iter().all(|g| digits(g))
-        && groups[1..].iter().all(|g| g.len() == 3)
-    {
+    // Digit groups of three after one of one to three: 1,234 or 1.234.567 or 1 500.
+    let grouped = |part: &str, separator: char| {
+        let groups: Vec<&str> = part.split(separator).collect();
+        groups.len() > 1
+            && (1..=3).contains(&groups[0].len())
+            && groups.iter().all(|g| digits(g))
+            && groups[1..].iter().all(|g| g.len() == 3)
+    };
+    let unsigned = raw.trim_start_matches(['-', '+']);
+    // The integer part before a decimal mark, and the digits after it, if any.
+    let split_decimal = |mark: char| match unsigned.split_once(mark) {
+        Some((whole, fraction)) if digits(fraction) => (whole, true),
+        Some(_) => ("", false),
+        None => (unsigned, true),
+    };
+    let thousands = [
+        (',', '.'),
+        ('.', ','),
+        (' ', '.'),
+        (' ', ','),
+        ('\u{a0}', ','),
+        ('\'', '.'),
+    ]
+    .iter()
+    .any(|&(separator, mark)| {
+        let (whole, ok) = split_decimal(mark);
+        ok && grouped(whole, separator)
+    });
+    let numeric = |part: &str| {
+        part.parse::<f64>().is_ok()
+            || (!part.is_empty() && number_written_otherwise(part).is_some())
+    };
+    let date_or_time = {
+        let allowed = |b: u8| b.is_ascii_digit() || b"-/.:T Z+".contains(&b);
+        let count = |set: &[u8]| raw.bytes().filter(|b| set.contains(b)).count();
+        raw.bytes().all(allowed)
+            && raw.bytes().next().is_some_and(|b| b.is_ascii_digit())
+            && ((raw.len() >= 8 && (count(b"-/") == 2 || dotted_date(raw)))
+                // 2024-03, 10:30, 10:30:15
+                || (raw.len() == 7 && count(b"-") == 1 && raw.as_bytes()[4] == b'-')
+                || ((1..=2).contains(&count(b":")) && count(b"-/.") == 0))
+    };
+    if thousands {
         // 1,234 is a thousand or (with a decimal comma) about one.
-        Some("write numbers with a decimal point and without thousands separators")
+        Some(SEPARATORS)
     } else if raw.replacen(',', ".", 1).parse::<f32>().is_ok() {
         Some("write decimals with a point")
-    } else if date {
+    } else if date_or_time {
         Some(
-            "dates must be turned into numbers first (a day count, or year, month and day columns)",
+            "dates and times must be turned into numbers first (a day count, or year, month \
+             and day columns)",
         )
+    } else if let Some(amount) = unsigned
+        .strip_prefix(['$', '€', '£', '¥'])
+        .or_else(|| unsigned.strip_suffix(['$', '€', '£', '¥']))
+        && numeric(amount.trim())
+    {
+        Some("write amounts without currency symbols")
+    } else if let Some(share) = unsigned.strip_suffix('%')
+        && numeric(share.trim())
+    {
+        Some("write percentages as plain numbers (12.5, not 12.5%)")
     } else {
         None
     }
+}
+
+/// Whether `raw` is a date written with dots, day first (01.03.2024) or year first
+/// (2024.03.01), and not, say, a version number (10.0.19041).
+fn dotted_date(raw: &str) -> bool {
+    let parts: Vec<&str> = raw.split('.').collect();
+    let lengths: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+    parts
+        .iter()
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && matches!(lengths[..], [1 | 2, 1 | 2, 2 | 4] | [4, 1 | 2, 1 | 2])
 }
 
 /// Whether a cell is missing: empty, or one of pandas' markers (`NA`, `NaN`, `null`, …).
