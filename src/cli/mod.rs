@@ -314,8 +314,7 @@ fn summary(dir: &Path) -> Result<()> {
                 let mut notes = Vec::new();
                 match (&column.categories, column.offset) {
                     (Some(categories), _) => notes.push(categories.join(" | ")),
-                    (None, Some(offset)) if offset < 0.0 => notes.push(format!("plus {}", -offset)),
-                    (None, Some(offset)) => notes.push(format!("less {offset}")),
+                    (None, Some(offset)) => notes.push(offset_note(offset)),
                     (None, None) => {}
                 }
                 match (&column.categories, column.fill) {
@@ -339,10 +338,7 @@ fn summary(dir: &Path) -> Result<()> {
         out!("Feature columns: {shown}");
     }
     match (&meta.target, meta.target_offset) {
-        (Some(target), Some(offset)) if offset < 0.0 => {
-            out!("Target column: {target} (plus {})", -offset)
-        }
-        (Some(target), Some(offset)) => out!("Target column: {target} (less {offset})"),
+        (Some(target), Some(offset)) => out!("Target column: {target} ({})", offset_note(offset)),
         (Some(target), None) => out!("Target column: {target}"),
         (None, _) => {}
     }
@@ -358,6 +354,14 @@ fn summary(dir: &Path) -> Result<()> {
         out!("The target is {kind} for training; predictions are scaled back to its units");
     }
     Ok(())
+}
+
+/// How summary shows a column's offset: what the model's values are less, or plus.
+fn offset_note(offset: f64) -> String {
+    match offset < 0.0 {
+        true => format!("plus {}", -offset),
+        false => format!("less {offset}"),
+    }
 }
 
 /// Loads evaluation data for a saved model: the held-out part of a built-in set, or a CSV
@@ -561,15 +565,21 @@ fn predict(args: PredictArgs) -> Result<()> {
     }
     let (model, meta) = io::load_model(&args.model, args.device.device()?)?;
     let features = meta.features.as_deref();
-    let (x, _) = if args.input.as_os_str() == "-" {
-        let source = Path::new("standard input");
-        crate::data::load_features_from_reader(source, std::io::stdin().lock(), features)?
-    } else {
-        crate::data::load_features(&args.input, features)?
+    let stdin = args.input.as_os_str() == "-";
+    let input = match stdin {
+        true => "standard input".to_string(),
+        false => args.input.display().to_string(),
     };
-    let x = scaled(&meta, x, &args.input.display().to_string())?;
+    let (x, _) = match stdin {
+        true => crate::data::load_features_from_reader(
+            Path::new(&input),
+            std::io::stdin().lock(),
+            features,
+        )?,
+        false => crate::data::load_features(&args.input, features)?,
+    };
+    let x = scaled(&meta, x, &input)?;
     let mut outputs = model.predict(&x)?;
-    let input = args.input.display().to_string();
     check_finite_outputs(&outputs, &input, "no predictions were written")?;
     if let Some(scaler) = &meta.target_scaler {
         scaler.inverse_transform(&mut outputs)?;
