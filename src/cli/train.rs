@@ -589,7 +589,7 @@ fn note_changed_data(args: &mut TrainArgs, source: &DataSpec, data: &Prepared) {
 }
 
 /// A data set's size and a hash of its contents as training sees them (FNV-1a over the
-/// features' and targets' bits).
+/// features' and targets' 32-bit words).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataFingerprint {
     rows: usize,
@@ -598,11 +598,10 @@ pub struct DataFingerprint {
 
 impl DataFingerprint {
     fn of(sets: &[&Dataset]) -> DataFingerprint {
+        // FNV-1a a word at a time (not a byte): a change detector, four times as fast.
         let mut hash = 0xcbf2_9ce4_8422_2325u64;
         let mut add = |word: u32| {
-            for byte in word.to_le_bytes() {
-                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
+            hash = (hash ^ u64::from(word)).wrapping_mul(0x0000_0100_0000_01b3);
         };
         for set in sets {
             set.x.iter().for_each(|v| add(v.to_bits()));

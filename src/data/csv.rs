@@ -180,7 +180,8 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
         CsvTask::Regression => {
             let mut values = table.column_values(target_col, None)?;
             // A target far from zero for its spread keeps its differences as features do.
-            target_offset = table.offset_of(target_col, values.column(0));
+            let stats = super::features::column_stats(values.view());
+            target_offset = table.offset_of(target_col, &stats[0]);
             if target_offset.is_some() {
                 values = table.column_values(target_col, target_offset)?;
             }
@@ -723,18 +724,9 @@ impl Table {
     /// numbers.
     fn feature_column(&self, col: usize) -> Result<FeatureColumn> {
         let name = &self.headers[col];
+        // A column of numbers (or of more words than numbers: then its first word fails,
+        // and the error names its numbers instead, in `number`).
         let Some(words) = self.words(col) else {
-            if let Some(row) = self.stray_number(col) {
-                return Err(self.cell_error(
-                    row,
-                    col,
-                    format!(
-                        "{:?} is a number in a column of words; a column holds numbers or \
-                         categories, not both",
-                        &self.rows[row][col]
-                    ),
-                ));
-            }
             return Ok(FeatureColumn::numeric(name));
         };
         let quoted = if name.contains([' ', ',', '"', '\'']) {
@@ -805,11 +797,12 @@ impl Table {
         mut columns: Vec<(usize, FeatureColumn)>,
     ) -> Result<(Vec<FeatureColumn>, Array2<f32>)> {
         let mut x = self.encode(&columns)?;
+        let stats = super::features::column_stats(x.view());
         let mut j = 0;
         let mut offsets = false;
         for (col, column) in &mut columns {
             if column.categories.is_none() {
-                column.offset = self.offset_of(*col, x.column(j));
+                column.offset = self.offset_of(*col, &stats[j]);
                 offsets |= column.offset.is_some();
             }
             j += column.width();
@@ -823,19 +816,28 @@ impl Table {
     /// The offset column `col` of numbers needs ([`features::offset_for`](super::features::offset_for)),
     /// judged from its values as 32-bit floats, or as written where those are all one value
     /// (100000.0001 to 100000.0030 are one 32-bit float).
-    fn offset_of(&self, col: usize, values: ndarray::ArrayView1<f32>) -> Option<f64> {
-        let values: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
-        super::features::offset_for(&values).or_else(|| {
-            if values.windows(2).any(|pair| pair[0] != pair[1]) {
+    fn offset_of(&self, col: usize, stats: &super::features::ColumnStats) -> Option<f64> {
+        use super::features::{offset_for, offset_from};
+        offset_from(stats).or_else(|| {
+            if stats.variance != 0.0 {
                 return None;
             }
-            let written: Vec<f64> = self
+            // One 32-bit value: a constant column, unless the cells differ as written.
+            let mut written = self
                 .rows
                 .iter()
-                .filter(|row| !missing(&row[col]))
-                .filter_map(|row| row[col].parse::<f64>().ok())
-                .collect();
-            super::features::offset_for(&written)
+                .map(|row| &row[col])
+                .filter(|v| !missing(v));
+            let first = written.next()?;
+            if written.all(|v| v == first) {
+                return None;
+            }
+            let cells = self.rows.iter().map(move |row| &row[col]);
+            offset_for(
+                cells
+                    .filter(|v| !missing(v))
+                    .filter_map(|v| v.parse::<f64>().ok()),
+            )
         })
     }
 
@@ -952,6 +954,20 @@ impl Table {
             Some(offset) => raw.parse::<f64>().ok().map(|v| (v - offset) as f32),
         };
         let value = parsed.ok_or_else(|| {
+            // In a column of more words than numbers, the number is what stands out.
+            if role == Role::Feature
+                && let Some(stray) = self.stray_number(col)
+            {
+                return self.cell_error(
+                    stray,
+                    col,
+                    format!(
+                        "{:?} is a number in a column of words; a column holds numbers or \
+                         categories, not both",
+                        &self.rows[stray][col]
+                    ),
+                );
+            }
             // A number written otherwise and a column of words (categories) get a hint; other
             // text is named as it is.
             let hint = if let Some(hint) = number_written_otherwise(raw) {

@@ -8,6 +8,7 @@
 //! and 1.7e9 + 100 are the same `f32`. Such a column gets an offset near its mean, subtracted
 //! in 64-bit arithmetic before the value becomes an input ([`offset_for`]).
 
+use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 /// At most this many categories in a column of words: more are likely names, identifiers or
@@ -95,14 +96,63 @@ const SPREAD_PER_MAGNITUDE: f64 = 1e-4;
 /// timestamps 1.7e9 ± 30), when the values lie so far from zero for their spread that the
 /// 32-bit rounding blurs them (above), or all read as one value at or beyond 2^24, where
 /// consecutive integers are no longer 32-bit floats. `None` for other columns.
-pub fn offset_for(values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
+pub fn offset_for(values: impl Iterator<Item = f64> + Clone) -> Option<f64> {
+    let n = values.clone().count() as f64;
+    if n == 0.0 {
         return None;
     }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    let magnitude = values.iter().map(|v| v.abs()).fold(0.0, f64::max);
+    let mean = values.clone().sum::<f64>() / n;
+    let stats = ColumnStats {
+        mean,
+        variance: values.clone().map(|v| (v - mean).powi(2)).sum::<f64>() / n,
+        magnitude: values.map(f64::abs).fold(0.0, f64::max),
+    };
+    offset_from(&stats)
+}
+
+/// A column's mean, variance and largest magnitude, in 64-bit arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ColumnStats {
+    pub mean: f64,
+    pub variance: f64,
+    pub magnitude: f64,
+}
+
+/// The [`ColumnStats`] of every column of `x`, from two passes along its rows (a row-major
+/// array's columns would be read with a stride, a cache line a value).
+pub(crate) fn column_stats(x: ArrayView2<f32>) -> Vec<ColumnStats> {
+    let n = x.nrows().max(1) as f64;
+    let mut stats = vec![
+        ColumnStats {
+            mean: 0.0,
+            variance: 0.0,
+            magnitude: 0.0,
+        };
+        x.ncols()
+    ];
+    for row in x.rows() {
+        for (s, &v) in stats.iter_mut().zip(row) {
+            s.mean += f64::from(v);
+            s.magnitude = s.magnitude.max(f64::from(v).abs());
+        }
+    }
+    stats.iter_mut().for_each(|s| s.mean /= n);
+    for row in x.rows() {
+        for (s, &v) in stats.iter_mut().zip(row) {
+            s.variance += (f64::from(v) - s.mean).powi(2);
+        }
+    }
+    stats.iter_mut().for_each(|s| s.variance /= n);
+    stats
+}
+
+/// [`offset_for`] a column of these statistics.
+pub(crate) fn offset_from(stats: &ColumnStats) -> Option<f64> {
+    let ColumnStats {
+        mean,
+        variance,
+        magnitude,
+    } = *stats;
     let blurred = if variance > 0.0 {
         variance.sqrt() < magnitude * SPREAD_PER_MAGNITUDE
     } else {
@@ -131,8 +181,7 @@ mod tests {
 
     /// The offset of `values` as 32-bit floats read them.
     fn offset(values: &[f64]) -> Option<f64> {
-        let values: Vec<f64> = values.iter().map(|&v| f64::from(v as f32)).collect();
-        offset_for(&values)
+        offset_for(values.iter().map(|&v| f64::from(v as f32)))
     }
 
     #[test]
