@@ -397,6 +397,12 @@ impl ValueKind {
     /// The label of the tick at `value` on an axis with ticks `step` apart.
     fn tick_label(self, value: f64, step: f64) -> String {
         match self {
+            // Past 1e5 in exponent form, with the digits that tell the ticks apart: fixed
+            // point would not fit the label area (166050000000).
+            ValueKind::Loss if value.abs() >= 1e5 => {
+                let digits = (value.abs().log10().floor() - step.log10().floor()).clamp(0.0, 8.0);
+                format!("{value:.*e}", digits as usize)
+            }
             ValueKind::Loss => fixed(value, decimals(step)),
             ValueKind::Accuracy => format!("{}%", fixed(100.0 * value, decimals(100.0 * step))),
         }
@@ -406,6 +412,7 @@ impl ValueKind {
     /// decimal for an accuracy.
     fn caption_value(self, value: f64) -> String {
         match self {
+            ValueKind::Loss if value.abs() >= 1e6 => format!("{value:.3e}"),
             ValueKind::Loss => {
                 let magnitude = value.abs().log10().floor();
                 let digits = if magnitude.is_finite() {
@@ -480,7 +487,7 @@ impl Panel {
             .caption(&self.caption, text_style(CAPTION_SIZE))
             .margin(15)
             .x_label_area_size(45)
-            .y_label_area_size(70)
+            .y_label_area_size(88)
             .build_cartesian_2d(x_axis, y_axis)?;
         chart
             .configure_mesh()

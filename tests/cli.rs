@@ -1760,8 +1760,11 @@ fn a_validation_file_is_found_again_on_resuming_and_its_changes_are_named() {
     let run = dir.join("run");
     let mut args = vec!["train", "--resume", s(&run), "--epochs", "3"];
     args.extend(common);
-    let out = ok_in(&std::env::temp_dir(), &args);
+    // Not quiet: the resumed rate is said.
+    let loud: Vec<&str> = args.iter().copied().filter(|a| *a != "--quiet").collect();
+    let out = ok_in(&std::env::temp_dir(), &loud);
     assert!(out.contains("on 40 samples"), "{out}");
+    assert!(out.contains("at learning rate 1.000e-3"), "{out}");
     assert!(!out.contains("has changed"), "{out}");
     // The validation file changed, the training file did not: the note names the first.
     std::fs::write(dir.join("valid.csv"), rows(30, 7)).unwrap();

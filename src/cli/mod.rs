@@ -134,14 +134,22 @@ pub enum DeviceKind {
 
 impl DeviceArgs {
     pub fn device(&self) -> Result<Device> {
+        // The environment fills in what the flags leave open, and then counts as they would:
+        // `auto` with a backend or adapter named uses it.
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let backend = match &self.backend {
+            Some(api) => Some((api.clone(), "--backend")),
+            None => from_env("WGRAD_BACKEND").map(|api| (api, "WGRAD_BACKEND")),
+        };
+        let adapter = self.adapter.clone().or_else(|| from_env("WGRAD_ADAPTER"));
         let mut choice = AdapterChoice::default();
-        if let Some(api) = &self.backend {
+        if let Some((api, source)) = &backend {
             choice.api = Some(
                 api.parse::<GpuApi>()
-                    .map_err(|e| WgradError::InvalidConfig(format!("--backend: {e}")))?,
+                    .map_err(|e| WgradError::InvalidConfig(format!("{source}: {e}")))?,
             );
         }
-        match self.adapter.as_deref() {
+        match adapter.as_deref() {
             Some(a) if a.eq_ignore_ascii_case("software") => choice.software = true,
             Some(a) => choice.name = Some(a.to_string()),
             None => {}

@@ -1236,8 +1236,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
             model.device()
         );
         if config.initial_epoch > 0 {
+            // A schedule's rate is of the epoch over the run's base rate and --epochs, so a
+            // resume with a new --lr or more --epochs can move it: say where it goes on.
+            let base = model.spec().optimizer.learning_rate();
+            let rate = config.schedule.learning_rate(base, config.initial_epoch);
+            let schedule = match config.schedule {
+                Schedule::Constant => String::new(),
+                _ => format!(
+                    " ({} schedule of the base rate {base} over {} epochs)",
+                    args.schedule, config.epochs
+                ),
+            };
             note!(
-                "resuming after epoch {} from {}",
+                "resuming after epoch {} from {}, at learning rate {rate:.3e}{schedule}",
                 config.initial_epoch,
                 out.display()
             );
