@@ -241,6 +241,13 @@ pub fn run(devices: &[Device], quick: bool) -> Result<()> {
     out!("{:<28} {:>16}  device", "benchmark", "figure");
     for device in devices {
         let name = device_name(device)?;
+        // The description ends with the adapter's type: `(Cpu)` for a software one.
+        if !quick && name.ends_with("(Cpu)") {
+            note!(
+                "{name} is a software adapter: the full set takes minutes on it (--quick runs \
+                 a smaller one in about a minute)"
+            );
+        }
         for &n in sizes {
             let gflops = match device {
                 Device::Cpu => cpu_matmul_gflops(n, if n > 2048 { 3 } else { 10 }),
