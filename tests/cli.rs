@@ -1870,3 +1870,50 @@ fn missing_values_are_filled_when_asked_in_training_and_prediction() {
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 3);
 }
+
+#[test]
+fn inputs_prepared_otherwise_than_the_training_data_get_a_note() {
+    let dir = temp_dir("input-range");
+    // Pixels in [0, 1], as the model learns them (no scaling, as for MNIST).
+    let mut csv = String::from("p0,p1,label\n");
+    for i in 0..40 {
+        let (a, b) = ((i % 10) as f32 / 10.0, (i * 7 % 10) as f32 / 10.0);
+        csv += &format!("{a},{b},{}\n", ["dark", "light"][usize::from(a + b > 1.0)]);
+    }
+    let data = dir.join("pixels.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let model = dir.join("model");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--scale",
+        "none",
+        "--epochs",
+        "2",
+    ];
+    args.extend([
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        s(&model),
+    ]);
+    ok(&args);
+    let input = dir.join("same.csv");
+    std::fs::write(&input, "p0,p1\n0.5,0.25\n0.9,0.1\n").unwrap();
+    let output = predict_on_cpu(&model, &input);
+    assert!(!text(&output).contains("far outside"), "{}", text(&output));
+    // The same pixels as bytes, 0–255.
+    std::fs::write(&input, "p0,p1\n128,64\n230,26\n").unwrap();
+    let output = predict_on_cpu(&model, &input);
+    assert!(output.status.success());
+    assert!(
+        text(&output).contains(
+            "4 of its 4 input values lie far outside the training inputs' range [0, 0.9]"
+        ),
+        "{}",
+        text(&output)
+    );
+}

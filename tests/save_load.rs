@@ -70,6 +70,7 @@ fn meta() -> ModelMeta {
             FeatureColumn::categorical("colour", vec!["blue".into(), "green".into(), "red".into()]),
         ]),
         target: Some("level".into()),
+        input_range: Some((-1.5, 2.25)),
         target_offset: Some(-2.5e9),
         target_scaler: Some(Scaler::MinMax {
             min: vec![-1.0, 0.0, 2.5],

@@ -445,7 +445,31 @@ fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32
             ));
         }
     }
+    note_inputs_out_of_range(meta.input_range, &x, path);
     Ok(x)
+}
+
+/// Notes inputs (as the model takes them) of which more than 1% lie beyond the training
+/// inputs' range by more than its width: likely prepared otherwise than the training data
+/// (pixels 0–255 for a model trained on 0–1, other units).
+pub(crate) fn note_inputs_out_of_range(range: Option<(f32, f32)>, x: &Array2<f32>, path: &str) {
+    let Some((low, high)) = range else { return };
+    let width = (high - low).max(f32::MIN_POSITIVE);
+    let (lowest, highest) = (low - width, high + width);
+    let outside = x.iter().filter(|&&v| v < lowest || v > highest).count();
+    if outside * 100 > x.len() {
+        let (least, most) = x
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        note!(
+            "note: {path}: {outside} of its {} input values lie far outside the training \
+             inputs' range [{low}, {high}] (they span [{least}, {most}]): were they prepared \
+             as the training data was (the same units; pixels in [0, 1], not 0–255)?",
+            x.len()
+        );
+    }
 }
 
 fn eval(args: EvalArgs) -> Result<()> {

@@ -113,6 +113,10 @@ pub struct ModelMeta {
     pub features: Option<Vec<FeatureColumn>>,
     /// The name of the target column.
     pub target: Option<String>,
+    /// The least and greatest of the training inputs as the model saw them (scaled, where
+    /// they were): new inputs far outside it were likely prepared otherwise (pixels 0–255
+    /// against 0–1), which `wgrad predict` and `eval` point out.
+    pub input_range: Option<(f32, f32)>,
     /// A regression target's offset ([`crate::data::Dataset::target_offset`]): the model's
     /// outputs (scaled back) plus it are in the data's values.
     pub target_offset: Option<f64>,

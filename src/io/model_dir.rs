@@ -33,6 +33,9 @@ pub(crate) struct ModelFile {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fills: BTreeMap<String, f64>,
     pub target: Option<String>,
+    /// Absent from files written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_range: Option<(f32, f32)>,
     /// Absent where the target needs none, and from files written before targets had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_offset: Option<f64>,
@@ -78,6 +81,7 @@ impl ModelFile {
                 .filter_map(|c| Some((c.name.clone(), c.fill?)))
                 .collect(),
             target: meta.target.clone(),
+            input_range: meta.input_range,
             target_offset: meta.target_offset,
             target_scaler: meta.target_scaler.clone(),
         }
@@ -117,6 +121,7 @@ impl ModelFile {
             class_names: self.class_names,
             features,
             target: self.target,
+            input_range: self.input_range,
             target_offset: self.target_offset,
             target_scaler: self.target_scaler,
         };
