@@ -1066,6 +1066,10 @@ fn bad_options_are_clear_errors() {
             "--monitor: val_loss needs validation data: give --validation-split F",
         ),
         (
+            &["bench", "--devices", "cpu", "--backend", "vulkan"],
+            "--backend and --adapter pick the GPU, and --devices cpu times only the CPU",
+        ),
+        (
             &["train", "--data", "xor", "--fill-missing", "mean"],
             "--fill-missing: fills a CSV file's missing values; xor is not one",
         ),

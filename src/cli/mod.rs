@@ -269,6 +269,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         (None, Some(device)) => device,
         (None, None) => "both",
     };
+    if devices == "cpu" && (args.gpu.backend.is_some() || args.gpu.adapter.is_some()) {
+        return Err(WgradError::InvalidConfig(
+            "--backend and --adapter pick the GPU, and --devices cpu times only the CPU".into(),
+        ));
+    }
     let devices = match devices {
         "cpu" => vec![Device::Cpu],
         "gpu" => vec![gpu],
