@@ -60,6 +60,7 @@ pub mod cli;
 pub mod cpu;
 pub mod data;
 pub mod error;
+mod fnv;
 pub mod gpu;
 pub mod io;
 pub mod metrics;

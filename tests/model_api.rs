@@ -362,3 +362,30 @@ fn layer_weight_errors_leave_the_model_unchanged() {
     );
     assert_eq!(model.params().unwrap(), before);
 }
+
+#[test]
+fn a_row_without_finite_outputs_has_no_class() {
+    let mut model = classifier(Device::Cpu);
+    let (x, y) = data();
+    model.fit(&x, &y, &config()).unwrap();
+    let mut huge = x.slice(s![..3, ..]).to_owned();
+    huge.row_mut(1).fill(3e38);
+    huge.row_mut(2).fill(-3e38);
+    assert!(
+        model
+            .predict(&huge)
+            .unwrap()
+            .row(1)
+            .iter()
+            .any(|v| v.is_nan())
+    );
+    match model.predict_classes(&huge) {
+        Err(WgradError::InvalidData(message)) => {
+            assert!(
+                message.contains("row 1 of x gives outputs that are not finite"),
+                "{message}"
+            )
+        }
+        other => panic!("expected an error naming row 1, got {other:?}"),
+    }
+}

@@ -598,21 +598,17 @@ pub struct DataFingerprint {
 
 impl DataFingerprint {
     fn of(sets: &[&Dataset]) -> DataFingerprint {
-        // FNV-1a a word at a time (not a byte): a change detector, four times as fast.
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        let mut add = |word: u32| {
-            hash = (hash ^ u64::from(word)).wrapping_mul(0x0000_0100_0000_01b3);
-        };
+        let mut hash = crate::fnv::Fnv1a::new();
         for set in sets {
-            set.x.iter().for_each(|v| add(v.to_bits()));
+            set.x.iter().for_each(|v| hash.word(v.to_bits()));
             match &set.y {
-                Targets::Classes(labels) => labels.iter().for_each(|&c| add(c as u32)),
-                Targets::Values(values) => values.iter().for_each(|v| add(v.to_bits())),
+                Targets::Classes(labels) => labels.iter().for_each(|&c| hash.word(c as u32)),
+                Targets::Values(values) => values.iter().for_each(|v| hash.word(v.to_bits())),
             }
         }
         DataFingerprint {
             rows: sets.iter().map(|set| set.len()).sum(),
-            hash: format!("{hash:016x}"),
+            hash: hash.hex(),
         }
     }
 }
@@ -839,7 +835,7 @@ fn target_scaling(
         // Given explicitly, "none" is what the user wants.
         "none" if args.scale_target.is_some() => Ok(None),
         "none" => {
-            if let Some((mean, std)) = far_from_unit_scale(values, train.target_offset)?
+            if let Some((mean, std)) = far_from_unit_scale(values, train.target_offset)
                 && !args.quiet
             {
                 note!(
@@ -862,18 +858,12 @@ fn target_scaling(
 /// network's first steps spend themselves on the scale alone (an MSE of 1e12), or the target
 /// hides under the initial outputs (1e-6).
 /// `values` are held less `offset`; the mean returned is in the data's values.
-fn far_from_unit_scale(
-    values: &ndarray::Array2<f32>,
-    offset: Option<f64>,
-) -> Result<Option<(f64, f32)>> {
-    let Scaler::Standard { mean, std } = Scaler::fit_standard(values)? else {
-        unreachable!("fit_standard gives a standard scaler")
-    };
-    Ok(mean
+fn far_from_unit_scale(values: &ndarray::Array2<f32>, offset: Option<f64>) -> Option<(f64, f64)> {
+    crate::data::features::column_stats(values.view())
         .into_iter()
-        .zip(std)
+        .map(|stats| (stats.mean, stats.variance.sqrt()))
         .find(|&(m, s)| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0)
-        .map(|(m, s)| (f64::from(m) + offset.unwrap_or(0.0), s)))
+        .map(|(m, s)| (m + offset.unwrap_or(0.0), s))
 }
 
 /// The output activation's range where it is bounded (or half-bounded), which a standardised
@@ -1302,7 +1292,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             // An unscaled target far from unit scale is the likelier cause than the rate.
             if let (WgradError::Diverged { .. }, None, Targets::Values(values)) =
                 (&e, &meta.target_scaler, &data.train.y)
-                && let Ok(Some((mean, std))) = far_from_unit_scale(values, data.train.target_offset)
+                && let Some((mean, std)) = far_from_unit_scale(values, data.train.target_offset)
             {
                 note!(
                     "the target's mean is {mean:.3e} and its standard deviation {std:.3e}: \

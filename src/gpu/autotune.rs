@@ -84,17 +84,14 @@ pub fn adapter_key(info: &wgpu::AdapterInfo, textures: bool) -> String {
 
 /// FNV-1a of the matmul shader and the configuration list.
 pub fn kernel_fingerprint() -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let text = format!(
         "{}{:?}",
         include_str!("../../shaders/matmul.wgsl"),
         MATMUL_CONFIGS
     );
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+    let mut hash = crate::fnv::Fnv1a::new();
+    hash.bytes(text.as_bytes());
+    hash.hex()
 }
 
 /// `$XDG_CACHE_HOME/wgrad/autotune.json`, else `$HOME/.cache/wgrad/autotune.json`; `None`

@@ -54,12 +54,11 @@ struct Digest {
 
 impl Digest {
     fn of(bytes: &[u8]) -> Digest {
-        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let mut hash = crate::fnv::Fnv1a::new();
+        hash.bytes(bytes);
         Digest {
             bytes: bytes.len() as u64,
-            fnv1a64: format!("{hash:016x}"),
+            fnv1a64: hash.hex(),
         }
     }
 }

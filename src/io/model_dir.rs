@@ -51,6 +51,19 @@ pub(crate) struct Versioned {
     pub format_version: u32,
 }
 
+/// One per-column value of `features` (categories, an offset, a fill) by column name, for the
+/// columns that have one.
+fn by_column<T>(
+    features: &Option<Vec<FeatureColumn>>,
+    value: impl Fn(&FeatureColumn) -> Option<T>,
+) -> BTreeMap<String, T> {
+    features
+        .iter()
+        .flatten()
+        .filter_map(|column| Some((column.name.clone(), value(column)?)))
+        .collect()
+}
+
 impl ModelFile {
     fn new(spec: &Sequential, meta: &ModelMeta) -> Self {
         ModelFile {
@@ -62,24 +75,9 @@ impl ModelFile {
                 .features
                 .as_ref()
                 .map(|columns| columns.iter().map(|c| c.name.clone()).collect()),
-            categories: meta
-                .features
-                .iter()
-                .flatten()
-                .filter_map(|c| Some((c.name.clone(), c.categories.clone()?)))
-                .collect(),
-            offsets: meta
-                .features
-                .iter()
-                .flatten()
-                .filter_map(|c| Some((c.name.clone(), c.offset?)))
-                .collect(),
-            fills: meta
-                .features
-                .iter()
-                .flatten()
-                .filter_map(|c| Some((c.name.clone(), c.fill?)))
-                .collect(),
+            categories: by_column(&meta.features, |c| c.categories.clone()),
+            offsets: by_column(&meta.features, |c| c.offset),
+            fills: by_column(&meta.features, |c| c.fill),
             target: meta.target.clone(),
             input_range: meta.input_range,
             target_offset: meta.target_offset,
@@ -101,19 +99,15 @@ impl ModelFile {
                 })
                 .collect()
         });
-        if let Some(name) = self.categories.keys().next() {
+        // What is left names no feature column.
+        let strays = [
+            ("categories are", self.categories.keys().next()),
+            ("an offset is", self.offsets.keys().next()),
+            ("a fill is", self.fills.keys().next()),
+        ];
+        if let Some((what, Some(name))) = strays.into_iter().find(|(_, name)| name.is_some()) {
             return Err(format!(
-                "categories are given for {name:?}, which is not among the feature columns"
-            ));
-        }
-        if let Some(name) = self.offsets.keys().next() {
-            return Err(format!(
-                "an offset is given for {name:?}, which is not among the feature columns"
-            ));
-        }
-        if let Some(name) = self.fills.keys().next() {
-            return Err(format!(
-                "a fill is given for {name:?}, which is not among the feature columns"
+                "{what} given for {name:?}, which is not among the feature columns"
             ));
         }
         let meta = ModelMeta {

@@ -542,8 +542,17 @@ impl Model {
 
     /// The predicted class of each row (argmax, or output ≥ 0.5 for a single output), for a
     /// classifier; a regression model's outputs are values, which [`Model::predict`] gives.
+    /// A row whose outputs are not finite (inputs far beyond the training data's, or weights
+    /// too large) has no class: an error naming it, not class 0.
     pub fn predict_classes(&self, x: &ArrayRef2<f32>) -> Result<Vec<usize>> {
         let outputs = self.predict(x)?;
+        let not_finite = |row: ndarray::ArrayView1<f32>| row.iter().any(|v| !v.is_finite());
+        if let Some(row) = outputs.rows().into_iter().position(not_finite) {
+            return Err(WgradError::InvalidData(format!(
+                "row {row} of x gives outputs that are not finite (NaN or infinite): inputs far \
+                 beyond the training data's, or weights too large; it has no class"
+            )));
+        }
         Ok(outputs
             .rows()
             .into_iter()
