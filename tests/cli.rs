@@ -237,6 +237,39 @@ fn train_eval_predict_summary_on_a_csv_file() {
     ]);
     assert!(to_stdout.status.success(), "{}", text(&to_stdout));
     assert_eq!(String::from_utf8_lossy(&to_stdout.stdout), written);
+    // --output may not overwrite the input, by another name either (a hard link), nor a file
+    // of the model; another name in the model's directory is fine.
+    let model_json = std::fs::read(model.join("model.json")).unwrap();
+    let linked = dir.join("linked.csv");
+    std::fs::hard_link(dir.join("new.csv"), &linked).unwrap();
+    let predict_into = |output: &Path| {
+        [
+            "predict",
+            "--model",
+            s(&model),
+            "--input",
+            s(&linked),
+            "--output",
+            s(output),
+            "--device",
+            "cpu",
+        ]
+        .map(String::from)
+    };
+    for (output, expected) in [
+        (dir.join("new.csv"), "--output is the input file"),
+        (
+            model.join("model.json"),
+            "--output is the model's own model.json: the predictions would overwrite the model",
+        ),
+    ] {
+        let args = predict_into(&output);
+        fails(&args.each_ref().map(String::as_str), expected);
+    }
+    assert_eq!(std::fs::read(model.join("model.json")).unwrap(), model_json);
+    let beside = model.join("predictions.csv");
+    ok(&predict_into(&beside).each_ref().map(String::as_str));
+    assert_eq!(std::fs::read_to_string(&beside).unwrap(), written);
     // With --input -, the inputs come from standard input.
     let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
         .args([
@@ -427,6 +460,9 @@ fn early_stopping_says_when_it_stopped_and_which_weights_it_kept() {
         "--device",
         "cpu",
         "--no-plots",
+        // No checkpoint before the end: the best epoch's weights are kept for it in memory.
+        "--checkpoint-every",
+        "100000",
         "--out",
         s(&dir),
     ]);
@@ -968,6 +1004,15 @@ fn bad_options_are_clear_errors() {
             "/no/such/model",
         ),
         (&["train", "--data", "xor", "--epochs", "0"], "at least 1"),
+        (
+            &["train", "--data", "xor", "--checkpoint-every", "0"],
+            "--checkpoint-every: must be at least 1 epoch, got 0",
+        ),
+        (
+            &["train", "--data", "xor", "--checkpoint-every", "5 min"],
+            "--checkpoint-every: expected a number of epochs (e.g. 5) or a time in seconds or \
+             minutes (e.g. 30s, 10m), got '5 min'",
+        ),
         // Negative numbers are values (and then out of range), not options.
         (
             &["train", "--data", "xor", "--lr", "-1"],
@@ -1170,6 +1215,9 @@ fn train_until_checkpoints(dir: &Path, stderr: Stdio) -> std::process::Child {
         "cpu",
         "--quiet",
         "--no-plots",
+        // Every epoch's checkpoint: the run is stopped after a few.
+        "--checkpoint-every",
+        "1",
         "--out",
         s(dir),
     ];
@@ -1224,6 +1272,70 @@ fn ctrl_c_says_which_checkpoint_the_run_left_and_how_to_resume_it() {
     assert!(
         resumed.contains(&format!("resuming after epoch {epoch} ")),
         "{resumed}"
+    );
+}
+
+#[test]
+fn an_output_directory_not_in_utf8_is_refused_before_training() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = temp_dir("non-utf8");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(std::ffi::OsStr::from_bytes(b"bad\xffname"));
+    let output = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(["train", "--data", "xor", "--epochs", "2", "--device", "cpu"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("is not valid UTF-8"), "{message}");
+    assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn ctrl_c_saves_the_epochs_trained_since_the_last_checkpoint() {
+    let dir = temp_dir("interrupt-unsaved");
+    // Thousands of epochs a second and no checkpoint due: Ctrl-C finds every epoch unsaved.
+    let child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args([
+            "train",
+            "--data",
+            "xor",
+            "--epochs",
+            "100000000",
+            "--checkpoint-every",
+            "100000000",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--no-plots",
+            "--out",
+            s(&dir),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let output = child.wait_with_output().unwrap();
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(130), "{message}");
+    let epoch = number_after(&message, "holds the checkpoint of epoch ");
+    assert!(epoch > 0, "{message}");
+    let (_, _, progress) = wgrad::io::load_checkpoint(&dir, wgrad::Device::Cpu).unwrap();
+    assert_eq!(progress.epochs_done, epoch, "{message}");
+    assert_eq!(progress.history.epochs.len(), epoch);
+    let history = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    assert_eq!(
+        history.lines().count(),
+        epoch + 1,
+        "a header and a row per epoch"
     );
 }
 
@@ -1351,7 +1463,7 @@ fn number_after(text: &str, before: &str) -> usize {
 fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
     let dir = temp_dir("diverge");
     // y = x0, fitted with SGD at a learning rate far past stability: the loss overflows in
-    // epoch 2 or later, after epoch 1's checkpoint was written.
+    // epoch 2 or later.
     let mut csv = String::from("x0,x1,y\n");
     for i in 0..120 {
         let (a, b) = (
@@ -1389,6 +1501,10 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "--no-plots",
         "--device",
         "cpu",
+        // No checkpoint is due before the divergence: the run writes the last good epoch's
+        // as it stops.
+        "--checkpoint-every",
+        "100000",
         "--out",
         s(&model),
     ]);

@@ -178,6 +178,9 @@ fn start(setup: &Setup, dir: &Path, resume: bool) -> Child {
                 setup.batch_size,
                 "--no-plots",
                 "--quiet",
+                // A checkpoint after every epoch, so that kills fall while one is written.
+                "--checkpoint-every",
+                "1",
                 "--out",
                 s(dir),
             ],

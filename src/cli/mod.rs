@@ -1,6 +1,7 @@
 //! The `wgrad` command line: `train`, `eval`, `predict`, `devices` and `summary`, and, with
 //! no arguments, the main job (MNIST 784-128-10 on the best device found).
 
+mod checkpoints;
 mod data_spec;
 mod progress;
 mod train;
@@ -591,14 +592,8 @@ fn print_report(
 
 fn predict(args: PredictArgs) -> Result<()> {
     let file = args.output.filter(|path| path.as_os_str() != "-");
-    if let Some(path) = &file
-        && same_place(path, &args.input)
-    {
-        return Err(WgradError::data(
-            path,
-            "--output is the input file: the predictions would overwrite the data; choose \
-             another",
-        ));
+    if let Some(path) = &file {
+        check_output_place(path, &args.input, &args.model)?;
     }
     let (model, meta) = io::load_model(&args.model, args.device.device()?)?;
     let features = meta.features.as_deref();
@@ -621,13 +616,6 @@ fn predict(args: PredictArgs) -> Result<()> {
     if let Some(scaler) = &meta.target_scaler {
         scaler.inverse_transform(&mut outputs)?;
     }
-    let destination = file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("standard output"));
-    let sink: Box<dyn std::io::Write> = match &file {
-        Some(path) => Box::new(std::fs::File::create(path).map_err(|e| WgradError::io(path, e))?),
-        None => Box::new(std::io::stdout().lock()),
-    };
     // A cross-entropy model's outputs are probabilities (`predict` turns logits into them),
     // as are softmax outputs and a single sigmoid unit; other outputs are scores.
     let output = model.spec().output_activation();
@@ -635,25 +623,90 @@ fn predict(args: PredictArgs) -> Result<()> {
         || output == Activation::Softmax
         || (output == Activation::Sigmoid && outputs.ncols() == 1);
     let prefix = if probabilities { "p_" } else { "score_" };
-    match write_predictions(csv::Writer::from_writer(sink), &outputs, &meta, prefix) {
-        Ok(()) => {}
-        // A reader of standard output that quit early (`| head`) wanted no more.
-        Err(e) if file.is_none() && is_broken_pipe(&e) => return Ok(()),
-        Err(e) => return Err(WgradError::data(&destination, e.to_string())),
+    let Some(path) = file else {
+        let stdout = csv::Writer::from_writer(std::io::stdout().lock());
+        return match write_predictions(stdout, &outputs, &meta, prefix) {
+            // A reader of standard output that quit early (`| head`) wanted no more.
+            Err(e) if !is_broken_pipe(&e) => {
+                Err(WgradError::data("standard output", e.to_string()))
+            }
+            _ => Ok(()),
+        };
+    };
+    // Written whole, then renamed over the file: an interrupted predict leaves the old file.
+    let mut bytes = Vec::new();
+    write_predictions(
+        csv::Writer::from_writer(&mut bytes),
+        &outputs,
+        &meta,
+        prefix,
+    )
+    .map_err(|e| WgradError::data(&path, e.to_string()))?;
+    let (dir, name) = split_file_path(&path)?;
+    io::write_files_atomically(dir, &[(name, &bytes)])?;
+    let rows = outputs.nrows();
+    out!(
+        "wrote {rows} prediction{} to {}",
+        if rows == 1 { "" } else { "s" },
+        path.display()
+    );
+    Ok(())
+}
+
+/// Refuses an `--output` that would overwrite predict's input (by any name: a link too) or
+/// a file of the model's directory.
+fn check_output_place(output: &Path, input: &Path, model: &Path) -> Result<()> {
+    if same_place(output, input) {
+        return Err(WgradError::data(
+            output,
+            "--output is the input file: the predictions would overwrite the data; choose \
+             another",
+        ));
     }
-    if let Some(path) = file {
-        let rows = outputs.nrows();
-        out!(
-            "wrote {rows} prediction{} to {}",
-            if rows == 1 { "" } else { "s" },
-            path.display()
-        );
+    let dir = match output.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if let Some(name) = output.file_name().and_then(|n| n.to_str())
+        && (train::RUN_FILES.contains(&name) || name == ".lock")
+        && same_place(dir, model)
+    {
+        return Err(WgradError::data(
+            output,
+            format!(
+                "--output is the model's own {name}: the predictions would overwrite the \
+                 model; choose another name"
+            ),
+        ));
     }
     Ok(())
 }
 
-/// Whether `a` and `b` name one existing file or directory.
+/// The directory and the file name of `path`, a file to write.
+fn split_file_path(path: &Path) -> Result<(&Path, &str)> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| WgradError::data(path, "--output must name a file, with a name in UTF-8"))?;
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+/// Whether `a` and `b` name one existing file or directory (on Unix, by device and inode, so
+/// that a hard link is the file it links).
 fn same_place(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        matches!(
+            (std::fs::metadata(a), std::fs::metadata(b)),
+            (Ok(a), Ok(b)) if (a.dev(), a.ino()) == (b.dev(), b.ino())
+        )
+    }
+    #[cfg(not(unix))]
     matches!(
         (std::fs::canonicalize(a), std::fs::canonicalize(b)),
         (Ok(a), Ok(b)) if a == b
@@ -667,7 +720,7 @@ fn is_broken_pipe(e: &csv::Error) -> bool {
 /// One row per sample: the class and each class's output (columns `{prefix}{class}`), or the
 /// predicted values.
 fn write_predictions(
-    mut writer: csv::Writer<Box<dyn std::io::Write>>,
+    mut writer: csv::Writer<impl std::io::Write>,
     outputs: &Array2<f32>,
     meta: &ModelMeta,
     prefix: &str,

@@ -2,21 +2,20 @@
 //! validation, early stopping, schedules and checkpoints, then save the model, its history
 //! (CSV, JSON, PNG) and report on the test data.
 
+use super::checkpoints::{self, CheckpointEvery, Checkpointer};
 use super::data_spec::{DataSpec, Loaded};
 use super::progress::ProgressDisplay;
 use super::{DeviceArgs, print_report, same_place};
 use crate::data::{CsvOptions, CsvTask, Dataset, Scaler};
 use crate::error::{Result, WgradError};
-use crate::io::{self, ModelMeta, Progress};
+use crate::io::{self, ModelMeta};
 use crate::model::{Activation, Loss, Optimizer, Sequential};
 use crate::train::{
-    Callback, EarlyStopping, EarlyStoppingResume, FitConfig, History, Model, Monitor, Schedule,
-    Targets,
+    EarlyStopping, EarlyStoppingResume, FitConfig, History, Model, Monitor, Schedule, Targets,
 };
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +83,12 @@ pub struct TrainArgs {
     /// Continue the run checkpointed in this directory.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// How often to checkpoint: every N epochs, or after the first epoch a time (e.g. 30s,
+    /// 10m) after the last checkpoint; also at the end, on Ctrl-C and when a divergence stops
+    /// the run. The default, 1s, is every epoch where epochs take a second or more.
+    #[arg(long, value_name = "N|TIME", default_value = CheckpointEvery::DEFAULT)]
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: String,
     /// Print only the final figures.
     #[arg(long)]
     pub quiet: bool,
@@ -167,6 +172,7 @@ const RESUMABLE: &[&str] = &[
     "clip_norm",
     "early_stopping",
     "monitor",
+    "checkpoint_every",
     "quiet",
     "no_plots",
     "profile",
@@ -185,6 +191,11 @@ fn unchanged(given: &TrainArgs, saved: &TrainArgs, dir: &Path, field: &str) -> b
             value(given) == value(saved)
         }
     }
+}
+
+/// Runs saved before `--checkpoint-every` existed go on with the default.
+fn default_checkpoint_every() -> String {
+    CheckpointEvery::DEFAULT.into()
 }
 
 /// `--clip-norm` for the field `clip_norm`.
@@ -215,6 +226,7 @@ impl TrainArgs {
             seed: 0,
             out: None,
             resume: None,
+            checkpoint_every: CheckpointEvery::DEFAULT.into(),
             quiet: false,
             l1: 0.0,
             l2: 0.0,
@@ -885,54 +897,8 @@ fn scaling_for(args: &TrainArgs) -> &'static str {
     }
 }
 
-/// Writes a checkpoint and the history after every epoch.
-struct Checkpointer<'a> {
-    dir: &'a Path,
-    meta: &'a ModelMeta,
-    args: &'a TrainArgs,
-    /// Epochs of earlier runs (when resuming).
-    earlier: History,
-    /// The run's early stopping, whose best weights a resume needs.
-    early_stopping: Option<EarlyStopping>,
-    /// The epochs the directory's checkpoint holds, locked while it is written.
-    saved_epochs: Arc<Mutex<usize>>,
-    /// The directory holds a run this one replaces, whose best weights go with this run's
-    /// first checkpoint (they must not pass for this run's at a resume, and stay the old
-    /// run's until then).
-    replacing: bool,
-}
-
-/// On Ctrl-C during training, says which epoch's checkpoint `dir` holds and how to continue,
-/// then exits with 130 (the shell's code for an interrupt). It waits for a checkpoint being
-/// written and exits holding the lock, so the one it names is the one the directory keeps.
-fn say_how_to_resume_on_interrupt(dir: &Path, saved_epochs: Arc<Mutex<usize>>) {
-    let dir = dir.to_path_buf();
-    // One handler per process; the command line trains once.
-    let _ = ctrlc::set_handler(move || {
-        let dir = dir.display();
-        match *lock(&saved_epochs) {
-            0 => note!("\nwgrad: interrupted before the first epoch ended; nothing was saved"),
-            epochs => note!(
-                "\nwgrad: interrupted; {dir} holds the checkpoint of epoch {epochs}: \
-                 `wgrad train --resume {dir}` continues from there"
-            ),
-        }
-        std::process::exit(130);
-    });
-}
-
-fn lock(saved_epochs: &Mutex<usize>) -> MutexGuard<'_, usize> {
-    saved_epochs.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The weights of the best epoch so far, by early stopping's rule, while a later epoch's are
-/// the checkpoint's: the epoch number (u64) then the flat parameters (f32), little-endian.
-/// Written after each checkpoint whose epoch is the best, so that whatever a kill leaves, the
-/// best epoch is either the checkpoint's own or the one this file holds.
-const BEST_WEIGHTS: &str = "best_weights.bin";
-
 /// Every file a run writes into its directory (the lock file aside).
-const RUN_FILES: [&str; 9] = [
+pub(super) const RUN_FILES: [&str; 9] = [
     io::MODEL_JSON,
     io::MODEL_WEIGHTS,
     io::CHECKPOINT_JSON,
@@ -941,92 +907,8 @@ const RUN_FILES: [&str; 9] = [
     "history.json",
     "history.png",
     "boundary.png",
-    BEST_WEIGHTS,
+    checkpoints::BEST_WEIGHTS,
 ];
-
-fn write_best_weights(dir: &Path, epoch: usize, params: &[f32]) -> Result<()> {
-    let mut bytes = (epoch as u64).to_le_bytes().to_vec();
-    bytes.extend(params.iter().flat_map(|v| v.to_le_bytes()));
-    io::write_files_atomically(dir, &[(BEST_WEIGHTS, &bytes)])
-}
-
-/// The best weights `dir` holds, if it holds epoch `epoch`'s, `len` values (none where the
-/// run had no early stopping, or watched another figure).
-fn read_best_weights(dir: &Path, epoch: usize, len: usize) -> Option<Vec<f32>> {
-    let bytes = std::fs::read(dir.join(BEST_WEIGHTS)).ok()?;
-    let (head, values) = bytes.split_at_checked(8)?;
-    let saved_epoch = u64::from_le_bytes(head.try_into().ok()?);
-    (saved_epoch == epoch as u64 && values.len() == 4 * len).then(|| {
-        values
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("chunks of 4")))
-            .collect()
-    })
-}
-
-impl Checkpointer<'_> {
-    fn full_history(&self, history: &History) -> History {
-        let mut all = self.earlier.clone();
-        all.epochs.extend(history.epochs.iter().cloned());
-        all
-    }
-}
-
-impl Callback for Checkpointer<'_> {
-    fn on_epoch_end(&mut self, model: &mut Model, history: &History) -> Result<()> {
-        let all = self.full_history(history);
-        let progress = Progress {
-            epochs_done: all.last().map_or(0, |r| r.epoch),
-            fit: serde_json::to_value(self.args).expect("the options serialize"),
-            history: all.clone(),
-        };
-        let mut saved_epochs = lock(&self.saved_epochs);
-        io::save_checkpoint(self.dir, model, self.meta, &progress)?;
-        *saved_epochs = progress.epochs_done;
-        if std::mem::take(&mut self.replacing) {
-            let best = self.dir.join(BEST_WEIGHTS);
-            if best.exists() {
-                std::fs::remove_file(&best).map_err(|e| WgradError::io(&best, e))?;
-            }
-        }
-        if let Some(rule) = &self.early_stopping
-            && rule.restore_best
-            && let (Some((best, _)), _) = rule.replay(&all)
-            && best == progress.epochs_done
-        {
-            write_best_weights(self.dir, best, &model.params()?)?;
-        }
-        write_history(self.dir, &all)
-    }
-}
-
-fn write_history(dir: &Path, history: &History) -> Result<()> {
-    let mut csv = String::from(
-        "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,samples_per_second\n",
-    );
-    let opt = |v: Option<f32>| v.map(|v| v.to_string()).unwrap_or_default();
-    for r in &history.epochs {
-        csv += &format!(
-            "{},{},{},{},{},{},{:.4},{:.1}\n",
-            r.epoch,
-            r.loss,
-            opt(r.accuracy),
-            opt(r.val_loss),
-            opt(r.val_accuracy),
-            r.learning_rate,
-            r.seconds,
-            r.samples_per_second
-        );
-    }
-    let json = serde_json::to_string_pretty(history).expect("history serializes");
-    io::write_files_atomically(
-        dir,
-        &[
-            ("history.csv", csv.as_bytes()),
-            ("history.json", json.as_bytes()),
-        ],
-    )
-}
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let started = Instant::now();
@@ -1083,6 +965,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if given("monitor") {
                 saved.monitor = args.monitor.clone();
             }
+            if given("checkpoint_every") {
+                saved.checkpoint_every = args.checkpoint_every.clone();
+            }
             saved.resume = None;
             (
                 saved,
@@ -1097,6 +982,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(out) => out.clone(),
                 None => PathBuf::from("runs").join(DataSpec::parse(&args.data)?.name()),
             };
+            // The checkpoint keeps the options, paths included, as JSON text.
+            if out.to_str().is_none() {
+                return Err(invalid(
+                    "out",
+                    format!(
+                        "{} is not valid UTF-8, which the checkpoint's options (JSON) cannot \
+                         hold; choose a name in UTF-8",
+                        out.display()
+                    ),
+                ));
+            }
             // Saved in the checkpoint: a resume from another directory finds the same files.
             let validation_data = match &args.validation_data {
                 Some(path) => {
@@ -1144,6 +1040,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let meta = meta.unwrap_or(data.meta.clone());
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
+    let every = CheckpointEvery::parse(&args.checkpoint_every)
+        .map_err(|e| invalid("checkpoint-every", e))?;
     // What `fit` would refuse (a schedule against the learning rate, early stopping's
     // settings), refused before anything is written or shown.
     config.check(model.spec().optimizer.learning_rate())?;
@@ -1166,7 +1064,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         && let (Some((best, _)), _) = rule.replay(&earlier)
     {
         let params = model.params()?;
-        let best_params = read_best_weights(&out, best, params.len())
+        let best_params = checkpoints::read_best_weights(&out, best, params.len())
             .or_else(|| (best == config.initial_epoch).then(|| params.clone()));
         match best_params {
             Some(best_params) => {
@@ -1268,30 +1166,30 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let mut display = ProgressDisplay::new(config.epochs, args.quiet);
-    let saved_epochs = Arc::new(Mutex::new(config.initial_epoch));
-    say_how_to_resume_on_interrupt(&out, saved_epochs.clone());
-    let mut checkpointer = Checkpointer {
-        dir: &out,
-        meta: &meta,
-        args: &args,
+    let mut checkpointer = Checkpointer::new(
+        &out,
+        &meta,
+        &args,
+        every,
         earlier,
-        early_stopping: config.early_stopping,
-        saved_epochs: saved_epochs.clone(),
-        replacing: config.initial_epoch == 0 && held_run,
-    };
+        config.early_stopping,
+        config.initial_epoch == 0 && held_run,
+    );
     let validation = data.validation.as_ref().map(|v| (&v.x, &v.y));
-    let history = model
-        .fit_with(
-            &data.train.x,
-            &data.train.y,
-            &config,
-            validation,
-            &mut [&mut display, &mut checkpointer],
-        )
-        .map_err(|e| {
+    let fitted = model.fit_with(
+        &data.train.x,
+        &data.train.y,
+        &config,
+        validation,
+        &mut [&mut display, &mut checkpointer],
+    );
+    let history = match fitted {
+        Ok(history) => history,
+        Err(error @ WgradError::Diverged { .. }) => {
+            // The model is as the last good epoch left it: its checkpoint, if not written yet.
+            checkpointer.save_unsaved(&mut model)?;
             // An unscaled target far from unit scale is the likelier cause than the rate.
-            if let (WgradError::Diverged { .. }, None, Targets::Values(values)) =
-                (&e, &meta.target_scaler, &data.train.y)
+            if let (None, Targets::Values(values)) = (&meta.target_scaler, &data.train.y)
                 && let Some((mean, std)) = far_from_unit_scale(values, data.train.target_offset)
             {
                 note!(
@@ -1300,8 +1198,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     scaling_for(&args)
                 );
             }
-            name_checkpoint(e, &out)
-        })?;
+            return Err(name_checkpoint(error, &out));
+        }
+        Err(error) => return Err(error),
+    };
     if let Some(rule) = &config.early_stopping
         && !args.quiet
     {
@@ -1322,24 +1222,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         model.set_profiling(false);
     }
-    let history = checkpointer.full_history(&history);
     // The final state, as a checkpoint: a model directory that can also be resumed (after
     // early stopping it holds the restored best weights).
-    let progress = Progress {
-        epochs_done: history.last().map_or(0, |r| r.epoch),
-        fit: serde_json::to_value(&args).expect("the options serialize"),
-        history: history.clone(),
-    };
-    let mut saved = lock(&saved_epochs);
-    io::save_checkpoint(&out, &mut model, &meta, &progress)?;
-    *saved = progress.epochs_done;
-    write_history(&out, &history)?;
-    drop(saved);
+    checkpointer.finish(&mut model)?;
+    let history = checkpointer.history();
     // Plots this run does not draw are removed from a run's directory, so that none shows an
     // earlier run.
     let mut plots = vec![];
     if !args.no_plots {
-        crate::plot::plot_history(&history, &out.join("history.png"))?;
+        crate::plot::plot_history(history, &out.join("history.png"))?;
         plots.push("history.png");
         // Over the held-out points where there are some, else the training ones.
         let shown = data
@@ -1530,8 +1421,8 @@ fn report_early_stopping(rule: &EarlyStopping, history: &History, epochs: usize)
 }
 
 /// A divergence stops the run before its epoch's checkpoint and the final save, so the
-/// checkpoint of the last good epoch (this run's or the resumed one's) is what `dir` holds:
-/// the error says so.
+/// checkpoint of the last good epoch (this run's, written as the run stops if it was not yet,
+/// or the resumed one's) is what `dir` holds: the error says so.
 fn name_checkpoint(mut error: WgradError, dir: &Path) -> WgradError {
     if let WgradError::Diverged { checkpoint, .. } = &mut error {
         *checkpoint = Some(dir.display().to_string());
