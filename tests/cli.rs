@@ -201,6 +201,36 @@ fn train_eval_predict_summary_on_a_csv_file() {
     ] {
         fails(args, "missing.csv: missing column \"noise\"");
     }
+    // Named with or without a scaler (which had been what checked the width).
+    let unscaled = dir.join("unscaled");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--scale",
+        "none",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&unscaled),
+    ]);
+    for model in [&model, &unscaled] {
+        fails(
+            &[
+                "eval",
+                "--model",
+                s(model),
+                "--data",
+                "xor",
+                "--device",
+                "cpu",
+            ],
+            "xor: has 2 feature columns, the model was trained on 3",
+        );
+    }
 
     // Prediction inputs: the feature columns in another order, without the label.
     let mut inputs = String::from("noise,x1,x0\n");
@@ -659,6 +689,32 @@ fn a_quiet_run_on_two_columns_shows_its_final_figures_and_draws_the_boundary() {
         out.contains("regression of \"grade\"; --task classification would take its integers"),
         "{out}"
     );
+    // 7 distinct integers (a rating) are classes under --task auto, with how to have them as
+    // numbers; not where classes were asked for.
+    let mut csv = String::from("a,b,quality\n");
+    for i in 0..90 {
+        csv += &format!("{},{},{}\n", i % 7, i % 11, 3 + i % 7);
+    }
+    std::fs::write(&data, csv).unwrap();
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--out",
+        s(&model),
+    ];
+    let hint = "classification of \"quality\", 7 classes; --task regression would take its \
+                integers as numbers";
+    let out = ok(&args);
+    assert!(out.contains(hint), "{out}");
+    args.extend(["--task", "classification"]);
+    let out = ok(&args);
+    assert!(
+        out.contains("classification of \"quality\", 7 classes)") && !out.contains(hint),
+        "{out}"
+    );
 }
 
 /// The R² a regression report printed.
@@ -701,6 +757,12 @@ fn a_target_in_millions_is_learnt_once_scaled_and_predicted_in_its_units() {
     assert!(
         plain.contains("--scale-target standard scales it"),
         "{plain}"
+    );
+    // A warning, not progress: --quiet shows it too.
+    let quiet = ok(&[&args[..], &["--quiet"]].concat());
+    assert!(
+        quiet.contains("--scale-target standard scales it"),
+        "{quiet}"
     );
     args.extend(["--scale-target", "standard"]);
     let scaled = ok(&args);
@@ -1005,6 +1067,11 @@ fn bad_options_are_clear_errors() {
         ),
         (&["train", "--data", "xor", "--epochs", "0"], "at least 1"),
         (
+            &["train", "--data", "regression", "--loss", "bce"],
+            "--loss: cross-entropy takes classes or probabilities in [0, 1], and the target of \
+             regression is a regression target from -0.9",
+        ),
+        (
             &["train", "--data", "xor", "--checkpoint-every", "0"],
             "--checkpoint-every: must be at least 1 epoch, got 0",
         ),
@@ -1296,6 +1363,20 @@ fn an_output_directory_not_in_utf8_is_refused_before_training() {
 #[test]
 fn ctrl_c_saves_the_epochs_trained_since_the_last_checkpoint() {
     let dir = temp_dir("interrupt-unsaved");
+    // A finished run with its plots, which the interrupted run below replaces: they go with
+    // its checkpoint, so that none shows the old run beside the new one's checkpoint.
+    ok(&[
+        "train",
+        "--data",
+        "xor",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(dir.join("history.png").exists() && dir.join("boundary.png").exists());
     // Thousands of epochs a second and no checkpoint due: Ctrl-C finds every epoch unsaved.
     let child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
         .args([
@@ -1337,6 +1418,7 @@ fn ctrl_c_saves_the_epochs_trained_since_the_last_checkpoint() {
         epoch + 1,
         "a header and a row per epoch"
     );
+    assert!(!dir.join("history.png").exists() && !dir.join("boundary.png").exists());
 }
 
 #[test]

@@ -173,9 +173,9 @@ pub struct Checkpointer<'a> {
     /// Set by Ctrl-C where epochs were trained since the last checkpoint: the epoch in
     /// progress is saved as it ends, then the run exits.
     interrupted: Arc<AtomicBool>,
-    /// The directory holds a run this one replaces, whose best weights go with this run's
-    /// first checkpoint (they must not pass for this run's at a resume, and stay the old
-    /// run's until then).
+    /// The directory holds a run this one replaces, whose best weights and plots go with this
+    /// run's first checkpoint (they must not pass for this run's, and stay the old run's
+    /// until then).
     replacing: bool,
 }
 
@@ -255,9 +255,12 @@ impl<'a> Checkpointer<'a> {
         saved.epochs = epochs_done;
         saved.trained = saved.trained.max(epochs_done);
         if std::mem::take(&mut self.replacing) {
-            let best = self.dir.join(BEST_WEIGHTS);
-            if best.exists() {
-                std::fs::remove_file(&best).map_err(|e| WgradError::io(&best, e))?;
+            // The replaced run's: its best weights, and plots this run draws at its end.
+            for name in [BEST_WEIGHTS, "history.png", "boundary.png"] {
+                let file = self.dir.join(name);
+                if file.exists() {
+                    std::fs::remove_file(&file).map_err(|e| WgradError::io(&file, e))?;
+                }
             }
         }
         let restores = self

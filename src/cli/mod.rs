@@ -13,7 +13,7 @@ use crate::gpu::{AdapterChoice, GpuApi};
 use crate::io::{self, ModelMeta};
 use crate::metrics::{LossFigure, classification_report, regression_report};
 use crate::model::{Activation, Loss};
-use crate::train::Targets;
+use crate::train::{Model, Targets};
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ndarray::Array2;
@@ -414,18 +414,20 @@ fn evaluation_data(
     }
 }
 
-fn scaled(meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32>> {
+/// The model's inputs from the data at `path`: as many columns as the model takes, scaled as
+/// its training inputs were.
+fn scaled(model: &Model, meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32>> {
+    let inputs = model.spec().fan_in(0);
+    if x.ncols() != inputs {
+        return Err(WgradError::data(
+            path,
+            format!(
+                "has {} feature columns, the model was trained on {inputs}",
+                x.ncols()
+            ),
+        ));
+    }
     if let Some(scaler) = &meta.scaler {
-        if scaler.width() != x.ncols() {
-            return Err(WgradError::data(
-                path,
-                format!(
-                    "has {} feature columns, the model was trained on {}",
-                    x.ncols(),
-                    scaler.width()
-                ),
-            ));
-        }
         scaler.transform(&mut x)?;
         // Finite values can scale past f32's range (a value of 1e35 where the training data
         // spread over 1e-3).
@@ -493,7 +495,7 @@ fn eval(args: EvalArgs) -> Result<()> {
     }
     let seed = args.seed.unwrap_or(model.spec().seed);
     let data = evaluation_data(&args.data, &meta, args.target.as_deref(), seed)?;
-    let x = scaled(&meta, data.x, &args.data)?;
+    let x = scaled(&model, &meta, data.x, &args.data)?;
     // The loss is of what the model was trained on: a scaled target, if it was scaled.
     let mut y = data.y;
     if let (Some(scaler), Targets::Values(values)) = (&meta.target_scaler, &mut y) {
@@ -504,7 +506,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         // Rows the model gives no finite outputs for would be counted as class 0.
         check_finite_outputs(&model.predict(&x)?, &args.data, "no figures are given")?;
     }
-    out!("{} samples on {}", x.nrows(), model.device());
+    out!("{} on {}", count(x.nrows(), "sample"), model.device());
     match evaluation.accuracy {
         Some(accuracy) => out!(
             "loss {}  accuracy {:.2}%",
@@ -610,7 +612,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         )?,
         false => crate::data::load_features(&args.input, features)?,
     };
-    let x = scaled(&meta, x, &input)?;
+    let x = scaled(&model, &meta, x, &input)?;
     let mut outputs = model.predict(&x)?;
     check_finite_outputs(&outputs, &input, "no predictions were written")?;
     if let Some(scaler) = &meta.target_scaler {
@@ -644,10 +646,9 @@ fn predict(args: PredictArgs) -> Result<()> {
     .map_err(|e| WgradError::data(&path, e.to_string()))?;
     let (dir, name) = split_file_path(&path)?;
     io::write_files_atomically(dir, &[(name, &bytes)])?;
-    let rows = outputs.nrows();
     out!(
-        "wrote {rows} prediction{} to {}",
-        if rows == 1 { "" } else { "s" },
+        "wrote {} to {}",
+        count(outputs.nrows(), "prediction"),
         path.display()
     );
     Ok(())
@@ -693,6 +694,11 @@ fn split_file_path(path: &Path) -> Result<(&Path, &str)> {
         _ => Path::new("."),
     };
     Ok((dir, name))
+}
+
+/// "1 sample", "2 samples".
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Whether `a` and `b` name one existing file or directory (on Unix, by device and inode, so

@@ -89,7 +89,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N|TIME", default_value = CheckpointEvery::DEFAULT)]
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: String,
-    /// Print only the final figures.
+    /// Print only the final figures (and warnings).
     #[arg(long)]
     pub quiet: bool,
     /// L1 penalty on the weights (not the biases), l1·Σ|w|, trained with the loss; the
@@ -847,9 +847,8 @@ fn target_scaling(
         // Given explicitly, "none" is what the user wants.
         "none" if args.scale_target.is_some() => Ok(None),
         "none" => {
-            if let Some((mean, std)) = far_from_unit_scale(values, train.target_offset)
-                && !args.quiet
-            {
+            // Shown under --quiet too: the run is likely to learn little.
+            if let Some((mean, std)) = far_from_unit_scale(values, train.target_offset) {
                 note!(
                     "note: the target's mean is {mean:.3e} and its standard deviation \
                      {std:.3e}; networks learn targets near unit scale far better: \
@@ -864,6 +863,42 @@ fn target_scaling(
             format!("'{other}' is not standard, minmax or none"),
         )),
     }
+}
+
+/// Cross-entropy takes classes, or values in [0, 1] (probabilities); refused before training
+/// where the target holds others, naming the data and its range.
+fn check_cross_entropy_targets(model: &Model, train: &Dataset, source: &DataSpec) -> Result<()> {
+    let Targets::Values(values) = &train.y else {
+        return Ok(());
+    };
+    if model.spec().resolved_loss() == Loss::MeanSquaredError
+        || values.iter().all(|v| (0.0..=1.0).contains(v))
+    {
+        return Ok(());
+    }
+    let (low, high) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let target = train
+        .target_name
+        .as_ref()
+        .map_or(String::from("the target"), |name| {
+            format!("the target {name:?}")
+        });
+    let classes = match source {
+        DataSpec::Csv(_) => ", or --task classification for classes",
+        _ => "",
+    };
+    Err(invalid(
+        "loss",
+        format!(
+            "cross-entropy takes classes or probabilities in [0, 1], and {target} of {} is a \
+             regression target from {low} to {high}: use --loss mse{classes}",
+            source.name()
+        ),
+    ))
 }
 
 /// The mean and standard deviation of a target column far from unit scale, where the
@@ -1038,6 +1073,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )?,
     };
     let meta = meta.unwrap_or(data.meta.clone());
+    check_cross_entropy_targets(&model, &data.train, &source)?;
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
     let every = CheckpointEvery::parse(&args.checkpoint_every)
@@ -1047,10 +1083,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     config.check(model.spec().optimizer.learning_rate())?;
     if config.initial_epoch >= config.epochs {
         out!(
-            "the run in {} has trained {} epochs, as many as --epochs {} asks for: nothing to \
-             train (a larger --epochs continues it)",
+            "the run in {} has trained {}, --epochs {} or more: nothing to train (a larger \
+             --epochs continues it)",
             out.display(),
-            config.initial_epoch,
+            super::count(config.initial_epoch, "epoch"),
             config.epochs
         );
         return Ok(());
@@ -1124,14 +1160,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if !args.quiet {
         note!(
-            "training {} on {} ({} samples{}; {}), {}",
+            "training {} on {} ({}{}; {}), {}",
             model.spec().widths(),
             source.name(),
-            data.train.len(),
+            super::count(data.train.len(), "sample"),
             data.validation
                 .as_ref()
                 .map_or(String::new(), |v| format!(", {} for validation", v.len())),
-            task_of(&data.train, meta.target_scaler.is_some()),
+            task_of(&data.train, &args.task, meta.target_scaler.is_some()),
             model.device()
         );
         if config.initial_epoch > 0 {
@@ -1276,16 +1312,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let evaluation = model.evaluate(&test.x, &test.y)?;
         match evaluation.accuracy {
             Some(a) => out!(
-                "{which} accuracy {:.2}% (loss {:.4}) on {} samples",
+                "{which} accuracy {:.2}% (loss {:.4}) on {}",
                 100.0 * a,
                 evaluation.loss,
-                test.len()
+                super::count(test.len(), "sample")
             ),
             None => out!(
-                "{which} loss {}{} on {} samples",
+                "{which} loss {}{} on {}",
                 crate::metrics::LossFigure(evaluation.loss),
                 super::of_scaled_target(&meta),
-                test.len()
+                super::count(test.len(), "sample")
             ),
         }
         // A regression's report is one line of final figures: shown when quiet too.
@@ -1370,13 +1406,25 @@ fn lock_run_directory(dir: &Path) -> Result<std::fs::File> {
 }
 
 /// What the run learns, as the banner says it: `--task auto` decides from the target's values,
-/// and a stray value can turn classes into a regression, so the choice is shown.
-fn task_of(train: &Dataset, target_scaled: bool) -> String {
+/// and a stray value can turn classes into a regression, or scores (ratings, counts) into
+/// classes, so the choice is shown with the other one's option.
+fn task_of(train: &Dataset, task: &str, target_scaled: bool) -> String {
     let target = train
         .target_name
         .as_ref()
         .map_or(String::new(), |name| format!(" of {name:?}"));
     match (&train.class_names, &train.y) {
+        (Some(classes), _)
+            if task == "auto"
+                && classes.len() > 2
+                && classes.iter().all(|name| name.parse::<i64>().is_ok()) =>
+        {
+            format!(
+                "classification{target}, {} classes; --task regression would take its \
+                 integers as numbers",
+                classes.len()
+            )
+        }
         (Some(classes), _) => format!("classification{target}, {} classes", classes.len()),
         // `--task auto` takes more than 20 distinct integers for numbers to predict; up to a
         // few hundred they may be classes.
