@@ -1328,11 +1328,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if !args.quiet || matches!(test.y, Targets::Values(_)) {
             print_report(&model, &test.x, &test.y, &meta)?;
         }
-    } else if args.quiet
-        && let Some(last) = history.last()
-    {
+    } else {
         // Nothing held out: the last epoch's figures, which --quiet did not show.
-        out!("{}", crate::train::format_epoch(last, config.epochs));
+        if args.quiet
+            && let Some(last) = history.last()
+        {
+            out!("{}", crate::train::format_epoch(last, config.epochs));
+        }
+        // A regression's epochs show a loss alone: how much of the target the model explains
+        // (R²) is said of the data there is.
+        if let Targets::Values(_) = &data.train.y {
+            out!(
+                "on the training data ({}; --validation-split F holds some out):",
+                super::count(data.train.len(), "sample")
+            );
+            print_report(&model, &data.train.x, &data.train.y, &meta)?;
+        }
     }
     // This run's epochs: a resumed run's last ones.
     let epochs = history.epochs.len() - config.initial_epoch;
