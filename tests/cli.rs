@@ -566,6 +566,18 @@ fn eval_of_a_model_trained_on_a_built_in_set_finds_its_test_part_and_a_files_tar
         .and_then(|rest| rest.split('%').next())
         .unwrap_or_else(|| panic!("no test accuracy in {train}"));
     let eval = ok(&["eval", "--model", s(&model), "--data", "moons"]);
+    fails(
+        &[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            "moons",
+            "--target",
+            "y",
+        ],
+        "--target: picks a CSV file's target column; moons has its own labels",
+    );
     assert!(
         eval.contains(&format!("accuracy {scored}%")),
         "{eval}\n{train}"

@@ -387,6 +387,11 @@ fn evaluation_data(
     seed: u64,
 ) -> Result<Dataset> {
     let source = data_spec::DataSpec::parse(spec)?;
+    if target.is_some() && !matches!(source, data_spec::DataSpec::Csv(_)) {
+        return Err(WgradError::InvalidConfig(format!(
+            "--target: picks a CSV file's target column; {spec} has its own labels"
+        )));
+    }
     let target = target.or(meta.target.as_deref());
     match (&source, &meta.features, &meta.class_names) {
         (data_spec::DataSpec::Csv(path), Some(features), classes) => {
