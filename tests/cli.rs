@@ -1079,6 +1079,10 @@ fn bad_options_are_clear_errors() {
         ),
         (&["train", "--data", "xor", "--epochs", "0"], "at least 1"),
         (
+            &["train", "--data", "xor", "--epochs", "-1"],
+            "invalid value '-1' for '--epochs <EPOCHS>'",
+        ),
+        (
             &["train", "--data", "regression", "--loss", "bce"],
             "--loss: cross-entropy takes classes or probabilities in [0, 1], and the target of \
              regression is a regression target from -0.9",

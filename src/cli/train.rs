@@ -66,16 +66,16 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
     pub momentum: f32,
     /// Train until this epoch (default 10; when resuming, the saved run's target).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Samples per training step (the last step of an epoch takes what is left).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 32)]
     pub batch_size: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
     /// Seed of the initial weights, the shuffling, dropout, the validation split and the
     /// built-in sets' points.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     pub seed: u64,
     /// Model directory to write (default: runs/DATA, DATA the data set's name).
     #[arg(long)]
@@ -110,7 +110,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub validation_data: Option<PathBuf>,
     /// Stop after this many epochs without improvement of --monitor.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub early_stopping: Option<usize>,
     /// loss | accuracy | val_loss | val_accuracy (default: val_loss with validation data).
     #[arg(long)]
