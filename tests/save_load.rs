@@ -546,6 +546,76 @@ fn missing_directory_and_files_are_named() {
     assert_mentions(&e, &["model.json"]);
 }
 
+/// Runs `load` on a thread of its own and returns its result, failing the test if it has not
+/// returned within 20 s: reading a FIFO waits for a writer, reading /dev/zero never ends.
+fn promptly<T: Send + 'static>(what: &str, load: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(load()));
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} did not return"))
+}
+
+#[cfg(unix)]
+#[test]
+fn files_that_are_not_regular_files_are_refused_without_reading() {
+    let endless = |path: &Path| std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+    let fifo = |path: &Path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+    };
+    let names = [
+        "model.json",
+        "model.safetensors",
+        "checkpoint.json",
+        "checkpoint.safetensors",
+    ];
+    let mut model = trained(Optimizer::adam(0.01), 1);
+    for (i, name) in names.into_iter().enumerate() {
+        let kinds = [("/dev/zero", &endless as &dyn Fn(&Path)), ("a FIFO", &fifo)];
+        for (j, (kind, make)) in kinds.into_iter().enumerate() {
+            let dir = TempDir::new("save-load", &format!("special_{i}_{j}"));
+            save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
+            fs::remove_file(dir.join(name)).unwrap();
+            make(&dir.join(name));
+            let what = format!("load_checkpoint with {name} as {kind}");
+            let path = dir.to_path_buf();
+            let e = promptly(&what, move || load_checkpoint(&path, Device::Cpu).err());
+            let e = e.unwrap_or_else(|| panic!("{what} succeeded"));
+            assert_mentions(&e, &[name, "not a regular file"]);
+            if name.starts_with("model") {
+                let what = format!("load_model with {name} as {kind}");
+                let path = dir.to_path_buf();
+                let e = promptly(&what, move || load_model(&path, Device::Cpu).err());
+                let e = e.unwrap_or_else(|| panic!("{what} succeeded"));
+                assert_mentions(&e, &[name, "not a regular file"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn files_too_large_to_be_a_model_or_checkpoint_are_refused_unread() {
+    let dir = TempDir::new("save-load", "too_large");
+    let mut model = trained(Optimizer::adam(0.01), 1);
+    save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
+    // Sparse files: no disk space, and nothing to read if the size is checked first.
+    let grow = |name: &str| {
+        let file = fs::OpenOptions::new().write(true).open(dir.join(name));
+        file.and_then(|f| f.set_len((1 << 30) + 1)).unwrap();
+    };
+    grow("checkpoint.json");
+    assert_mentions(
+        &load_checkpoint_error(&dir),
+        &["checkpoint.json", "larger than 1073741824 bytes"],
+    );
+    grow("model.json");
+    assert_mentions(
+        &load_model_error(&dir),
+        &["model.json", "larger than 1073741824 bytes"],
+    );
+}
+
 #[test]
 fn truncated_or_corrupt_weights_are_data_errors() {
     let dir = TempDir::new("save-load", "truncated");

@@ -8,7 +8,7 @@ use super::model_dir::{
 };
 use super::{
     CHECKPOINT_JSON, CHECKPOINT_WEIGHTS, FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta,
-    Progress, atomic,
+    Progress, atomic, max_bytes, read_regular_file,
 };
 use crate::backend::Device;
 use crate::error::{Result, WgradError};
@@ -292,9 +292,10 @@ struct Files {
 }
 
 impl Files {
-    fn get(&mut self, path: &Path) -> &io::Result<(Vec<u8>, Digest)> {
+    /// The file at `path`, a file of the checkpoint named `name` or one of its temporary files.
+    fn get(&mut self, path: &Path, name: &str) -> &io::Result<(Vec<u8>, Digest)> {
         self.read.entry(path.to_path_buf()).or_insert_with(|| {
-            let bytes = fs::read(path)?;
+            let bytes = read_regular_file(path, max_bytes(name))?;
             let digest = Digest::of(&bytes);
             Ok((bytes, digest))
         })
@@ -309,7 +310,7 @@ fn find_consistent(dir: &Path) -> Result<Consistent> {
     let mut staged: Vec<(PathBuf, CheckpointFile)> = atomic::temp_files(dir, CHECKPOINT_JSON)
         .into_iter()
         .filter_map(|temp| {
-            let (bytes, _) = files.get(&temp).as_ref().ok()?;
+            let (bytes, _) = files.get(&temp, CHECKPOINT_JSON).as_ref().ok()?;
             let checkpoint = parse_checkpoint_json(&temp, bytes).ok()?;
             Some((temp, checkpoint))
         })
@@ -322,7 +323,7 @@ fn find_consistent(dir: &Path) -> Result<Consistent> {
         }
     }
     let path = dir.join(CHECKPOINT_JSON);
-    let bytes = match files.get(&path) {
+    let bytes = match files.get(&path, CHECKPOINT_JSON) {
         Ok((bytes, _)) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(WgradError::data(
@@ -375,7 +376,7 @@ fn match_manifest(dir: &Path, checkpoint: CheckpointFile, files: &mut Files) -> 
                 format!("the manifest has no entry for {name}"),
             )
         })?;
-        let target = match files.get(&path) {
+        let target = match files.get(&path, name) {
             Ok((bytes, digest)) if digest == expected => {
                 contents.insert(name.to_string(), bytes.clone());
                 continue;
@@ -384,7 +385,7 @@ fn match_manifest(dir: &Path, checkpoint: CheckpointFile, files: &mut Files) -> 
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
         let temp = atomic::temp_files(dir, name).into_iter().find_map(|temp| {
-            let (bytes, digest) = files.get(&temp).as_ref().ok()?;
+            let (bytes, digest) = files.get(&temp, name).as_ref().ok()?;
             (digest == expected).then(|| (temp, bytes.clone()))
         });
         match (temp, target) {

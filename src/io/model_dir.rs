@@ -1,7 +1,10 @@
 //! The model directory: `model.safetensors` (the weights, as PyTorch's `nn.Linear` layers
 //! save them) and `model.json` (the description and what is needed to use it on raw data).
 
-use super::{FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta, atomic, checkpoint};
+use super::{
+    FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta, atomic, checkpoint, max_bytes,
+    read_regular_file,
+};
 use crate::backend::Device;
 use crate::data::{FeatureColumn, Scaler, features};
 use crate::error::{Result, WgradError};
@@ -159,11 +162,11 @@ pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
 
 /// Reads and parses the directory's two model files as they are.
 fn read_model(dir: &Path) -> Result<(Sequential, ModelMeta, Vec<f32>)> {
-    let json_path = dir.join(MODEL_JSON);
-    let json = fs::read(&json_path).map_err(|e| WgradError::io(&json_path, e))?;
-    let weights_path = dir.join(MODEL_WEIGHTS);
-    let weights = fs::read(&weights_path).map_err(|e| WgradError::io(&weights_path, e))?;
-    parse_model(dir, &json, &weights)
+    let read = |name: &str| {
+        let path = dir.join(name);
+        read_regular_file(&path, max_bytes(name)).map_err(|e| WgradError::io(&path, e))
+    };
+    parse_model(dir, &read(MODEL_JSON)?, &read(MODEL_WEIGHTS)?)
 }
 
 pub fn parse_model(
