@@ -13,7 +13,8 @@ use std::path::Path;
 use wgrad::data::{FeatureColumn, Scaler};
 use wgrad::io::{ModelMeta, Progress, load_checkpoint, load_model, save_checkpoint, save_model};
 use wgrad::{
-    Activation, AdapterChoice, Device, FitConfig, Model, Optimizer, Sequential, Targets, WgradError,
+    Activation, AdapterChoice, Device, FitConfig, History, Model, Optimizer, Sequential, Targets,
+    WgradError,
 };
 
 /// 4 inputs -> 16 relu (dropout 0.2) -> 8 tanh -> 3 softmax, seeded.
@@ -853,6 +854,121 @@ fn damaged_checkpoints_are_named() {
 }
 
 #[test]
+fn checkpoints_whose_progress_fields_disagree_are_refused() {
+    let dir = TempDir::new("save-load", "progress");
+    let (x, y) = data();
+    let mut model = Model::new(classifier_spec(Optimizer::adam(0.01)), Device::Cpu).unwrap();
+    let history = model.fit(&x, &y, &config(3)).expect("training");
+    let progress = Progress {
+        epochs_done: 3,
+        history,
+        fit: serde_json::Value::Null,
+    };
+    save_checkpoint(&dir, &mut model, &meta(), &progress).expect("checkpoint");
+    let path = dir.join("checkpoint.json");
+    let record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit, &str); 6] = [
+        (
+            "history emptied",
+            |r| r["history"]["epochs"] = serde_json::json!([]),
+            "epochs_done is 3, but the history records 0 epochs",
+        ),
+        (
+            "epochs_done 100",
+            |r| r["epochs_done"] = 100.into(),
+            "epochs_done is 100, but the history records 3 epochs",
+        ),
+        (
+            "epochs_done 0",
+            |r| r["epochs_done"] = 0.into(),
+            "epochs_done is 0, but the history records 3 epochs",
+        ),
+        (
+            "epochs out of order",
+            |r| r["history"]["epochs"][1]["epoch"] = 3.into(),
+            "history.epochs[1] is epoch 3, expected 2",
+        ),
+        (
+            "steps 2^64-1",
+            |r| r["steps"] = u64::MAX.into(),
+            "steps is 18446744073709551615, more than any run takes",
+        ),
+        (
+            "fewer steps than epochs",
+            |r| r["steps"] = 2.into(),
+            "steps is 2, fewer than the 3 epochs done",
+        ),
+    ];
+    for (what, edit, expected) in edits {
+        let mut edited = record.clone();
+        edit(&mut edited);
+        fs::write(&path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+        let e = match load_checkpoint(&dir, Device::Cpu) {
+            Ok(_) => panic!("a checkpoint with {what} was loaded"),
+            Err(e) => e,
+        };
+        assert!(matches!(e, WgradError::Data { .. }), "{what}: {e:?}");
+        assert_mentions(&e, &["checkpoint.json", expected]);
+    }
+
+    // Nor is such a checkpoint written.
+    let wrong = Progress {
+        epochs_done: 5,
+        ..progress
+    };
+    let e = save_checkpoint(&dir, &mut model, &meta(), &wrong).unwrap_err();
+    assert_mentions(&e, &["epochs_done is 5, but the history records 3 epochs"]);
+}
+
+/// `wgrad train` with `args`; panics with its output if it fails.
+fn train_cli(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .arg("train")
+        .args(["--data", "xor", "--device", "cpu"])
+        .args(args)
+        .output()
+        .expect("the wgrad binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "wgrad train {args:?}: {text}");
+    text
+}
+
+#[test]
+fn checkpoints_of_stopped_and_resumed_runs_load() {
+    let dir = TempDir::new("save-load", "real_runs");
+    let run = dir.join("run");
+    let run = run.to_str().unwrap();
+    train_cli(&["--epochs", "5", "--out", run]);
+    train_cli(&["--resume", run]);
+    train_cli(&["--resume", run, "--epochs", "8"]);
+    let (_, _, progress) = load_checkpoint(Path::new(run), Device::Cpu).expect("resumed run");
+    assert_eq!(progress.epochs_done, 8);
+
+    // Stopped early, with the best epoch's weights restored.
+    let stopped = dir.join("stopped");
+    let stopped = stopped.to_str().unwrap();
+    let out = train_cli(&[
+        "--epochs",
+        "50",
+        "--early-stopping",
+        "1",
+        "--monitor",
+        "accuracy",
+        "--out",
+        stopped,
+    ]);
+    assert!(out.contains("early stopping after epoch"), "{out}");
+    let (_, _, progress) = load_checkpoint(Path::new(stopped), Device::Cpu).expect("stopped run");
+    assert!(progress.epochs_done < 50, "{}", progress.epochs_done);
+    train_cli(&["--resume", stopped, "--epochs", "60"]);
+}
+
+#[test]
 fn optimizer_state_of_the_wrong_shape_is_named() {
     // The manifest protects against edits, so build a consistent checkpoint whose optimizer
     // state does not fit: the state of a different model, saved with this model's files.
@@ -929,14 +1045,21 @@ fn two_checkpoints(name: &str) -> (TempDir, TempDir, Model) {
     let (x, y) = data();
     let old = TempDir::new("save-load", &format!("{name}_old"));
     let new = TempDir::new("save-load", &format!("{name}_new"));
-    let mut model = trained(Optimizer::adam(0.01), 2);
-    let progress = |epochs_done| Progress {
-        epochs_done,
+    let mut model = Model::new(classifier_spec(Optimizer::adam(0.01)), Device::Cpu).unwrap();
+    let mut history = model.fit(&x, &y, &config(2)).expect("training");
+    let progress = |history: &History| Progress {
+        epochs_done: history.epochs.len(),
+        history: history.clone(),
         ..Default::default()
     };
-    save_checkpoint(&old, &mut model, &meta(), &progress(2)).expect("checkpoint");
-    model.fit(&x, &y, &config(1)).expect("training");
-    save_checkpoint(&new, &mut model, &meta(), &progress(3)).expect("checkpoint");
+    save_checkpoint(&old, &mut model, &meta(), &progress(&history)).expect("checkpoint");
+    let third = FitConfig {
+        initial_epoch: 2,
+        ..config(3)
+    };
+    let more = model.fit(&x, &y, &third).expect("training");
+    history.epochs.extend(more.epochs);
+    save_checkpoint(&new, &mut model, &meta(), &progress(&history)).expect("checkpoint");
     (old, new, model)
 }
 
