@@ -428,6 +428,116 @@ fn save_rejects_metadata_that_does_not_fit() {
     );
 }
 
+/// Rewrites `dir/model.json` with `edit` applied.
+fn edit_model_json(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("model.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    edit(&mut json);
+    fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+}
+
+#[test]
+fn hand_edited_numbers_and_names_in_model_json_are_refused() {
+    let dir = TempDir::new("save-load", "edited_meta");
+    let model = trained(Optimizer::sgd(0.1), 1);
+    save_model(&dir, &model, &meta()).expect("save");
+    let saved = fs::read(dir.join("model.json")).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(Edit, &str); 11] = [
+        (
+            |j| j["offsets"]["size"] = 1e300.into(),
+            "the column \"size\" has the offset 1e300, beyond the range of 32-bit floats",
+        ),
+        (
+            |j| j["fills"] = serde_json::json!({ "size": -1e39 }),
+            "the column \"size\" has the fill -1e39, beyond",
+        ),
+        (
+            |j| j["target_offset"] = 4e38.into(),
+            "the target offset is 4e38, beyond",
+        ),
+        (
+            |j| j["scaler"]["std"][1] = (-1.0).into(),
+            "the scaler's std of input 1 is -1; a standard deviation is never negative",
+        ),
+        (
+            |j| j["scaler"]["mean"][0] = 1e39.into(),
+            "the scaler holds a non-finite value (inf)",
+        ),
+        (
+            |j| j["target_scaler"]["min"][0] = 5.0.into(),
+            "the target scaler's min of input 0 (5) is above its max (1)",
+        ),
+        (
+            |j| j["input_range"] = serde_json::json!([3.0, 1.0]),
+            "input_range is [3, 1]",
+        ),
+        (
+            |j| j["class_names"][1] = "low".into(),
+            "the class name \"low\" appears twice in class_names",
+        ),
+        (
+            |j| j["categories"]["colour"][2] = "blue".into(),
+            "the column \"colour\" lists the category \"blue\" twice",
+        ),
+        (
+            |j| j["offsets"]["colour"] = 5.0.into(),
+            "the column \"colour\" has categories and an offset",
+        ),
+        (
+            |j| j["fills"] = serde_json::json!({ "colour": f64::from(f32::MAX) }),
+            "",
+        ),
+    ];
+    for (edit, message) in edits {
+        fs::write(dir.join("model.json"), &saved).unwrap();
+        edit_model_json(&dir, edit);
+        if message.is_empty() {
+            load_model(&dir, Device::Cpu).expect("the largest 32-bit float is a fill");
+            continue;
+        }
+        let e = load_model_error(&dir);
+        assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
+        assert_mentions(&e, &["model.json", message]);
+    }
+}
+
+#[test]
+fn models_trained_on_csv_files_with_offsets_fills_and_scaling_load() {
+    let dir = TempDir::new("save-load", "csv_runs");
+    // Timestamps (an offset), categories with a missing cell, a missing number, a target
+    // that needs an offset.
+    let csv = dir.join("prices.csv");
+    let mut text = String::from("ts,colour,size,price\n");
+    for i in 0..12 {
+        let colour = ["red", "blue", "", "green"][i % 4];
+        let size = if i == 5 {
+            String::new()
+        } else {
+            format!("{}.5", i)
+        };
+        let price = 1_000_000_000.25 + (i * 7 % 11) as f64;
+        text += &format!("{},{colour},{size},{price}\n", 1_700_000_000 + 30 * i);
+    }
+    fs::write(&csv, text).unwrap();
+    for scale in ["standard", "minmax"] {
+        let out = dir.join(scale);
+        let out = out.to_str().unwrap();
+        let data = csv.to_str().unwrap();
+        #[rustfmt::skip]
+        train_cli(&[
+            "--data", data, "--target", "price", "--epochs", "2", "--fill-missing", "mean",
+            "--scale", scale, "--scale-target", scale, "--out", out,
+        ]);
+        let (_, meta) = load_model(Path::new(out), Device::Cpu).expect("load");
+        let columns = meta.features.expect("feature columns");
+        assert!(columns[0].offset.is_some(), "{columns:?}");
+        assert!(columns[1].categories.is_some() && columns[1].fill.is_some());
+        assert!(columns[2].fill.is_some(), "{columns:?}");
+        assert!(meta.target_offset.is_some() && meta.target_scaler.is_some());
+    }
+}
+
 // Checkpoints.
 
 /// Trains `before` epochs, checkpoints, loads the checkpoint and trains `after` more; the
@@ -921,11 +1031,10 @@ fn checkpoints_whose_progress_fields_disagree_are_refused() {
     assert_mentions(&e, &["epochs_done is 5, but the history records 3 epochs"]);
 }
 
-/// `wgrad train` with `args`; panics with its output if it fails.
+/// `wgrad train --device cpu` with `args`; panics with its output if it fails.
 fn train_cli(args: &[&str]) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_wgrad"))
-        .arg("train")
-        .args(["--data", "xor", "--device", "cpu"])
+        .args(["train", "--device", "cpu"])
         .args(args)
         .output()
         .expect("the wgrad binary runs");
@@ -943,7 +1052,7 @@ fn checkpoints_of_stopped_and_resumed_runs_load() {
     let dir = TempDir::new("save-load", "real_runs");
     let run = dir.join("run");
     let run = run.to_str().unwrap();
-    train_cli(&["--epochs", "5", "--out", run]);
+    train_cli(&["--data", "xor", "--epochs", "5", "--out", run]);
     train_cli(&["--resume", run]);
     train_cli(&["--resume", run, "--epochs", "8"]);
     let (_, _, progress) = load_checkpoint(Path::new(run), Device::Cpu).expect("resumed run");
@@ -953,6 +1062,8 @@ fn checkpoints_of_stopped_and_resumed_runs_load() {
     let stopped = dir.join("stopped");
     let stopped = stopped.to_str().unwrap();
     let out = train_cli(&[
+        "--data",
+        "xor",
         "--epochs",
         "50",
         "--early-stopping",
