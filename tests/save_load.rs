@@ -13,7 +13,8 @@ use std::path::Path;
 use wgrad::data::{FeatureColumn, Scaler};
 use wgrad::io::{ModelMeta, Progress, load_checkpoint, load_model, save_checkpoint, save_model};
 use wgrad::{
-    Activation, AdapterChoice, Device, FitConfig, Model, Optimizer, Sequential, Targets, WgradError,
+    Activation, AdapterChoice, Device, FitConfig, History, Model, Optimizer, Sequential, Targets,
+    WgradError,
 };
 
 /// 4 inputs -> 16 relu (dropout 0.2) -> 8 tanh -> 3 softmax, seeded.
@@ -427,6 +428,116 @@ fn save_rejects_metadata_that_does_not_fit() {
     );
 }
 
+/// Rewrites `dir/model.json` with `edit` applied.
+fn edit_model_json(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("model.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    edit(&mut json);
+    fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+}
+
+#[test]
+fn hand_edited_numbers_and_names_in_model_json_are_refused() {
+    let dir = TempDir::new("save-load", "edited_meta");
+    let model = trained(Optimizer::sgd(0.1), 1);
+    save_model(&dir, &model, &meta()).expect("save");
+    let saved = fs::read(dir.join("model.json")).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(Edit, &str); 11] = [
+        (
+            |j| j["offsets"]["size"] = 1e300.into(),
+            "the column \"size\" has the offset 1e300, beyond the range of 32-bit floats",
+        ),
+        (
+            |j| j["fills"] = serde_json::json!({ "size": -1e39 }),
+            "the column \"size\" has the fill -1e39, beyond",
+        ),
+        (
+            |j| j["target_offset"] = 4e38.into(),
+            "the target offset is 4e38, beyond",
+        ),
+        (
+            |j| j["scaler"]["std"][1] = (-1.0).into(),
+            "the scaler's std of input 1 is -1; a standard deviation is never negative",
+        ),
+        (
+            |j| j["scaler"]["mean"][0] = 1e39.into(),
+            "the scaler holds a non-finite value (inf)",
+        ),
+        (
+            |j| j["target_scaler"]["min"][0] = 5.0.into(),
+            "the target scaler's min of input 0 (5) is above its max (1)",
+        ),
+        (
+            |j| j["input_range"] = serde_json::json!([3.0, 1.0]),
+            "input_range is [3, 1]",
+        ),
+        (
+            |j| j["class_names"][1] = "low".into(),
+            "the class name \"low\" appears twice in class_names",
+        ),
+        (
+            |j| j["categories"]["colour"][2] = "blue".into(),
+            "the column \"colour\" lists the category \"blue\" twice",
+        ),
+        (
+            |j| j["offsets"]["colour"] = 5.0.into(),
+            "the column \"colour\" has categories and an offset",
+        ),
+        (
+            |j| j["fills"] = serde_json::json!({ "colour": f64::from(f32::MAX) }),
+            "",
+        ),
+    ];
+    for (edit, message) in edits {
+        fs::write(dir.join("model.json"), &saved).unwrap();
+        edit_model_json(&dir, edit);
+        if message.is_empty() {
+            load_model(&dir, Device::Cpu).expect("the largest 32-bit float is a fill");
+            continue;
+        }
+        let e = load_model_error(&dir);
+        assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
+        assert_mentions(&e, &["model.json", message]);
+    }
+}
+
+#[test]
+fn models_trained_on_csv_files_with_offsets_fills_and_scaling_load() {
+    let dir = TempDir::new("save-load", "csv_runs");
+    // Timestamps (an offset), categories with a missing cell, a missing number, a target
+    // that needs an offset.
+    let csv = dir.join("prices.csv");
+    let mut text = String::from("ts,colour,size,price\n");
+    for i in 0..12 {
+        let colour = ["red", "blue", "", "green"][i % 4];
+        let size = if i == 5 {
+            String::new()
+        } else {
+            format!("{}.5", i)
+        };
+        let price = 1_000_000_000.25 + (i * 7 % 11) as f64;
+        text += &format!("{},{colour},{size},{price}\n", 1_700_000_000 + 30 * i);
+    }
+    fs::write(&csv, text).unwrap();
+    for scale in ["standard", "minmax"] {
+        let out = dir.join(scale);
+        let out = out.to_str().unwrap();
+        let data = csv.to_str().unwrap();
+        #[rustfmt::skip]
+        train_cli(&[
+            "--data", data, "--target", "price", "--epochs", "2", "--fill-missing", "mean",
+            "--scale", scale, "--scale-target", scale, "--out", out,
+        ]);
+        let (_, meta) = load_model(Path::new(out), Device::Cpu).expect("load");
+        let columns = meta.features.expect("feature columns");
+        assert!(columns[0].offset.is_some(), "{columns:?}");
+        assert!(columns[1].categories.is_some() && columns[1].fill.is_some());
+        assert!(columns[2].fill.is_some(), "{columns:?}");
+        assert!(meta.target_offset.is_some() && meta.target_scaler.is_some());
+    }
+}
+
 // Checkpoints.
 
 /// Trains `before` epochs, checkpoints, loads the checkpoint and trains `after` more; the
@@ -544,6 +655,76 @@ fn missing_directory_and_files_are_named() {
     fs::remove_file(dir.join("model.json")).unwrap();
     let e = load_model_error(&dir);
     assert_mentions(&e, &["model.json"]);
+}
+
+/// Runs `load` on a thread of its own and returns its result, failing the test if it has not
+/// returned within 20 s: reading a FIFO waits for a writer, reading /dev/zero never ends.
+fn promptly<T: Send + 'static>(what: &str, load: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(load()));
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} did not return"))
+}
+
+#[cfg(unix)]
+#[test]
+fn files_that_are_not_regular_files_are_refused_without_reading() {
+    let endless = |path: &Path| std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+    let fifo = |path: &Path| {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+    };
+    let names = [
+        "model.json",
+        "model.safetensors",
+        "checkpoint.json",
+        "checkpoint.safetensors",
+    ];
+    let mut model = trained(Optimizer::adam(0.01), 1);
+    for (i, name) in names.into_iter().enumerate() {
+        let kinds = [("/dev/zero", &endless as &dyn Fn(&Path)), ("a FIFO", &fifo)];
+        for (j, (kind, make)) in kinds.into_iter().enumerate() {
+            let dir = TempDir::new("save-load", &format!("special_{i}_{j}"));
+            save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
+            fs::remove_file(dir.join(name)).unwrap();
+            make(&dir.join(name));
+            let what = format!("load_checkpoint with {name} as {kind}");
+            let path = dir.to_path_buf();
+            let e = promptly(&what, move || load_checkpoint(&path, Device::Cpu).err());
+            let e = e.unwrap_or_else(|| panic!("{what} succeeded"));
+            assert_mentions(&e, &[name, "not a regular file"]);
+            if name.starts_with("model") {
+                let what = format!("load_model with {name} as {kind}");
+                let path = dir.to_path_buf();
+                let e = promptly(&what, move || load_model(&path, Device::Cpu).err());
+                let e = e.unwrap_or_else(|| panic!("{what} succeeded"));
+                assert_mentions(&e, &[name, "not a regular file"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn files_too_large_to_be_a_model_or_checkpoint_are_refused_unread() {
+    let dir = TempDir::new("save-load", "too_large");
+    let mut model = trained(Optimizer::adam(0.01), 1);
+    save_checkpoint(&dir, &mut model, &meta(), &Progress::default()).expect("checkpoint");
+    // Sparse files: no disk space, and nothing to read if the size is checked first.
+    let grow = |name: &str| {
+        let file = fs::OpenOptions::new().write(true).open(dir.join(name));
+        file.and_then(|f| f.set_len((1 << 30) + 1)).unwrap();
+    };
+    grow("checkpoint.json");
+    assert_mentions(
+        &load_checkpoint_error(&dir),
+        &["checkpoint.json", "larger than 1073741824 bytes"],
+    );
+    grow("model.json");
+    assert_mentions(
+        &load_model_error(&dir),
+        &["model.json", "larger than 1073741824 bytes"],
+    );
 }
 
 #[test]
@@ -783,6 +964,122 @@ fn damaged_checkpoints_are_named() {
 }
 
 #[test]
+fn checkpoints_whose_progress_fields_disagree_are_refused() {
+    let dir = TempDir::new("save-load", "progress");
+    let (x, y) = data();
+    let mut model = Model::new(classifier_spec(Optimizer::adam(0.01)), Device::Cpu).unwrap();
+    let history = model.fit(&x, &y, &config(3)).expect("training");
+    let progress = Progress {
+        epochs_done: 3,
+        history,
+        fit: serde_json::Value::Null,
+    };
+    save_checkpoint(&dir, &mut model, &meta(), &progress).expect("checkpoint");
+    let path = dir.join("checkpoint.json");
+    let record: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit, &str); 6] = [
+        (
+            "history emptied",
+            |r| r["history"]["epochs"] = serde_json::json!([]),
+            "epochs_done is 3, but the history records 0 epochs",
+        ),
+        (
+            "epochs_done 100",
+            |r| r["epochs_done"] = 100.into(),
+            "epochs_done is 100, but the history records 3 epochs",
+        ),
+        (
+            "epochs_done 0",
+            |r| r["epochs_done"] = 0.into(),
+            "epochs_done is 0, but the history records 3 epochs",
+        ),
+        (
+            "epochs out of order",
+            |r| r["history"]["epochs"][1]["epoch"] = 3.into(),
+            "history.epochs[1] is epoch 3, expected 2",
+        ),
+        (
+            "steps 2^64-1",
+            |r| r["steps"] = u64::MAX.into(),
+            "steps is 18446744073709551615, more than any run takes",
+        ),
+        (
+            "fewer steps than epochs",
+            |r| r["steps"] = 2.into(),
+            "steps is 2, fewer than the 3 epochs done",
+        ),
+    ];
+    for (what, edit, expected) in edits {
+        let mut edited = record.clone();
+        edit(&mut edited);
+        fs::write(&path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+        let e = match load_checkpoint(&dir, Device::Cpu) {
+            Ok(_) => panic!("a checkpoint with {what} was loaded"),
+            Err(e) => e,
+        };
+        assert!(matches!(e, WgradError::Data { .. }), "{what}: {e:?}");
+        assert_mentions(&e, &["checkpoint.json", expected]);
+    }
+
+    // Nor is such a checkpoint written.
+    let wrong = Progress {
+        epochs_done: 5,
+        ..progress
+    };
+    let e = save_checkpoint(&dir, &mut model, &meta(), &wrong).unwrap_err();
+    assert_mentions(&e, &["epochs_done is 5, but the history records 3 epochs"]);
+}
+
+/// `wgrad train --device cpu` with `args`; panics with its output if it fails.
+fn train_cli(args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args(["train", "--device", "cpu"])
+        .args(args)
+        .output()
+        .expect("the wgrad binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "wgrad train {args:?}: {text}");
+    text
+}
+
+#[test]
+fn checkpoints_of_stopped_and_resumed_runs_load() {
+    let dir = TempDir::new("save-load", "real_runs");
+    let run = dir.join("run");
+    let run = run.to_str().unwrap();
+    train_cli(&["--data", "xor", "--epochs", "5", "--out", run]);
+    train_cli(&["--resume", run]);
+    train_cli(&["--resume", run, "--epochs", "8"]);
+    let (_, _, progress) = load_checkpoint(Path::new(run), Device::Cpu).expect("resumed run");
+    assert_eq!(progress.epochs_done, 8);
+
+    // Stopped early, with the best epoch's weights restored.
+    let stopped = dir.join("stopped");
+    let stopped = stopped.to_str().unwrap();
+    let out = train_cli(&[
+        "--data",
+        "xor",
+        "--epochs",
+        "50",
+        "--early-stopping",
+        "1",
+        "--monitor",
+        "accuracy",
+        "--out",
+        stopped,
+    ]);
+    assert!(out.contains("early stopping after epoch"), "{out}");
+    let (_, _, progress) = load_checkpoint(Path::new(stopped), Device::Cpu).expect("stopped run");
+    assert!(progress.epochs_done < 50, "{}", progress.epochs_done);
+    train_cli(&["--resume", stopped, "--epochs", "60"]);
+}
+
+#[test]
 fn optimizer_state_of_the_wrong_shape_is_named() {
     // The manifest protects against edits, so build a consistent checkpoint whose optimizer
     // state does not fit: the state of a different model, saved with this model's files.
@@ -859,14 +1156,21 @@ fn two_checkpoints(name: &str) -> (TempDir, TempDir, Model) {
     let (x, y) = data();
     let old = TempDir::new("save-load", &format!("{name}_old"));
     let new = TempDir::new("save-load", &format!("{name}_new"));
-    let mut model = trained(Optimizer::adam(0.01), 2);
-    let progress = |epochs_done| Progress {
-        epochs_done,
+    let mut model = Model::new(classifier_spec(Optimizer::adam(0.01)), Device::Cpu).unwrap();
+    let mut history = model.fit(&x, &y, &config(2)).expect("training");
+    let progress = |history: &History| Progress {
+        epochs_done: history.epochs.len(),
+        history: history.clone(),
         ..Default::default()
     };
-    save_checkpoint(&old, &mut model, &meta(), &progress(2)).expect("checkpoint");
-    model.fit(&x, &y, &config(1)).expect("training");
-    save_checkpoint(&new, &mut model, &meta(), &progress(3)).expect("checkpoint");
+    save_checkpoint(&old, &mut model, &meta(), &progress(&history)).expect("checkpoint");
+    let third = FitConfig {
+        initial_epoch: 2,
+        ..config(3)
+    };
+    let more = model.fit(&x, &y, &third).expect("training");
+    history.epochs.extend(more.epochs);
+    save_checkpoint(&new, &mut model, &meta(), &progress(&history)).expect("checkpoint");
     (old, new, model)
 }
 

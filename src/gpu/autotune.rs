@@ -6,7 +6,8 @@
 //! The cache is `$XDG_CACHE_HOME/wgrad/autotune.json` (else `~/.cache/wgrad/autotune.json`),
 //! keyed by adapter name, driver and backend, and tied to a fingerprint of the matmul shader
 //! and the configuration list, so that a changed kernel is measured again. It is replaced
-//! atomically; a file that cannot be read or parsed is ignored with a warning.
+//! atomically; a file that cannot be read or parsed is ignored with a warning (one per
+//! process), and so is a failure to write it.
 
 use super::device::GpuContext;
 use super::kernels::{Dispatch, Kernels, Product, StepUniform, View};
@@ -106,11 +107,15 @@ pub fn cache_path() -> Option<PathBuf> {
     Some(base.join("wgrad").join(CACHE_FILE))
 }
 
-/// Reads the cache; a missing file is an empty cache, and an unreadable or corrupt one too,
-/// with the warning to show.
+/// The most bytes a cache file can hold: a few kilobytes per adapter; anything larger is not
+/// one of ours.
+const MAX_CACHE_BYTES: u64 = 1 << 20;
+
+/// Reads the cache; a missing file is an empty cache, and an unreadable or corrupt one too
+/// (also one that is not a regular file, or too large to be a cache), with the warning to show.
 pub fn load_cache(path: &Path) -> (CacheFile, Option<String>) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let bytes = match crate::io::read_regular_file(path, MAX_CACHE_BYTES) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (CacheFile::default(), None),
         Err(e) => {
             let warning = format!(
@@ -120,7 +125,7 @@ pub fn load_cache(path: &Path) -> (CacheFile, Option<String>) {
             return (CacheFile::default(), Some(warning));
         }
     };
-    match serde_json::from_str::<CacheFile>(&text) {
+    match serde_json::from_slice::<CacheFile>(&bytes) {
         Ok(cache) if cache.version == CACHE_VERSION => (cache, None),
         Ok(_) => (CacheFile::default(), None),
         Err(e) => {
@@ -133,9 +138,20 @@ pub fn load_cache(path: &Path) -> (CacheFile, Option<String>) {
     }
 }
 
-/// Replaces the cache file atomically (written under a temporary name, then renamed).
+/// Replaces the cache file atomically (written under a temporary name, then renamed). Creates
+/// the cache's directory and the one above it (`$HOME/.cache/wgrad`, `$XDG_CACHE_HOME/wgrad`),
+/// not more: a home that does not exist (`HOME=/nonexistent`, as service accounts have) is
+/// not made.
 pub fn save_cache(path: &Path, cache: &CacheFile) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    if let Some(home) = dir.parent().and_then(Path::parent)
+        && !home.is_dir()
+    {
+        return Err(WgradError::io(
+            home,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|e| WgradError::io(dir, e))?;
     let name = path
         .file_name()
@@ -207,7 +223,7 @@ pub fn choose_with_source(
     if let Some(path) = &path {
         let (loaded, warning) = load_cache(path);
         if let Some(warning) = warning {
-            note!("wgrad: warning: {warning}");
+            warn_once(&warning);
         }
         cache = loaded;
     }
@@ -240,10 +256,21 @@ pub fn choose_with_source(
     if let Some(path) = &path
         && let Err(e) = save_cache(path, &cache)
     {
-        note!("wgrad: warning: could not write the matmul autotune cache: {e}");
+        warn_once(&format!(
+            "could not write the matmul autotune cache: {e}; it is measured again next time"
+        ));
     }
     chosen.insert(key, choice);
     Ok((choice, Source::Tuned))
+}
+
+/// Prints a warning about the cache on stderr, the first time in the process only: a cache
+/// that cannot be read or written stays so for every model the process makes.
+fn warn_once(warning: &str) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        note!("wgrad: warning: {warning}");
+    }
 }
 
 /// The probes of each form: one dense layer's products at batch 128 (512 → 512 units), and
@@ -430,6 +457,51 @@ mod tests {
         assert!(warning.contains("not valid"), "{warning}");
         std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
         assert!(load_cache(&path).1.is_some(), "binary garbage");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_that_is_no_regular_file_is_ignored_without_reading_it() {
+        let dir = temp_dir("special");
+        let path = dir.join(CACHE_FILE);
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        for path in [path, fifo] {
+            // On a separate thread: a FIFO would block the read, /dev/zero never end it.
+            let (sender, receiver) = std::sync::mpsc::channel();
+            let reading = path.clone();
+            std::thread::spawn(move || sender.send(load_cache(&reading)));
+            let (cache, warning) = receiver
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("reading {} did not return", path.display()));
+            assert_eq!(cache, CacheFile::default());
+            let warning = warning.expect("a warning");
+            assert!(warning.contains("not a regular file"), "{warning}");
+        }
+        let large = dir.join("large.json");
+        std::fs::File::create(&large)
+            .and_then(|f| f.set_len(MAX_CACHE_BYTES + 1))
+            .unwrap();
+        let warning = load_cache(&large).1.expect("a warning");
+        assert!(warning.contains("larger than"), "{warning}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_home_that_does_not_exist_is_not_created() {
+        let dir = temp_dir("no-home");
+        let home = dir.join("nonexistent");
+        let path = home.join(".cache").join("wgrad").join(CACHE_FILE);
+        let e = save_cache(&path, &CacheFile::default()).unwrap_err();
+        assert!(e.to_string().contains("nonexistent"), "{e}");
+        assert!(!home.exists(), "{} was created", home.display());
+        // Below a home that exists, the cache's directories are made.
+        std::fs::create_dir(&home).unwrap();
+        save_cache(&path, &CacheFile::default()).unwrap();
+        assert!(path.is_file());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -8,7 +8,7 @@ use super::model_dir::{
 };
 use super::{
     CHECKPOINT_JSON, CHECKPOINT_WEIGHTS, FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta,
-    Progress, atomic,
+    Progress, atomic, max_bytes, read_regular_file,
 };
 use crate::backend::Device;
 use crate::error::{Result, WgradError};
@@ -29,6 +29,9 @@ const ALL_FILES: [&str; 4] = [
     CHECKPOINT_WEIGHTS,
     CHECKPOINT_JSON,
 ];
+/// More optimizer steps than a run takes (2^53: 285 years at a million steps a second); a
+/// larger count was edited in, and would wrap around as training went on.
+const MAX_STEPS: u64 = 1 << 53;
 /// The names of the optimizer's state tensors in `checkpoint.safetensors`.
 const STATE_NAMES: [&str; 2] = ["optimizer.state1", "optimizer.state2"];
 
@@ -75,6 +78,11 @@ pub(crate) fn save_checkpoint(
     meta: &ModelMeta,
     progress: &Progress,
 ) -> Result<()> {
+    check_progress(progress.epochs_done, model.steps(), &progress.history).map_err(|msg| {
+        WgradError::InvalidData(format!(
+            "cannot save a checkpoint with this progress: {msg}"
+        ))
+    })?;
     let ModelFiles { weights, json } = ModelFiles::new(model, meta)?;
     let optimizer = optimizer_file(model)?;
     let files = BTreeMap::from(
@@ -292,9 +300,10 @@ struct Files {
 }
 
 impl Files {
-    fn get(&mut self, path: &Path) -> &io::Result<(Vec<u8>, Digest)> {
+    /// The file at `path`, a file of the checkpoint named `name` or one of its temporary files.
+    fn get(&mut self, path: &Path, name: &str) -> &io::Result<(Vec<u8>, Digest)> {
         self.read.entry(path.to_path_buf()).or_insert_with(|| {
-            let bytes = fs::read(path)?;
+            let bytes = read_regular_file(path, max_bytes(name))?;
             let digest = Digest::of(&bytes);
             Ok((bytes, digest))
         })
@@ -309,7 +318,7 @@ fn find_consistent(dir: &Path) -> Result<Consistent> {
     let mut staged: Vec<(PathBuf, CheckpointFile)> = atomic::temp_files(dir, CHECKPOINT_JSON)
         .into_iter()
         .filter_map(|temp| {
-            let (bytes, _) = files.get(&temp).as_ref().ok()?;
+            let (bytes, _) = files.get(&temp, CHECKPOINT_JSON).as_ref().ok()?;
             let checkpoint = parse_checkpoint_json(&temp, bytes).ok()?;
             Some((temp, checkpoint))
         })
@@ -322,7 +331,7 @@ fn find_consistent(dir: &Path) -> Result<Consistent> {
         }
     }
     let path = dir.join(CHECKPOINT_JSON);
-    let bytes = match files.get(&path) {
+    let bytes = match files.get(&path, CHECKPOINT_JSON) {
         Ok((bytes, _)) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(WgradError::data(
@@ -359,7 +368,55 @@ fn parse_checkpoint_json(path: &Path, bytes: &[u8]) -> Result<CheckpointFile> {
             format!("the manifest lists an unknown file {name}"),
         ));
     }
+    check_progress(
+        checkpoint.epochs_done,
+        checkpoint.steps,
+        &checkpoint.history,
+    )
+    .map_err(|msg| WgradError::data(path, msg))?;
     Ok(checkpoint)
+}
+
+/// Fails unless a checkpoint's progress fields agree as every run writes them: the history
+/// records epochs 1 to `epochs_done` in order, and `steps` counts at least one step per epoch
+/// and at most [`MAX_STEPS`]. Resuming from fields that disagree would number the epochs
+/// wrongly, or fail later as if training had diverged.
+fn check_progress(
+    epochs_done: usize,
+    steps: u64,
+    history: &History,
+) -> std::result::Result<(), String> {
+    if let Some((i, record)) = history
+        .epochs
+        .iter()
+        .enumerate()
+        .find(|(i, record)| record.epoch != i + 1)
+    {
+        return Err(format!(
+            "history.epochs[{i}] is epoch {}, expected {}: the history records epochs 1, 2, 3, \
+             … in order",
+            record.epoch,
+            i + 1
+        ));
+    }
+    let recorded = history.epochs.len();
+    if epochs_done != recorded {
+        return Err(format!(
+            "epochs_done is {epochs_done}, but the history records {recorded} epochs"
+        ));
+    }
+    if steps < epochs_done as u64 {
+        return Err(format!(
+            "steps is {steps}, fewer than the {epochs_done} epochs done (each takes a step at \
+             least)"
+        ));
+    }
+    if steps > MAX_STEPS {
+        return Err(format!(
+            "steps is {steps}, more than any run takes (at most {MAX_STEPS})"
+        ));
+    }
+    Ok(())
 }
 
 /// Finds each file of the manifest, under its name or a temporary one, with the recorded size
@@ -375,7 +432,7 @@ fn match_manifest(dir: &Path, checkpoint: CheckpointFile, files: &mut Files) -> 
                 format!("the manifest has no entry for {name}"),
             )
         })?;
-        let target = match files.get(&path) {
+        let target = match files.get(&path, name) {
             Ok((bytes, digest)) if digest == expected => {
                 contents.insert(name.to_string(), bytes.clone());
                 continue;
@@ -384,7 +441,7 @@ fn match_manifest(dir: &Path, checkpoint: CheckpointFile, files: &mut Files) -> 
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         };
         let temp = atomic::temp_files(dir, name).into_iter().find_map(|temp| {
-            let (bytes, digest) = files.get(&temp).as_ref().ok()?;
+            let (bytes, digest) = files.get(&temp, name).as_ref().ok()?;
             (digest == expected).then(|| (temp, bytes.clone()))
         });
         match (temp, target) {

@@ -235,6 +235,84 @@ pub fn load_checkpoint(dir: &Path, device: Device) -> Result<(Model, ModelMeta, 
     checkpoint::load_checkpoint(dir, device)
 }
 
+/// The most bytes the file `name` of a model directory or checkpoint can hold: the weights
+/// (and the optimizer's two state vectors) of [`crate::model::MAX_PARAMETERS`] parameters with
+/// the largest header safetensors reads; for the JSON files, more than any description or
+/// history needs (a million epochs of history take about 300 MB).
+pub(crate) fn max_bytes(name: &str) -> u64 {
+    const SAFETENSORS_HEADER: u64 = 8 + 100_000_000;
+    let vector = 4 * crate::model::MAX_PARAMETERS as u64;
+    match name {
+        MODEL_WEIGHTS => vector + SAFETENSORS_HEADER,
+        CHECKPOINT_WEIGHTS => 2 * vector + SAFETENSORS_HEADER,
+        _ => 1 << 30,
+    }
+}
+
+/// Reads the file at `path` (symlinks followed), which must be a regular file of at most
+/// `limit` bytes: a FIFO would block the read forever, and a device such as `/dev/zero`, or a
+/// file that keeps growing, would fill the memory.
+pub(crate) fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let check = |metadata: std::fs::Metadata| {
+        if !metadata.is_file() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "not a regular file but {}; wgrad reads only regular files",
+                    file_kind(&metadata.file_type())
+                ),
+            ));
+        }
+        if metadata.len() > limit {
+            return Err(too_large(limit));
+        }
+        Ok(())
+    };
+    // Checked before opening too: opening a FIFO waits for a writer.
+    check(std::fs::metadata(path)?)?;
+    let file = std::fs::File::open(path)?;
+    check(file.metadata()?)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(bytes)
+}
+
+fn too_large(limit: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::FileTooLarge,
+        format!("larger than {limit} bytes, the most this file can hold"),
+    )
+}
+
+/// "a directory", "a FIFO", … for a file that is not a regular one.
+fn file_kind(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
 /// Replaces `files` (name, contents) in `dir` atomically, each through a temporary file and a
 /// rename, so a reader never sees a half-written file: for outputs beside a model, such as
 /// the training history. Temporary files of these names left by earlier interrupted writes

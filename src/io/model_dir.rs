@@ -1,7 +1,10 @@
 //! The model directory: `model.safetensors` (the weights, as PyTorch's `nn.Linear` layers
 //! save them) and `model.json` (the description and what is needed to use it on raw data).
 
-use super::{FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta, atomic, checkpoint};
+use super::{
+    FORMAT_VERSION, MODEL_JSON, MODEL_WEIGHTS, ModelMeta, atomic, checkpoint, max_bytes,
+    read_regular_file,
+};
 use crate::backend::Device;
 use crate::data::{FeatureColumn, Scaler, features};
 use crate::error::{Result, WgradError};
@@ -159,11 +162,11 @@ pub fn load_model(dir: &Path, device: Device) -> Result<(Model, ModelMeta)> {
 
 /// Reads and parses the directory's two model files as they are.
 fn read_model(dir: &Path) -> Result<(Sequential, ModelMeta, Vec<f32>)> {
-    let json_path = dir.join(MODEL_JSON);
-    let json = fs::read(&json_path).map_err(|e| WgradError::io(&json_path, e))?;
-    let weights_path = dir.join(MODEL_WEIGHTS);
-    let weights = fs::read(&weights_path).map_err(|e| WgradError::io(&weights_path, e))?;
-    parse_model(dir, &json, &weights)
+    let read = |name: &str| {
+        let path = dir.join(name);
+        read_regular_file(&path, max_bytes(name)).map_err(|e| WgradError::io(&path, e))
+    };
+    parse_model(dir, &read(MODEL_JSON)?, &read(MODEL_WEIGHTS)?)
 }
 
 pub fn parse_model(
@@ -411,8 +414,10 @@ pub(crate) fn check_version(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Checks that the metadata fits the model: one scaler column and one feature name per input,
-/// one class name per class, finite scaler values.
+/// Checks that the metadata fits the model and could have come from training data: one scaler
+/// column and one feature name per input, one class name per class, each name once, finite
+/// scaler values with no negative spread, offsets and fills within 32-bit floats' range
+/// (offsets only on columns of numbers), an ordered `input_range`.
 fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), String> {
     let scalers = [
         (&meta.scaler, "scaler", spec.input_dim, "inputs"),
@@ -445,11 +450,33 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
         if let Some(v) = a.iter().chain(b).find(|v| !v.is_finite()) {
             return Err(format!("the {name} holds a non-finite value ({v})"));
         }
+        // A negative divisor would be taken as 1 (as a constant column's 0 is) without a word.
+        let inverted = match scaler {
+            Scaler::Standard { std, .. } => std.iter().position(|&s| s < 0.0).map(|i| {
+                format!(
+                    "std of input {i} is {}; a standard deviation is never negative",
+                    std[i]
+                )
+            }),
+            Scaler::MinMax { min, max } => (0..min.len()).find(|&i| min[i] > max[i]).map(|i| {
+                format!(
+                    "min of input {i} ({}) is above its max ({})",
+                    min[i], max[i]
+                )
+            }),
+        };
+        if let Some(what) = inverted {
+            return Err(format!("the {name}'s {what}"));
+        }
     }
-    // JSON has no NaN or infinity: a non-finite value would be saved as nothing.
-    if let Some(offset) = meta.target_offset.filter(|v| !v.is_finite()) {
+    if let Some(offset) = meta.target_offset {
+        check_number("the target offset is", offset)?;
+    }
+    if let Some((min, max)) = meta.input_range
+        && !(min <= max && min.is_finite() && max.is_finite())
+    {
         return Err(format!(
-            "the target offset is {offset}, not a finite number"
+            "input_range is [{min}, {max}], not a least and a greatest finite value"
         ));
     }
     if let Some(columns) = &meta.features {
@@ -460,10 +487,23 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
             return Err(format!("the column {:?} has no categories", column.name));
         }
         for column in columns {
+            let named = |what| format!("the column {:?} has the {what}", column.name);
             for (what, value) in [("offset", column.offset), ("fill", column.fill)] {
-                if let Some(value) = value.filter(|v| !v.is_finite()) {
+                if let Some(value) = value {
+                    check_number(&named(what), value)?;
+                }
+            }
+            if let Some(categories) = &column.categories {
+                if column.offset.is_some() {
                     return Err(format!(
-                        "the column {:?} has the {what} {value}, not a finite number",
+                        "the column {:?} has categories and an offset; only a column of numbers \
+                         has an offset",
+                        column.name
+                    ));
+                }
+                if let Some(twice) = find_twice(categories) {
+                    return Err(format!(
+                        "the column {:?} lists the category {twice:?} twice",
                         column.name
                     ));
                 }
@@ -487,14 +527,43 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
         }
     }
     let classes = spec.output_dim().max(2);
-    if let Some(names) = &meta.class_names
-        && names.len() != classes
-    {
+    if let Some(names) = &meta.class_names {
+        if names.len() != classes {
+            return Err(format!(
+                "{} class names for a model with {classes} classes ({} outputs)",
+                names.len(),
+                spec.output_dim()
+            ));
+        }
+        if let Some(twice) = find_twice(names) {
+            return Err(format!(
+                "the class name {twice:?} appears twice in class_names"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless `value` (an offset or a fill, `what` says whose) is a number a 32-bit float
+/// holds: those are taken from training values read as 32-bit floats, and the data's values
+/// less a larger offset could not be inputs. JSON has no NaN or infinity: a non-finite value
+/// would be saved as nothing.
+fn check_number(what: &str, value: f64) -> std::result::Result<(), String> {
+    if !value.is_finite() {
+        return Err(format!("{what} {value}, not a finite number"));
+    }
+    if !(value as f32).is_finite() {
         return Err(format!(
-            "{} class names for a model with {classes} classes ({} outputs)",
-            names.len(),
-            spec.output_dim()
+            "{what} {value:e}, beyond the range of 32-bit floats (±{:e}) that training \
+             values are read in",
+            f32::MAX
         ));
     }
     Ok(())
+}
+
+/// The first value of `values` that appeared before it.
+fn find_twice(values: &[String]) -> Option<&String> {
+    let mut seen = std::collections::HashSet::new();
+    values.iter().find(|v| !seen.insert(*v))
 }
