@@ -1359,6 +1359,46 @@ fn ctrl_c_says_which_checkpoint_the_run_left_and_how_to_resume_it() {
 }
 
 #[test]
+fn gpu_settings_in_the_environment_name_themselves_and_leave_cpu_runs_alone() {
+    let dir = temp_dir("gpu-env");
+    let train = |env: (&str, &str), device: &str| {
+        Command::new(env!("CARGO_BIN_EXE_wgrad"))
+            .args(["train", "--data", "xor", "--epochs", "1", "--no-plots"])
+            .args(["--device", device, "--out", s(&dir)])
+            .env(env.0, env.1)
+            .env("NODEVICE_SELECT", "1")
+            .output()
+            .unwrap()
+    };
+    // A run on the CPU does not read them.
+    for env in [("WGRAD_BACKEND", "nonsense"), ("WGRAD_ADAPTER", "nonsense")] {
+        let output = train(env, "cpu");
+        assert!(output.status.success(), "{env:?}: {}", text(&output));
+    }
+    let output = train(("WGRAD_BACKEND", "nonsense"), "gpu");
+    assert!(
+        text(&output).contains("invalid setting: WGRAD_BACKEND: unknown GPU backend 'nonsense'"),
+        "{}",
+        text(&output)
+    );
+    if common::skip_gpu("gpu_settings_in_the_environment_name_themselves") {
+        return;
+    }
+    // Empty is unset.
+    let output = train(("WGRAD_BACKEND", ""), "gpu");
+    assert!(output.status.success(), "{}", text(&output));
+    // An API without adapters here: the variable is named, and the adapters there are.
+    let output = train(("WGRAD_BACKEND", "metal"), "gpu");
+    let message = text(&output);
+    assert!(
+        message.contains("no GPU adapter found on Metal (chosen by WGRAD_BACKEND=metal)")
+            && message.contains("(adapters present: ")
+            && message.contains("Vulkan"),
+        "{message}"
+    );
+}
+
+#[test]
 fn an_output_directory_not_in_utf8_is_refused_before_training() {
     use std::os::unix::ffi::OsStrExt;
     let dir = temp_dir("non-utf8");

@@ -135,6 +135,10 @@ pub enum DeviceKind {
 
 impl DeviceArgs {
     pub fn device(&self) -> Result<Device> {
+        // The GPU's settings do not concern a run on the CPU.
+        if self.device == DeviceKind::Cpu {
+            return Ok(Device::Cpu);
+        }
         // The environment fills in what the flags leave open, and then counts as they would:
         // `auto` with a backend or adapter named uses it.
         let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());

@@ -1387,7 +1387,7 @@ impl Drop for CreatedDirectory {
 /// JSON object with a `format_version`). A file of that name that is not one is the user's.
 fn holds_a_run(dir: &Path) -> bool {
     [io::CHECKPOINT_JSON, io::MODEL_JSON].iter().any(|name| {
-        std::fs::read(dir.join(name))
+        io::read_regular_file(&dir.join(name), io::max_bytes(name))
             .ok()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
             .is_some_and(|json| json.get("format_version").is_some())

@@ -65,12 +65,13 @@ impl AdapterChoice {
     /// `WGRAD_BACKEND` (vulkan, metal, dx12, gl), `WGRAD_ADAPTER` (part of a name, or
     /// `software`) and `WGRAD_TEXTURES` fill in what this choice leaves open.
     pub fn with_env(mut self) -> Result<Self> {
+        // Empty counts as unset, as on the command line.
         if self.api.is_none()
-            && let Ok(api) = std::env::var("WGRAD_BACKEND")
+            && let Some(api) = backend_from_env()
         {
             self.api = Some(
                 api.parse()
-                    .map_err(|e| WgradError::Gpu(format!("WGRAD_BACKEND: {e}")))?,
+                    .map_err(|e| WgradError::InvalidConfig(format!("WGRAD_BACKEND: {e}")))?,
             );
         }
         if self.matmul_textures.is_none()
@@ -120,6 +121,13 @@ impl AdapterChoice {
     }
 }
 
+/// `WGRAD_BACKEND`, unless unset or empty.
+fn backend_from_env() -> Option<String> {
+    std::env::var("WGRAD_BACKEND")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     let kind = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -158,6 +166,17 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
         let instance = new_instance(backends);
         adapters.extend(pollster::block_on(instance.enumerate_adapters(backends)));
     }
+    let chosen = adapters
+        .iter()
+        .filter(|a| choice.accepts(&a.get_info()))
+        .min_by_key(|a| rank(&a.get_info()));
+    if let Some(adapter) = chosen {
+        return Ok(adapter.clone());
+    }
+    // Those of the other APIs too: the API asked for may be the one thing wrong.
+    if choice.api.is_some() {
+        adapters = list_adapters();
+    }
     let found: Vec<String> = adapters
         .iter()
         .map(|a| {
@@ -165,37 +184,33 @@ fn choose_adapter(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
             format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
         })
         .collect();
-    adapters
-        .into_iter()
-        .filter(|a| choice.accepts(&a.get_info()))
-        .min_by_key(|a| rank(&a.get_info()))
-        .ok_or_else(|| {
-            let mut detail = String::new();
-            if let Some(api) = choice.api {
-                detail += &format!(" on {api:?}");
-            }
-            if let Some(name) = &choice.name {
-                detail += &format!(" named like '{name}'");
-            }
-            if choice.software {
-                detail += " of the software kind";
-            }
-            if choice.hardware_only {
-                detail += " other than a software one";
-            }
-            if !found.is_empty() {
-                detail += &format!(" (adapters present: {})", found.join(", "));
-            }
-            let advice = if found.is_empty() || choice.software {
-                "Install a Vulkan driver (on Debian/Ubuntu the software adapter comes with \
-                 `apt-get install mesa-vulkan-drivers libvulkan1`)"
-            } else {
-                "Choose one of those (`AdapterChoice`, `--adapter`, `--backend`)"
-            };
-            detail +=
-                &format!(". {advice}, or train on the CPU with `Device::Cpu` (`--device cpu`)");
-            WgradError::NoAdapter { detail }
-        })
+    let mut detail = String::new();
+    if let Some(api) = choice.api {
+        detail += &format!(" on {api:?}");
+        if let Some(var) = backend_from_env().filter(|var| var.parse::<GpuApi>() == Ok(api)) {
+            detail += &format!(" (chosen by WGRAD_BACKEND={var})");
+        }
+    }
+    if let Some(name) = &choice.name {
+        detail += &format!(" named like '{name}'");
+    }
+    if choice.software {
+        detail += " of the software kind";
+    }
+    if choice.hardware_only {
+        detail += " other than a software one";
+    }
+    if !found.is_empty() {
+        detail += &format!(" (adapters present: {})", found.join(", "));
+    }
+    let advice = if found.is_empty() || choice.software {
+        "Install a Vulkan driver (on Debian/Ubuntu the software adapter comes with \
+         `apt-get install mesa-vulkan-drivers libvulkan1`)"
+    } else {
+        "Choose one of those (`AdapterChoice`, `--adapter`, `--backend`)"
+    };
+    detail += &format!(". {advice}, or train on the CPU with `Device::Cpu` (`--device cpu`)");
+    Err(WgradError::NoAdapter { detail })
 }
 
 /// What wgpu's callbacks reported, kept until [`GpuContext::check`] returns it.
