@@ -1128,6 +1128,63 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
 }
 
 #[test]
+fn csv_quoted_fields_may_span_lines_and_an_unclosed_quote_names_its_line() {
+    let dir = temp_dir("csv-multiline");
+    // As pandas' `to_csv` writes text with line breaks (RFC 4180).
+    let notes = b"a,note,y\n1,\"line one\nline two\",1\n2,plain,0\n\n3,\"p\r\nq\nr\",1\n4,x,0";
+    let path = write(&dir, "notes.csv", notes);
+    let options = data::CsvOptions {
+        ignore: vec!["note".into()],
+        ..Default::default()
+    };
+    let set = data::load_csv_with(&path, &options).expect("multi-line notes load");
+    assert_eq!(set.x.column(0).to_vec(), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(classes(&set.y), [1, 0, 1, 0]);
+    // Later lines keep the file's numbers: after line breaks in fields and blank lines.
+    let path = write(
+        &dir,
+        "later.csv",
+        b"a,note,y\n1,\"one\ntwo\",1\n\n\n2,x,abc\n",
+    );
+    let options = data::CsvOptions {
+        task: CsvTask::Regression,
+        ..options
+    };
+    let message = data_error(data::load_csv_with(&path, &options));
+    assert_mentions(&message, &["line 6, column \"y\": \"abc\" is not a number"]);
+    // A quote never closed runs to the end: the line it opens on is named, after a field
+    // over two lines in the same row.
+    let path = write(
+        &dir,
+        "open.csv",
+        b"a,note,y\n1,x,1\n2,\"one\ntwo\",\"0\n3,x,1\n4,x,0\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 4: the quote opening a field here is never closed",
+            "runs over 3 lines, to the end of the file",
+            "closing quote missing",
+        ],
+    );
+    // Two stray quotes close each other: the field they make is named as such.
+    let path = write(
+        &dir,
+        "stray.csv",
+        b"a,b,label\n1,\"2,x\n3,4,y\n5,\"6,x\n7,8,y\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 2, column \"b\"",
+            "a quoted field over 3 lines: is a quote misplaced?",
+        ],
+    );
+}
+
+#[test]
 fn csv_features_for_prediction() {
     let dir = temp_dir("csv-features");
     let path = write(&dir, "predict.csv", b"b,a,label\n1,2,x\n3,4,y\n");

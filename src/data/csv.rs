@@ -1,7 +1,8 @@
 //! Comma-separated files with a header row: training and evaluation sets ([`load_csv`],
 //! [`load_csv_with_classes`]) and prediction inputs ([`load_features`]).
 //!
-//! Fields are trimmed of surrounding spaces; blank lines are skipped; a UTF-8 byte-order mark is
+//! Fields are trimmed of surrounding spaces; quoted ones may hold separators and line breaks
+//! (RFC 4180, as pandas writes text); blank lines are skipped; a UTF-8 byte-order mark is
 //! ignored. A feature column holds finite numbers in every row, or words in every row
 //! (categories, one-hot encoded: [`FeatureColumn`]); missing values are errors unless
 //! [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every error names the
@@ -12,7 +13,7 @@ use super::Dataset;
 use super::features::{FeatureColumn, MAX_CATEGORIES};
 use crate::error::{Result, WgradError};
 use crate::train::Targets;
-use ::csv::{ReaderBuilder, StringRecord, Terminator, Trim};
+use ::csv::{ReaderBuilder, StringRecord, Terminator};
 use ndarray::Array2;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -27,6 +28,9 @@ const MISSING_MARKERS: &[&str] = &[
     "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
     "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ];
+
+/// Follows the input's text, quoted as a row of its own ([`Table::read`]): no file holds it.
+const END: &str = "\0wgrad: end of input\0";
 
 /// Under [`CsvTask::Auto`], an all-integer target column with at most this many distinct values
 /// is read as class labels.
@@ -397,7 +401,8 @@ impl Table {
     /// Reads CSV text from `input` (read from `path`) and checks the shape: a header naming
     /// every column uniquely, then at least one row, every row as wide as the header. The
     /// fields are separated by commas, or by the separator the header uses instead
-    /// ([`separator`]).
+    /// ([`separator`]). Quoted fields may hold line breaks (RFC 4180); a quote never closed
+    /// is an error naming the line it opens on.
     fn read<'r>(path: &Path, input: impl Read + 'r) -> Result<Table> {
         // Gzipped text (`iris.csv.gz`, known by its first bytes) is read uncompressed, as
         // pandas' `read_csv` does.
@@ -421,12 +426,18 @@ impl Table {
             }
         };
         let separator = separator(input.fill_buf().map_err(damaged)?);
+        // A quote left open is told by the input's end: [`END`] follows the text as a row of
+        // its own, which a field still open at the end takes in instead ([`unclosed`]).
+        let input = input
+            .chain(&b"\n\""[..])
+            .chain(END.as_bytes())
+            .chain(&b"\"\n"[..]);
         // Records end at '\n' (a CRLF line's '\r' is trimmed with the last field): with the
         // reader's CRLF terminator, lines after the first of a CRLF file were counted one short.
+        // Fields are trimmed here, once the line breaks in them are counted.
         let mut reader = ReaderBuilder::new()
-            .has_headers(true)
+            .has_headers(false)
             .flexible(true)
-            .trim(Trim::All)
             .terminator(Terminator::Any(b'\n'))
             .delimiter(separator)
             .from_reader(input);
@@ -449,12 +460,31 @@ impl Table {
                 WgradError::data(path, e.to_string())
             }
         };
-        let headers: Vec<String> = reader
-            .headers()
-            .map_err(csv_error)?
-            .iter()
-            .map(str::to_string)
-            .collect();
+        // The line a record starts on: the line the reader has reached, less the record's own
+        // (the reader's position of a record is that of the blank lines before it, if any).
+        let mut header = StringRecord::new();
+        reader.read_record(&mut header).map_err(csv_error)?;
+        let header_line = reader.position().line() - 1 - line_breaks(header.as_slice());
+        if header.len() == 1 && &header[0] == END {
+            return Err(WgradError::data(
+                path,
+                "the file is empty: expected a header row naming the columns, then data rows",
+            ));
+        }
+        if let Some(name) = unclosed(&header[header.len() - 1]) {
+            return Err(WgradError::data(
+                path,
+                format!(
+                    "line {header_line}: the quote opening column name {} is never closed, so \
+                     the name runs over {} lines, to the end of the file; is its closing quote \
+                     missing?",
+                    quoted(name.lines().next().unwrap_or_default()),
+                    name.trim_end().lines().count()
+                ),
+            ));
+        }
+        header.trim();
+        let headers: Vec<String> = header.iter().map(str::to_string).collect();
         if headers.is_empty() || headers == [""] {
             return Err(WgradError::data(
                 path,
@@ -465,9 +495,9 @@ impl Table {
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1: the quoted column name {:?} runs over {} lines; is its closing \
-                     quote missing?",
-                    name.lines().next().unwrap_or_default(),
+                    "line {header_line}: the quoted column name {} runs over {} lines; a column \
+                     name must be one line",
+                    quoted(name.lines().next().unwrap_or_default()),
                     name.lines().count()
                 ),
             ));
@@ -482,8 +512,8 @@ impl Table {
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1: column {} of the header has no name; every column needs \
-                     one{index}",
+                    "line {header_line}: column {} of the header has no name; every column \
+                     needs one{index}",
                     i + 1
                 ),
             ));
@@ -503,8 +533,8 @@ impl Table {
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1 holds numbers ({}), which look like data rather than column names: \
-                     a header row naming the columns is required",
+                    "line {header_line} holds numbers ({}), which look like data rather than \
+                     column names: a header row naming the columns is required",
                     list(&headers)
                 ),
             ));
@@ -513,27 +543,44 @@ impl Table {
         if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
             return Err(WgradError::data(
                 path,
-                format!("line 1: column name {dup:?} appears more than once in the header"),
+                format!(
+                    "line {header_line}: column name {} appears more than once in the header",
+                    quoted(dup)
+                ),
             ));
         }
         let mut rows = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(csv_error)?;
-            // A blank line of a CRLF file: its '\r' alone, trimmed.
-            if record.len() == 1 && record[0].is_empty() {
-                continue;
+        loop {
+            let mut record = StringRecord::new();
+            if !reader.read_record(&mut record).map_err(csv_error)? {
+                break;
             }
-            let line = record.position().map_or(0, |p| p.line());
-            if let Some(field) = record.iter().find(|field| field.contains(['\n', '\r'])) {
-                // Legal CSV, but no number or label holds a line break: a quote left open.
-                let lines = field.lines().count();
+            if record.len() == 1 && &record[0] == END {
+                break;
+            }
+            let breaks = line_breaks(record.as_slice());
+            let line = reader.position().line() - 1 - breaks;
+            let last = &record[record.len() - 1];
+            if breaks > 0
+                && let Some(text) = unclosed(last)
+            {
+                // It ran to the end, so it is the record's last field; it opened on the line
+                // of the fields before it.
                 return Err(WgradError::data(
                     path,
                     format!(
-                        "line {line}: a quoted field runs over {lines} lines; is its closing \
-                         quote missing?"
+                        "line {}: the quote opening a field here is never closed, so the field \
+                         runs over {} lines, to the end of the file; is its closing quote \
+                         missing?",
+                        line + breaks - line_breaks(last),
+                        text.trim_end().lines().count()
                     ),
                 ));
+            }
+            record.trim();
+            // A blank line of a CRLF file: its '\r' alone, trimmed.
+            if record.len() == 1 && record[0].is_empty() {
+                continue;
             }
             if record.len() != headers.len() {
                 let comment = if headers[0].starts_with('#') {
@@ -541,11 +588,20 @@ impl Table {
                 } else {
                     ""
                 };
+                let lines = if breaks > 0 {
+                    format!(
+                        "; the row runs over lines {line}–{}, as a quoted field in it holds line \
+                         breaks: is a quote misplaced?",
+                        line + breaks
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(WgradError::data(
                     path,
                     format!(
                         "line {line}: {} field{}, but the header has {} column{} (fields \
-                         separated by {}){comment}",
+                         separated by {}){comment}{lines}",
                         record.len(),
                         if record.len() == 1 { "" } else { "s" },
                         headers.len(),
@@ -554,6 +610,9 @@ impl Table {
                     ),
                 ));
             }
+            let mut position = ::csv::Position::new();
+            position.set_line(line);
+            record.set_position(Some(position));
             rows.push(record);
         }
         if rows.is_empty() {
@@ -972,6 +1031,11 @@ impl Table {
             // text is named as it is.
             let hint = if let Some(hint) = number_written_otherwise(raw) {
                 format!("; {hint}")
+            } else if raw.contains('\n') {
+                format!(
+                    "; it is a quoted field over {} lines: is a quote misplaced?",
+                    raw.lines().count()
+                )
             } else if role == Role::Feature
                 && let Some(words) = self.words(col)
             {
@@ -1267,6 +1331,35 @@ fn separator_name(separator: u8) -> &'static str {
         b'\t' => "tabs",
         b';' => "semicolons",
         _ => "commas",
+    }
+}
+
+/// The text of a field whose quote was never closed: it took in the [`END`] row that follows
+/// the input (its quote closing the field's, so the field ends in `END"`), given without it.
+fn unclosed(field: &str) -> Option<&str> {
+    field.strip_suffix('"')?.strip_suffix(END)
+}
+
+/// The line breaks in `text`, counted only where there is one (rarely, in a quoted field).
+fn line_breaks(text: &str) -> u64 {
+    if text.contains('\n') {
+        text.bytes().filter(|&b| b == b'\n').count() as u64
+    } else {
+        0
+    }
+}
+
+/// Text from the file as a message quotes it: whole up to 40 characters, else its first 40,
+/// `…` and its length (a 50 MB field made a 50 MB message).
+fn quoted(text: &str) -> String {
+    const SHOWN: usize = 40;
+    match text.char_indices().nth(SHOWN) {
+        None => format!("{text:?}"),
+        Some((end, _)) => format!(
+            "\"{}…\" ({} characters)",
+            text[..end].escape_debug(),
+            text.chars().count()
+        ),
     }
 }
 
