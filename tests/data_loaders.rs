@@ -1185,6 +1185,38 @@ fn csv_quoted_fields_may_span_lines_and_an_unclosed_quote_names_its_line() {
 }
 
 #[test]
+fn csv_messages_shorten_long_values() {
+    let dir = temp_dir("csv-long-values");
+    let long = "x".repeat(1_000_000);
+    let path = write(
+        &dir,
+        "long.csv",
+        format!("a,b,label\n1,2,u\n3,{long},v\n").as_bytes(),
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 3, column \"b\"",
+            &format!("\"{}…\" (1000000 characters) is not a number", &long[..40]),
+        ],
+    );
+    assert!(message.len() < 300, "{} bytes", message.len());
+    // Labels, and lists of them, too.
+    let path = write(
+        &dir,
+        "label.csv",
+        format!("a,label\n1,0\n2,{long}\n").as_bytes(),
+    );
+    let message = data_error(data::load_csv_with_classes(&path, None, &["0".into()]));
+    assert_mentions(
+        &message,
+        &["line 3", "unknown class \"xxxx", "(1000000 characters)"],
+    );
+    assert!(message.len() < 300, "{} bytes", message.len());
+}
+
+#[test]
 fn csv_features_for_prediction() {
     let dir = temp_dir("csv-features");
     let path = write(&dir, "predict.csv", b"b,a,label\n1,2,x\n3,4,y\n");

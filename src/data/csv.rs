@@ -204,10 +204,10 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
                 return Err(WgradError::data(
                     source,
                     format!(
-                        "the target column {:?} holds {} distinct numbers, not all integers, to \
+                        "the target column {} holds {} distinct numbers, not all integers, to \
                          classify: numbers to predict are a regression target (`--task \
                          regression`, CsvTask::Regression)",
-                        table.headers[target_col],
+                        quoted(&table.headers[target_col]),
                         names.len()
                     ),
                 ));
@@ -216,10 +216,11 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
                 return Err(WgradError::data(
                     source,
                     format!(
-                        "the target column {:?} holds one class only ({:?}); a classifier \
+                        "the target column {} holds one class only ({}); a classifier \
                          needs at least two (numbers to predict are a regression target: \
                          CsvTask::Regression, `--task regression`)",
-                        table.headers[target_col], names[0]
+                        quoted(&table.headers[target_col]),
+                        quoted(&names[0])
                     ),
                 ));
             }
@@ -301,7 +302,10 @@ pub fn load_csv_for_model(
             if is_feature(col) {
                 return Err(WgradError::data(
                     path,
-                    format!("the target {name:?} is one of the model's feature columns"),
+                    format!(
+                        "the target {} is one of the model's feature columns",
+                        quoted(name)
+                    ),
                 ));
             }
             col
@@ -686,7 +690,8 @@ impl Table {
                             row,
                             col,
                             format!(
-                                "unknown class {label:?}; the known classes are {}",
+                                "unknown class {}; the known classes are {}",
+                                quoted(label),
                                 list(class_names)
                             ),
                         )
@@ -704,7 +709,8 @@ impl Table {
                 WgradError::data(
                     &self.path,
                     format!(
-                        "no target column {name:?}; the columns are {}",
+                        "no target column {}; the columns are {}",
+                        quoted(name),
                         list(&self.headers)
                     ),
                 )
@@ -732,11 +738,14 @@ impl Table {
                         .headers
                         .iter()
                         .find(|h| h.eq_ignore_ascii_case(name.trim()))
-                        .map_or(String::new(), |h| format!(" (names are exact: {h:?}?)"));
+                        .map_or(String::new(), |h| {
+                            format!(" (names are exact: {}?)", quoted(h))
+                        });
                     WgradError::data(
                         &self.path,
                         format!(
-                            "no column {name:?} to ignore{similar}; the columns are {}",
+                            "no column {} to ignore{similar}; the columns are {}",
+                            quoted(name),
                             list(&self.headers)
                         ),
                     )
@@ -748,8 +757,8 @@ impl Table {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "the column {:?} is the target; it cannot be ignored too",
-                    self.headers[target]
+                    "the column {} is the target; it cannot be ignored too",
+                    quoted(&self.headers[target])
                 ),
             ));
         }
@@ -761,13 +770,13 @@ impl Table {
                 &self.path,
                 match ignored.is_empty() {
                     true => format!(
-                        "no feature columns: the only column is the target {:?}",
-                        self.headers[target]
+                        "no feature columns: the only column is the target {}",
+                        quoted(&self.headers[target])
                     ),
                     false => format!(
-                        "no feature columns: besides the target {:?}, every column is ignored \
+                        "no feature columns: besides the target {}, every column is ignored \
                          ({})",
-                        self.headers[target],
+                        quoted(&self.headers[target]),
                         list(ignore)
                     ),
                 },
@@ -788,21 +797,23 @@ impl Table {
         let Some(words) = self.words(col) else {
             return Ok(FeatureColumn::numeric(name));
         };
-        let quoted = if name.contains([' ', ',', '"', '\'']) {
+        // Whole, as a command to copy: the one name not [`quoted`].
+        let argument = if name.contains([' ', ',', '"', '\'']) {
             format!("{name:?}")
         } else {
             name.clone()
         };
         let leave_out = format!(
-            "leave it out (`--ignore {quoted}` on the command line, `CsvOptions::ignore` in \
+            "leave it out (`--ignore {argument}` on the command line, `CsvOptions::ignore` in \
              the library)"
         );
         if words.len() == self.rows.len() && self.rows.len() >= 20 {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "every row of column {name:?} holds a different word ({} rows): names or \
+                    "every row of column {} holds a different word ({} rows): names or \
                      identifiers, not categories a model could learn from; {leave_out}",
+                    quoted(name),
                     self.rows.len()
                 ),
             ));
@@ -811,8 +822,9 @@ impl Table {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "column {name:?} holds {} different words, too many to be categories (at \
+                    "column {} holds {} different words, too many to be categories (at \
                      most {MAX_CATEGORIES}); if they are names or identifiers, {leave_out}",
+                    quoted(name),
                     words.len()
                 ),
             ));
@@ -918,9 +930,9 @@ impl Table {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "column {:?} has no values to fill its missing ones from (every cell is \
+                    "column {} has no values to fill its missing ones from (every cell is \
                      missing: --ignore it)",
-                    self.headers[col]
+                    quoted(&self.headers[col])
                 ),
             ));
         }
@@ -944,7 +956,7 @@ impl Table {
         let what = if raw.is_empty() {
             "empty value".to_string()
         } else {
-            format!("missing value ({raw:?})")
+            format!("missing value ({})", quoted(raw))
         };
         self.cell_error(
             row,
@@ -971,7 +983,8 @@ impl Table {
                     row,
                     col,
                     format!(
-                        "unknown category {raw:?}; the model was trained on {}",
+                        "unknown category {}; the model was trained on {}",
+                        quoted(raw),
                         list(categories)
                     ),
                 )
@@ -1002,7 +1015,7 @@ impl Table {
                         if raw.is_empty() {
                             "empty value".to_string()
                         } else {
-                            format!("missing value ({raw:?})")
+                            format!("missing value ({})", quoted(raw))
                         }
                     ),
                 ),
@@ -1021,9 +1034,9 @@ impl Table {
                     stray,
                     col,
                     format!(
-                        "{:?} is a number in a column of words; a column holds numbers or \
+                        "{} is a number in a column of words; a column holds numbers or \
                          categories, not both",
-                        &self.rows[stray][col]
+                        quoted(&self.rows[stray][col])
                     ),
                 );
             }
@@ -1053,7 +1066,7 @@ impl Table {
             } else {
                 String::new()
             };
-            self.cell_error(row, col, format!("{raw:?} is not a number{hint}"))
+            self.cell_error(row, col, format!("{} is not a number{hint}", quoted(raw)))
         })?;
         if !value.is_finite() {
             let why = if raw.parse::<f64>().is_ok_and(f64::is_finite) {
@@ -1061,7 +1074,7 @@ impl Table {
             } else {
                 "is not a finite number (NaN and infinities are not allowed)"
             };
-            return Err(self.cell_error(row, col, format!("{raw:?} {why}")));
+            return Err(self.cell_error(row, col, format!("{} {why}", quoted(raw))));
         }
         Ok(value)
     }
@@ -1109,7 +1122,7 @@ impl Table {
             return Err(self.cell_error(
                 row,
                 col,
-                format!("missing label ({raw:?}); every row needs a label"),
+                format!("missing label ({}); every row needs a label", quoted(raw)),
             ));
         }
         Ok(raw)
@@ -1179,7 +1192,10 @@ impl Table {
         let line = self.rows[row].position().map_or(0, |p| p.line());
         WgradError::data(
             &self.path,
-            format!("line {line}, column {:?}: {message}", self.headers[col]),
+            format!(
+                "line {line}, column {}: {message}",
+                quoted(&self.headers[col])
+            ),
         )
     }
 }
@@ -1369,13 +1385,13 @@ fn open(path: &Path) -> Result<BufReader<File>> {
     Ok(BufReader::new(file))
 }
 
-/// Up to 20 names, quoted and comma-separated, then how many more.
+/// Up to 20 names, [`quoted`] and comma-separated, then how many more.
 fn list<S: AsRef<str>>(names: &[S]) -> String {
     const SHOWN: usize = 20;
     let mut out = names
         .iter()
         .take(SHOWN)
-        .map(|n| format!("{:?}", n.as_ref()))
+        .map(|n| quoted(n.as_ref()))
         .collect::<Vec<_>>()
         .join(", ");
     if names.len() > SHOWN {
