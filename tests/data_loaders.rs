@@ -1217,6 +1217,41 @@ fn csv_messages_shorten_long_values() {
 }
 
 #[test]
+fn csv_missing_markers_not_read_as_missing_get_a_hint() {
+    let dir = temp_dir("csv-missing-markers");
+    // As UCI's Adult writes a missing age; NA and friends stay missing values.
+    for marker in ["?", "-", "--", ".", "n.a.", "na", "Null"] {
+        let text = format!(
+            "age,workclass,income\n39,State-gov,<=50K\n50,Private,>50K\n{marker},Private,>50K\n"
+        );
+        let path = write(&dir, "adult.csv", text.as_bytes());
+        let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+        assert_mentions(
+            &message,
+            &[
+                &format!("line 4, column \"age\": \"{marker}\" is not a number"),
+                "looks like a missing value",
+                "make such cells empty (or NA)",
+                "--fill-missing mean|median",
+            ],
+        );
+    }
+    let path = write(&dir, "na.csv", b"age,income\n39,1.5\n,2.5\nNA,3.5\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(&message, &["line 3, column \"age\": empty value"]);
+    // A target's: such rows are to be left out.
+    let path = write(&dir, "target.csv", b"a,y\n1,1.5\n2,?\n3,2.5\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Regression));
+    assert_mentions(
+        &message,
+        &[
+            "line 3, column \"y\": \"?\" is not a number",
+            "missing targets are not supported",
+        ],
+    );
+}
+
+#[test]
 fn csv_features_for_prediction() {
     let dir = temp_dir("csv-features");
     let path = write(&dir, "predict.csv", b"b,a,label\n1,2,x\n3,4,y\n");

@@ -1044,6 +1044,19 @@ impl Table {
             // text is named as it is.
             let hint = if let Some(hint) = number_written_otherwise(raw) {
                 format!("; {hint}")
+            } else if looks_missing(raw) {
+                let what = "; it looks like a missing value, but only empty cells and markers \
+                            such as NA, NaN, null and N/A are read as missing:";
+                match role {
+                    Role::Feature => format!(
+                        "{what} make such cells empty (or NA), then have them filled (`wgrad \
+                         train --fill-missing mean|median`, `CsvOptions::fill_missing` in the \
+                         library)"
+                    ),
+                    Role::Target => {
+                        format!("{what} missing targets are not supported, so leave such rows out")
+                    }
+                }
             } else if raw.contains('\n') {
                 format!(
                     "; it is a quoted field over {} lines: is a quote misplaced?",
@@ -1286,6 +1299,17 @@ fn dotted_date(raw: &str) -> bool {
 /// Whether a cell is missing: empty, or one of pandas' markers (`NA`, `NaN`, `null`, …).
 fn missing(raw: &str) -> bool {
     raw.is_empty() || MISSING_MARKERS.contains(&raw)
+}
+
+/// Whether a cell that is not a number looks like a missing value written otherwise than
+/// [`MISSING_MARKERS`] hold: `?` (as UCI sets such as Adult write them), dashes or dots, a marker
+/// in another case (`na`, `Null`), `n.a.`, `nil` or `missing`.
+fn looks_missing(raw: &str) -> bool {
+    raw.bytes().all(|b| b"?-.".contains(&b))
+        || MISSING_MARKERS.iter().any(|m| m.eq_ignore_ascii_case(raw))
+        || ["n.a.", "n.a", "nil", "missing"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(raw))
 }
 
 /// Whether a cell holds a number, as written or in a form [`number_written_otherwise`] names.
