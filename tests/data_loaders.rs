@@ -1252,6 +1252,44 @@ fn csv_missing_markers_not_read_as_missing_get_a_hint() {
 }
 
 #[test]
+fn csv_excel_trailing_separators_and_empty_rows() {
+    let dir = temp_dir("csv-excel");
+    // A separator ends every line, and rows of empty fields follow the data.
+    let path = write(
+        &dir,
+        "excel.csv",
+        b"a,b,y,\n1,2,0,\n3,4,1,\n,,,\n5,6,0,\n,,,\n,,,\n",
+    );
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("Excel export loads");
+    assert_eq!(set.feature_names(), ["a", "b"]);
+    assert_eq!(set.target_name.as_deref(), Some("y"));
+    assert_eq!(set.x.column(0).to_vec(), [1.0, 3.0, 5.0]);
+    assert_eq!(classes(&set.y), [0, 1, 0]);
+    // Without the trailing separator: rows of empty fields are skipped too.
+    let path = write(&dir, "gaps.csv", b"a,b,y\n1,2,0\n,,\n3,4,1\n");
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("empty rows skipped");
+    assert_eq!(classes(&set.y), [0, 1]);
+    // An unnamed column that holds values is still refused, at the line of the value.
+    let path = write(&dir, "values.csv", b"a,b,y,\n1,2,0,\n3,4,1,7\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["line 3: column 4 holds \"7\" but has no name in the header"],
+    );
+    let path = write(&dir, "middle.csv", b"a,,y\n1,,0\n3,,1\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(&message, &["line 1: column 2 of the header has no name"]);
+    // Prediction inputs keep such a row, one prediction per row: an error says it is empty.
+    let features = data::features::numeric_columns(["a", "b"]);
+    let path = write(&dir, "predict.csv", b"a,b,\n1,2,\n,,\n");
+    let message = data_error(data::load_features(&path, Some(&features)));
+    assert_mentions(
+        &message,
+        &["line 3: every field is empty", "--fill-missing mean|median"],
+    );
+}
+
+#[test]
 fn csv_features_for_prediction() {
     let dir = temp_dir("csv-features");
     let path = write(&dir, "predict.csv", b"b,a,label\n1,2,x\n3,4,y\n");

@@ -2,12 +2,13 @@
 //! [`load_csv_with_classes`]) and prediction inputs ([`load_features`]).
 //!
 //! Fields are trimmed of surrounding spaces; quoted ones may hold separators and line breaks
-//! (RFC 4180, as pandas writes text); blank lines are skipped; a UTF-8 byte-order mark is
-//! ignored. A feature column holds finite numbers in every row, or words in every row
-//! (categories, one-hot encoded: [`FeatureColumn`]); missing values are errors unless
-//! [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every error names the
-//! file, the 1-based line, the column and the offending value, e.g. `line 17, column
-//! "petal_width": "abc" is not a number`.
+//! (RFC 4180, as pandas writes text); blank lines are skipped, as are rows of empty fields in a
+//! labelled file, and a last column without a name that holds nothing is dropped (Excel writes
+//! both); a UTF-8 byte-order mark is ignored. A feature column holds finite numbers in every
+//! row, or words in every row (categories, one-hot encoded: [`FeatureColumn`]); missing values
+//! are errors unless [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every
+//! error names the file, the 1-based line, the column and the offending value, e.g. `line 17,
+//! column "petal_width": "abc" is not a number`.
 
 use super::Dataset;
 use super::features::{FeatureColumn, MAX_CATEGORIES};
@@ -143,7 +144,7 @@ impl FromStr for Fill {
 /// missing values filled.
 pub fn load_csv_with(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset> {
     let path = path.as_ref();
-    labelled(Table::read(path, open(path)?)?, options)
+    labelled(Table::read(path, open(path)?, true)?, options)
 }
 
 /// [`load_csv`] on CSV text from `reader`; `source` names it in error messages.
@@ -158,7 +159,7 @@ pub fn load_csv_from_reader(
         task,
         ..CsvOptions::default()
     };
-    labelled(Table::read(source, reader)?, &options)
+    labelled(Table::read(source, reader, true)?, &options)
 }
 
 /// [`load_csv_with`] on a table read.
@@ -260,7 +261,7 @@ pub fn load_csv_with_classes_from_reader(
     target: Option<&str>,
     class_names: &[String],
 ) -> Result<Dataset> {
-    let table = Table::read(source, reader)?;
+    let table = Table::read(source, reader, true)?;
     let target_col = table.target_column(target)?;
     let columns: Vec<(usize, FeatureColumn)> = (0..table.headers.len())
         .filter(|&col| col != target_col)
@@ -293,7 +294,7 @@ pub fn load_csv_for_model(
     target_offset: Option<f64>,
 ) -> Result<Dataset> {
     let path = path.as_ref();
-    let table = Table::read(path, open(path)?)?;
+    let table = Table::read(path, open(path)?, true)?;
     let feature_cols = table.columns_of(features)?;
     let is_feature = |col: usize| feature_cols.iter().any(|(c, _)| *c == col);
     let target_col = match target {
@@ -372,7 +373,7 @@ pub fn load_features_from_reader(
     reader: impl Read,
     expected_columns: Option<&[FeatureColumn]>,
 ) -> Result<(Array2<f32>, Vec<String>)> {
-    let table = Table::read(source, reader)?;
+    let table = Table::read(source, reader, false)?;
     let columns: Vec<(usize, FeatureColumn)> = match expected_columns {
         None => (0..table.headers.len())
             .map(|c| (c, FeatureColumn::numeric(&table.headers[c])))
@@ -406,8 +407,13 @@ impl Table {
     /// every column uniquely, then at least one row, every row as wide as the header. The
     /// fields are separated by commas, or by the separator the header uses instead
     /// ([`separator`]). Quoted fields may hold line breaks (RFC 4180); a quote never closed
-    /// is an error naming the line it opens on.
-    fn read<'r>(path: &Path, input: impl Read + 'r) -> Result<Table> {
+    /// is an error naming the line it opens on. A last column without a name (a trailing
+    /// separator on every line, as Excel writes) is dropped if empty in every row. Rows whose
+    /// every field is empty (as Excel leaves below a sheet's data) are skipped with
+    /// `skip_empty_rows`, for a labelled file (they hold no target, so no sample); prediction
+    /// inputs keep them, as predictions go one per row: filled where the model fills missing
+    /// values, else an error saying the line is empty.
+    fn read<'r>(path: &Path, input: impl Read + 'r, skip_empty_rows: bool) -> Result<Table> {
         // Gzipped text (`iris.csv.gz`, known by its first bytes) is read uncompressed, as
         // pandas' `read_csv` does.
         let mut raw = BufReader::new(input);
@@ -488,7 +494,7 @@ impl Table {
             ));
         }
         header.trim();
-        let headers: Vec<String> = header.iter().map(str::to_string).collect();
+        let mut headers: Vec<String> = header.iter().map(str::to_string).collect();
         if headers.is_empty() || headers == [""] {
             return Err(WgradError::data(
                 path,
@@ -506,9 +512,16 @@ impl Table {
                 ),
             ));
         }
-        if let Some(i) = headers.iter().position(|h| h.is_empty()) {
+        // Excel ends every line of some sheets with a separator: a last column without a name,
+        // dropped where every row leaves it empty (checked row by row below).
+        let width = headers.len();
+        let named = headers
+            .iter()
+            .rposition(|h| !h.is_empty())
+            .map_or(width, |last| last + 1);
+        if let Some(i) = headers[..named].iter().position(|h| h.is_empty()) {
             // pandas' `to_csv()` writes the index as a first column without a name.
-            let index = if i == 0 && headers.len() > 1 {
+            let index = if i == 0 && named > 1 {
                 "; a pandas index? write the file with `to_csv(…, index=False)`"
             } else {
                 ""
@@ -522,6 +535,7 @@ impl Table {
                 ),
             ));
         }
+        headers.truncate(named);
         // A file without a header (pandas' `header=None`): its first row of data would name
         // the columns and be lost as data. All numbers, or all but one (a label) with
         // fractional ones among them, are a row of data; whole numbers alone may be names
@@ -582,11 +596,11 @@ impl Table {
                 ));
             }
             record.trim();
-            // A blank line of a CRLF file: its '\r' alone, trimmed.
-            if record.len() == 1 && record[0].is_empty() {
+            // A blank line of a CRLF file (its '\r' alone, trimmed), and rows of empty fields.
+            if record.as_slice().is_empty() && (record.len() == 1 || skip_empty_rows) {
                 continue;
             }
-            if record.len() != headers.len() {
+            if record.len() != width {
                 let comment = if headers[0].starts_with('#') {
                     "; line 1 looks like a comment, which CSV files cannot hold: remove it"
                 } else {
@@ -608,9 +622,20 @@ impl Table {
                          separated by {}){comment}{lines}",
                         record.len(),
                         if record.len() == 1 { "" } else { "s" },
-                        headers.len(),
-                        if headers.len() == 1 { "" } else { "s" },
+                        width,
+                        if width == 1 { "" } else { "s" },
                         separator_name(separator)
+                    ),
+                ));
+            }
+            if let Some(col) = (named..width).find(|&col| !record[col].is_empty()) {
+                return Err(WgradError::data(
+                    path,
+                    format!(
+                        "line {line}: column {} holds {} but has no name in the header (line \
+                         {header_line}); every column with values needs a name",
+                        col + 1,
+                        quoted(&record[col])
                     ),
                 ));
             }
@@ -950,23 +975,26 @@ impl Table {
         })
     }
 
-    /// The error for a missing value in a feature cell.
+    /// The error for a missing value in a feature cell, or in a row of empty fields.
     fn missing_error(&self, row: usize, col: usize) -> WgradError {
         let raw = &self.rows[row][col];
+        let fill = "missing values are errors unless the model was trained to fill them (`wgrad \
+                    train --fill-missing mean|median`, `CsvOptions::fill_missing` in the library)";
+        if self.rows[row].as_slice().is_empty() {
+            return WgradError::data(
+                &self.path,
+                format!(
+                    "line {}: every field is empty, a row of missing values; {fill}",
+                    self.line(row)
+                ),
+            );
+        }
         let what = if raw.is_empty() {
             "empty value".to_string()
         } else {
             format!("missing value ({})", quoted(raw))
         };
-        self.cell_error(
-            row,
-            col,
-            format!(
-                "{what}; missing values are errors unless the model was trained to fill them \
-                 (`wgrad train --fill-missing mean|median`, `CsvOptions::fill_missing` in the \
-                 library)"
-            ),
-        )
+        self.cell_error(row, col, format!("{what}; {fill}"))
     }
 
     /// The index among `categories` of the category in a cell.
@@ -1200,13 +1228,18 @@ impl Table {
         })
     }
 
+    /// The line of the file row `row` starts on.
+    fn line(&self, row: usize) -> u64 {
+        self.rows[row].position().map_or(0, |p| p.line())
+    }
+
     /// An error about one cell: `line L, column "name": message`.
     fn cell_error(&self, row: usize, col: usize, message: String) -> WgradError {
-        let line = self.rows[row].position().map_or(0, |p| p.line());
         WgradError::data(
             &self.path,
             format!(
-                "line {line}, column {}: {message}",
+                "line {}, column {}: {message}",
+                self.line(row),
                 quoted(&self.headers[col])
             ),
         )
