@@ -277,6 +277,63 @@ fn mnist_truncated_files_are_rejected() {
 }
 
 #[test]
+fn mnist_extra_bytes_and_folders_are_named_as_such() {
+    let (images, _) = small_images();
+    let dir = temp_dir("extra");
+    // Junk after a whole gzip stream, short or long: not "corrupt", but extra bytes.
+    let compressed = gzip(&images);
+    for junk in [&b"\n"[..], b"abc", b"trailing text from a download page"] {
+        let mut bytes = compressed.clone();
+        bytes.extend_from_slice(junk);
+        let message = data_error(mnist::read_images(&write(&dir, "junk.gz", &bytes)));
+        let n = junk.len();
+        let (s, are, follow) = if n == 1 {
+            ("", "is", "follows")
+        } else {
+            ("s", "are", "follow")
+        };
+        assert_mentions(
+            &message,
+            &[&format!(
+                "the gzip stream ends at byte {} of the file, but {n} more byte{s} that {are} \
+                 not gzip data {follow}",
+                compressed.len()
+            )],
+        );
+    }
+    // Two gzip members one after the other are one stream, as gzip reads them.
+    let (head, tail) = images.split_at(10);
+    let mut members = gzip(head);
+    members.extend_from_slice(&gzip(tail));
+    mnist::read_images(&write(&dir, "members.gz", &members)).expect("two members");
+    // Extra data inside the stream or the file, one byte or more.
+    let mut long = images.clone();
+    long.push(0);
+    let message = data_error(mnist::read_images(&write(&dir, "long", &long)));
+    assert_mentions(&message, &["but 1 byte follows"]);
+    let message = data_error(mnist::read_images(&write(&dir, "long.gz", &gzip(&long))));
+    assert_mentions(&message, &["but at least one more byte follows"]);
+    // A folder under a file's name.
+    write_mnist_dir(
+        &dir,
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+        [false; 4],
+    );
+    std::fs::remove_file(dir.join("train-labels-idx1-ubyte")).unwrap();
+    std::fs::create_dir(dir.join("train-labels-idx1-ubyte")).unwrap();
+    let message = data_error(mnist::load_dir(&dir));
+    assert_mentions(
+        &message,
+        &["train-labels-idx1-ubyte: is a directory, not the MNIST train labels file"],
+    );
+}
+
+#[test]
 fn mnist_foreign_files_are_rejected_by_magic() {
     let (images, labels) = small_images();
     let dir = temp_dir("magic");
