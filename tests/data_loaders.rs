@@ -277,6 +277,63 @@ fn mnist_truncated_files_are_rejected() {
 }
 
 #[test]
+fn mnist_extra_bytes_and_folders_are_named_as_such() {
+    let (images, _) = small_images();
+    let dir = temp_dir("extra");
+    // Junk after a whole gzip stream, short or long: not "corrupt", but extra bytes.
+    let compressed = gzip(&images);
+    for junk in [&b"\n"[..], b"abc", b"trailing text from a download page"] {
+        let mut bytes = compressed.clone();
+        bytes.extend_from_slice(junk);
+        let message = data_error(mnist::read_images(&write(&dir, "junk.gz", &bytes)));
+        let n = junk.len();
+        let (s, are, follow) = if n == 1 {
+            ("", "is", "follows")
+        } else {
+            ("s", "are", "follow")
+        };
+        assert_mentions(
+            &message,
+            &[&format!(
+                "the gzip stream ends at byte {} of the file, but {n} more byte{s} that {are} \
+                 not gzip data {follow}",
+                compressed.len()
+            )],
+        );
+    }
+    // Two gzip members one after the other are one stream, as gzip reads them.
+    let (head, tail) = images.split_at(10);
+    let mut members = gzip(head);
+    members.extend_from_slice(&gzip(tail));
+    mnist::read_images(&write(&dir, "members.gz", &members)).expect("two members");
+    // Extra data inside the stream or the file, one byte or more.
+    let mut long = images.clone();
+    long.push(0);
+    let message = data_error(mnist::read_images(&write(&dir, "long", &long)));
+    assert_mentions(&message, &["but 1 byte follows"]);
+    let message = data_error(mnist::read_images(&write(&dir, "long.gz", &gzip(&long))));
+    assert_mentions(&message, &["but at least one more byte follows"]);
+    // A folder under a file's name.
+    write_mnist_dir(
+        &dir,
+        [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ],
+        [false; 4],
+    );
+    std::fs::remove_file(dir.join("train-labels-idx1-ubyte")).unwrap();
+    std::fs::create_dir(dir.join("train-labels-idx1-ubyte")).unwrap();
+    let message = data_error(mnist::load_dir(&dir));
+    assert_mentions(
+        &message,
+        &["train-labels-idx1-ubyte: is a directory, not the MNIST train labels file"],
+    );
+}
+
+#[test]
 fn mnist_foreign_files_are_rejected_by_magic() {
     let (images, labels) = small_images();
     let dir = temp_dir("magic");
@@ -1125,6 +1182,168 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
         Err(WgradError::Io { .. }) => {}
         other => panic!("expected WgradError::Io, got {:?}", other.map(|_| ())),
     }
+}
+
+#[test]
+fn csv_quoted_fields_may_span_lines_and_an_unclosed_quote_names_its_line() {
+    let dir = temp_dir("csv-multiline");
+    // As pandas' `to_csv` writes text with line breaks (RFC 4180).
+    let notes = b"a,note,y\n1,\"line one\nline two\",1\n2,plain,0\n\n3,\"p\r\nq\nr\",1\n4,x,0";
+    let path = write(&dir, "notes.csv", notes);
+    let options = data::CsvOptions {
+        ignore: vec!["note".into()],
+        ..Default::default()
+    };
+    let set = data::load_csv_with(&path, &options).expect("multi-line notes load");
+    assert_eq!(set.x.column(0).to_vec(), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(classes(&set.y), [1, 0, 1, 0]);
+    // Later lines keep the file's numbers: after line breaks in fields and blank lines.
+    let path = write(
+        &dir,
+        "later.csv",
+        b"a,note,y\n1,\"one\ntwo\",1\n\n\n2,x,abc\n",
+    );
+    let options = data::CsvOptions {
+        task: CsvTask::Regression,
+        ..options
+    };
+    let message = data_error(data::load_csv_with(&path, &options));
+    assert_mentions(&message, &["line 6, column \"y\": \"abc\" is not a number"]);
+    // A quote never closed runs to the end: the line it opens on is named, after a field
+    // over two lines in the same row.
+    let path = write(
+        &dir,
+        "open.csv",
+        b"a,note,y\n1,x,1\n2,\"one\ntwo\",\"0\n3,x,1\n4,x,0\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 4: the quote opening a field here is never closed",
+            "runs over 3 lines, to the end of the file",
+            "closing quote missing",
+        ],
+    );
+    // Two stray quotes close each other: the field they make is named as such.
+    let path = write(
+        &dir,
+        "stray.csv",
+        b"a,b,label\n1,\"2,x\n3,4,y\n5,\"6,x\n7,8,y\n",
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 2, column \"b\"",
+            "a quoted field over 3 lines: is a quote misplaced?",
+        ],
+    );
+}
+
+#[test]
+fn csv_messages_shorten_long_values() {
+    let dir = temp_dir("csv-long-values");
+    let long = "x".repeat(1_000_000);
+    let path = write(
+        &dir,
+        "long.csv",
+        format!("a,b,label\n1,2,u\n3,{long},v\n").as_bytes(),
+    );
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &[
+            "line 3, column \"b\"",
+            &format!("\"{}…\" (1000000 characters) is not a number", &long[..40]),
+        ],
+    );
+    assert!(message.len() < 300, "{} bytes", message.len());
+    // Labels, and lists of them, too.
+    let path = write(
+        &dir,
+        "label.csv",
+        format!("a,label\n1,0\n2,{long}\n").as_bytes(),
+    );
+    let message = data_error(data::load_csv_with_classes(&path, None, &["0".into()]));
+    assert_mentions(
+        &message,
+        &["line 3", "unknown class \"xxxx", "(1000000 characters)"],
+    );
+    assert!(message.len() < 300, "{} bytes", message.len());
+}
+
+#[test]
+fn csv_missing_markers_not_read_as_missing_get_a_hint() {
+    let dir = temp_dir("csv-missing-markers");
+    // As UCI's Adult writes a missing age; NA and friends stay missing values.
+    for marker in ["?", "-", "--", ".", "n.a.", "na", "Null"] {
+        let text = format!(
+            "age,workclass,income\n39,State-gov,<=50K\n50,Private,>50K\n{marker},Private,>50K\n"
+        );
+        let path = write(&dir, "adult.csv", text.as_bytes());
+        let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+        assert_mentions(
+            &message,
+            &[
+                &format!("line 4, column \"age\": \"{marker}\" is not a number"),
+                "looks like a missing value",
+                "make such cells empty (or NA)",
+                "--fill-missing mean|median",
+            ],
+        );
+    }
+    let path = write(&dir, "na.csv", b"age,income\n39,1.5\n,2.5\nNA,3.5\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(&message, &["line 3, column \"age\": empty value"]);
+    // A target's: such rows are to be left out.
+    let path = write(&dir, "target.csv", b"a,y\n1,1.5\n2,?\n3,2.5\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Regression));
+    assert_mentions(
+        &message,
+        &[
+            "line 3, column \"y\": \"?\" is not a number",
+            "missing targets are not supported",
+        ],
+    );
+}
+
+#[test]
+fn csv_excel_trailing_separators_and_empty_rows() {
+    let dir = temp_dir("csv-excel");
+    // A separator ends every line, and rows of empty fields follow the data.
+    let path = write(
+        &dir,
+        "excel.csv",
+        b"a,b,y,\n1,2,0,\n3,4,1,\n,,,\n5,6,0,\n,,,\n,,,\n",
+    );
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("Excel export loads");
+    assert_eq!(set.feature_names(), ["a", "b"]);
+    assert_eq!(set.target_name.as_deref(), Some("y"));
+    assert_eq!(set.x.column(0).to_vec(), [1.0, 3.0, 5.0]);
+    assert_eq!(classes(&set.y), [0, 1, 0]);
+    // Without the trailing separator: rows of empty fields are skipped too.
+    let path = write(&dir, "gaps.csv", b"a,b,y\n1,2,0\n,,\n3,4,1\n");
+    let set = data::load_csv(&path, None, CsvTask::Auto).expect("empty rows skipped");
+    assert_eq!(classes(&set.y), [0, 1]);
+    // An unnamed column that holds values is still refused, at the line of the value.
+    let path = write(&dir, "values.csv", b"a,b,y,\n1,2,0,\n3,4,1,7\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(
+        &message,
+        &["line 3: column 4 holds \"7\" but has no name in the header"],
+    );
+    let path = write(&dir, "middle.csv", b"a,,y\n1,,0\n3,,1\n");
+    let message = data_error(data::load_csv(&path, None, CsvTask::Auto));
+    assert_mentions(&message, &["line 1: column 2 of the header has no name"]);
+    // Prediction inputs keep such a row, one prediction per row: an error says it is empty.
+    let features = data::features::numeric_columns(["a", "b"]);
+    let path = write(&dir, "predict.csv", b"a,b,\n1,2,\n,,\n");
+    let message = data_error(data::load_features(&path, Some(&features)));
+    assert_mentions(
+        &message,
+        &["line 3: every field is empty", "--fill-missing mean|median"],
+    );
 }
 
 #[test]

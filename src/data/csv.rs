@@ -1,18 +1,20 @@
 //! Comma-separated files with a header row: training and evaluation sets ([`load_csv`],
 //! [`load_csv_with_classes`]) and prediction inputs ([`load_features`]).
 //!
-//! Fields are trimmed of surrounding spaces; blank lines are skipped; a UTF-8 byte-order mark is
-//! ignored. A feature column holds finite numbers in every row, or words in every row
-//! (categories, one-hot encoded: [`FeatureColumn`]); missing values are errors unless
-//! [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every error names the
-//! file, the 1-based line, the column and the offending value, e.g. `line 17, column
-//! "petal_width": "abc" is not a number`.
+//! Fields are trimmed of surrounding spaces; quoted ones may hold separators and line breaks
+//! (RFC 4180, as pandas writes text); blank lines are skipped, as are rows of empty fields in a
+//! labelled file, and a last column without a name that holds nothing is dropped (Excel writes
+//! both); a UTF-8 byte-order mark is ignored. A feature column holds finite numbers in every
+//! row, or words in every row (categories, one-hot encoded: [`FeatureColumn`]); missing values
+//! are errors unless [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every
+//! error names the file, the 1-based line, the column and the offending value, e.g. `line 17,
+//! column "petal_width": "abc" is not a number`.
 
 use super::Dataset;
 use super::features::{FeatureColumn, MAX_CATEGORIES};
 use crate::error::{Result, WgradError};
 use crate::train::Targets;
-use ::csv::{ReaderBuilder, StringRecord, Terminator, Trim};
+use ::csv::{ReaderBuilder, StringRecord, Terminator};
 use ndarray::Array2;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -27,6 +29,9 @@ const MISSING_MARKERS: &[&str] = &[
     "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
     "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ];
+
+/// Follows the input's text, quoted as a row of its own ([`Table::read`]): no file holds it.
+const END: &str = "\0wgrad: end of input\0";
 
 /// Under [`CsvTask::Auto`], an all-integer target column with at most this many distinct values
 /// is read as class labels.
@@ -139,7 +144,7 @@ impl FromStr for Fill {
 /// missing values filled.
 pub fn load_csv_with(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Dataset> {
     let path = path.as_ref();
-    labelled(Table::read(path, open(path)?)?, options)
+    labelled(Table::read(path, open(path)?, true)?, options)
 }
 
 /// [`load_csv`] on CSV text from `reader`; `source` names it in error messages.
@@ -154,7 +159,7 @@ pub fn load_csv_from_reader(
         task,
         ..CsvOptions::default()
     };
-    labelled(Table::read(source, reader)?, &options)
+    labelled(Table::read(source, reader, true)?, &options)
 }
 
 /// [`load_csv_with`] on a table read.
@@ -200,10 +205,10 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
                 return Err(WgradError::data(
                     source,
                     format!(
-                        "the target column {:?} holds {} distinct numbers, not all integers, to \
+                        "the target column {} holds {} distinct numbers, not all integers, to \
                          classify: numbers to predict are a regression target (`--task \
                          regression`, CsvTask::Regression)",
-                        table.headers[target_col],
+                        quoted(&table.headers[target_col]),
                         names.len()
                     ),
                 ));
@@ -212,10 +217,11 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
                 return Err(WgradError::data(
                     source,
                     format!(
-                        "the target column {:?} holds one class only ({:?}); a classifier \
+                        "the target column {} holds one class only ({}); a classifier \
                          needs at least two (numbers to predict are a regression target: \
                          CsvTask::Regression, `--task regression`)",
-                        table.headers[target_col], names[0]
+                        quoted(&table.headers[target_col]),
+                        quoted(&names[0])
                     ),
                 ));
             }
@@ -255,7 +261,7 @@ pub fn load_csv_with_classes_from_reader(
     target: Option<&str>,
     class_names: &[String],
 ) -> Result<Dataset> {
-    let table = Table::read(source, reader)?;
+    let table = Table::read(source, reader, true)?;
     let target_col = table.target_column(target)?;
     let columns: Vec<(usize, FeatureColumn)> = (0..table.headers.len())
         .filter(|&col| col != target_col)
@@ -288,7 +294,7 @@ pub fn load_csv_for_model(
     target_offset: Option<f64>,
 ) -> Result<Dataset> {
     let path = path.as_ref();
-    let table = Table::read(path, open(path)?)?;
+    let table = Table::read(path, open(path)?, true)?;
     let feature_cols = table.columns_of(features)?;
     let is_feature = |col: usize| feature_cols.iter().any(|(c, _)| *c == col);
     let target_col = match target {
@@ -297,7 +303,10 @@ pub fn load_csv_for_model(
             if is_feature(col) {
                 return Err(WgradError::data(
                     path,
-                    format!("the target {name:?} is one of the model's feature columns"),
+                    format!(
+                        "the target {} is one of the model's feature columns",
+                        quoted(name)
+                    ),
                 ));
             }
             col
@@ -364,7 +373,7 @@ pub fn load_features_from_reader(
     reader: impl Read,
     expected_columns: Option<&[FeatureColumn]>,
 ) -> Result<(Array2<f32>, Vec<String>)> {
-    let table = Table::read(source, reader)?;
+    let table = Table::read(source, reader, false)?;
     let columns: Vec<(usize, FeatureColumn)> = match expected_columns {
         None => (0..table.headers.len())
             .map(|c| (c, FeatureColumn::numeric(&table.headers[c])))
@@ -397,8 +406,14 @@ impl Table {
     /// Reads CSV text from `input` (read from `path`) and checks the shape: a header naming
     /// every column uniquely, then at least one row, every row as wide as the header. The
     /// fields are separated by commas, or by the separator the header uses instead
-    /// ([`separator`]).
-    fn read<'r>(path: &Path, input: impl Read + 'r) -> Result<Table> {
+    /// ([`separator`]). Quoted fields may hold line breaks (RFC 4180); a quote never closed
+    /// is an error naming the line it opens on. A last column without a name (a trailing
+    /// separator on every line, as Excel writes) is dropped if empty in every row. Rows whose
+    /// every field is empty (as Excel leaves below a sheet's data) are skipped with
+    /// `skip_empty_rows`, for a labelled file (they hold no target, so no sample); prediction
+    /// inputs keep them, as predictions go one per row: filled where the model fills missing
+    /// values, else an error saying the line is empty.
+    fn read<'r>(path: &Path, input: impl Read + 'r, skip_empty_rows: bool) -> Result<Table> {
         // Gzipped text (`iris.csv.gz`, known by its first bytes) is read uncompressed, as
         // pandas' `read_csv` does.
         let mut raw = BufReader::new(input);
@@ -421,12 +436,18 @@ impl Table {
             }
         };
         let separator = separator(input.fill_buf().map_err(damaged)?);
+        // A quote left open is told by the input's end: [`END`] follows the text as a row of
+        // its own, which a field still open at the end takes in instead ([`unclosed`]).
+        let input = input
+            .chain(&b"\n\""[..])
+            .chain(END.as_bytes())
+            .chain(&b"\"\n"[..]);
         // Records end at '\n' (a CRLF line's '\r' is trimmed with the last field): with the
         // reader's CRLF terminator, lines after the first of a CRLF file were counted one short.
+        // Fields are trimmed here, once the line breaks in them are counted.
         let mut reader = ReaderBuilder::new()
-            .has_headers(true)
+            .has_headers(false)
             .flexible(true)
-            .trim(Trim::All)
             .terminator(Terminator::Any(b'\n'))
             .delimiter(separator)
             .from_reader(input);
@@ -449,12 +470,31 @@ impl Table {
                 WgradError::data(path, e.to_string())
             }
         };
-        let headers: Vec<String> = reader
-            .headers()
-            .map_err(csv_error)?
-            .iter()
-            .map(str::to_string)
-            .collect();
+        // The line a record starts on: the line the reader has reached, less the record's own
+        // (the reader's position of a record is that of the blank lines before it, if any).
+        let mut header = StringRecord::new();
+        reader.read_record(&mut header).map_err(csv_error)?;
+        let header_line = reader.position().line() - 1 - line_breaks(header.as_slice());
+        if header.len() == 1 && &header[0] == END {
+            return Err(WgradError::data(
+                path,
+                "the file is empty: expected a header row naming the columns, then data rows",
+            ));
+        }
+        if let Some(name) = unclosed(&header[header.len() - 1]) {
+            return Err(WgradError::data(
+                path,
+                format!(
+                    "line {header_line}: the quote opening column name {} is never closed, so \
+                     the name runs over {} lines, to the end of the file; is its closing quote \
+                     missing?",
+                    quoted(name.lines().next().unwrap_or_default()),
+                    name.trim_end().lines().count()
+                ),
+            ));
+        }
+        header.trim();
+        let mut headers: Vec<String> = header.iter().map(str::to_string).collect();
         if headers.is_empty() || headers == [""] {
             return Err(WgradError::data(
                 path,
@@ -465,16 +505,23 @@ impl Table {
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1: the quoted column name {:?} runs over {} lines; is its closing \
-                     quote missing?",
-                    name.lines().next().unwrap_or_default(),
+                    "line {header_line}: the quoted column name {} runs over {} lines; a column \
+                     name must be one line",
+                    quoted(name.lines().next().unwrap_or_default()),
                     name.lines().count()
                 ),
             ));
         }
-        if let Some(i) = headers.iter().position(|h| h.is_empty()) {
+        // Excel ends every line of some sheets with a separator: a last column without a name,
+        // dropped where every row leaves it empty (checked row by row below).
+        let width = headers.len();
+        let named = headers
+            .iter()
+            .rposition(|h| !h.is_empty())
+            .map_or(width, |last| last + 1);
+        if let Some(i) = headers[..named].iter().position(|h| h.is_empty()) {
             // pandas' `to_csv()` writes the index as a first column without a name.
-            let index = if i == 0 && headers.len() > 1 {
+            let index = if i == 0 && named > 1 {
                 "; a pandas index? write the file with `to_csv(…, index=False)`"
             } else {
                 ""
@@ -482,12 +529,13 @@ impl Table {
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1: column {} of the header has no name; every column needs \
-                     one{index}",
+                    "line {header_line}: column {} of the header has no name; every column \
+                     needs one{index}",
                     i + 1
                 ),
             ));
         }
+        headers.truncate(named);
         // A file without a header (pandas' `header=None`): its first row of data would name
         // the columns and be lost as data. All numbers, or all but one (a label) with
         // fractional ones among them, are a row of data; whole numbers alone may be names
@@ -503,8 +551,8 @@ impl Table {
             return Err(WgradError::data(
                 path,
                 format!(
-                    "line 1 holds numbers ({}), which look like data rather than column names: \
-                     a header row naming the columns is required",
+                    "line {header_line} holds numbers ({}), which look like data rather than \
+                     column names: a header row naming the columns is required",
                     list(&headers)
                 ),
             ));
@@ -513,47 +561,87 @@ impl Table {
         if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
             return Err(WgradError::data(
                 path,
-                format!("line 1: column name {dup:?} appears more than once in the header"),
+                format!(
+                    "line {header_line}: column name {} appears more than once in the header",
+                    quoted(dup)
+                ),
             ));
         }
         let mut rows = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(csv_error)?;
-            // A blank line of a CRLF file: its '\r' alone, trimmed.
-            if record.len() == 1 && record[0].is_empty() {
-                continue;
+        loop {
+            let mut record = StringRecord::new();
+            if !reader.read_record(&mut record).map_err(csv_error)? {
+                break;
             }
-            let line = record.position().map_or(0, |p| p.line());
-            if let Some(field) = record.iter().find(|field| field.contains(['\n', '\r'])) {
-                // Legal CSV, but no number or label holds a line break: a quote left open.
-                let lines = field.lines().count();
+            if record.len() == 1 && &record[0] == END {
+                break;
+            }
+            let breaks = line_breaks(record.as_slice());
+            let line = reader.position().line() - 1 - breaks;
+            let last = &record[record.len() - 1];
+            if breaks > 0
+                && let Some(text) = unclosed(last)
+            {
+                // It ran to the end, so it is the record's last field; it opened on the line
+                // of the fields before it.
                 return Err(WgradError::data(
                     path,
                     format!(
-                        "line {line}: a quoted field runs over {lines} lines; is its closing \
-                         quote missing?"
+                        "line {}: the quote opening a field here is never closed, so the field \
+                         runs over {} lines, to the end of the file; is its closing quote \
+                         missing?",
+                        line + breaks - line_breaks(last),
+                        text.trim_end().lines().count()
                     ),
                 ));
             }
-            if record.len() != headers.len() {
+            record.trim();
+            // A blank line of a CRLF file (its '\r' alone, trimmed), and rows of empty fields.
+            if record.as_slice().is_empty() && (record.len() == 1 || skip_empty_rows) {
+                continue;
+            }
+            if record.len() != width {
                 let comment = if headers[0].starts_with('#') {
                     "; line 1 looks like a comment, which CSV files cannot hold: remove it"
                 } else {
                     ""
                 };
+                let lines = if breaks > 0 {
+                    format!(
+                        "; the row runs over lines {line}–{}, as a quoted field in it holds line \
+                         breaks: is a quote misplaced?",
+                        line + breaks
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(WgradError::data(
                     path,
                     format!(
                         "line {line}: {} field{}, but the header has {} column{} (fields \
-                         separated by {}){comment}",
+                         separated by {}){comment}{lines}",
                         record.len(),
                         if record.len() == 1 { "" } else { "s" },
-                        headers.len(),
-                        if headers.len() == 1 { "" } else { "s" },
+                        width,
+                        if width == 1 { "" } else { "s" },
                         separator_name(separator)
                     ),
                 ));
             }
+            if let Some(col) = (named..width).find(|&col| !record[col].is_empty()) {
+                return Err(WgradError::data(
+                    path,
+                    format!(
+                        "line {line}: column {} holds {} but has no name in the header (line \
+                         {header_line}); every column with values needs a name",
+                        col + 1,
+                        quoted(&record[col])
+                    ),
+                ));
+            }
+            let mut position = ::csv::Position::new();
+            position.set_line(line);
+            record.set_position(Some(position));
             rows.push(record);
         }
         if rows.is_empty() {
@@ -627,7 +715,8 @@ impl Table {
                             row,
                             col,
                             format!(
-                                "unknown class {label:?}; the known classes are {}",
+                                "unknown class {}; the known classes are {}",
+                                quoted(label),
                                 list(class_names)
                             ),
                         )
@@ -645,7 +734,8 @@ impl Table {
                 WgradError::data(
                     &self.path,
                     format!(
-                        "no target column {name:?}; the columns are {}",
+                        "no target column {}; the columns are {}",
+                        quoted(name),
                         list(&self.headers)
                     ),
                 )
@@ -673,11 +763,14 @@ impl Table {
                         .headers
                         .iter()
                         .find(|h| h.eq_ignore_ascii_case(name.trim()))
-                        .map_or(String::new(), |h| format!(" (names are exact: {h:?}?)"));
+                        .map_or(String::new(), |h| {
+                            format!(" (names are exact: {}?)", quoted(h))
+                        });
                     WgradError::data(
                         &self.path,
                         format!(
-                            "no column {name:?} to ignore{similar}; the columns are {}",
+                            "no column {} to ignore{similar}; the columns are {}",
+                            quoted(name),
                             list(&self.headers)
                         ),
                     )
@@ -689,8 +782,8 @@ impl Table {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "the column {:?} is the target; it cannot be ignored too",
-                    self.headers[target]
+                    "the column {} is the target; it cannot be ignored too",
+                    quoted(&self.headers[target])
                 ),
             ));
         }
@@ -702,13 +795,13 @@ impl Table {
                 &self.path,
                 match ignored.is_empty() {
                     true => format!(
-                        "no feature columns: the only column is the target {:?}",
-                        self.headers[target]
+                        "no feature columns: the only column is the target {}",
+                        quoted(&self.headers[target])
                     ),
                     false => format!(
-                        "no feature columns: besides the target {:?}, every column is ignored \
+                        "no feature columns: besides the target {}, every column is ignored \
                          ({})",
-                        self.headers[target],
+                        quoted(&self.headers[target]),
                         list(ignore)
                     ),
                 },
@@ -729,21 +822,23 @@ impl Table {
         let Some(words) = self.words(col) else {
             return Ok(FeatureColumn::numeric(name));
         };
-        let quoted = if name.contains([' ', ',', '"', '\'']) {
+        // Whole, as a command to copy: the one name not [`quoted`].
+        let argument = if name.contains([' ', ',', '"', '\'']) {
             format!("{name:?}")
         } else {
             name.clone()
         };
         let leave_out = format!(
-            "leave it out (`--ignore {quoted}` on the command line, `CsvOptions::ignore` in \
+            "leave it out (`--ignore {argument}` on the command line, `CsvOptions::ignore` in \
              the library)"
         );
         if words.len() == self.rows.len() && self.rows.len() >= 20 {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "every row of column {name:?} holds a different word ({} rows): names or \
+                    "every row of column {} holds a different word ({} rows): names or \
                      identifiers, not categories a model could learn from; {leave_out}",
+                    quoted(name),
                     self.rows.len()
                 ),
             ));
@@ -752,8 +847,9 @@ impl Table {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "column {name:?} holds {} different words, too many to be categories (at \
+                    "column {} holds {} different words, too many to be categories (at \
                      most {MAX_CATEGORIES}); if they are names or identifiers, {leave_out}",
+                    quoted(name),
                     words.len()
                 ),
             ));
@@ -859,9 +955,9 @@ impl Table {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "column {:?} has no values to fill its missing ones from (every cell is \
+                    "column {} has no values to fill its missing ones from (every cell is \
                      missing: --ignore it)",
-                    self.headers[col]
+                    quoted(&self.headers[col])
                 ),
             ));
         }
@@ -879,23 +975,26 @@ impl Table {
         })
     }
 
-    /// The error for a missing value in a feature cell.
+    /// The error for a missing value in a feature cell, or in a row of empty fields.
     fn missing_error(&self, row: usize, col: usize) -> WgradError {
         let raw = &self.rows[row][col];
+        let fill = "missing values are errors unless the model was trained to fill them (`wgrad \
+                    train --fill-missing mean|median`, `CsvOptions::fill_missing` in the library)";
+        if self.rows[row].as_slice().is_empty() {
+            return WgradError::data(
+                &self.path,
+                format!(
+                    "line {}: every field is empty, a row of missing values; {fill}",
+                    self.line(row)
+                ),
+            );
+        }
         let what = if raw.is_empty() {
             "empty value".to_string()
         } else {
-            format!("missing value ({raw:?})")
+            format!("missing value ({})", quoted(raw))
         };
-        self.cell_error(
-            row,
-            col,
-            format!(
-                "{what}; missing values are errors unless the model was trained to fill them \
-                 (`wgrad train --fill-missing mean|median`, `CsvOptions::fill_missing` in the \
-                 library)"
-            ),
-        )
+        self.cell_error(row, col, format!("{what}; {fill}"))
     }
 
     /// The index among `categories` of the category in a cell.
@@ -912,7 +1011,8 @@ impl Table {
                     row,
                     col,
                     format!(
-                        "unknown category {raw:?}; the model was trained on {}",
+                        "unknown category {}; the model was trained on {}",
+                        quoted(raw),
                         list(categories)
                     ),
                 )
@@ -943,7 +1043,7 @@ impl Table {
                         if raw.is_empty() {
                             "empty value".to_string()
                         } else {
-                            format!("missing value ({raw:?})")
+                            format!("missing value ({})", quoted(raw))
                         }
                     ),
                 ),
@@ -962,9 +1062,9 @@ impl Table {
                     stray,
                     col,
                     format!(
-                        "{:?} is a number in a column of words; a column holds numbers or \
+                        "{} is a number in a column of words; a column holds numbers or \
                          categories, not both",
-                        &self.rows[stray][col]
+                        quoted(&self.rows[stray][col])
                     ),
                 );
             }
@@ -972,6 +1072,24 @@ impl Table {
             // text is named as it is.
             let hint = if let Some(hint) = number_written_otherwise(raw) {
                 format!("; {hint}")
+            } else if looks_missing(raw) {
+                let what = "; it looks like a missing value, but only empty cells and markers \
+                            such as NA, NaN, null and N/A are read as missing:";
+                match role {
+                    Role::Feature => format!(
+                        "{what} make such cells empty (or NA), then have them filled (`wgrad \
+                         train --fill-missing mean|median`, `CsvOptions::fill_missing` in the \
+                         library)"
+                    ),
+                    Role::Target => {
+                        format!("{what} missing targets are not supported, so leave such rows out")
+                    }
+                }
+            } else if raw.contains('\n') {
+                format!(
+                    "; it is a quoted field over {} lines: is a quote misplaced?",
+                    raw.lines().count()
+                )
             } else if role == Role::Feature
                 && let Some(words) = self.words(col)
             {
@@ -989,7 +1107,7 @@ impl Table {
             } else {
                 String::new()
             };
-            self.cell_error(row, col, format!("{raw:?} is not a number{hint}"))
+            self.cell_error(row, col, format!("{} is not a number{hint}", quoted(raw)))
         })?;
         if !value.is_finite() {
             let why = if raw.parse::<f64>().is_ok_and(f64::is_finite) {
@@ -997,7 +1115,7 @@ impl Table {
             } else {
                 "is not a finite number (NaN and infinities are not allowed)"
             };
-            return Err(self.cell_error(row, col, format!("{raw:?} {why}")));
+            return Err(self.cell_error(row, col, format!("{} {why}", quoted(raw))));
         }
         Ok(value)
     }
@@ -1045,7 +1163,7 @@ impl Table {
             return Err(self.cell_error(
                 row,
                 col,
-                format!("missing label ({raw:?}); every row needs a label"),
+                format!("missing label ({}); every row needs a label", quoted(raw)),
             ));
         }
         Ok(raw)
@@ -1110,12 +1228,20 @@ impl Table {
         })
     }
 
+    /// The line of the file row `row` starts on.
+    fn line(&self, row: usize) -> u64 {
+        self.rows[row].position().map_or(0, |p| p.line())
+    }
+
     /// An error about one cell: `line L, column "name": message`.
     fn cell_error(&self, row: usize, col: usize, message: String) -> WgradError {
-        let line = self.rows[row].position().map_or(0, |p| p.line());
         WgradError::data(
             &self.path,
-            format!("line {line}, column {:?}: {message}", self.headers[col]),
+            format!(
+                "line {}, column {}: {message}",
+                self.line(row),
+                quoted(&self.headers[col])
+            ),
         )
     }
 }
@@ -1208,6 +1334,17 @@ fn missing(raw: &str) -> bool {
     raw.is_empty() || MISSING_MARKERS.contains(&raw)
 }
 
+/// Whether a cell that is not a number looks like a missing value written otherwise than
+/// [`MISSING_MARKERS`] hold: `?` (as UCI sets such as Adult write them), dashes or dots, a marker
+/// in another case (`na`, `Null`), `n.a.`, `nil` or `missing`.
+fn looks_missing(raw: &str) -> bool {
+    raw.bytes().all(|b| b"?-.".contains(&b))
+        || MISSING_MARKERS.iter().any(|m| m.eq_ignore_ascii_case(raw))
+        || ["n.a.", "n.a", "nil", "missing"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(raw))
+}
+
 /// Whether a cell holds a number, as written or in a form [`number_written_otherwise`] names.
 fn numeric(raw: &str) -> bool {
     raw.parse::<f64>().is_ok() || number_written_otherwise(raw).is_some()
@@ -1270,19 +1407,48 @@ fn separator_name(separator: u8) -> &'static str {
     }
 }
 
+/// The text of a field whose quote was never closed: it took in the [`END`] row that follows
+/// the input (its quote closing the field's, so the field ends in `END"`), given without it.
+fn unclosed(field: &str) -> Option<&str> {
+    field.strip_suffix('"')?.strip_suffix(END)
+}
+
+/// The line breaks in `text`, counted only where there is one (rarely, in a quoted field).
+fn line_breaks(text: &str) -> u64 {
+    if text.contains('\n') {
+        text.bytes().filter(|&b| b == b'\n').count() as u64
+    } else {
+        0
+    }
+}
+
+/// Text from the file as a message quotes it: whole up to 40 characters, else its first 40,
+/// `…` and its length (a 50 MB field made a 50 MB message).
+fn quoted(text: &str) -> String {
+    const SHOWN: usize = 40;
+    match text.char_indices().nth(SHOWN) {
+        None => format!("{text:?}"),
+        Some((end, _)) => format!(
+            "\"{}…\" ({} characters)",
+            text[..end].escape_debug(),
+            text.chars().count()
+        ),
+    }
+}
+
 /// `path` opened for buffered reading.
 fn open(path: &Path) -> Result<BufReader<File>> {
     let file = File::open(path).map_err(|e| WgradError::io(path, e))?;
     Ok(BufReader::new(file))
 }
 
-/// Up to 20 names, quoted and comma-separated, then how many more.
+/// Up to 20 names, [`quoted`] and comma-separated, then how many more.
 fn list<S: AsRef<str>>(names: &[S]) -> String {
     const SHOWN: usize = 20;
     let mut out = names
         .iter()
         .take(SHOWN)
-        .map(|n| format!("{:?}", n.as_ref()))
+        .map(|n| quoted(n.as_ref()))
         .collect::<Vec<_>>()
         .join(", ");
     if names.len() > SHOWN {

@@ -201,16 +201,25 @@ fn find_file(dir: &Path, split: &str, kind: &str, dims: u8) -> Result<PathBuf> {
     .into_iter()
     .flat_map(|base| [format!("{base}.gz"), base])
     .collect();
-    names
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.is_file())
-        .ok_or_else(|| {
-            WgradError::data(
-                dir,
-                format!("no MNIST {split} {kind} file; tried {}", names.join(", ")),
-            )
-        })
+    let paths: Vec<PathBuf> = names.iter().map(|name| dir.join(name)).collect();
+    if let Some(path) = paths.iter().find(|path| path.is_file()) {
+        return Ok(path.clone());
+    }
+    // A folder under a file's name (an archive unpacked into one) is named as such.
+    if let Some(folder) = paths.iter().find(|path| path.is_dir()) {
+        return Err(WgradError::data(
+            folder,
+            format!(
+                "is a directory, not the MNIST {split} {kind} file: put the IDX file itself \
+                 in {} under this name",
+                dir.display()
+            ),
+        ));
+    }
+    Err(WgradError::data(
+        dir,
+        format!("no MNIST {split} {kind} file; tried {}", names.join(", ")),
+    ))
 }
 
 /// Length in bytes of the header of an IDX file with `dims` dimensions.
@@ -241,10 +250,20 @@ fn parse_idx(
     // In a gzipped file, offsets count decompressed bytes.
     let where_ = if gzipped { " (decompressed)" } else { "" };
     let corrupt = |e: io::Error, at: usize| {
-        WgradError::data(
-            path,
-            format!("gzip data is corrupt after {at} decompressed bytes: {e}"),
-        )
+        let message = match junk_after_gzip(raw) {
+            Some(end) => {
+                let n = raw.len() - end;
+                format!(
+                    "the gzip stream ends at byte {end} of the file, but {n} more byte{} \
+                     that {} not gzip data follow{}; was something appended to the file?",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "is" } else { "are" },
+                    if n == 1 { "s" } else { "" },
+                )
+            }
+            None => format!("gzip data is corrupt after {at} decompressed bytes: {e}"),
+        };
+        WgradError::data(path, message)
     };
     let expected_magic = 0x0800 | u32::from(expected_dims);
 
@@ -390,20 +409,33 @@ fn parse_idx(
     let mut probe = [0u8; 1];
     let end = header_len + data.len();
     if read_up_to(&mut reader, &mut probe).map_err(|e| corrupt(e, end))? > 0 {
-        let extra = if gzipped {
-            String::from("at least one byte")
-        } else {
-            format!("{} bytes", raw.len() - end)
+        let extra = match raw.len() - end {
+            _ if gzipped => String::from("at least one more byte follows"),
+            1 => String::from("1 byte follows"),
+            n => format!("{n} bytes follow"),
         };
         return Err(WgradError::data(
             path,
             format!(
                 "unexpected data at byte {end}{where_}: the header claims {sizes} = {claimed} \
-                 bytes after the {header_len}-byte header, but {extra} follow"
+                 bytes after the {header_len}-byte header, but {extra}"
             ),
         ));
     }
     Ok((dims, data))
+}
+
+/// Where the gzip members at the start of `raw` end, when bytes that are not gzip data follow
+/// them (a gzip reader fails on those as on damaged data); `None` if the members run to the end
+/// of `raw` or one is itself damaged.
+fn junk_after_gzip(raw: &[u8]) -> Option<usize> {
+    let mut rest = raw;
+    while rest.starts_with(&GZIP_MAGIC) {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        io::copy(&mut member, &mut io::sink()).ok()?;
+        rest = member.into_inner();
+    }
+    (!rest.is_empty() && rest.len() < raw.len()).then_some(raw.len() - rest.len())
 }
 
 /// Fills `buf` from `reader` until it is full or the input ends; returns the bytes read.
