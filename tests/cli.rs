@@ -1088,6 +1088,10 @@ fn bad_options_are_clear_errors() {
              regression is a regression target from -0.9",
         ),
         (
+            &["train", "--data", "xor", "--categorical", "x0"],
+            "--categorical: reads a CSV file's columns as categories; xor is not one",
+        ),
+        (
             &["train", "--data", "xor", "--checkpoint-every", "0"],
             "--checkpoint-every: must be at least 1 epoch, got 0",
         ),
@@ -1773,6 +1777,61 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "no epoch ended with finite weights, so nothing of this run was saved",
     );
     assert!(!fresh.exists());
+}
+
+#[test]
+fn integer_codes_named_categorical_are_learnt_as_categories() {
+    let dir = temp_dir("codes");
+    // y = 2a − b + an effect per region, the regions coded 1–4 in no order of their effects.
+    let effect = [0.0, 5.0, -5.0, 10.0];
+    let write = |name: &str, rows: usize, shift: usize| {
+        let mut csv = String::from("a,b,region,y\n");
+        for i in shift..shift + rows {
+            let (a, b) = (
+                ((i * 37) % 101) as f32 / 50.0 - 1.0,
+                ((i * 53) % 97) as f32 / 48.0 - 1.0,
+            );
+            let region = 1 + (i * 7 + i / 5) % 4;
+            csv += &format!("{a},{b},{region},{}\n", 2.0 * a - b + effect[region - 1]);
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, csv).unwrap();
+        path
+    };
+    let (train, test) = (write("train.csv", 400, 0), write("test.csv", 200, 1000));
+    let r2 = |categorical: &[&str]| {
+        let model = dir.join(format!("model{}", categorical.len()));
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&train),
+            "--epochs",
+            "100",
+            "--device",
+            "cpu",
+        ];
+        args.extend(["--no-plots", "--quiet", "--out", s(&model)]);
+        args.extend(categorical);
+        ok(&args);
+        let eval = ok(&[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            s(&test),
+            "--device",
+            "cpu",
+        ]);
+        (r2_in(&eval), model)
+    };
+    let (as_numbers, _) = r2(&[]);
+    let (as_categories, model) = r2(&["--categorical", "region"]);
+    assert!(
+        as_categories > 0.98 && as_categories > as_numbers + 0.05,
+        "R² {as_categories} as categories, {as_numbers} as numbers"
+    );
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(summary.contains("region (1 | 2 | 3 | 4)"), "{summary}");
 }
 
 #[test]

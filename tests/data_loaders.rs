@@ -914,8 +914,76 @@ fn load_ignoring(
         task,
         ignore: ignore.to_vec(),
         fill_missing: None,
+        ..data::CsvOptions::default()
     };
     data::load_csv_with(path, &options)
+}
+
+#[test]
+fn csv_columns_of_codes_are_categories_when_named_so() {
+    let dir = temp_dir("csv-codes");
+    let path = write(
+        &dir,
+        "stores.csv",
+        b"size,store,sales\n1.5,10,3\n2.5,2,4\n0.5,10,1\n1.0,7,2\n2.0,,5\n",
+    );
+    let options = |categorical: &[&str]| data::CsvOptions {
+        categorical: categorical.iter().map(|c| c.to_string()).collect(),
+        fill_missing: Some(data::Fill::Mean),
+        ..Default::default()
+    };
+    // As numbers by default; named, one input per code, in the codes' order (2 before 10),
+    // a missing code none of them.
+    let plain = data::load_csv_with(&path, &options(&[])).expect("numbers");
+    assert_eq!(plain.feature_names(), ["size", "store"]);
+    let set = data::load_csv_with(&path, &options(&["store"])).expect("codes");
+    assert_eq!(
+        set.features[1],
+        FeatureColumn {
+            fill: Some(0.0),
+            ..FeatureColumn::categorical("store", vec!["2".into(), "7".into(), "10".into()])
+        }
+    );
+    assert_eq!(
+        set.x.column(3).to_vec(),
+        [1.0, 0.0, 1.0, 0.0, 0.0],
+        "store=10 in rows 1 and 3"
+    );
+    assert_eq!(
+        set.x.row(4).to_vec(),
+        [2.0, 0.0, 0.0, 0.0],
+        "a missing code"
+    );
+    // A code written as another number is the same category; an unknown one is named.
+    let new = write(&dir, "new.csv", b"size,store\n1,7.0\n1,3\n");
+    let message = data_error(data::load_features(&new, Some(&set.features)));
+    assert_mentions(
+        &message,
+        &["line 3", "unknown category \"3\"", "leave such rows out"],
+    );
+    let new = write(&dir, "known.csv", b"size,store\n1,7.0\n1,10\n");
+    let (x, _) = data::load_features(&new, Some(&set.features)).expect("known codes");
+    assert_eq!(x.row(0).to_vec(), [1.0, 0.0, 1.0, 0.0]);
+    // Names as --ignore takes them; the target and an ignored column are not features.
+    for (categorical, expected) in [
+        (
+            &["Store"][..],
+            "no column \"Store\" to read as categories (names are exact: \"store\"?)",
+        ),
+        (&["sales"], "the column \"sales\" is the target"),
+    ] {
+        let message = data_error(data::load_csv_with(&path, &options(categorical)));
+        assert_mentions(&message, &[expected]);
+    }
+    let both = data::CsvOptions {
+        ignore: vec!["store".into()],
+        ..options(&["size,store"])
+    };
+    let message = data_error(data::load_csv_with(&path, &both));
+    assert_mentions(
+        &message,
+        &["\"store\" is both ignored and to be read as categories"],
+    );
 }
 
 #[test]

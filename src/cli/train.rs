@@ -35,6 +35,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "COLUMNS")]
     #[serde(default)]
     pub ignore: Vec<String>,
+    /// CSV: columns to read as categories whatever they hold, e.g. --categorical region,store
+    /// for integer codes (columns of words are categories anyway).
+    #[arg(long, value_name = "COLUMNS")]
+    #[serde(default)]
+    pub categorical: Vec<String>,
     /// CSV: fill missing feature values with the column's mean or median (a column of
     /// categories: none of them); the model keeps the values for eval and predict. Default:
     /// a missing value is an error.
@@ -212,6 +217,7 @@ impl TrainArgs {
             target: None,
             task: "auto".into(),
             ignore: Vec::new(),
+            categorical: Vec::new(),
             fill_missing: None,
             layers: Some("784,128,10".into()),
             activation: "relu".into(),
@@ -663,6 +669,11 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             "leaves out a CSV file's columns",
         ),
         (
+            "categorical",
+            !args.categorical.is_empty(),
+            "reads a CSV file's columns as categories",
+        ),
+        (
             "fill-missing",
             args.fill_missing.is_some(),
             "fills a CSV file's missing values",
@@ -706,6 +717,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
                 target: args.target.clone(),
                 task,
                 ignore: args.ignore.clone(),
+                categorical: args.categorical.clone(),
                 fill_missing,
             };
             source.load_with(&csv, args.seed)?

@@ -110,6 +110,10 @@ pub struct CsvOptions {
     /// pandas' `drop(columns=…)`: each entry a column's name, or names joined by commas
     /// (`"id,name"`) where no column has the whole entry as its name.
     pub ignore: Vec<String>,
+    /// Columns to read as categories whatever they hold, as pandas' `astype("category")`:
+    /// integer codes (a region 1–4, a store number) are labels, not quantities. Named as
+    /// [`CsvOptions::ignore`] names them.
+    pub categorical: Vec<String>,
     /// How to fill missing feature values (empty cells and pandas' markers such as `NA`):
     /// `None` makes one an error. The statistic is of the file's rows (a validation part
     /// split from them later included), and models keep it to fill missing cells of the data
@@ -166,7 +170,7 @@ pub fn load_csv_from_reader(
 fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
     let source = table.path.as_path();
     let target_col = table.target_column(options.target.as_deref())?;
-    let mut features = table.features_except(target_col, &options.ignore)?;
+    let mut features = table.features_except(target_col, &options.ignore, &options.categorical)?;
     if let Some(fill) = options.fill_missing {
         for (col, column) in &mut features {
             column.fill = Some(match column.categories {
@@ -744,39 +748,34 @@ impl Table {
     }
 
     /// Every column but `target` and those named in `ignore`, as feature columns: a column
-    /// of words (no number in it) holds categories, any other numbers.
+    /// of words (no number in it), or one named in `categorical`, holds categories, any other
+    /// numbers.
     fn features_except(
         &self,
         target: usize,
         ignore: &[String],
+        categorical: &[String],
     ) -> Result<Vec<(usize, FeatureColumn)>> {
-        // An entry is a column's name or, if no column has it, names joined by commas.
-        let mut ignored = Vec::new();
-        for entry in ignore {
-            let names: Vec<&str> = match self.find(entry) {
-                Some(_) => vec![entry.as_str()],
-                None => entry.split(',').filter(|n| !n.trim().is_empty()).collect(),
-            };
-            for name in names {
-                let col = self.find(name).ok_or_else(|| {
-                    let similar = self
-                        .headers
-                        .iter()
-                        .find(|h| h.eq_ignore_ascii_case(name.trim()))
-                        .map_or(String::new(), |h| {
-                            format!(" (names are exact: {}?)", quoted(h))
-                        });
-                    WgradError::data(
-                        &self.path,
-                        format!(
-                            "no column {} to ignore{similar}; the columns are {}",
-                            quoted(name),
-                            list(&self.headers)
-                        ),
-                    )
-                })?;
-                ignored.push(col);
-            }
+        let ignored = self.columns_listed(ignore, "to ignore")?;
+        let categorical = self.columns_listed(categorical, "to read as categories")?;
+        if categorical.contains(&target) {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "the column {} is the target, not a feature to read as categories (a \
+                     target of labels is read as classes: `--task classification`)",
+                    quoted(&self.headers[target])
+                ),
+            ));
+        }
+        if let Some(&both) = categorical.iter().find(|col| ignored.contains(col)) {
+            return Err(WgradError::data(
+                &self.path,
+                format!(
+                    "the column {} is both ignored and to be read as categories",
+                    quoted(&self.headers[both])
+                ),
+            ));
         }
         if ignored.contains(&target) {
             return Err(WgradError::data(
@@ -809,17 +808,54 @@ impl Table {
         }
         columns
             .into_iter()
-            .map(|col| Ok((col, self.feature_column(col)?)))
+            .map(|col| Ok((col, self.feature_column(col, categorical.contains(&col))?)))
             .collect()
     }
 
-    /// Column `col` as a feature: categories when it holds words (a few, repeated), else
-    /// numbers.
-    fn feature_column(&self, col: usize) -> Result<FeatureColumn> {
+    /// The columns `entries` name, each entry a column's name or, if no column has it, names
+    /// joined by commas; a name no column has is an error saying what it was `for_what`.
+    fn columns_listed(&self, entries: &[String], for_what: &str) -> Result<Vec<usize>> {
+        let mut columns = Vec::new();
+        for entry in entries {
+            let names: Vec<&str> = match self.find(entry) {
+                Some(_) => vec![entry.as_str()],
+                None => entry.split(',').filter(|n| !n.trim().is_empty()).collect(),
+            };
+            for name in names {
+                let col = self.find(name).ok_or_else(|| {
+                    let similar = self
+                        .headers
+                        .iter()
+                        .find(|h| h.eq_ignore_ascii_case(name.trim()))
+                        .map_or(String::new(), |h| {
+                            format!(" (names are exact: {}?)", quoted(h))
+                        });
+                    WgradError::data(
+                        &self.path,
+                        format!(
+                            "no column {} {for_what}{similar}; the columns are {}",
+                            quoted(name),
+                            list(&self.headers)
+                        ),
+                    )
+                })?;
+                columns.push(col);
+            }
+        }
+        Ok(columns)
+    }
+
+    /// Column `col` as a feature: categories when it holds words (a few, repeated) or is
+    /// `categorical`, else numbers.
+    fn feature_column(&self, col: usize, categorical: bool) -> Result<FeatureColumn> {
         let name = &self.headers[col];
         // A column of numbers (or of more words than numbers: then its first word fails,
         // and the error names its numbers instead, in `number`).
-        let Some(words) = self.words(col) else {
+        let words = match categorical {
+            true => self.distinct_values(col),
+            false => self.words(col),
+        };
+        let Some(words) = words else {
             return Ok(FeatureColumn::numeric(name));
         };
         // Whole, as a command to copy: the one name not [`quoted`].
@@ -854,7 +890,17 @@ impl Table {
                 ),
             ));
         }
-        let categories = words.into_iter().map(str::to_string).collect();
+        let mut categories: Vec<String> = words.into_iter().map(str::to_string).collect();
+        // Codes in their numbers' order (2 before 10), as pandas sorts them.
+        if let Some(codes) = categories
+            .iter()
+            .map(|c| c.parse::<f64>().ok())
+            .collect::<Option<Vec<f64>>>()
+        {
+            let mut order: Vec<usize> = (0..categories.len()).collect();
+            order.sort_by(|&a, &b| codes[a].total_cmp(&codes[b]));
+            categories = order.into_iter().map(|i| categories[i].clone()).collect();
+        }
         Ok(FeatureColumn::categorical(name, categories))
     }
 
@@ -1003,15 +1049,25 @@ impl Table {
             return Err(self.missing_error(row, col));
         }
         let raw = &self.rows[row][col];
+        // A code written as another number (`3.0` for `3`, as pandas writes integers in a
+        // column with a missing value) is the same category.
+        let same_number = |category: &String| {
+            matches!(
+                (raw.parse::<f64>(), category.parse::<f64>()),
+                (Ok(a), Ok(b)) if a == b
+            )
+        };
         categories
             .iter()
             .position(|category| category == raw)
+            .or_else(|| categories.iter().position(same_number))
             .ok_or_else(|| {
                 self.cell_error(
                     row,
                     col,
                     format!(
-                        "unknown category {}; the model was trained on {}",
+                        "unknown category {}; the model was trained on {} (it scores only \
+                         those: leave such rows out, or train again with them)",
                         quoted(raw),
                         list(categories)
                     ),
@@ -1135,6 +1191,18 @@ impl Table {
             }
             distinct.insert(value);
         }
+        (!distinct.is_empty()).then_some(distinct)
+    }
+
+    /// The distinct values of column `col`, missing ones aside, numbers too (a column read as
+    /// categories); `None` if every value is missing.
+    fn distinct_values(&self, col: usize) -> Option<BTreeSet<&str>> {
+        let distinct: BTreeSet<&str> = self
+            .rows
+            .iter()
+            .map(|row| &row[col][..])
+            .filter(|value| !missing(value))
+            .collect();
         (!distinct.is_empty()).then_some(distinct)
     }
 
