@@ -1283,6 +1283,22 @@ fn output_and_model_paths_that_are_not_models_are_clear_errors() {
     }
     let args = ["train", "--resume", s(&dir)];
     fails(&args, "no checkpoint here");
+    // A directory the run cannot lock is named, with the cause.
+    let locked = dir.join("locked");
+    std::fs::create_dir_all(locked.join(".lock")).unwrap();
+    let args = [
+        "train",
+        "--data",
+        "xor",
+        "--device",
+        "cpu",
+        "--out",
+        s(&locked),
+    ];
+    fails(
+        &args,
+        "the run cannot write into this directory (its lock file .lock: ",
+    );
 }
 
 /// Starts a long training run into `dir` (stderr to `stderr`) and returns it once it has
@@ -1777,6 +1793,34 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "no epoch ended with finite weights, so nothing of this run was saved",
     );
     assert!(!fresh.exists());
+}
+
+#[test]
+fn columns_with_one_value_in_training_get_a_note() {
+    let dir = temp_dir("constant");
+    let mut csv = String::from("a,k,shop,b,y\n");
+    for i in 0..30 {
+        csv += &format!("{},5,north,{},{}\n", i % 7, i % 3, (i % 7) + 2 * (i % 3));
+    }
+    let data = dir.join("constant.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    ];
+    args.extend(["--task", "regression", "--no-plots", "--out", s(&dir)]);
+    let out = ok(&args);
+    assert!(
+        out.contains("note: \"k\" (5), \"shop\" (\"north\") hold one value in every training row"),
+        "{out}"
+    );
+    let out = ok(&[&args[..], &["--ignore", "k,shop"]].concat());
+    assert!(!out.contains("one value in every training row"), "{out}");
 }
 
 #[test]

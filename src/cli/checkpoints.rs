@@ -128,18 +128,45 @@ fn write_best_weights(dir: &Path, epoch: usize, params: &[f32]) -> Result<()> {
     io::write_files_atomically(dir, &[(BEST_WEIGHTS, &bytes)])
 }
 
-/// The best weights `dir` holds, if it holds epoch `epoch`'s, `len` values (none where the
-/// run had no early stopping, or watched another figure).
-pub fn read_best_weights(dir: &Path, epoch: usize, len: usize) -> Option<Vec<f32>> {
-    let bytes = std::fs::read(dir.join(BEST_WEIGHTS)).ok()?;
-    let (head, values) = bytes.split_at_checked(8)?;
-    let saved_epoch = u64::from_le_bytes(head.try_into().ok()?);
-    (saved_epoch == epoch as u64 && values.len() == 4 * len).then(|| {
-        values
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("chunks of 4")))
-            .collect()
-    })
+/// The best weights `dir` holds, if it holds epoch `epoch`'s, `len` values; else why not (no
+/// file where the run had no early stopping or a kill came first, another epoch's where it
+/// watched another figure, or a damaged file).
+pub fn read_best_weights(
+    dir: &Path,
+    epoch: usize,
+    len: usize,
+) -> std::result::Result<Vec<f32>, String> {
+    let bytes = match io::read_regular_file(&dir.join(BEST_WEIGHTS), 8 + 4 * len as u64) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("there is no {BEST_WEIGHTS}"));
+        }
+        Err(e) => return Err(format!("{BEST_WEIGHTS} cannot be read: {e}")),
+    };
+    let damaged = || {
+        format!(
+            "{BEST_WEIGHTS} is damaged: {} bytes, where an epoch number and {len} weights take \
+             {}",
+            bytes.len(),
+            8 + 4 * len
+        )
+    };
+    let (head, values) = bytes.split_at_checked(8).ok_or_else(damaged)?;
+    if values.len() != 4 * len {
+        return Err(damaged());
+    }
+    let saved_epoch = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+    // No run trains 2³² epochs: such a number is damage, not another epoch.
+    if saved_epoch >= u64::from(u32::MAX) {
+        return Err(damaged());
+    }
+    if saved_epoch != epoch as u64 {
+        return Err(format!("{BEST_WEIGHTS} holds epoch {saved_epoch}'s"));
+    }
+    Ok(values
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("chunks of 4")))
+        .collect())
 }
 
 /// Where early stopping's best epoch stands for the best-weights file.
@@ -411,6 +438,34 @@ mod tests {
                 "{bad}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn best_weights_are_read_back_or_said_why_not() {
+        let dir = std::env::temp_dir().join(format!("wgrad-best-weights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(
+            read_best_weights(&dir, 3, 2),
+            Err("there is no best_weights.bin".into())
+        );
+        write_best_weights(&dir, 3, &[0.5, -2.0]).unwrap();
+        assert_eq!(read_best_weights(&dir, 3, 2), Ok(vec![0.5, -2.0]));
+        assert_eq!(
+            read_best_weights(&dir, 4, 2),
+            Err("best_weights.bin holds epoch 3's".into())
+        );
+        let damaged = "best_weights.bin is damaged: 16 bytes, where an epoch number and 3 \
+                       weights take 20";
+        assert_eq!(read_best_weights(&dir, 3, 3), Err(damaged.into()));
+        let mut bytes = u64::MAX.to_le_bytes().to_vec();
+        bytes.extend([0; 8]);
+        std::fs::write(dir.join(BEST_WEIGHTS), bytes).unwrap();
+        assert!(
+            read_best_weights(&dir, 3, 2)
+                .unwrap_err()
+                .contains("is damaged")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -723,6 +723,10 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             source.load_with(&csv, args.seed)?
         }
     };
+    // A table's columns (MNIST's border pixels are blank in every image, as expected).
+    if saved.is_none() && matches!(source, DataSpec::Csv(_)) {
+        note_constant_columns(&train);
+    }
     let (mut train, mut validation) = match (args.validation_split, &args.validation_data) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -911,6 +915,44 @@ fn check_cross_entropy_targets(model: &Model, train: &Dataset, source: &DataSpec
             source.name()
         ),
     ))
+}
+
+/// Notes feature columns that hold one value in every training row: the model learns nothing
+/// from them, and a new value there moves its predictions in a way no data taught it.
+fn note_constant_columns(train: &Dataset) {
+    let mut constant = Vec::new();
+    let mut first_input = 0;
+    for column in &train.features {
+        let inputs = train
+            .x
+            .slice(ndarray::s![.., first_input..first_input + column.width()]);
+        first_input += column.width();
+        let Some(first) = inputs.rows().into_iter().next() else {
+            return;
+        };
+        if train.len() > 1 && inputs.rows().into_iter().all(|row| row == first) {
+            let value = match &column.categories {
+                Some(categories) => first
+                    .iter()
+                    .position(|&v| v == 1.0)
+                    .map_or("none of its categories".into(), |i| {
+                        format!("{:?}", categories[i])
+                    }),
+                None => (f64::from(first[0]) + column.offset.unwrap_or(0.0)).to_string(),
+            };
+            constant.push(format!("{:?} ({value})", column.name));
+        }
+    }
+    if !constant.is_empty() {
+        note!(
+            "note: {} hold{} one value in every training row: the model learns nothing from \
+             {}, and other values there change its predictions as no data taught it (--ignore \
+             leaves a column out)",
+            constant.join(", "),
+            if constant.len() == 1 { "s" } else { "" },
+            if constant.len() == 1 { "it" } else { "them" },
+        );
+    }
 }
 
 /// The mean and standard deviation of a target column far from unit scale, where the
@@ -1112,10 +1154,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         && let (Some((best, _)), _) = rule.replay(&earlier)
     {
         let params = model.params()?;
-        let best_params = checkpoints::read_best_weights(&out, best, params.len())
-            .or_else(|| (best == config.initial_epoch).then(|| params.clone()));
+        // The checkpoint's own epoch needs no file.
+        let best_params = match best == config.initial_epoch {
+            true => Ok(params.clone()),
+            false => checkpoints::read_best_weights(&out, best, params.len()),
+        };
         match best_params {
-            Some(best_params) => {
+            Ok(best_params) => {
                 let mut watched = earlier.clone();
                 if best < config.initial_epoch && best_params == params {
                     watched.epochs.retain(|record| record.epoch <= best);
@@ -1131,11 +1176,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                     best_params,
                 });
             }
-            None if rule.restore_best => note!(
+            Err(why) if rule.restore_best => note!(
                 "early stopping watches afresh: the weights of epoch {best}, the best of the \
-                 earlier epochs by its rule, were not kept"
+                 earlier epochs by its rule, were not kept ({why})"
             ),
-            None => {}
+            Err(_) => {}
         }
     }
     // The output directory exists before the first epoch, so that a path that cannot be one
@@ -1415,8 +1460,18 @@ fn lock_run_directory(dir: &Path) -> Result<std::fs::File> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
-        .map_err(|e| WgradError::io(&path, e))?;
+        .open(&path);
+    // The directory is what cannot be written (read-only, a lock file that is a directory):
+    // named so, with the cause.
+    let unwritable = |e: std::io::Error| {
+        WgradError::data(
+            dir,
+            format!(
+                "the run cannot write into this directory (its lock file .lock: {e}); give another --out"
+            ),
+        )
+    };
+    let file = file.map_err(unwritable)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(WgradError::data(
@@ -1424,7 +1479,7 @@ fn lock_run_directory(dir: &Path) -> Result<std::fs::File> {
             "another wgrad run is writing to this directory; wait for it to finish or give \
              another --out",
         )),
-        Err(std::fs::TryLockError::Error(e)) => Err(WgradError::io(&path, e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(unwritable(e)),
     }
 }
 

@@ -719,7 +719,8 @@ impl Table {
                             row,
                             col,
                             format!(
-                                "unknown class {}; the known classes are {}",
+                                "unknown class {}; the known classes are {} (a model \
+                                 predicts only those: leave rows of other classes out)",
                                 quoted(label),
                                 list(class_names)
                             ),
