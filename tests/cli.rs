@@ -1796,6 +1796,111 @@ fn a_diverging_run_fails_naming_the_step_and_keeps_the_last_good_checkpoint() {
 }
 
 #[test]
+fn several_targets_are_a_regression_with_one_output_each() {
+    let dir = temp_dir("targets");
+    // Two targets of different scales from the same inputs.
+    let mut csv = String::from("a,b,lat,price\n");
+    for i in 0..300 {
+        let (a, b) = (
+            ((i * 37) % 101) as f32 / 50.0 - 1.0,
+            ((i * 53) % 97) as f32 / 48.0 - 1.0,
+        );
+        csv += &format!(
+            "{a},{b},{},{}\n",
+            45.0 + 0.5 * (a - b),
+            3e5 + 2e4 * (a + b * b)
+        );
+    }
+    let data = dir.join("homes.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let model = dir.join("model");
+    let mut args = vec![
+        "train",
+        "--data",
+        s(&data),
+        "--target",
+        "lat,price",
+        "--epochs",
+        "60",
+    ];
+    args.extend([
+        "--scale-target",
+        "standard",
+        "--device",
+        "cpu",
+        "--no-plots",
+    ]);
+    args.extend(["--out", s(&model)]);
+    let out = ok(&args);
+    assert!(out.contains("training 2-128-2 on homes"), "{out}");
+    assert!(out.contains("regression of \"lat\", \"price\")"), "{out}");
+    let eval = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--device",
+        "cpu",
+    ]);
+    assert!(r2_in(&eval) > 0.95, "{eval}");
+    assert!(eval.contains("R² per target: lat 0.9"), "{eval}");
+    let input = dir.join("new.csv");
+    std::fs::write(&input, "b,a\n0.5,0.25\n").unwrap();
+    let predicted = String::from_utf8(predict_on_cpu(&model, &input).stdout).unwrap();
+    let rows: Vec<&str> = predicted.lines().collect();
+    assert_eq!(rows[0], "lat,price", "{predicted}");
+    let values: Vec<f64> = rows[1].split(',').map(|v| v.parse().unwrap()).collect();
+    assert!(
+        (values[0] - 44.875).abs() < 0.1 && (values[1] - 3.1e5).abs() < 2e3,
+        "{predicted}"
+    );
+    let summary = ok(&["summary", "--model", s(&model)]);
+    assert!(summary.contains("Target columns: lat, price"), "{summary}");
+    // A validation file finds both targets by name; classes take one target.
+    let validated = dir.join("validated");
+    let mut args = args.clone();
+    args.truncate(args.len() - 1);
+    args.extend([s(&validated), "--validation-data", s(&data)]);
+    assert!(ok(&args).contains("R² per target: lat "));
+    fails(
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--target",
+            "lat,price",
+            "--task",
+            "classification",
+        ],
+        "classification takes one target column, and \"lat\", \"price\" are named",
+    );
+    // One target is saved as a name, as before several could be.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(validated.join("model.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["target"], serde_json::json!(["lat", "price"]));
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--target",
+        "price",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&validated),
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(validated.join("model.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["target"], "price");
+}
+
+#[test]
 fn columns_with_one_value_in_training_get_a_note() {
     let dir = temp_dir("constant");
     let mut csv = String::from("a,k,shop,b,y\n");

@@ -447,7 +447,7 @@ fn csv_string_labels_and_target_by_name() {
     );
     let set = data::load_csv(&path, Some("species"), CsvTask::Auto).expect("loads");
     assert_eq!(set.feature_names(), ["sepal_length", "petal_width"]);
-    assert_eq!(set.target_name.as_deref(), Some("species"));
+    assert_eq!(set.target_names, ["species"]);
     assert_eq!(set.x.row(2).to_vec(), [5.8, 1.2]);
     // The header's spaces are trimmed, and so are a name's given for it.
     let spaced = data::load_csv(&path, Some(" species "), CsvTask::Auto).expect("loads");
@@ -616,7 +616,7 @@ fn csv_feature_columns_of_words_are_one_hot_categories() {
         b"price,doors,colour\ndear,3,green\ncheap,2,red\n",
     );
     let again =
-        data::load_csv_for_model(&path, None, &set.features, set.class_names.as_deref(), None)
+        data::load_csv_for_model(&path, &[], &set.features, set.class_names.as_deref(), &[])
             .expect("loads for the model");
     assert_eq!(
         again.x,
@@ -828,7 +828,7 @@ fn csv_numbers_far_from_zero_keep_their_differences() {
         b"x,stamp\n1,1700000000.5\n2,1700000010.25\n3,1700000020\n",
     );
     let set = data::load_csv(&path, None, CsvTask::Regression).expect("loads");
-    let offset = set.target_offset.expect("the target gets an offset");
+    let offset = set.target_offsets[0].expect("the target gets an offset");
     let values = |set: &Dataset| match &set.y {
         Targets::Values(values) => values.column(0).to_vec(),
         Targets::Classes(_) => panic!("values expected"),
@@ -839,11 +839,11 @@ fn csv_numbers_far_from_zero_keep_their_differences() {
         .collect();
     assert_eq!(values(&set), expected);
     assert_eq!(values(&set)[1] - values(&set)[0], 9.75);
-    let again = data::load_csv_for_model(&path, None, &set.features, None, Some(offset))
+    let again = data::load_csv_for_model(&path, &[], &set.features, None, &[Some(offset)])
         .expect("loads for the model");
     assert_eq!(
-        (values(&again), again.target_offset),
-        (expected, Some(offset))
+        (values(&again), again.target_offsets),
+        (expected, vec![Some(offset)])
     );
 }
 
@@ -917,6 +917,49 @@ fn load_ignoring(
         ..data::CsvOptions::default()
     };
     data::load_csv_with(path, &options)
+}
+
+#[test]
+fn csv_several_targets_are_regression_outputs_each_with_its_offset() {
+    let dir = temp_dir("csv-targets");
+    let path = write(
+        &dir,
+        "two.csv",
+        b"x,when,y\n1,1700000000.5,0.25\n2,1700000010.25,0.5\n3,1700000020,1.5\n",
+    );
+    let options = |target: &str| data::CsvOptions {
+        target: Some(target.into()),
+        ..Default::default()
+    };
+    let set = data::load_csv_with(&path, &options("y,when")).expect("two targets");
+    assert_eq!(set.target_names, ["y", "when"]);
+    assert_eq!(set.feature_names(), ["x"]);
+    let offset = set.target_offsets[1].expect("the timestamps get an offset");
+    assert_eq!(set.target_offsets[0], None);
+    let Targets::Values(values) = &set.y else {
+        panic!("values expected")
+    };
+    assert_eq!(values.column(0).to_vec(), [0.25, 0.5, 1.5]);
+    assert_eq!(values[[1, 1]] - values[[0, 1]], 9.75);
+    // Read again for the model, by name, in any order of columns.
+    let again = data::load_csv_for_model(
+        &path,
+        &set.target_names,
+        &set.features,
+        None,
+        &set.target_offsets,
+    )
+    .expect("loads for the model");
+    assert_eq!((&again.y, again.target_offsets[1]), (&set.y, Some(offset)));
+    for (target, expected) in [
+        ("y,y", "the target column \"y\" is named twice"),
+        ("y,z", "no target column \"z\""),
+    ] {
+        assert_mentions(
+            &data_error(data::load_csv_with(&path, &options(target))),
+            &[expected],
+        );
+    }
 }
 
 #[test]
@@ -1080,7 +1123,7 @@ fn csv_regression_and_task_choice() {
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("loads");
     assert_eq!(set.class_names, None);
     assert_eq!(set.n_classes(), None);
-    assert_eq!(set.target_name.as_deref(), Some("y"));
+    assert_eq!(set.target_names, ["y"]);
     assert_eq!(values(&set.y).column(0).to_vec(), [1.25, 3.0, -0.5]);
 
     // Few integers: classes under Auto, values when asked for regression.
@@ -1387,7 +1430,7 @@ fn csv_excel_trailing_separators_and_empty_rows() {
     );
     let set = data::load_csv(&path, None, CsvTask::Auto).expect("Excel export loads");
     assert_eq!(set.feature_names(), ["a", "b"]);
-    assert_eq!(set.target_name.as_deref(), Some("y"));
+    assert_eq!(set.target_names, ["y"]);
     assert_eq!(set.x.column(0).to_vec(), [1.0, 3.0, 5.0]);
     assert_eq!(classes(&set.y), [0, 1, 0]);
     // Without the trailing separator: rows of empty fields are skipped too.
@@ -1451,8 +1494,8 @@ fn indexed(n: usize) -> Dataset {
         y: Targets::Classes((0..n).map(|i| i % 2).collect()),
         features: data::features::numeric_columns(["i"]),
         class_names: Some(vec!["even".into(), "odd".into()]),
-        target_name: Some("parity".into()),
-        target_offset: None,
+        target_names: vec!["parity".into()],
+        target_offsets: Vec::new(),
     }
 }
 
@@ -1464,7 +1507,7 @@ fn select_keeps_rows_in_order_and_names() {
     assert_eq!(classes(&picked.y), &[1, 0, 0]);
     assert_eq!(picked.features, set.features);
     assert_eq!(picked.class_names, set.class_names);
-    assert_eq!(picked.target_name, set.target_name);
+    assert_eq!(picked.target_names, set.target_names);
 
     let (x, y) = data::regression_curve(5, 0.0, 1);
     let reg = Dataset {
@@ -1472,8 +1515,8 @@ fn select_keeps_rows_in_order_and_names() {
         y: Targets::Values(y.clone()),
         features: data::features::numeric_columns(["x0"]),
         class_names: None,
-        target_name: None,
-        target_offset: None,
+        target_names: Vec::new(),
+        target_offsets: Vec::new(),
     };
     assert_eq!(
         values(&reg.select(&[4, 0]).y).column(0).to_vec(),

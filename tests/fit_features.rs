@@ -477,8 +477,8 @@ fn validation_split_matches_dataset_split(device: Device) {
         y: Targets::from(labels.clone()),
         features: wgrad::data::features::numeric_columns(["a", "b"]),
         class_names: None,
-        target_name: None,
-        target_offset: None,
+        target_names: Vec::new(),
+        target_offsets: Vec::new(),
     };
     let config = FitConfig {
         epochs: 4,

@@ -70,9 +70,9 @@ fn meta() -> ModelMeta {
             },
             FeatureColumn::categorical("colour", vec!["blue".into(), "green".into(), "red".into()]),
         ]),
-        target: Some("level".into()),
+        targets: vec!["level".into()],
         input_range: Some((-1.5, 2.25)),
-        target_offset: Some(-2.5e9),
+        target_offsets: vec![Some(-2.5e9), None, Some(3.0)],
         target_scaler: Some(Scaler::MinMax {
             min: vec![-1.0, 0.0, 2.5],
             max: vec![1.0, 4.0, 3.5],
@@ -324,7 +324,11 @@ fn weights_file_has_pytorch_names_shapes_and_dtype() {
         serde_json::json!({"colour": ["blue", "green", "red"]})
     );
     assert_eq!(value["offsets"], serde_json::json!({"size": 1.7e9}));
-    assert_eq!(value["target_offset"], -2.5e9);
+    // One per output (a regression's several targets), null where a target has none.
+    assert_eq!(
+        value["target_offset"],
+        serde_json::json!([-2.5e9, null, 3.0])
+    );
 }
 
 #[test]
@@ -403,7 +407,7 @@ fn save_rejects_metadata_that_does_not_fit() {
         ),
         (
             ModelMeta {
-                target_offset: Some(f64::INFINITY),
+                target_offsets: vec![Some(f64::INFINITY)],
                 ..Default::default()
             },
             "the target offset is inf, not a finite number",
@@ -534,7 +538,7 @@ fn models_trained_on_csv_files_with_offsets_fills_and_scaling_load() {
         assert!(columns[0].offset.is_some(), "{columns:?}");
         assert!(columns[1].categories.is_some() && columns[1].fill.is_some());
         assert!(columns[2].fill.is_some(), "{columns:?}");
-        assert!(meta.target_offset.is_some() && meta.target_scaler.is_some());
+        assert!(meta.target_offsets[0].is_some() && meta.target_scaler.is_some());
     }
 }
 

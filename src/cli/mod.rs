@@ -355,10 +355,21 @@ fn summary(dir: &Path) -> Result<()> {
         };
         out!("Feature columns: {shown}");
     }
-    match (&meta.target, meta.target_offset) {
-        (Some(target), Some(offset)) => out!("Target column: {target} ({})", offset_note(offset)),
-        (Some(target), None) => out!("Target column: {target}"),
-        (None, _) => {}
+    let targets: Vec<String> = meta
+        .targets
+        .iter()
+        .enumerate()
+        .map(
+            |(j, target)| match meta.target_offsets.get(j).copied().flatten() {
+                Some(offset) => format!("{target} ({})", offset_note(offset)),
+                None => target.clone(),
+            },
+        )
+        .collect();
+    match targets.as_slice() {
+        [] => {}
+        [one] => out!("Target column: {one}"),
+        several => out!("Target columns: {}", several.join(", ")),
     }
     if let Some(classes) = &meta.class_names {
         out!("Classes: {}", classes.join(", "));
@@ -396,15 +407,19 @@ fn evaluation_data(
             "--target: picks a CSV file's target column; {spec} has its own labels"
         )));
     }
-    let target = target.or(meta.target.as_deref());
+    let targets = match target {
+        Some(given) => vec![given.to_string()],
+        None => meta.targets.clone(),
+    };
+    let target = targets.first().map(String::as_str);
     match (&source, &meta.features, &meta.class_names) {
         (data_spec::DataSpec::Csv(path), Some(features), classes) => {
             crate::data::load_csv_for_model(
                 path,
-                target,
+                &targets,
                 features,
                 classes.as_deref(),
-                meta.target_offset,
+                &meta.target_offsets,
             )
         }
         // Models saved without their feature names: the columns in the file's order.
@@ -596,6 +611,23 @@ fn print_report(
                 scaler.inverse_transform(&mut truth)?;
             }
             out!("{}", regression_report(truth.view(), predicted.view())?);
+            // Several targets: R² is their mean (scikit-learn's uniform average); each's too.
+            if truth.ncols() > 1 {
+                let each = (0..truth.ncols())
+                    .map(|j| {
+                        let column =
+                            |a: &Array2<f32>| a.slice(ndarray::s![.., j..j + 1]).to_owned();
+                        let report =
+                            regression_report(column(&truth).view(), column(&predicted).view())?;
+                        let name = meta
+                            .targets
+                            .get(j)
+                            .map_or(format!("output {}", j + 1), Clone::clone);
+                        Ok(format!("{name} {:.4}", report.r2))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out!("R² per target: {}", each.join(", "));
+            }
         }
     }
     Ok(())
@@ -759,25 +791,24 @@ fn write_predictions(
             }
         }
         None => {
-            let target = meta.target.clone().unwrap_or_else(|| "value".into());
-            let header: Vec<String> = if outputs.ncols() == 1 {
-                vec![target]
-            } else {
-                (0..outputs.ncols())
-                    .map(|j| format!("{target}_{j}"))
-                    .collect()
+            // The targets' names; else value, or value_0, value_1, … for several outputs.
+            let header: Vec<String> = match meta.targets.len() == outputs.ncols() {
+                true => meta.targets.clone(),
+                false if outputs.ncols() == 1 => vec!["value".into()],
+                false => (0..outputs.ncols()).map(|j| format!("value_{j}")).collect(),
             };
             writer.write_record(&header)?;
             // A target's offset is added in 64-bit arithmetic to the value as written (its
             // shortest digits), so 12.5 past 1700000000 is written 1700000012.5.
-            let value = |v: &f32| match meta.target_offset {
+            let value = |(j, v): (usize, &f32)| match meta.target_offsets.get(j).copied().flatten()
+            {
                 Some(offset) => {
                     (offset + v.to_string().parse::<f64>().expect("f32 digits")).to_string()
                 }
                 None => v.to_string(),
             };
             for row in outputs.rows() {
-                writer.write_record(row.iter().map(value))?;
+                writer.write_record(row.iter().enumerate().map(value))?;
             }
         }
     }

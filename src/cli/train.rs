@@ -697,18 +697,18 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             DataSpec::Csv(path),
             Some(ModelMeta {
                 features: Some(features),
-                target,
+                targets,
                 class_names,
-                target_offset,
+                target_offsets,
                 ..
             }),
         ) => Loaded {
             train: crate::data::load_csv_for_model(
                 path,
-                target.as_deref(),
+                targets,
                 features,
                 class_names.as_deref(),
-                *target_offset,
+                target_offsets,
             )?,
             test: None,
         },
@@ -744,10 +744,10 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             // The training data's columns, found by name.
             let validation = crate::data::load_csv_for_model(
                 path,
-                train.target_name.as_deref().or(args.target.as_deref()),
+                &train.target_names,
                 &train.features,
                 train.class_names.as_deref(),
-                train.target_offset,
+                &train.target_offsets,
             )?;
             (train, Some(validation))
         }
@@ -815,9 +815,9 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
         scaler,
         class_names: train.class_names.clone(),
         features: Some(train.features.clone()),
-        target: train.target_name.clone(),
+        targets: train.target_names.clone(),
         input_range,
-        target_offset: train.target_offset,
+        target_offsets: train.target_offsets.clone(),
         target_scaler,
     };
     Ok(Prepared {
@@ -864,9 +864,9 @@ fn target_scaling(
         "none" if args.scale_target.is_some() => Ok(None),
         "none" => {
             // Shown under --quiet too: the run is likely to learn little.
-            if let Some((mean, std)) = far_from_unit_scale(values, train.target_offset) {
+            if let Some((target, mean, std)) = far_from_unit_scale(train) {
                 note!(
-                    "note: the target's mean is {mean:.3e} and its standard deviation \
+                    "note: {target}'s mean is {mean:.3e} and its standard deviation \
                      {std:.3e}; networks learn targets near unit scale far better: \
                      --scale-target {} scales it (and predictions back)",
                     scaling_for(args)
@@ -897,12 +897,10 @@ fn check_cross_entropy_targets(model: &Model, train: &Dataset, source: &DataSpec
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
             (l.min(v), h.max(v))
         });
-    let target = train
-        .target_name
-        .as_ref()
-        .map_or(String::from("the target"), |name| {
-            format!("the target {name:?}")
-        });
+    let target = match train.target_names.as_slice() {
+        [] => String::from("the target"),
+        names => format!("the target {}", quoted_list(names)),
+    };
     let classes = match source {
         DataSpec::Csv(_) => ", or --task classification for classes",
         _ => "",
@@ -955,16 +953,38 @@ fn note_constant_columns(train: &Dataset) {
     }
 }
 
-/// The mean and standard deviation of a target column far from unit scale, where the
-/// network's first steps spend themselves on the scale alone (an MSE of 1e12), or the target
-/// hides under the initial outputs (1e-6).
-/// `values` are held less `offset`; the mean returned is in the data's values.
-fn far_from_unit_scale(values: &ndarray::Array2<f32>, offset: Option<f64>) -> Option<(f64, f64)> {
+/// The first target column far from unit scale, where the network's first steps spend
+/// themselves on the scale alone (an MSE of 1e12), or the target hides under the initial
+/// outputs (1e-6): its name in a note, mean and standard deviation.
+/// `train`'s values are held less its offsets; the mean returned is in the data's values.
+fn far_from_unit_scale(train: &Dataset) -> Option<(String, f64, f64)> {
+    let Targets::Values(values) = &train.y else {
+        return None;
+    };
+    let offset = |j: usize| train.target_offsets.get(j).copied().flatten();
     crate::data::features::column_stats(values.view())
         .into_iter()
         .map(|stats| (stats.mean, stats.variance.sqrt()))
-        .find(|&(m, s)| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0)
-        .map(|(m, s)| (m + offset.unwrap_or(0.0), s))
+        .enumerate()
+        .find(|&(_, (m, s))| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0)
+        .map(|(j, (m, s))| (target_named(train, j), m + offset(j).unwrap_or(0.0), s))
+}
+
+/// `"a", "b"`.
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|name| format!("{name:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// "the target", or where there are several, "the target \"y2\"" for target `j`.
+fn target_named(train: &Dataset, j: usize) -> String {
+    match train.target_names.as_slice() {
+        [_, _, ..] => format!("the target {:?}", train.target_names[j]),
+        _ => "the target".into(),
+    }
 }
 
 /// The output activation's range where it is bounded (or half-bounded), which a standardised
@@ -1282,11 +1302,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             // The model is as the last good epoch left it: its checkpoint, if not written yet.
             checkpointer.save_unsaved(&mut model)?;
             // An unscaled target far from unit scale is the likelier cause than the rate.
-            if let (None, Targets::Values(values)) = (&meta.target_scaler, &data.train.y)
-                && let Some((mean, std)) = far_from_unit_scale(values, data.train.target_offset)
+            if meta.target_scaler.is_none()
+                && let Some((target, mean, std)) = far_from_unit_scale(&data.train)
             {
                 note!(
-                    "the target's mean is {mean:.3e} and its standard deviation {std:.3e}: \
+                    "{target}'s mean is {mean:.3e} and its standard deviation {std:.3e}: \
                      --scale-target {} is the likelier cure",
                     scaling_for(&args)
                 );
@@ -1487,10 +1507,10 @@ fn lock_run_directory(dir: &Path) -> Result<std::fs::File> {
 /// and a stray value can turn classes into a regression, or scores (ratings, counts) into
 /// classes, so the choice is shown with the other one's option.
 fn task_of(train: &Dataset, task: &str, target_scaled: bool) -> String {
-    let target = train
-        .target_name
-        .as_ref()
-        .map_or(String::new(), |name| format!(" of {name:?}"));
+    let target = match train.target_names.as_slice() {
+        [] => String::new(),
+        names => format!(" of {}", quoted_list(names)),
+    };
     match (&train.class_names, &train.y) {
         (Some(classes), _)
             if task == "auto"

@@ -78,14 +78,15 @@ impl fmt::Display for CsvTask {
 }
 
 /// Loads a labelled data set: the `target` column (by name; default the last column) is the
-/// target, every other column a feature. A column of numbers is one feature; a column of words
+/// target, every other column a feature. Several names joined by commas (`"x,y"`, where no
+/// column has the whole name) are the targets of a regression with one output each. A column of numbers is one feature; a column of words
 /// (no number in it) holds categories, which become one 0/1 feature each (one-hot, in sorted
 /// order; [`FeatureColumn`]), up to [`MAX_CATEGORIES`] of them.
 ///
 /// Classification labels may be integers or strings: the distinct labels, sorted (numerically
 /// when all are integers, else as strings), become class indices 0, 1, ... and their text the
 /// `class_names`. Regression targets give `class_names: None`; one far from zero for its
-/// spread is held less its [`Dataset::target_offset`].
+/// spread is held less its [`Dataset::target_offsets`].
 ///
 /// This reads a training set: the encoding (categories, offsets, classes) comes from the file.
 /// A test file, or new rows, must be read as the training set was: with
@@ -102,7 +103,8 @@ pub fn load_csv(path: impl AsRef<Path>, target: Option<&str>, task: CsvTask) -> 
 /// How to read a labelled CSV file ([`load_csv_with`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CsvOptions {
-    /// The target column's name; `None`: the last column.
+    /// The target column's name; `None`: the last column. Several names joined by commas
+    /// (where no column has the whole name) are a regression's targets, one output each.
     pub target: Option<String>,
     /// How to read the target.
     pub task: CsvTask,
@@ -169,8 +171,9 @@ pub fn load_csv_from_reader(
 /// [`load_csv_with`] on a table read.
 fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
     let source = table.path.as_path();
-    let target_col = table.target_column(options.target.as_deref())?;
-    let mut features = table.features_except(target_col, &options.ignore, &options.categorical)?;
+    let target_cols = table.target_columns(options.target.as_deref())?;
+    let mut features =
+        table.features_except(&target_cols, &options.ignore, &options.categorical)?;
     if let Some(fill) = options.fill_missing {
         for (col, column) in &mut features {
             column.fill = Some(match column.categories {
@@ -180,20 +183,48 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
         }
     }
     let (features, x) = table.encode_new(features)?;
+    let target_col = match target_cols.as_slice() {
+        [only] => *only,
+        // Several targets: values to predict, one output each.
+        _ if options.task == CsvTask::Classification => {
+            return Err(WgradError::data(
+                source,
+                format!(
+                    "classification takes one target column, and {} are named; several \
+                     targets are a regression with one output each",
+                    list(
+                        &target_cols
+                            .iter()
+                            .map(|&c| &table.headers[c])
+                            .collect::<Vec<_>>()
+                    )
+                ),
+            ));
+        }
+        _ => {
+            let (values, offsets) = table.regression_targets(&target_cols)?;
+            return Ok(Dataset {
+                x,
+                y: Targets::Values(values),
+                features,
+                class_names: None,
+                target_names: target_cols
+                    .iter()
+                    .map(|&c| table.headers[c].clone())
+                    .collect(),
+                target_offsets: offsets,
+            });
+        }
+    };
     let task = match options.task {
         CsvTask::Auto => table.infer_task(target_col),
         explicit => explicit,
     };
-    let mut target_offset = None;
+    let mut target_offsets = Vec::new();
     let (y, class_names) = match task {
         CsvTask::Regression => {
-            let mut values = table.column_values(target_col, None)?;
-            // A target far from zero for its spread keeps its differences as features do.
-            let stats = super::features::column_stats(values.view());
-            target_offset = table.offset_of(target_col, &stats[0]);
-            if target_offset.is_some() {
-                values = table.column_values(target_col, target_offset)?;
-            }
+            let (values, offsets) = table.regression_targets(&target_cols)?;
+            target_offsets = offsets;
             (Targets::Values(values), None)
         }
         _ => {
@@ -237,8 +268,8 @@ fn labelled(table: Table, options: &CsvOptions) -> Result<Dataset> {
         y,
         features,
         class_names,
-        target_name: Some(table.headers[target_col].clone()),
-        target_offset,
+        target_names: vec![table.headers[target_col].clone()],
+        target_offsets,
     })
 }
 
@@ -278,49 +309,38 @@ pub fn load_csv_with_classes_from_reader(
         y: Targets::Classes(table.labels_among(target_col, class_names)?),
         features,
         class_names: Some(class_names.to_vec()),
-        target_name: Some(table.headers[target_col].clone()),
-        target_offset: None,
+        target_names: vec![table.headers[target_col].clone()],
+        target_offsets: Vec::new(),
     })
 }
 
 /// Loads a labelled file to evaluate a trained model on: the feature columns it was trained
 /// on, by name and in its order, encoded as in training (other columns are ignored; a missing
-/// one, or a category the model does not know, is an error), and the target column, as
+/// one, or a category the model does not know, is an error), and the target columns, as
 /// labels from `class_names` for a classifier ([`load_csv_with_classes`]) or as values less
-/// the model's `target_offset` for a regression model (`class_names` `None`). The target is
-/// the column named `target`, or without a name the one column that is not a feature (a file
-/// with several such columns is an error that lists them).
+/// the model's `target_offsets` (one per target, or none) for a regression model
+/// (`class_names` `None`). The targets are the columns `targets` names (a regression's
+/// several, or one; an entry may join names with commas, as [`CsvOptions::target`]), or
+/// without names the one column that is not a feature (a file with
+/// several such columns is an error that lists them).
 pub fn load_csv_for_model(
     path: impl AsRef<Path>,
-    target: Option<&str>,
+    targets: &[String],
     features: &[FeatureColumn],
     class_names: Option<&[String]>,
-    target_offset: Option<f64>,
+    target_offsets: &[Option<f64>],
 ) -> Result<Dataset> {
     let path = path.as_ref();
     let table = Table::read(path, open(path)?, true)?;
     let feature_cols = table.columns_of(features)?;
     let is_feature = |col: usize| feature_cols.iter().any(|(c, _)| *c == col);
-    let target_col = match target {
-        Some(name) => {
-            let col = table.target_column(target)?;
-            if is_feature(col) {
-                return Err(WgradError::data(
-                    path,
-                    format!(
-                        "the target {} is one of the model's feature columns",
-                        quoted(name)
-                    ),
-                ));
-            }
-            col
-        }
-        None => {
+    let target_cols = match targets {
+        [] => {
             let others: Vec<usize> = (0..table.headers.len())
                 .filter(|&c| !is_feature(c))
                 .collect();
             match others.as_slice() {
-                [only] => *only,
+                [only] => vec![*only],
                 [] => {
                     return Err(WgradError::data(
                         path,
@@ -342,19 +362,47 @@ pub fn load_csv_for_model(
                 }
             }
         }
+        names => {
+            let mut cols = Vec::new();
+            for name in names {
+                cols.extend(table.target_columns(Some(name))?);
+            }
+            if let Some(&col) = cols.iter().find(|&&col| is_feature(col)) {
+                return Err(WgradError::data(
+                    path,
+                    format!(
+                        "the target {} is one of the model's feature columns",
+                        quoted(&table.headers[col])
+                    ),
+                ));
+            }
+            cols
+        }
     };
     let x = table.encode(&feature_cols)?;
-    let y = match class_names {
-        Some(classes) => Targets::Classes(table.labels_among(target_col, classes)?),
-        None => Targets::Values(table.column_values(target_col, target_offset)?),
+    let y = match (class_names, target_cols.as_slice()) {
+        (Some(classes), [col]) => Targets::Classes(table.labels_among(*col, classes)?),
+        (Some(_), _) => {
+            return Err(WgradError::data(
+                path,
+                "a classifier has one target column; several are a regression's",
+            ));
+        }
+        (None, cols) => Targets::Values(table.values_less(cols, target_offsets)?),
     };
     Ok(Dataset {
-        target_offset: target_offset.filter(|_| class_names.is_none()),
+        target_offsets: match class_names {
+            None => target_offsets.to_vec(),
+            Some(_) => Vec::new(),
+        },
         x,
         y,
         features: features.to_vec(),
         class_names: class_names.map(<[String]>::to_vec),
-        target_name: Some(table.headers[target_col].clone()),
+        target_names: target_cols
+            .iter()
+            .map(|&c| table.headers[c].clone())
+            .collect(),
     })
 }
 
@@ -730,6 +778,57 @@ impl Table {
             .collect()
     }
 
+    /// The target columns: the column `entry` names, or if none has the whole name, the
+    /// several its commas separate (a regression's); the last column without a name.
+    fn target_columns(&self, entry: Option<&str>) -> Result<Vec<usize>> {
+        let Some(entry) = entry.filter(|entry| self.find(entry).is_none() && entry.contains(','))
+        else {
+            return Ok(vec![self.target_column(entry)?]);
+        };
+        let mut cols = Vec::new();
+        for name in entry.split(',').filter(|n| !n.trim().is_empty()) {
+            let col = self.target_column(Some(name))?;
+            if cols.contains(&col) {
+                return Err(WgradError::data(
+                    &self.path,
+                    format!("the target column {} is named twice", quoted(name)),
+                ));
+            }
+            cols.push(col);
+        }
+        match cols.is_empty() {
+            true => Ok(vec![self.target_column(Some(entry))?]),
+            false => Ok(cols),
+        }
+    }
+
+    /// Regression targets, [rows, columns]: each column's numbers, less an offset where they
+    /// lie far from zero for their spread (so they keep their differences as features do).
+    fn regression_targets(&self, cols: &[usize]) -> Result<(Array2<f32>, Vec<Option<f64>>)> {
+        let mut offsets = Vec::with_capacity(cols.len());
+        for &col in cols {
+            let values = self.column_values(col, None)?;
+            let stats = super::features::column_stats(values.view());
+            offsets.push(self.offset_of(col, &stats[0]));
+        }
+        let values = self.values_less(cols, &offsets)?;
+        let offsets = match offsets.iter().any(Option::is_some) {
+            true => offsets,
+            false => Vec::new(),
+        };
+        Ok((values, offsets))
+    }
+
+    /// Columns `cols` as numbers, [rows, columns], less `offsets` (one per column, or none).
+    fn values_less(&self, cols: &[usize], offsets: &[Option<f64>]) -> Result<Array2<f32>> {
+        let mut values = Array2::zeros((self.rows.len(), cols.len()));
+        for (j, &col) in cols.iter().enumerate() {
+            let column = self.column_values(col, offsets.get(j).copied().flatten())?;
+            values.column_mut(j).assign(&column.column(0));
+        }
+        Ok(values)
+    }
+
     /// The target column: `name` if given (an error lists the columns when it is missing),
     /// else the last column.
     fn target_column(&self, name: Option<&str>) -> Result<usize> {
@@ -753,13 +852,13 @@ impl Table {
     /// numbers.
     fn features_except(
         &self,
-        target: usize,
+        targets: &[usize],
         ignore: &[String],
         categorical: &[String],
     ) -> Result<Vec<(usize, FeatureColumn)>> {
         let ignored = self.columns_listed(ignore, "to ignore")?;
         let categorical = self.columns_listed(categorical, "to read as categories")?;
-        if categorical.contains(&target) {
+        if let Some(&target) = targets.iter().find(|col| categorical.contains(col)) {
             return Err(WgradError::data(
                 &self.path,
                 format!(
@@ -778,7 +877,7 @@ impl Table {
                 ),
             ));
         }
-        if ignored.contains(&target) {
+        if let Some(&target) = targets.iter().find(|col| ignored.contains(col)) {
             return Err(WgradError::data(
                 &self.path,
                 format!(
@@ -788,20 +887,22 @@ impl Table {
             ));
         }
         let columns: Vec<usize> = (0..self.headers.len())
-            .filter(|c| *c != target && !ignored.contains(c))
+            .filter(|c| !targets.contains(c) && !ignored.contains(c))
             .collect();
         if columns.is_empty() {
+            let target = list(
+                &targets
+                    .iter()
+                    .map(|&c| &self.headers[c])
+                    .collect::<Vec<_>>(),
+            );
             return Err(WgradError::data(
                 &self.path,
                 match ignored.is_empty() {
-                    true => format!(
-                        "no feature columns: the only column is the target {}",
-                        quoted(&self.headers[target])
-                    ),
+                    true => format!("no feature columns: the only column is the target {target}"),
                     false => format!(
-                        "no feature columns: besides the target {}, every column is ignored \
-                         ({})",
-                        quoted(&self.headers[target]),
+                        "no feature columns: besides the target {target}, every column is \
+                         ignored ({})",
                         list(ignore)
                     ),
                 },

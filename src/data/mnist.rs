@@ -121,8 +121,8 @@ pub fn load_pair(images: &Path, labels: &Path) -> Result<Dataset> {
             (0..idx_images.rows * idx_images.cols).map(|i| format!("pixel{i}")),
         ),
         class_names: Some((0..CLASSES).map(|c| c.to_string()).collect()),
-        target_name: None,
-        target_offset: None,
+        target_names: Vec::new(),
+        target_offsets: Vec::new(),
     })
 }
 

@@ -36,12 +36,14 @@ pub struct Dataset {
     pub features: Vec<FeatureColumn>,
     /// The name of each class index, for classification; `None` for regression.
     pub class_names: Option<Vec<String>>,
-    /// The name of the target, where the data names it (a CSV's target column).
-    pub target_name: Option<String>,
-    /// A regression target's offset, as [`FeatureColumn::offset`]: subtracted (in 64-bit
+    /// The names of the targets, where the data names them (a CSV's target column, or
+    /// columns for a regression with several outputs); empty where it does not.
+    pub target_names: Vec<String>,
+    /// Each regression target's offset, as [`FeatureColumn::offset`]: subtracted (in 64-bit
     /// arithmetic) from values far from zero for their spread before they became the 32-bit
-    /// `y`; a model's predictions plus it are in the data's values.
-    pub target_offset: Option<f64>,
+    /// `y`; a model's outputs plus them are in the data's values. One per column of `y`
+    /// where one has an offset, else empty.
+    pub target_offsets: Vec<Option<f64>>,
 }
 
 /// A training set and the held-out set it is evaluated on.
@@ -97,8 +99,8 @@ impl Dataset {
             y,
             features: self.features.clone(),
             class_names: self.class_names.clone(),
-            target_name: self.target_name.clone(),
-            target_offset: self.target_offset,
+            target_names: self.target_names.clone(),
+            target_offsets: self.target_offsets.clone(),
         }
     }
 
@@ -159,8 +161,8 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
     let classes = |(x, y): (Array2<f32>, Vec<usize>), n_classes: usize| Dataset {
         features: numbered_features(x.ncols()),
         class_names: Some((0..n_classes).map(|c| c.to_string()).collect()),
-        target_name: None,
-        target_offset: None,
+        target_names: Vec::new(),
+        target_offsets: Vec::new(),
         x,
         y: Targets::Classes(y),
     };
@@ -174,8 +176,8 @@ pub fn synthetic(name: &str, seed: u64) -> Option<Dataset> {
             Dataset {
                 features: numbered_features(x.ncols()),
                 class_names: None,
-                target_name: None,
-                target_offset: None,
+                target_names: Vec::new(),
+                target_offsets: Vec::new(),
                 x,
                 y: Targets::Values(y),
             }

@@ -15,7 +15,8 @@
 //! - `model.json`: pretty-printed [`ModelMeta`] plus the model description, as
 //!   `{"format_version": 1, "spec": <Sequential>, "scaler": …, "class_names": …,
 //!   "feature_names": …, "categories": …, "offsets": …, "fills": …, "target": …,
-//!   "target_offset": …, "target_scaler": …}`, where `feature_names` are the data's feature
+//!   "target_offset": …, "target_scaler": …}` (`target` and `target_offset` a name and a
+//!   number for one target, lists for a regression's several), where `feature_names` are the data's feature
 //!   columns, and `categories`, `offsets` and `fills` (each only when some column has one)
 //!   map a column to its categories (in the order of its one-hot inputs), its offset and what
 //!   a missing cell of it becomes ([`crate::data::FeatureColumn`]).
@@ -111,15 +112,17 @@ pub struct ModelMeta {
     /// The data's feature columns, in order, and how each becomes inputs (a number, or one
     /// input per category).
     pub features: Option<Vec<FeatureColumn>>,
-    /// The name of the target column.
-    pub target: Option<String>,
+    /// The names of the target columns: one, or a regression's several (one per output);
+    /// empty where the data named none.
+    pub targets: Vec<String>,
     /// The least and greatest of the training inputs as the model saw them (scaled, where
     /// they were): new inputs far outside it were likely prepared otherwise (pixels 0–255
     /// against 0–1), which `wgrad predict` and `eval` point out.
     pub input_range: Option<(f32, f32)>,
-    /// A regression target's offset ([`crate::data::Dataset::target_offset`]): the model's
-    /// outputs (scaled back) plus it are in the data's values.
-    pub target_offset: Option<f64>,
+    /// Each regression target's offset ([`crate::data::Dataset::target_offsets`]): the
+    /// model's outputs (scaled back) plus them are in the data's values. One per output where
+    /// one has an offset, else empty.
+    pub target_offsets: Vec<Option<f64>>,
     /// A regression model's target scaling: its outputs are in scaled units, which this
     /// scaler's `inverse_transform` takes back to the data's.
     pub target_scaler: Option<Scaler>,

@@ -35,16 +35,45 @@ pub(crate) struct ModelFile {
     /// ([`FeatureColumn::fill`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fills: BTreeMap<String, f64>,
-    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<PerTarget<String>>,
     /// Absent from files written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_range: Option<(f32, f32)>,
     /// Absent where the target needs none, and from files written before targets had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_offset: Option<f64>,
+    pub target_offset: Option<PerTarget<Option<f64>>>,
     /// Absent from files written before targets could be scaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_scaler: Option<Scaler>,
+}
+
+/// A value per target: itself for one (as files have it from before a regression could have
+/// several), a list for several.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PerTarget<T> {
+    One(T),
+    Several(Vec<T>),
+}
+
+impl<T: Clone> PerTarget<T> {
+    /// `None` for no values.
+    fn of(values: &[T]) -> Option<Self> {
+        match values {
+            [] => None,
+            [one] => Some(PerTarget::One(one.clone())),
+            several => Some(PerTarget::Several(several.to_vec())),
+        }
+    }
+
+    fn into_vec(this: Option<Self>) -> Vec<T> {
+        match this {
+            None => Vec::new(),
+            Some(PerTarget::One(one)) => vec![one],
+            Some(PerTarget::Several(several)) => several,
+        }
+    }
 }
 
 /// Just the version, read first so that a newer file gets a clear message rather than a
@@ -81,9 +110,13 @@ impl ModelFile {
             categories: by_column(&meta.features, |c| c.categories.clone()),
             offsets: by_column(&meta.features, |c| c.offset),
             fills: by_column(&meta.features, |c| c.fill),
-            target: meta.target.clone(),
+            target: PerTarget::of(&meta.targets),
             input_range: meta.input_range,
-            target_offset: meta.target_offset,
+            // One target without an offset: no key, as before several could have them.
+            target_offset: match meta.target_offsets.as_slice() {
+                [None] => None,
+                offsets => PerTarget::of(offsets),
+            },
             target_scaler: meta.target_scaler.clone(),
         }
     }
@@ -117,9 +150,9 @@ impl ModelFile {
             scaler: self.scaler,
             class_names: self.class_names,
             features,
-            target: self.target,
+            targets: PerTarget::into_vec(self.target),
             input_range: self.input_range,
-            target_offset: self.target_offset,
+            target_offsets: PerTarget::into_vec(self.target_offset),
             target_scaler: self.target_scaler,
         };
         Ok((self.spec, meta))
@@ -469,8 +502,23 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
             return Err(format!("the {name}'s {what}"));
         }
     }
-    if let Some(offset) = meta.target_offset {
-        check_number("the target offset is", offset)?;
+    for offset in meta.target_offsets.iter().flatten() {
+        check_number("the target offset is", *offset)?;
+    }
+    // A regression's several targets are its outputs, and their offsets one per target.
+    if meta.targets.len() > 1 && meta.targets.len() != spec.output_dim() {
+        return Err(format!(
+            "target names {} targets, but the model has {} outputs",
+            meta.targets.len(),
+            spec.output_dim()
+        ));
+    }
+    if !meta.target_offsets.is_empty() && meta.target_offsets.len() != spec.output_dim() {
+        return Err(format!(
+            "target_offset gives {} offsets, but the model has {} outputs",
+            meta.target_offsets.len(),
+            spec.output_dim()
+        ));
     }
     if let Some((min, max)) = meta.input_range
         && !(min <= max && min.is_finite() && max.is_finite())
