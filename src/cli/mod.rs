@@ -462,15 +462,38 @@ fn scaled(model: &Model, meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Re
             ));
         }
     }
-    note_inputs_out_of_range(meta.input_range, &x, path);
+    note_inputs_out_of_range(meta, &x, path);
     Ok(x)
+}
+
+/// The least and greatest value of each column of `x` (the inputs as the model sees them), for
+/// [`ModelMeta::input_ranges`]; `None` without rows.
+pub(crate) fn input_ranges(x: &Array2<f32>) -> Option<Vec<(f32, f32)>> {
+    let mut rows = x.rows().into_iter();
+    let mut ranges: Vec<(f32, f32)> = rows.next()?.iter().map(|&v| (v, v)).collect();
+    for row in rows {
+        for ((least, greatest), &v) in ranges.iter_mut().zip(row) {
+            *least = least.min(v);
+            *greatest = greatest.max(v);
+        }
+    }
+    Some(ranges)
 }
 
 /// Notes inputs (as the model takes them) of which more than 1% lie beyond the training
 /// inputs' range by more than its width: likely prepared otherwise than the training data
 /// (pixels 0–255 for a model trained on 0–1, other units).
-pub(crate) fn note_inputs_out_of_range(range: Option<(f32, f32)>, x: &Array2<f32>, path: &str) {
-    let Some((low, high)) = range else { return };
+pub(crate) fn note_inputs_out_of_range(meta: &ModelMeta, x: &Array2<f32>, path: &str) {
+    let Some(ranges) = meta.input_ranges.as_deref() else {
+        return;
+    };
+    let Some((low, high)) = ranges
+        .iter()
+        .copied()
+        .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
+    else {
+        return;
+    };
     let width = (high - low).max(f32::MIN_POSITIVE);
     let (lowest, highest) = (low - width, high + width);
     let outside = x.iter().filter(|&&v| v < lowest || v > highest).count();

@@ -36,9 +36,13 @@ pub(crate) struct ModelFile {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fills: BTreeMap<String, f64>,
     pub target: Option<String>,
-    /// Absent from files written before it was kept.
+    /// `[least, greatest]` of each input in training; absent from files written before it was
+    /// kept. Older files hold one `input_range` over all inputs instead, which is not read:
+    /// taken as each column's range it would show training ranges no column had, and still
+    /// miss a column in other units within the others' spread. Such a model gets ranges when
+    /// it is trained (or resumed) again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_range: Option<(f32, f32)>,
+    pub input_ranges: Option<Vec<(f32, f32)>>,
     /// Absent where the target needs none, and from files written before targets had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_offset: Option<f64>,
@@ -82,7 +86,7 @@ impl ModelFile {
             offsets: by_column(&meta.features, |c| c.offset),
             fills: by_column(&meta.features, |c| c.fill),
             target: meta.target.clone(),
-            input_range: meta.input_range,
+            input_ranges: meta.input_ranges.clone(),
             target_offset: meta.target_offset,
             target_scaler: meta.target_scaler.clone(),
         }
@@ -118,7 +122,7 @@ impl ModelFile {
             class_names: self.class_names,
             features,
             target: self.target,
-            input_range: self.input_range,
+            input_ranges: self.input_ranges,
             target_offset: self.target_offset,
             target_scaler: self.target_scaler,
         };
@@ -417,7 +421,7 @@ pub(crate) fn check_version(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Checks that the metadata fits the model and could have come from training data: one scaler
 /// column and one feature name per input, one class name per class, each name once, finite
 /// scaler values with no negative spread, offsets and fills within 32-bit floats' range
-/// (offsets only on columns of numbers), an ordered `input_range`.
+/// (offsets only on columns of numbers), an ordered finite range per input.
 fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), String> {
     let scalers = [
         (&meta.scaler, "scaler", spec.input_dim, "inputs"),
@@ -472,12 +476,24 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
     if let Some(offset) = meta.target_offset {
         check_number("the target offset is", offset)?;
     }
-    if let Some((min, max)) = meta.input_range
-        && !(min <= max && min.is_finite() && max.is_finite())
-    {
-        return Err(format!(
-            "input_range is [{min}, {max}], not a least and a greatest finite value"
-        ));
+    if let Some(ranges) = &meta.input_ranges {
+        if ranges.len() != spec.input_dim {
+            return Err(format!(
+                "input_ranges has {} ranges, the model has {} inputs",
+                ranges.len(),
+                spec.input_dim
+            ));
+        }
+        if let Some((i, (least, greatest))) = ranges
+            .iter()
+            .enumerate()
+            .find(|(_, (a, b))| !(a <= b && a.is_finite() && b.is_finite()))
+        {
+            return Err(format!(
+                "input_ranges holds [{least}, {greatest}] for input {i}, not a least and a \
+                 greatest finite value"
+            ));
+        }
     }
     if let Some(columns) = &meta.features {
         if let Some(column) = columns
