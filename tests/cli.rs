@@ -2348,11 +2348,17 @@ fn missing_values_are_filled_when_asked_in_training_and_prediction() {
 #[test]
 fn inputs_prepared_otherwise_than_the_training_data_get_a_note() {
     let dir = temp_dir("input-range");
-    // Pixels in [0, 1], as the model learns them (no scaling, as for MNIST).
-    let mut csv = String::from("p0,p1,label\n");
+    // Six pixels in [0, 1], as the model learns them (no scaling, as for MNIST).
+    let mut csv = String::from("p0,p1,p2,p3,p4,p5,label\n");
     for i in 0..40 {
-        let (a, b) = ((i % 10) as f32 / 10.0, (i * 7 % 10) as f32 / 10.0);
-        csv += &format!("{a},{b},{}\n", ["dark", "light"][usize::from(a + b > 1.0)]);
+        let pixels: Vec<f32> = (0..6)
+            .map(|k| ((i * (2 * k + 1)) % 10) as f32 / 10.0)
+            .collect();
+        let light = pixels.iter().sum::<f32>() > 3.0;
+        for p in &pixels {
+            csv += &format!("{p},");
+        }
+        csv += &format!("{}\n", ["dark", "light"][usize::from(light)]);
     }
     let data = dir.join("pixels.csv");
     std::fs::write(&data, &csv).unwrap();
@@ -2376,18 +2382,120 @@ fn inputs_prepared_otherwise_than_the_training_data_get_a_note() {
     ]);
     ok(&args);
     let input = dir.join("same.csv");
-    std::fs::write(&input, "p0,p1\n0.5,0.25\n0.9,0.1\n").unwrap();
+    std::fs::write(
+        &input,
+        "p0,p1,p2,p3,p4,p5\n0.5,0.25,0,0.9,0.1,0.3\n0.9,0.1,0.2,0.4,0.6,0.8\n",
+    )
+    .unwrap();
     let output = predict_on_cpu(&model, &input);
-    assert!(!text(&output).contains("far outside"), "{}", text(&output));
-    // The same pixels as bytes, 0–255.
-    std::fs::write(&input, "p0,p1\n128,64\n230,26\n").unwrap();
+    assert!(!text(&output).contains("outside"), "{}", text(&output));
+    // The same pixels as bytes, 0–255: every column named by its training range and the new
+    // one, in one line however many columns there are.
+    std::fs::write(
+        &input,
+        "p0,p1,p2,p3,p4,p5\n128,64,0,230,26,77\n230,26,51,102,153,204\n",
+    )
+    .unwrap();
     let output = predict_on_cpu(&model, &input);
     assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        text(&output).contains(
-            "4 of its 4 input values lie far outside the training inputs' range [0, 0.9]"
+        stderr.contains(
+            "6 of the model's 6 inputs lie outside their training ranges, p0 (here 128 to 230; \
+             in training 0 to 0.9), p1 (here 26 to 64; in training 0 to 0.9), p2 (here 0 to 51; \
+             in training 0 to 0.5) and 3 more: were they prepared as the training data was (the \
+             same units; pixels in [0, 1], not 0–255)?"
         ),
-        "{}",
-        text(&output)
+        "{stderr}"
     );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// A CSV table of `rows` rows, `year,income,branch,spend`, drawn from one distribution by a
+/// linear congruential generator seeded with `seed`; `income` divided by `divisor`.
+fn incomes(seed: u64, rows: usize, divisor: f64, branch: u32) -> (String, Vec<f64>) {
+    let mut state = seed;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let mut csv = String::from("year,income,branch,spend\n");
+    let mut values = Vec::new();
+    for _ in 0..rows {
+        let year = 1990 + next(31) as i64;
+        let income = 20_000.0 + 10.0 * next(18_001) as f64;
+        let spend = 0.5 * (year - 2005) as f64 + income / 1e4 + next(100) as f64 / 100.0;
+        csv += &format!("{year},{},{branch},{spend}\n", income / divisor);
+        values.push(income);
+    }
+    (csv, values)
+}
+
+#[test]
+fn a_column_in_other_units_is_named_with_both_ranges_in_the_data_units() {
+    let dir = temp_dir("input-ranges");
+    // One draw of 250 rows: 200 to train on, 50 held out (a fresh sample of the same kind,
+    // 4 of whose incomes lie below the training ones).
+    let (all, incomes_drawn) = incomes(8, 250, 1.0, 5);
+    let lines: Vec<&str> = all.lines().collect();
+    let (header, rows) = (lines[0], &lines[1..]);
+    let table = |rows: &[&str]| format!("{header}\n{}\n", rows.join("\n"));
+    let (train, held) = (dir.join("train.csv"), dir.join("held.csv"));
+    std::fs::write(&train, table(&rows[..200])).unwrap();
+    std::fs::write(&held, table(&rows[200..])).unwrap();
+    let least = incomes_drawn[..200]
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let most = incomes_drawn[..200].iter().copied().fold(0.0, f64::max);
+    let model = dir.join("model");
+    let mut args = vec!["train", "--data", s(&train), "--target", "spend"];
+    args.extend(["--validation-data", s(&held), "--epochs", "20"]);
+    args.extend([
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        s(&model),
+    ]);
+    // The held-out rows, as validation data or evaluated, get no note.
+    let trained = ok(&args);
+    assert!(!trained.contains("outside"), "{trained}");
+    let evaluated = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&held),
+        "--device",
+        "cpu",
+    ]);
+    assert!(!evaluated.contains("outside"), "{evaluated}");
+    // Incomes in thousands (standardised, about -2.1: within the span of all inputs), and a
+    // branch the training data never had.
+    let (thousands, _) = incomes(11, 60, 1000.0, 7);
+    let thousands = thousands.replacen("\n", "\n1995,20,7,0\n2015,200,7,0\n", 1);
+    let input = dir.join("thousands.csv");
+    std::fs::write(&input, thousands).unwrap();
+    let expected = format!(
+        "note: {}: 2 of the model's 3 inputs lie outside their training ranges, income (here \
+         20 to 200; in training {least} to {most}) and branch (here 7; held only 5 in \
+         training): were they prepared as the training data was",
+        input.display()
+    );
+    let evaluated = ok(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&input),
+        "--device",
+        "cpu",
+    ]);
+    assert!(evaluated.contains(&expected), "{evaluated}");
+    let output = predict_on_cpu(&model, &input);
+    assert!(text(&output).contains(&expected), "{}", text(&output));
 }

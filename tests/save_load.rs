@@ -71,7 +71,7 @@ fn meta() -> ModelMeta {
             FeatureColumn::categorical("colour", vec!["blue".into(), "green".into(), "red".into()]),
         ]),
         targets: vec!["level".into()],
-        input_range: Some((-1.5, 2.25)),
+        input_ranges: Some(vec![(-1.5, 2.25), (0.0, 1.0), (0.0, 1.0), (0.0, 0.0)]),
         target_offsets: vec![Some(-2.5e9), None, Some(3.0)],
         target_scaler: Some(Scaler::MinMax {
             min: vec![-1.0, 0.0, 2.5],
@@ -473,8 +473,8 @@ fn hand_edited_numbers_and_names_in_model_json_are_refused() {
             "the target scaler's min of input 0 (5) is above its max (1)",
         ),
         (
-            |j| j["input_range"] = serde_json::json!([3.0, 1.0]),
-            "input_range is [3, 1]",
+            |j| j["input_ranges"][1] = serde_json::json!([3.0, 1.0]),
+            "input_ranges holds [3, 1] for input 1, not a least and a greatest finite value",
         ),
         (
             |j| j["class_names"][1] = "low".into(),
@@ -504,6 +504,60 @@ fn hand_edited_numbers_and_names_in_model_json_are_refused() {
         assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
         assert_mentions(&e, &["model.json", message]);
     }
+}
+
+#[test]
+fn input_ranges_are_kept_one_per_input_and_an_older_single_range_is_ignored() {
+    let dir = TempDir::new("save-load", "input_ranges");
+    let model = trained(Optimizer::sgd(0.1), 1);
+    save_model(&dir, &model, &meta()).expect("save");
+    let saved = fs::read(dir.join("model.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    assert_eq!(
+        json["input_ranges"],
+        serde_json::json!([[-1.5, 2.25], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    );
+    assert_eq!(load_model(&dir, Device::Cpu).expect("load").1, meta());
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(Edit, &str); 3] = [
+        (
+            |j| {
+                j["input_ranges"].as_array_mut().unwrap().pop();
+            },
+            "input_ranges has 3 ranges, the model has 4 inputs",
+        ),
+        (
+            |j| j["input_ranges"][2][1] = 1e39.into(),
+            "input_ranges holds [0, inf] for input 2",
+        ),
+        (
+            |j| j["input_ranges"][0] = serde_json::json!([1.0]),
+            "malformed model description",
+        ),
+    ];
+    for (edit, message) in edits {
+        fs::write(dir.join("model.json"), &saved).unwrap();
+        edit_model_json(&dir, edit);
+        let e = load_model_error(&dir);
+        assert!(matches!(e, WgradError::Data { .. }), "{e:?}");
+        assert_mentions(&e, &["model.json", message]);
+    }
+    // A file written before ranges were kept per input, with one range over all of them:
+    // read without it, whatever it holds.
+    fs::write(dir.join("model.json"), &saved).unwrap();
+    edit_model_json(&dir, |j| {
+        let file = j.as_object_mut().unwrap();
+        file.remove("input_ranges");
+        file.insert("input_range".into(), serde_json::json!([3.0, 1.0]));
+    });
+    let (_, loaded) = load_model(&dir, Device::Cpu).expect("an older model.json loads");
+    assert_eq!(
+        loaded,
+        ModelMeta {
+            input_ranges: None,
+            ..meta()
+        }
+    );
 }
 
 #[test]

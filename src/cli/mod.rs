@@ -7,7 +7,7 @@ mod progress;
 mod train;
 
 use crate::backend::Device;
-use crate::data::{CsvTask, Dataset};
+use crate::data::{CsvTask, Dataset, Scaler};
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuApi};
 use crate::io::{self, ModelMeta};
@@ -477,30 +477,208 @@ fn scaled(model: &Model, meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Re
             ));
         }
     }
-    note_inputs_out_of_range(meta.input_range, &x, path);
+    note_inputs_out_of_range(meta, &x, path);
     Ok(x)
 }
 
-/// Notes inputs (as the model takes them) of which more than 1% lie beyond the training
-/// inputs' range by more than its width: likely prepared otherwise than the training data
-/// (pixels 0–255 for a model trained on 0–1, other units).
-pub(crate) fn note_inputs_out_of_range(range: Option<(f32, f32)>, x: &Array2<f32>, path: &str) {
-    let Some((low, high)) = range else { return };
-    let width = (high - low).max(f32::MIN_POSITIVE);
-    let (lowest, highest) = (low - width, high + width);
-    let outside = x.iter().filter(|&&v| v < lowest || v > highest).count();
-    if outside * 100 > x.len() {
-        let (least, most) = x
+/// The least and greatest value of each column of `x` (the inputs as the model sees them), for
+/// [`ModelMeta::input_ranges`]; `None` without rows.
+pub(crate) fn input_ranges(x: &Array2<f32>) -> Option<Vec<(f32, f32)>> {
+    let mut rows = x.rows().into_iter();
+    let mut ranges: Vec<(f32, f32)> = rows.next()?.iter().map(|&v| (v, v)).collect();
+    for row in rows {
+        for ((least, greatest), &v) in ranges.iter_mut().zip(row) {
+            *least = least.min(v);
+            *greatest = greatest.max(v);
+        }
+    }
+    Some(ranges)
+}
+
+/// From this many rows on, a column most of whose values lie outside its training range is
+/// named: a fresh sample of the training data's kind has few values beyond the training
+/// extremes (about 2 in n + 1 for n training rows), a column in other units (an income in
+/// thousands) all of them, even where they stay within one training span of it.
+const ROWS_FOR_A_SHIFT: usize = 3;
+
+/// At most this many inputs are named in the note; the rest are counted.
+const INPUTS_NAMED: usize = 3;
+
+/// Notes the columns of new inputs `x` (as the model takes them) that lie outside their
+/// training range ([`ModelMeta::input_ranges`]): likely prepared otherwise than the training
+/// data (pixels 0–255 for a model trained on 0–1, an income in thousands). A column is named
+/// when more than 1% of its values lie beyond its training range by more than its span (for a
+/// constant training column, differ from it), or, from [`ROWS_FOR_A_SHIFT`] rows on, most of
+/// them lie outside the range at all. One-hot inputs of categories, read by name, are not
+/// judged. Ranges are shown in the data's units.
+pub(crate) fn note_inputs_out_of_range(meta: &ModelMeta, x: &Array2<f32>, path: &str) {
+    let Some(ranges) = meta.input_ranges.as_deref() else {
+        return;
+    };
+    if ranges.len() != x.ncols() || x.nrows() == 0 {
+        return;
+    }
+    // One pass along the rows: each column's least and greatest value, how many lie outside
+    // its range, and how many far outside.
+    let mut seen: Vec<(f32, f32, usize, usize)> = x.row(0).iter().map(|&v| (v, v, 0, 0)).collect();
+    for row in x.rows() {
+        for ((least, greatest, outside, far), (&v, &(low, high))) in
+            seen.iter_mut().zip(row.iter().zip(ranges))
+        {
+            *least = least.min(v);
+            *greatest = greatest.max(v);
+            if v < low || v > high {
+                *outside += 1;
+                let span = high - low;
+                if span == 0.0 || v < low - span || v > high + span {
+                    *far += 1;
+                }
+            }
+        }
+    }
+    let rows = x.nrows();
+    let categories: Vec<bool> = match &meta.features {
+        Some(columns) if crate::data::features::input_width(columns) == ranges.len() => columns
             .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
+            .flat_map(|c| std::iter::repeat_n(c.categories.is_some(), c.width()))
+            .collect(),
+        _ => vec![false; ranges.len()],
+    };
+    let off: Vec<usize> = (0..ranges.len())
+        .filter(|&i| {
+            let (_, _, outside, far) = seen[i];
+            !categories[i] && (far * 100 > rows || (rows >= ROWS_FOR_A_SHIFT && outside * 2 > rows))
+        })
+        .collect();
+    if off.is_empty() {
+        return;
+    }
+    let named: Vec<String> = off
+        .iter()
+        .take(INPUTS_NAMED)
+        .map(|&i| {
+            let (least, greatest, ..) = seen[i];
+            described_range(meta, i, ranges[i], (least, greatest))
+        })
+        .collect();
+    let hint = "(the same units; pixels in [0, 1], not 0–255)";
+    if off.len() == 1 {
         note!(
-            "note: {path}: {outside} of its {} input values lie far outside the training \
-             inputs' range [{low}, {high}] (they span [{least}, {most}]): were they prepared \
-             as the training data was (the same units; pixels in [0, 1], not 0–255)?",
-            x.len()
+            "note: {path}: {} lies outside its training range: was it prepared as the training \
+             data was {hint}?",
+            named[0]
         );
+        return;
+    }
+    let list = match off.len() - named.len() {
+        0 => {
+            let (last, others) = named.split_last().expect("two or more named");
+            format!("{} and {last}", others.join(", "))
+        }
+        more => format!("{} and {more} more", named.join(", ")),
+    };
+    note!(
+        "note: {path}: {} of the model's {} inputs lie outside their training ranges, {list}: \
+         were they prepared as the training data was {hint}?",
+        off.len(),
+        ranges.len()
+    );
+}
+
+/// "income (here 20 to 200; in training 20000 to 200000)": input `i`'s name, the range of its
+/// new values `here` and its training range `trained` (both as the model takes them), in the
+/// data's units (the scaling undone, the column's offset added back).
+fn described_range(meta: &ModelMeta, i: usize, trained: (f32, f32), here: (f32, f32)) -> String {
+    let features = meta.features.as_deref();
+    let name = features
+        .and_then(|columns| crate::data::features::input_names(columns).get(i).cloned())
+        .unwrap_or_else(|| format!("column {}", i + 1));
+    let offset = features
+        .and_then(|columns| {
+            columns
+                .iter()
+                .flat_map(|c| std::iter::repeat_n(c.offset, c.width()))
+                .nth(i)
+        })
+        .flatten()
+        .unwrap_or(0.0);
+    // The four values, then 0 and 1 for the scaler's divisor, through the scaler's inverse,
+    // a row each.
+    let scaled = [trained.0, trained.1, here.0, here.1, 0.0, 1.0];
+    let column = if meta.scaler.is_some() { i } else { 0 };
+    let width = meta.scaler.as_ref().map_or(1, Scaler::width);
+    let mut values = Array2::<f32>::zeros((scaled.len(), width));
+    for (row, &v) in scaled.iter().enumerate() {
+        values[[row, column]] = v;
+    }
+    if let Some(scaler) = &meta.scaler {
+        // As wide as the inputs: checked on load and when fitted.
+        let _ = scaler.inverse_transform(&mut values);
+    }
+    let value = |row: usize| f64::from(values[[row, column]]);
+    let divisor = value(5) - value(4);
+    // What the 32-bit floats resolve: the scaled value's rounding, scaled back, and the
+    // value's own.
+    let noise = |row: usize| {
+        (f64::from(scaled[row]).abs() * divisor).max(value(row).abs()) * f64::from(f32::EPSILON)
+    };
+    let shown = |row: usize, other: usize| shown(value(row), value(other), noise(row), offset);
+    let range = |a: usize, b: usize| {
+        let (a_text, b_text) = (shown(a, b), shown(b, a));
+        if a_text == b_text {
+            a_text
+        } else {
+            format!("{a_text} to {b_text}")
+        }
+    };
+    let trained_text = if trained.0 == trained.1 {
+        format!("held only {} in training", shown(0, 1))
+    } else {
+        format!("in training {}", range(0, 1))
+    };
+    format!("{name} (here {}; {trained_text})", range(2, 3))
+}
+
+/// `v + offset` to six significant digits of `v`, or four of the range from `v` to `other`
+/// where that is finer (so that 1700000000 and 1700001470 differ), but no finer than `noise`,
+/// the error of `v` from the 32-bit floats it was computed from.
+fn shown(v: f64, other: f64, noise: f64, offset: f64) -> String {
+    if v == 0.0 {
+        // The offset as it was saved: the shortest decimal that reads back as it.
+        return shown_exactly(offset, usize::MAX);
+    }
+    let mut exponent = v.abs().log10().floor() - 5.0;
+    let spread = (v - other).abs();
+    if spread > 0.0 {
+        exponent = exponent.min(spread.log10().floor() - 3.0);
+    }
+    if noise > 0.0 {
+        exponent = exponent.max(noise.log10().ceil());
+    }
+    let exponent = exponent as i32;
+    let unit = 10f64.powi(exponent);
+    let rounded = (v / unit).round() * unit + offset;
+    shown_exactly(rounded, (-exponent).max(0) as usize)
+}
+
+/// `v` with at most `decimals` decimals (`usize::MAX`: as many as it takes), trailing zeros
+/// dropped; in exponent form from 1e15.
+fn shown_exactly(v: f64, decimals: usize) -> String {
+    if v.abs() >= 1e15 {
+        return format!("{v:.4e}");
+    }
+    let text = match decimals {
+        usize::MAX => format!("{v}"),
+        decimals => format!("{v:.decimals$}"),
+    };
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    match text {
+        "-0" => "0".to_string(),
+        text => text.to_string(),
     }
 }
 

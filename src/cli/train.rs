@@ -801,25 +801,23 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             scaler.transform(&mut set.x)?;
         }
     }
-    // The inputs as the model sees them: a resumed run's range stays its first one's.
-    let input_range = match saved {
-        Some(meta) => meta.input_range,
-        None => train.x.iter().fold(None, |range: Option<(f32, f32)>, &v| {
-            Some(range.map_or((v, v), |(low, high)| (low.min(v), high.max(v))))
-        }),
-    };
-    if let (Some(validation), Some(path)) = (&validation, &args.validation_data) {
-        super::note_inputs_out_of_range(input_range, &validation.x, &path.display().to_string());
-    }
+    // The inputs as the model sees them: a resumed run's ranges stay its first one's (a model
+    // saved without them gets them now).
+    let input_ranges = saved
+        .and_then(|meta| meta.input_ranges.clone())
+        .or_else(|| super::input_ranges(&train.x));
     let meta = ModelMeta {
         scaler,
         class_names: train.class_names.clone(),
         features: Some(train.features.clone()),
         targets: train.target_names.clone(),
-        input_range,
+        input_ranges,
         target_offsets: train.target_offsets.clone(),
         target_scaler,
     };
+    if let (Some(validation), Some(path)) = (&validation, &args.validation_data) {
+        super::note_inputs_out_of_range(&meta, &validation.x, &path.display().to_string());
+    }
     Ok(Prepared {
         train,
         validation,

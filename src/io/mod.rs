@@ -15,16 +15,18 @@
 //! - `model.json`: pretty-printed [`ModelMeta`] plus the model description, as
 //!   `{"format_version": 1, "spec": <Sequential>, "scaler": …, "class_names": …,
 //!   "feature_names": …, "categories": …, "offsets": …, "fills": …, "target": …,
-//!   "target_offset": …, "target_scaler": …}` (`target` and `target_offset` a name and a
-//!   number for one target, lists for a regression's several), where `feature_names` are the data's feature
-//!   columns, and `categories`, `offsets` and `fills` (each only when some column has one)
-//!   map a column to its categories (in the order of its one-hot inputs), its offset and what
-//!   a missing cell of it becomes ([`crate::data::FeatureColumn`]).
+//!   "input_ranges": …, "target_offset": …, "target_scaler": …}` (`target` and
+//!   `target_offset` a name and a number for one target, lists for a regression's several),
+//!   where `feature_names` are the data's feature columns, `categories`, `offsets` and
+//!   `fills` (each only when some column has one) map a column to its categories (in the
+//!   order of its one-hot inputs), its offset and what a missing cell of it becomes
+//!   ([`crate::data::FeatureColumn`]), and `input_ranges` holds `[least, greatest]` of each
+//!   input in training, as the model saw it.
 //!
 //! Loading checks everything against the description in `model.json`: every tensor present,
 //! none extra, F32, of the layer's shape (`layers.1.weight has shape [10, 64], the model
 //! description says [10, 128]`), finite; the description valid and of a known
-//! `format_version`; the scaler and names as wide as the inputs and outputs.
+//! `format_version`; the scaler, names and input ranges as wide as the inputs and outputs.
 //!
 //! # Checkpoints
 //!
@@ -115,10 +117,12 @@ pub struct ModelMeta {
     /// The names of the target columns: one, or a regression's several (one per output);
     /// empty where the data named none.
     pub targets: Vec<String>,
-    /// The least and greatest of the training inputs as the model saw them (scaled, where
-    /// they were): new inputs far outside it were likely prepared otherwise (pixels 0–255
-    /// against 0–1), which `wgrad predict` and `eval` point out.
-    pub input_range: Option<(f32, f32)>,
+    /// The least and greatest value of each input in training, as the model saw it (scaled,
+    /// where it was), one pair per input: a column of new inputs far outside its own range was
+    /// likely prepared otherwise (pixels 0–255 against 0–1, an income in thousands), which
+    /// `wgrad predict`, `eval` and `--validation-data` point out. Per input, since one range
+    /// over all inputs hides one column in other units among others of wider spread.
+    pub input_ranges: Option<Vec<(f32, f32)>>,
     /// Each regression target's offset ([`crate::data::Dataset::target_offsets`]): the
     /// model's outputs (scaled back) plus them are in the data's values. One per output where
     /// one has an offset, else empty.

@@ -37,9 +37,13 @@ pub(crate) struct ModelFile {
     pub fills: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<PerTarget<String>>,
-    /// Absent from files written before it was kept.
+    /// `[least, greatest]` of each input in training; absent from files written before it was
+    /// kept. Older files hold one `input_range` over all inputs instead, which is not read:
+    /// taken as each column's range it would show training ranges no column had, and still
+    /// miss a column in other units within the others' spread. Such a model gets ranges when
+    /// it is trained (or resumed) again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_range: Option<(f32, f32)>,
+    pub input_ranges: Option<Vec<(f32, f32)>>,
     /// Absent where the target needs none, and from files written before targets had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_offset: Option<PerTarget<Option<f64>>>,
@@ -111,7 +115,7 @@ impl ModelFile {
             offsets: by_column(&meta.features, |c| c.offset),
             fills: by_column(&meta.features, |c| c.fill),
             target: PerTarget::of(&meta.targets),
-            input_range: meta.input_range,
+            input_ranges: meta.input_ranges.clone(),
             // One target without an offset: no key, as before several could have them.
             target_offset: match meta.target_offsets.as_slice() {
                 [None] => None,
@@ -151,7 +155,7 @@ impl ModelFile {
             class_names: self.class_names,
             features,
             targets: PerTarget::into_vec(self.target),
-            input_range: self.input_range,
+            input_ranges: self.input_ranges,
             target_offsets: PerTarget::into_vec(self.target_offset),
             target_scaler: self.target_scaler,
         };
@@ -450,7 +454,7 @@ pub(crate) fn check_version(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Checks that the metadata fits the model and could have come from training data: one scaler
 /// column and one feature name per input, one class name per class, each name once, finite
 /// scaler values with no negative spread, offsets and fills within 32-bit floats' range
-/// (offsets only on columns of numbers), an ordered `input_range`.
+/// (offsets only on columns of numbers), an ordered finite range per input.
 fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), String> {
     let scalers = [
         (&meta.scaler, "scaler", spec.input_dim, "inputs"),
@@ -520,12 +524,24 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
             spec.output_dim()
         ));
     }
-    if let Some((min, max)) = meta.input_range
-        && !(min <= max && min.is_finite() && max.is_finite())
-    {
-        return Err(format!(
-            "input_range is [{min}, {max}], not a least and a greatest finite value"
-        ));
+    if let Some(ranges) = &meta.input_ranges {
+        if ranges.len() != spec.input_dim {
+            return Err(format!(
+                "input_ranges has {} ranges, the model has {} inputs",
+                ranges.len(),
+                spec.input_dim
+            ));
+        }
+        if let Some((i, (least, greatest))) = ranges
+            .iter()
+            .enumerate()
+            .find(|(_, (a, b))| !(a <= b && a.is_finite() && b.is_finite()))
+        {
+            return Err(format!(
+                "input_ranges holds [{least}, {greatest}] for input {i}, not a least and a \
+                 greatest finite value"
+            ));
+        }
     }
     if let Some(columns) = &meta.features {
         if let Some(column) = columns
