@@ -297,6 +297,26 @@ fn train_eval_predict_summary_on_a_csv_file() {
         fails(&args.each_ref().map(String::as_str), expected);
     }
     assert_eq!(std::fs::read(model.join("model.json")).unwrap(), model_json);
+    // Into a FIFO (another program reading the predictions) they are written, not renamed
+    // over it.
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    ok(&predict_into(&fifo).each_ref().map(String::as_str));
+    assert_eq!(reader.join().unwrap(), written);
+    {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
     let beside = model.join("predictions.csv");
     ok(&predict_into(&beside).each_ref().map(String::as_str));
     assert_eq!(std::fs::read_to_string(&beside).unwrap(), written);
@@ -1297,7 +1317,44 @@ fn output_and_model_paths_that_are_not_models_are_clear_errors() {
     ];
     fails(
         &args,
-        "the run cannot write into this directory (its lock file .lock: ",
+        "the run cannot write into this directory (its lock file .lock is not a regular file)",
+    );
+    // A FIFO there is refused, not opened (which would wait for a reader forever).
+    let fifo = dir.join("fifo-lock");
+    std::fs::create_dir_all(&fifo).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(fifo.join(".lock"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args([
+            "train",
+            "--data",
+            "xor",
+            "--device",
+            "cpu",
+            "--out",
+            s(&fifo),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("train hung on a FIFO .lock");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let message = text(&child.wait_with_output().unwrap());
+    assert!(
+        message.contains("its lock file .lock is not a regular file"),
+        "{message}"
     );
 }
 
@@ -1434,6 +1491,77 @@ fn an_output_directory_not_in_utf8_is_refused_before_training() {
     assert_eq!(output.status.code(), Some(1), "{message}");
     assert!(message.contains("is not valid UTF-8"), "{message}");
     assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn sigterm_lets_the_epoch_in_progress_end_to_save_it_and_a_second_stops_at_once() {
+    use std::io::BufRead;
+    for signals in [1, 2] {
+        let dir = temp_dir(&format!("sigterm-{signals}"));
+        // Epochs of about a second, and no checkpoint due before the signals.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wgrad"))
+            .args([
+                "train",
+                "--data",
+                "mnist",
+                "--layers",
+                "784,64,10",
+                "--epochs",
+                "100",
+            ])
+            .args([
+                "--checkpoint-every",
+                "1000",
+                "--device",
+                "cpu",
+                "--no-plots",
+            ])
+            .args(["--out", s(&dir)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The epochs are shown on standard error, as they end.
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let trained = loop {
+            let line = lines.next().expect("training shows its epochs").unwrap();
+            if line.starts_with("epoch 2/100") {
+                break 2;
+            }
+        };
+        for _ in 0..signals {
+            let pid = child.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let message: Vec<String> = lines.map(Result::unwrap).collect();
+        let message = message.join("\n");
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{message}");
+        assert!(
+            message
+                .contains("stopping when the epoch in progress ends, to save it with epochs 1–2"),
+            "{message}"
+        );
+        if signals == 1 {
+            // The epochs trained and the one in progress, saved.
+            let epoch = number_after(&message, "holds the checkpoint of epoch ");
+            assert!(epoch > trained, "{message}");
+            let (_, _, progress) = wgrad::io::load_checkpoint(&dir, wgrad::Device::Cpu).unwrap();
+            assert_eq!(progress.epochs_done, epoch);
+        } else {
+            assert!(
+                message.contains("interrupted before the first checkpoint; nothing was saved"),
+                "{message}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -968,15 +968,15 @@ fn csv_columns_of_codes_are_categories_when_named_so() {
     let path = write(
         &dir,
         "stores.csv",
-        b"size,store,sales\n1.5,10,3\n2.5,2,4\n0.5,10,1\n1.0,7,2\n2.0,,5\n",
+        b"size,store,sales\n1.5,10,3\n2.5,2,4\n0.5,10.0,1\n1.0,7,2\n2.0,,5\n",
     );
     let options = |categorical: &[&str]| data::CsvOptions {
         categorical: categorical.iter().map(|c| c.to_string()).collect(),
         fill_missing: Some(data::Fill::Mean),
         ..Default::default()
     };
-    // As numbers by default; named, one input per code, in the codes' order (2 before 10),
-    // a missing code none of them.
+    // As numbers by default; named, one input per code (10 and 10.0 one code), in the codes'
+    // order (2 before 10), a missing code none of them.
     let plain = data::load_csv_with(&path, &options(&[])).expect("numbers");
     assert_eq!(plain.feature_names(), ["size", "store"]);
     let set = data::load_csv_with(&path, &options(&["store"])).expect("codes");

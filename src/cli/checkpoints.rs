@@ -53,9 +53,11 @@ impl CheckpointEvery {
                 Err(_) => Err(expected()),
             },
             Some(scale) => match number.trim().parse::<f64>() {
-                Ok(value) if value.is_finite() && value >= 0.0 => Ok(CheckpointEvery::Interval(
-                    Duration::from_secs_f64(value * scale),
-                )),
+                Ok(value) if value.is_finite() && value >= 0.0 => {
+                    Duration::try_from_secs_f64(value * scale)
+                        .map(CheckpointEvery::Interval)
+                        .map_err(|_| format!("{text} is longer than any run"))
+                }
                 _ => Err(expected()),
             },
         }
@@ -88,11 +90,12 @@ impl Saved {
             0 => note!("\nwgrad: interrupted before the first checkpoint; nothing was saved"),
             epochs => {
                 let unsaved = match self.trained {
-                    trained if trained > epochs => format!(
-                        " (epoch{} {}–{trained}, trained since, were not saved)",
-                        if trained > epochs + 1 { "s" } else { "" },
-                        epochs + 1
-                    ),
+                    trained if trained > epochs => {
+                        format!(
+                            " ({}, trained since, not saved)",
+                            epochs_from(epochs + 1, trained)
+                        )
+                    }
                     _ => String::new(),
                 };
                 note!(
@@ -104,16 +107,20 @@ impl Saved {
     }
 }
 
+/// "epoch 4", or "epochs 4–9".
+fn epochs_from(first: usize, last: usize) -> String {
+    match first == last {
+        true => format!("epoch {first}"),
+        false => format!("epochs {first}–{last}"),
+    }
+}
+
 fn lock(saved: &Mutex<Saved>) -> MutexGuard<'_, Saved> {
     saved.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The exit code of a run stopped by Ctrl-C (the shell's code for an interrupt).
 const INTERRUPTED: i32 = 130;
-
-/// How long Ctrl-C waits for the epoch in progress to end and be saved, where epochs were
-/// trained since the last checkpoint, before it exits with the checkpoint there is.
-const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// The weights of the best epoch so far, by early stopping's rule, while a later epoch's are
 /// the checkpoint's: the epoch number (u64) then the flat parameters (f32), little-endian.
@@ -197,7 +204,7 @@ pub struct Checkpointer<'a> {
     written_at: Instant,
     written_epochs: usize,
     saved: Arc<Mutex<Saved>>,
-    /// Set by Ctrl-C where epochs were trained since the last checkpoint: the epoch in
+    /// Set by Ctrl-C (where epochs were trained since the last checkpoint): the epoch in
     /// progress is saved as it ends, then the run exits.
     interrupted: Arc<AtomicBool>,
     /// The directory holds a run this one replaces, whose best weights and plots go with this
@@ -353,23 +360,26 @@ impl Callback for Checkpointer<'_> {
     }
 }
 
-/// On Ctrl-C during training, says which epoch's checkpoint the directory holds and how to
-/// continue, then exits with 130. Where epochs were trained since that checkpoint, it first
-/// lets the epoch in progress end and be saved (the training thread exits then), for up to
-/// `INTERRUPT_GRACE`. It waits for a checkpoint being written and exits holding the lock, so
-/// the one it names is the one the directory keeps.
+/// On Ctrl-C (or SIGTERM, SIGHUP) during training: where epochs were trained since the last
+/// checkpoint, the first one lets the epoch in progress end, to be saved with them (the
+/// training thread then exits), and says so; otherwise, or at a second one, it says which
+/// epoch's checkpoint the directory holds and how to continue, and exits with 130. It waits
+/// for a checkpoint being written and exits holding the lock, so the one it names is the one
+/// the directory keeps.
 fn handle_interrupts(dir: PathBuf, saved: Arc<Mutex<Saved>>, interrupted: Arc<AtomicBool>) {
     // One handler per process; the command line trains once.
     let _ = ctrlc::set_handler(move || {
-        let behind = {
-            let saved = lock(&saved);
-            saved.trained > saved.epochs
-        };
-        if behind {
-            interrupted.store(true, Ordering::SeqCst);
-            std::thread::sleep(INTERRUPT_GRACE);
+        let saved = lock(&saved);
+        let first = !interrupted.swap(true, Ordering::SeqCst);
+        if first && saved.trained > saved.epochs {
+            note!(
+                "\nwgrad: interrupted; stopping when the epoch in progress ends, to save it with \
+                 {} (interrupt again to stop now without them)",
+                epochs_from(saved.epochs + 1, saved.trained)
+            );
+            return;
         }
-        lock(&saved).report_interrupt(&dir);
+        saved.report_interrupt(&dir);
         std::process::exit(INTERRUPTED);
     });
 }
@@ -429,6 +439,10 @@ mod tests {
             Ok(CheckpointEvery::Interval(Duration::from_secs(1)))
         );
         assert!(parse("0").unwrap_err().contains("at least 1 epoch"));
+        assert_eq!(
+            parse("99999999999999999999m"),
+            Err("99999999999999999999m is longer than any run".into())
+        );
         for bad in [
             "", "-1", "1.5", "s", "-2s", "nans", "infm", "1h", "5 epochs",
         ] {

@@ -863,8 +863,16 @@ fn predict(args: PredictArgs) -> Result<()> {
         prefix,
     )
     .map_err(|e| WgradError::data(&path, e.to_string()))?;
-    let (dir, name) = split_file_path(&path)?;
-    io::write_files_atomically(dir, &[(name, &bytes)])?;
+    // Not over a device or a FIFO (/dev/stdout, a pipe to another program): into it.
+    match std::fs::metadata(&path) {
+        Ok(metadata) if !metadata.is_file() && !metadata.is_dir() => {
+            std::fs::write(&path, &bytes).map_err(|e| WgradError::io(&path, e))?
+        }
+        _ => {
+            let (dir, name) = split_file_path(&path)?;
+            io::write_files_atomically(dir, &[(name, &bytes)])?;
+        }
+    }
     out!(
         "wrote {} to {}",
         count(outputs.nrows(), "prediction"),

@@ -1474,6 +1474,16 @@ fn holds_a_run(dir: &Path) -> bool {
 /// files mid-write.
 fn lock_run_directory(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join(".lock");
+    // Opened for writing, a FIFO there would wait for a reader forever.
+    if let Ok(metadata) = std::fs::metadata(&path)
+        && !metadata.is_file()
+    {
+        return Err(WgradError::data(
+            dir,
+            "the run cannot write into this directory (its lock file .lock is not a regular \
+             file); give another --out",
+        ));
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -1001,6 +1001,8 @@ impl Table {
         {
             let mut order: Vec<usize> = (0..categories.len()).collect();
             order.sort_by(|&a, &b| codes[a].total_cmp(&codes[b]));
+            // One category per code, however written (1, 1.0, 01), as new data is matched.
+            order.dedup_by(|a, b| codes[*a] == codes[*b]);
             categories = order.into_iter().map(|i| categories[i].clone()).collect();
         }
         Ok(FeatureColumn::categorical(name, categories))
