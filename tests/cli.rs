@@ -741,6 +741,17 @@ fn a_quiet_run_on_two_columns_shows_its_final_figures_and_draws_the_boundary() {
                 integers as numbers";
     let out = ok(&args);
     assert!(out.contains(hint), "{out}");
+    // A built-in set's classes get no --task hint (--task is a CSV file's).
+    let builtin = ok(&[
+        "train",
+        "--data",
+        "spirals",
+        "--epochs",
+        "1",
+        "--out",
+        s(&model),
+    ]);
+    assert!(!builtin.contains("--task"), "{builtin}");
     args.extend(["--task", "classification"]);
     let out = ok(&args);
     assert!(

@@ -1027,6 +1027,20 @@ fn csv_columns_of_codes_are_categories_when_named_so() {
         &message,
         &["\"store\" is both ignored and to be read as categories"],
     );
+    // Numbers asked for as categories, all different: read them as numbers.
+    let mut text = String::from("x,y\n");
+    for i in 0..30 {
+        text += &format!("{}.5,{}\n", i, i % 2);
+    }
+    let path = write(&dir, "floats.csv", text.as_bytes());
+    let message = data_error(data::load_csv_with(&path, &options(&["x"])));
+    assert_mentions(
+        &message,
+        &[
+            "every row of column \"x\" holds a different value (30 rows)",
+            "to read it as numbers, leave it out of `--categorical`",
+        ],
+    );
 }
 
 #[test]

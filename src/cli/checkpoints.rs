@@ -80,6 +80,8 @@ struct Saved {
     epochs: usize,
     /// The last epoch trained, which may be later.
     trained: usize,
+    /// Training has ended: the run is writing its report, final checkpoint and plots.
+    ended: bool,
 }
 
 impl Saved {
@@ -229,6 +231,7 @@ impl<'a> Checkpointer<'a> {
         let saved = Arc::new(Mutex::new(Saved {
             epochs,
             trained: epochs,
+            ended: false,
         }));
         let interrupted = Arc::new(AtomicBool::new(false));
         handle_interrupts(dir.to_path_buf(), saved.clone(), interrupted.clone());
@@ -251,6 +254,12 @@ impl<'a> Checkpointer<'a> {
             interrupted,
             replacing,
         }
+    }
+
+    /// Training has ended: an interrupt from now on lets the run finish its files first, as
+    /// a resume would have nothing left to train.
+    pub fn training_ended(&self) {
+        lock(&self.saved).ended = true;
     }
 
     /// The run's whole history: earlier runs' epochs, then this run's.
@@ -362,7 +371,8 @@ impl Callback for Checkpointer<'_> {
 
 /// On Ctrl-C (or SIGTERM, SIGHUP) during training: where epochs were trained since the last
 /// checkpoint, the first one lets the epoch in progress end, to be saved with them (the
-/// training thread then exits), and says so; otherwise, or at a second one, it says which
+/// training thread then exits), and says so; after training, it lets the run save itself;
+/// otherwise, or at a second one, it says which
 /// epoch's checkpoint the directory holds and how to continue, and exits with 130. It waits
 /// for a checkpoint being written and exits holding the lock, so the one it names is the one
 /// the directory keeps.
@@ -371,6 +381,12 @@ fn handle_interrupts(dir: PathBuf, saved: Arc<Mutex<Saved>>, interrupted: Arc<At
     let _ = ctrlc::set_handler(move || {
         let saved = lock(&saved);
         let first = !interrupted.swap(true, Ordering::SeqCst);
+        if first && saved.ended {
+            note!(
+                "\nwgrad: interrupted; training has ended, saving the run (interrupt again to stop now)"
+            );
+            return;
+        }
         if first && saved.trained > saved.epochs {
             note!(
                 "\nwgrad: interrupted; stopping when the epoch in progress ends, to save it with \

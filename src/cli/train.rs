@@ -1155,8 +1155,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     config.check(model.spec().optimizer.learning_rate())?;
     if config.initial_epoch >= config.epochs {
         out!(
-            "the run in {} has trained {}, --epochs {} or more: nothing to train (a larger \
-             --epochs continues it)",
+            "the run in {} has trained {}, at least the --epochs {} asked for: nothing to \
+             train (a larger --epochs continues it)",
             out.display(),
             super::count(config.initial_epoch, "epoch"),
             config.epochs
@@ -1313,6 +1313,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         Err(error) => return Err(error),
     };
+    checkpointer.training_ended();
     if let Some(rule) = &config.early_stopping
         && !args.quiet
     {
@@ -1520,8 +1521,10 @@ fn task_of(train: &Dataset, task: &str, target_scaled: bool) -> String {
         names => format!(" of {}", quoted_list(names)),
     };
     match (&train.class_names, &train.y) {
+        // --task is a CSV file's (whose targets have names).
         (Some(classes), _)
             if task == "auto"
+                && !train.target_names.is_empty()
                 && classes.len() > 2
                 && classes.iter().all(|name| name.parse::<i64>().is_ok()) =>
         {
@@ -1535,7 +1538,9 @@ fn task_of(train: &Dataset, task: &str, target_scaled: bool) -> String {
         // `--task auto` takes more than 20 distinct integers for numbers to predict; up to a
         // few hundred they may be classes.
         (None, Targets::Values(values))
-            if !target_scaled
+            if task == "auto"
+                && !train.target_names.is_empty()
+                && !target_scaled
                 && values.iter().all(|v| v.fract() == 0.0)
                 && values
                     .iter()

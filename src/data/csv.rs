@@ -966,18 +966,31 @@ impl Table {
         } else {
             name.clone()
         };
-        let leave_out = format!(
-            "leave it out (`--ignore {argument}` on the command line, `CsvOptions::ignore` in \
-             the library)"
-        );
+        let leave_out = match categorical {
+            // Asked for as categories: numbers, most likely, to read as such.
+            true => format!(
+                "to read it as numbers, leave it out of `--categorical` (`CsvOptions::categorical` \
+                 in the library), or leave the column out (`--ignore {argument}`)"
+            ),
+            false => format!(
+                "leave it out (`--ignore {argument}` on the command line, `CsvOptions::ignore` \
+                 in the library)"
+            ),
+        };
         if words.len() == self.rows.len() && self.rows.len() >= 20 {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "every row of column {} holds a different word ({} rows): names or \
-                     identifiers, not categories a model could learn from; {leave_out}",
+                    "every row of column {} holds a different {} ({} rows): {}not categories \
+                     a model could learn from; {leave_out}",
                     quoted(name),
-                    self.rows.len()
+                    if categorical { "value" } else { "word" },
+                    self.rows.len(),
+                    if categorical {
+                        ""
+                    } else {
+                        "names or identifiers, "
+                    }
                 ),
             ));
         }
@@ -985,10 +998,16 @@ impl Table {
             return Err(WgradError::data(
                 &self.path,
                 format!(
-                    "column {} holds {} different words, too many to be categories (at \
-                     most {MAX_CATEGORIES}); if they are names or identifiers, {leave_out}",
+                    "column {} holds {} different {}, too many to be categories (at most \
+                     {MAX_CATEGORIES}); {}{leave_out}",
                     quoted(name),
-                    words.len()
+                    words.len(),
+                    if categorical { "values" } else { "words" },
+                    if categorical {
+                        ""
+                    } else {
+                        "if they are names or identifiers, "
+                    }
                 ),
             ));
         }
