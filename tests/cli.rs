@@ -2040,6 +2040,75 @@ fn several_targets_are_a_regression_with_one_output_each() {
 }
 
 #[test]
+fn unknown_categories_are_errors_or_none_of_them_as_asked() {
+    let dir = temp_dir("unknown-categories");
+    let mut csv = String::from("city,size,y\n");
+    for i in 0..90 {
+        let (city, effect) = [("Paris", 1.0), ("London", 2.0), ("Berlin", 3.0)][i % 3];
+        let size = (i * 7 % 10) as f32 / 10.0;
+        csv += &format!("{city},{size},{}\n", effect + size);
+    }
+    let data = dir.join("cities.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let new = dir.join("new.csv");
+    std::fs::write(&new, "city,size\nParis,0.5\nTokyo,0.5\n").unwrap();
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&data),
+            "--epochs",
+            "20",
+            "--device",
+            "cpu",
+        ];
+        args.extend(["--no-plots", "--quiet", "--out", s(out)]);
+        args.extend(extra);
+        ok(&args);
+    };
+    let predict = |model: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--model",
+            s(model),
+            "--input",
+            s(&new),
+            "--device",
+            "cpu",
+        ];
+        args.extend(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let strict = dir.join("strict");
+    train(&strict, &[]);
+    let args = predict(&strict, &[]);
+    let message = text(&wgrad(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert!(
+        message.contains("line 3, column \"city\": unknown category \"Tokyo\"")
+            && message.contains("give `--unknown-categories ignore`"),
+        "{message}"
+    );
+    // Asked at prediction, or kept from training: Tokyo is none of the cities.
+    let args = predict(&strict, &["--unknown-categories", "ignore"]);
+    let asked = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let lenient = dir.join("lenient");
+    train(&lenient, &["--unknown-categories", "ignore"]);
+    let args = predict(&lenient, &[]);
+    let kept = ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(kept.lines().count(), 3, "{kept}");
+    assert_eq!(asked.lines().count(), 3, "{asked}");
+    let summary = ok(&["summary", "--model", s(&lenient)]);
+    assert!(
+        summary.contains("city (Berlin | London | Paris; unknown: no category)"),
+        "{summary}"
+    );
+    // And taken back at prediction.
+    let args = predict(&lenient, &["--unknown-categories", "error"]);
+    let message = text(&wgrad(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert!(message.contains("unknown category \"Tokyo\""), "{message}");
+}
+
+#[test]
 fn columns_with_one_value_in_training_get_a_note() {
     let dir = temp_dir("constant");
     let mut csv = String::from("a,k,shop,b,y\n");

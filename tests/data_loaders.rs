@@ -1004,6 +1004,10 @@ fn csv_columns_of_codes_are_categories_when_named_so() {
         &message,
         &["line 3", "unknown category \"3\"", "leave such rows out"],
     );
+    let mut lenient = set.features.clone();
+    lenient[1].ignore_unknown = true;
+    let (x, _) = data::load_features(&new, Some(&lenient)).expect("unknown codes are none");
+    assert_eq!(x.row(1).to_vec(), [1.0, 0.0, 0.0, 0.0]);
     let new = write(&dir, "known.csv", b"size,store\n1,7.0\n1,10\n");
     let (x, _) = data::load_features(&new, Some(&set.features)).expect("known codes");
     assert_eq!(x.row(0).to_vec(), [1.0, 0.0, 1.0, 0.0]);

@@ -68,7 +68,13 @@ fn meta() -> ModelMeta {
                 offset: Some(1.7e9),
                 ..FeatureColumn::numeric("size")
             },
-            FeatureColumn::categorical("colour", vec!["blue".into(), "green".into(), "red".into()]),
+            FeatureColumn {
+                ignore_unknown: true,
+                ..FeatureColumn::categorical(
+                    "colour",
+                    vec!["blue".into(), "green".into(), "red".into()],
+                )
+            },
         ]),
         targets: vec!["level".into()],
         input_ranges: Some(vec![(-1.5, 2.25), (0.0, 1.0), (0.0, 1.0), (0.0, 0.0)]),
@@ -447,7 +453,11 @@ fn hand_edited_numbers_and_names_in_model_json_are_refused() {
     save_model(&dir, &model, &meta()).expect("save");
     let saved = fs::read(dir.join("model.json")).unwrap();
     type Edit = fn(&mut serde_json::Value);
-    let edits: [(Edit, &str); 11] = [
+    let edits: [(Edit, &str); 12] = [
+        (
+            |j| j["unknown_categories_ignored"] = serde_json::json!(["size"]),
+            "unknown_categories_ignored names \"size\", which is not a column of categories",
+        ),
         (
             |j| j["offsets"]["size"] = 1e300.into(),
             "the column \"size\" has the offset 1e300, beyond the range of 32-bit floats",

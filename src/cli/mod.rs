@@ -168,6 +168,25 @@ impl DeviceArgs {
     }
 }
 
+/// What a category a model was not trained on becomes (`--unknown-categories`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+pub enum UnknownCategories {
+    /// An error naming its line.
+    Error,
+    /// None of the column's categories: all its inputs 0 (scikit-learn's
+    /// `handle_unknown="ignore"`).
+    Ignore,
+}
+
+impl UnknownCategories {
+    /// Sets what the columns of categories among `features` do with unknown ones.
+    pub fn apply(self, features: &mut [crate::data::FeatureColumn]) {
+        for column in features.iter_mut().filter(|c| c.categories.is_some()) {
+            column.ignore_unknown = self == UnknownCategories::Ignore;
+        }
+    }
+}
+
 #[derive(Args)]
 struct EvalArgs {
     /// A model directory written by `wgrad train`.
@@ -184,6 +203,10 @@ struct EvalArgs {
     /// test part `wgrad train` scored).
     #[arg(long)]
     seed: Option<u64>,
+    /// What a category the model was not trained on becomes (default: what training set,
+    /// else an error).
+    #[arg(long, value_enum)]
+    unknown_categories: Option<UnknownCategories>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -218,6 +241,10 @@ struct PredictArgs {
     /// output.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// What a category the model was not trained on becomes (default: what training set,
+    /// else an error).
+    #[arg(long, value_enum)]
+    unknown_categories: Option<UnknownCategories>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -340,6 +367,9 @@ fn summary(dir: &Path) -> Result<()> {
                     // Shortest digits of the 32-bit value, not the f64's 17.
                     (None, Some(fill)) => notes.push(format!("missing: {}", fill as f32)),
                     (_, None) => {}
+                }
+                if column.ignore_unknown {
+                    notes.push("unknown: no category".into());
                 }
                 match notes.is_empty() {
                     true => column.name.clone(),
@@ -683,7 +713,10 @@ fn shown_exactly(v: f64, decimals: usize) -> String {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let (model, meta) = io::load_model(&args.model, args.device.device()?)?;
+    let (model, mut meta) = io::load_model(&args.model, args.device.device()?)?;
+    if let (Some(unknown), Some(features)) = (args.unknown_categories, &mut meta.features) {
+        unknown.apply(features);
+    }
     if args.seed.is_some()
         && !matches!(
             data_spec::DataSpec::parse(&args.data)?,
@@ -816,7 +849,10 @@ fn predict(args: PredictArgs) -> Result<()> {
     if let Some(path) = &file {
         check_output_place(path, &args.input, &args.model)?;
     }
-    let (model, meta) = io::load_model(&args.model, args.device.device()?)?;
+    let (model, mut meta) = io::load_model(&args.model, args.device.device()?)?;
+    if let (Some(unknown), Some(features)) = (args.unknown_categories, &mut meta.features) {
+        unknown.apply(features);
+    }
     let features = meta.features.as_deref();
     let stdin = args.input.as_os_str() == "-";
     let input = match stdin {

@@ -5,7 +5,7 @@
 use super::checkpoints::{self, CheckpointEvery, Checkpointer};
 use super::data_spec::{DataSpec, Loaded};
 use super::progress::ProgressDisplay;
-use super::{DeviceArgs, print_report, same_place};
+use super::{DeviceArgs, UnknownCategories, print_report, same_place};
 use crate::data::{CsvOptions, CsvTask, Dataset, Scaler};
 use crate::error::{Result, WgradError};
 use crate::io::{self, ModelMeta};
@@ -40,6 +40,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "COLUMNS")]
     #[serde(default)]
     pub categorical: Vec<String>,
+    /// CSV: what a category the model was not trained on becomes in eval, predict and
+    /// validation data: error, or ignore (none of the column's categories, all its inputs 0).
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub unknown_categories: Option<UnknownCategories>,
     /// CSV: fill missing feature values with the column's mean or median (a column of
     /// categories: none of them); the model keeps the values for eval and predict. Default:
     /// a missing value is an error.
@@ -218,6 +223,7 @@ impl TrainArgs {
             task: "auto".into(),
             ignore: Vec::new(),
             categorical: Vec::new(),
+            unknown_categories: None,
             fill_missing: None,
             layers: Some("784,128,10".into()),
             activation: "relu".into(),
@@ -678,6 +684,11 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             args.fill_missing.is_some(),
             "fills a CSV file's missing values",
         ),
+        (
+            "unknown-categories",
+            args.unknown_categories.is_some(),
+            "says what a CSV file's unknown categories become",
+        ),
     ];
     if !matches!(source, DataSpec::Csv(_))
         && let Some((flag, _, what)) = csv_only.iter().find(|(_, given, _)| *given)
@@ -691,7 +702,7 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
         Some(fill) => Some(fill.parse().map_err(|e| invalid("fill-missing", e))?),
         None => None,
     };
-    let Loaded { train, test } = match (source, saved) {
+    let Loaded { mut train, test } = match (source, saved) {
         // The columns the model was trained on, by name, and its classes.
         (
             DataSpec::Csv(path),
@@ -723,6 +734,9 @@ fn prepare(args: &TrainArgs, source: &DataSpec, saved: Option<&ModelMeta>) -> Re
             source.load_with(&csv, args.seed)?
         }
     };
+    if let (Some(unknown), None) = (args.unknown_categories, saved) {
+        unknown.apply(&mut train.features);
+    }
     // A table's columns (MNIST's border pixels are blank in every image, as expected).
     if saved.is_none() && matches!(source, DataSpec::Csv(_)) {
         note_constant_columns(&train);

@@ -1045,7 +1045,11 @@ impl Table {
                     }
                     (None, _) => out[j] = self.number(row, *col, Role::Feature, column.offset)?,
                     (Some(categories), _) => {
-                        out[j + self.category(row, *col, categories)?] = 1.0;
+                        if let Some(i) =
+                            self.category(row, *col, categories, column.ignore_unknown)?
+                        {
+                            out[j + i] = 1.0;
+                        }
                     }
                 }
                 j += width;
@@ -1166,8 +1170,15 @@ impl Table {
         self.cell_error(row, col, format!("{what}; {fill}"))
     }
 
-    /// The index among `categories` of the category in a cell.
-    fn category(&self, row: usize, col: usize, categories: &[String]) -> Result<usize> {
+    /// The index among `categories` of the category in a cell; an unknown one is `None` where
+    /// the column `ignore_unknown`s them, else an error.
+    fn category(
+        &self,
+        row: usize,
+        col: usize,
+        categories: &[String],
+        ignore_unknown: bool,
+    ) -> Result<Option<usize>> {
         if missing(&self.rows[row][col]) {
             return Err(self.missing_error(row, col));
         }
@@ -1180,22 +1191,24 @@ impl Table {
                 (Ok(a), Ok(b)) if a == b
             )
         };
-        categories
+        let known = categories
             .iter()
             .position(|category| category == raw)
-            .or_else(|| categories.iter().position(same_number))
-            .ok_or_else(|| {
-                self.cell_error(
-                    row,
-                    col,
-                    format!(
-                        "unknown category {}; the model was trained on {} (it scores only \
-                         those: leave such rows out, or train again with them)",
-                        quoted(raw),
-                        list(categories)
-                    ),
-                )
-            })
+            .or_else(|| categories.iter().position(same_number));
+        if known.is_some() || ignore_unknown {
+            return Ok(known);
+        }
+        Err(self.cell_error(
+            row,
+            col,
+            format!(
+                "unknown category {}; the model was trained on {} (give \
+                 `--unknown-categories ignore` to read it as none of them, leave such rows \
+                 out, or train again with them)",
+                quoted(raw),
+                list(categories)
+            ),
+        ))
     }
 
     /// One column as a [rows, 1] array of numbers less `offset` (regression targets).

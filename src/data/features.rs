@@ -34,6 +34,11 @@ pub struct FeatureColumn {
     /// `None`: a missing cell is an error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fill: Option<f64>,
+    /// For a column of categories, whether a category not among them leaves its inputs all 0
+    /// (scikit-learn's `OneHotEncoder(handle_unknown="ignore")`), as a category the model
+    /// knows nothing of; `false`: it is an error naming its line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_unknown: bool,
 }
 
 impl FeatureColumn {
@@ -44,6 +49,7 @@ impl FeatureColumn {
             categories: None,
             offset: None,
             fill: None,
+            ignore_unknown: false,
         }
     }
 
@@ -54,6 +60,7 @@ impl FeatureColumn {
             categories: Some(categories),
             offset: None,
             fill: None,
+            ignore_unknown: false,
         }
     }
 

@@ -35,6 +35,10 @@ pub(crate) struct ModelFile {
     /// ([`FeatureColumn::fill`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fills: BTreeMap<String, f64>,
+    /// The columns of categories where an unknown one is none of them
+    /// ([`FeatureColumn::ignore_unknown`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_categories_ignored: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<PerTarget<String>>,
     /// `[least, greatest]` of each input in training; absent from files written before it was
@@ -114,6 +118,11 @@ impl ModelFile {
             categories: by_column(&meta.features, |c| c.categories.clone()),
             offsets: by_column(&meta.features, |c| c.offset),
             fills: by_column(&meta.features, |c| c.fill),
+            unknown_categories_ignored: by_column(&meta.features, |c| {
+                c.ignore_unknown.then_some(())
+            })
+            .into_keys()
+            .collect(),
             target: PerTarget::of(&meta.targets),
             input_ranges: meta.input_ranges.clone(),
             // One target without an offset: no key, as before several could have them.
@@ -135,9 +144,10 @@ impl ModelFile {
                     categories: self.categories.remove(&name),
                     offset: self.offsets.remove(&name),
                     fill: self.fills.remove(&name),
+                    ignore_unknown: self.unknown_categories_ignored.contains(&name),
                     name,
                 })
-                .collect()
+                .collect::<Vec<_>>()
         });
         // What is left names no feature column.
         let strays = [
@@ -148,6 +158,21 @@ impl ModelFile {
         if let Some((what, Some(name))) = strays.into_iter().find(|(_, name)| name.is_some()) {
             return Err(format!(
                 "{what} given for {name:?}, which is not among the feature columns"
+            ));
+        }
+        let categorical = |name: &String| {
+            features
+                .iter()
+                .flatten()
+                .any(|c| &c.name == name && c.categories.is_some())
+        };
+        if let Some(name) = self
+            .unknown_categories_ignored
+            .iter()
+            .find(|name| !categorical(name))
+        {
+            return Err(format!(
+                "unknown_categories_ignored names {name:?}, which is not a column of categories"
             ));
         }
         let meta = ModelMeta {
