@@ -1119,6 +1119,19 @@ fn bad_options_are_clear_errors() {
              regression is a regression target from -0.9",
         ),
         (
+            &[
+                "train",
+                "--data",
+                "regression",
+                "--loss",
+                "bce",
+                "--scale-target",
+                "standard",
+            ],
+            "--loss: cross-entropy takes targets in [0, 1], and --scale-target standard moves \
+             them out of it",
+        ),
+        (
             &["train", "--data", "xor", "--categorical", "x0"],
             "--categorical: reads a CSV file's columns as categories; xor is not one",
         ),
@@ -1996,6 +2009,19 @@ fn several_targets_are_a_regression_with_one_output_each() {
     );
     let summary = ok(&["summary", "--model", s(&model)]);
     assert!(summary.contains("Target columns: lat, price"), "{summary}");
+    // The file's columns for the targets go in the model's order.
+    fails(
+        &[
+            "eval",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--target",
+            "price,lat",
+        ],
+        "--target: the model predicts 2 targets, lat, price, in this order",
+    );
     // A validation file finds both targets by name; classes take one target.
     let validated = dir.join("validated");
     let mut args = args.clone();

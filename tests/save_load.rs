@@ -453,7 +453,11 @@ fn hand_edited_numbers_and_names_in_model_json_are_refused() {
     save_model(&dir, &model, &meta()).expect("save");
     let saved = fs::read(dir.join("model.json")).unwrap();
     type Edit = fn(&mut serde_json::Value);
-    let edits: [(Edit, &str); 12] = [
+    let edits: [(Edit, &str); 13] = [
+        (
+            |j| j["target"] = serde_json::json!(["level", "level"]),
+            "target names \"level\" twice",
+        ),
         (
             |j| j["unknown_categories_ignored"] = serde_json::json!(["size"]),
             "unknown_categories_ignored names \"size\", which is not a column of categories",

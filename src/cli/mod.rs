@@ -441,6 +441,7 @@ fn evaluation_data(
         Some(given) => vec![given.to_string()],
         None => meta.targets.clone(),
     };
+    check_target_order(target, &meta.targets)?;
     let target = targets.first().map(String::as_str);
     match (&source, &meta.features, &meta.class_names) {
         (data_spec::DataSpec::Csv(path), Some(features), classes) => {
@@ -957,6 +958,31 @@ fn split_file_path(path: &Path) -> Result<(&Path, &str)> {
         _ => Path::new("."),
     };
     Ok((dir, name))
+}
+
+/// Refuses `--target` naming a model's several targets in another order, or another number
+/// of them: the file's columns are taken as its outputs in order, and reported under the
+/// model's names.
+fn check_target_order(given: Option<&str>, targets: &[String]) -> Result<()> {
+    let Some(given) = given.filter(|_| targets.len() > 1) else {
+        return Ok(());
+    };
+    let names: Vec<&str> = given.split(',').map(str::trim).collect();
+    let reordered = names.len() == targets.len()
+        && names.iter().all(|name| targets.iter().any(|t| t == name))
+        && names
+            .iter()
+            .zip(targets)
+            .any(|(name, target)| name != target);
+    if names.len() != targets.len() || reordered {
+        return Err(WgradError::InvalidConfig(format!(
+            "--target: the model predicts {} targets, {}, in this order; --target names the \
+             file's columns for them in that order, and {given:?} does not",
+            targets.len(),
+            targets.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// "1 sample", "2 samples".

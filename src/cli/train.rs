@@ -895,7 +895,12 @@ fn target_scaling(
 
 /// Cross-entropy takes classes, or values in [0, 1] (probabilities); refused before training
 /// where the target holds others, naming the data and its range.
-fn check_cross_entropy_targets(model: &Model, train: &Dataset, source: &DataSpec) -> Result<()> {
+fn check_cross_entropy_targets(
+    model: &Model,
+    train: &Dataset,
+    source: &DataSpec,
+    args_scale_target: Option<&String>,
+) -> Result<()> {
     let Targets::Values(values) = &train.y else {
         return Ok(());
     };
@@ -903,6 +908,15 @@ fn check_cross_entropy_targets(model: &Model, train: &Dataset, source: &DataSpec
         || values.iter().all(|v| (0.0..=1.0).contains(v))
     {
         return Ok(());
+    }
+    if let Some(scaling) = &args_scale_target {
+        return Err(invalid(
+            "loss",
+            format!(
+                "cross-entropy takes targets in [0, 1], and --scale-target {scaling} moves them \
+                 out of it: leave --scale-target out"
+            ),
+        ));
     }
     let (low, high) = values
         .iter()
@@ -1159,7 +1173,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )?,
     };
     let meta = meta.unwrap_or(data.meta.clone());
-    check_cross_entropy_targets(&model, &data.train, &source)?;
+    let scale_target = args.scale_target.as_ref().filter(|kind| *kind != "none");
+    check_cross_entropy_targets(&model, &data.train, &source, scale_target)?;
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
     let every = CheckpointEvery::parse(&args.checkpoint_every)

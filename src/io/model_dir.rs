@@ -534,6 +534,14 @@ fn check_meta(spec: &Sequential, meta: &ModelMeta) -> std::result::Result<(), St
     for offset in meta.target_offsets.iter().flatten() {
         check_number("the target offset is", *offset)?;
     }
+    if let Some(twice) = meta
+        .targets
+        .iter()
+        .enumerate()
+        .find_map(|(i, name)| meta.targets[..i].contains(name).then_some(name))
+    {
+        return Err(format!("target names {twice:?} twice"));
+    }
     // A regression's several targets are its outputs, and their offsets one per target.
     if meta.targets.len() > 1 && meta.targets.len() != spec.output_dim() {
         return Err(format!(
