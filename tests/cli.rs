@@ -2732,4 +2732,12 @@ fn a_column_in_other_units_is_named_with_both_ranges_in_the_data_units() {
     assert!(evaluated.contains(&expected), "{evaluated}");
     let output = predict_on_cpu(&model, &input);
     assert!(text(&output).contains(&expected), "{}", text(&output));
+    // One row to predict: in thousands it is named; one of the kind trained on is not.
+    for (divisor, named) in [(1000.0, true), (1.0, false)] {
+        let (row, _) = incomes(8, 1, divisor, 5);
+        let input = dir.join("one.csv");
+        std::fs::write(&input, row).unwrap();
+        let output = text(&predict_on_cpu(&model, &input));
+        assert_eq!(output.contains("income (here "), named, "{output}");
+    }
 }

@@ -538,9 +538,10 @@ const INPUTS_NAMED: usize = 3;
 /// Notes the columns of new inputs `x` (as the model takes them) that lie outside their
 /// training range ([`ModelMeta::input_ranges`]): likely prepared otherwise than the training
 /// data (pixels 0–255 for a model trained on 0–1, an income in thousands). A column is named
-/// when more than 1% of its values lie beyond its training range by more than its span (for a
-/// constant training column, differ from it), or, from [`ROWS_FOR_A_SHIFT`] rows on, most of
-/// them lie outside the range at all. One-hot inputs of categories, read by name, are not
+/// when more than 1% of its values lie beyond its training range by more than its span (a
+/// tenth of it for fewer than [`ROWS_FOR_A_SHIFT`] rows; for a constant training column,
+/// differ from it), or, from [`ROWS_FOR_A_SHIFT`] rows on, most of them lie outside the range
+/// at all. One-hot inputs of categories, read by name, are not
 /// judged. Ranges are shown in the data's units.
 pub(crate) fn note_inputs_out_of_range(meta: &ModelMeta, x: &Array2<f32>, path: &str) {
     let Some(ranges) = meta.input_ranges.as_deref() else {
@@ -552,6 +553,13 @@ pub(crate) fn note_inputs_out_of_range(meta: &ModelMeta, x: &Array2<f32>, path: 
     // One pass along the rows: each column's least and greatest value, how many lie outside
     // its range, and how many far outside.
     let mut seen: Vec<(f32, f32, usize, usize)> = x.row(0).iter().map(|&v| (v, v, 0, 0)).collect();
+    // Too few rows for a shift to show (one customer to predict): a tenth of the span out
+    // counts as far (126 where training incomes ran from 20,000 to 150,000).
+    let beyond = if x.nrows() < ROWS_FOR_A_SHIFT {
+        0.1
+    } else {
+        1.0
+    };
     for row in x.rows() {
         for ((least, greatest, outside, far), (&v, &(low, high))) in
             seen.iter_mut().zip(row.iter().zip(ranges))
@@ -560,7 +568,7 @@ pub(crate) fn note_inputs_out_of_range(meta: &ModelMeta, x: &Array2<f32>, path: 
             *greatest = greatest.max(v);
             if v < low || v > high {
                 *outside += 1;
-                let span = high - low;
+                let span = beyond * (high - low);
                 if span == 0.0 || v < low - span || v > high + span {
                     *far += 1;
                 }
