@@ -858,33 +858,32 @@ impl Table {
     ) -> Result<Vec<(usize, FeatureColumn)>> {
         let ignored = self.columns_listed(ignore, "to ignore")?;
         let categorical = self.columns_listed(categorical, "to read as categories")?;
-        if let Some(&target) = targets.iter().find(|col| categorical.contains(col)) {
-            return Err(WgradError::data(
-                &self.path,
-                format!(
-                    "the column {} is the target, not a feature to read as categories (a \
-                     target of labels is read as classes: `--task classification`)",
-                    quoted(&self.headers[target])
-                ),
-            ));
-        }
-        if let Some(&both) = categorical.iter().find(|col| ignored.contains(col)) {
-            return Err(WgradError::data(
-                &self.path,
-                format!(
-                    "the column {} is both ignored and to be read as categories",
-                    quoted(&self.headers[both])
-                ),
-            ));
-        }
-        if let Some(&target) = targets.iter().find(|col| ignored.contains(col)) {
-            return Err(WgradError::data(
-                &self.path,
-                format!(
-                    "the column {} is the target; it cannot be ignored too",
-                    quoted(&self.headers[target])
-                ),
-            ));
+        // A column named for two roles that exclude each other.
+        let conflicts = [
+            (
+                targets,
+                &categorical[..],
+                "is the target, not a feature to read as categories (a target of labels is \
+                 read as classes: `--task classification`)",
+            ),
+            (
+                &categorical[..],
+                &ignored[..],
+                "is both ignored and to be read as categories",
+            ),
+            (
+                targets,
+                &ignored[..],
+                "is the target; it cannot be ignored too",
+            ),
+        ];
+        for (named, also_named, what) in conflicts {
+            if let Some(&col) = named.iter().find(|col| also_named.contains(col)) {
+                return Err(WgradError::data(
+                    &self.path,
+                    format!("the column {} {what}", quoted(&self.headers[col])),
+                ));
+            }
         }
         let columns: Vec<usize> = (0..self.headers.len())
             .filter(|c| !targets.contains(c) && !ignored.contains(c))
