@@ -722,10 +722,7 @@ fn shown_exactly(v: f64, decimals: usize) -> String {
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
-    let (model, mut meta) = io::load_model(&args.model, args.device.device()?)?;
-    if let (Some(unknown), Some(features)) = (args.unknown_categories, &mut meta.features) {
-        unknown.apply(features);
-    }
+    let (model, meta) = load_model_for_data(&args.model, &args.device, args.unknown_categories)?;
     if args.seed.is_some()
         && !matches!(
             data_spec::DataSpec::parse(&args.data)?,
@@ -858,10 +855,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     if let Some(path) = &file {
         check_output_place(path, &args.input, &args.model)?;
     }
-    let (model, mut meta) = io::load_model(&args.model, args.device.device()?)?;
-    if let (Some(unknown), Some(features)) = (args.unknown_categories, &mut meta.features) {
-        unknown.apply(features);
-    }
+    let (model, meta) = load_model_for_data(&args.model, &args.device, args.unknown_categories)?;
     let features = meta.features.as_deref();
     let stdin = args.input.as_os_str() == "-";
     let input = match stdin {
@@ -966,6 +960,20 @@ fn split_file_path(path: &Path) -> Result<(&Path, &str)> {
         _ => Path::new("."),
     };
     Ok((dir, name))
+}
+
+/// The model in `dir` for eval or predict, its columns of categories reading unknown ones as
+/// `unknown` says where given (else as training set).
+fn load_model_for_data(
+    dir: &Path,
+    device: &DeviceArgs,
+    unknown: Option<UnknownCategories>,
+) -> Result<(Model, ModelMeta)> {
+    let (model, mut meta) = io::load_model(dir, device.device()?)?;
+    if let (Some(unknown), Some(features)) = (unknown, &mut meta.features) {
+        unknown.apply(features);
+    }
+    Ok((model, meta))
 }
 
 /// Refuses `--target` naming a model's several targets in another order, or another number

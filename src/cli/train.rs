@@ -899,7 +899,7 @@ fn check_cross_entropy_targets(
     model: &Model,
     train: &Dataset,
     source: &DataSpec,
-    args_scale_target: Option<&String>,
+    scale_target: Option<&str>,
 ) -> Result<()> {
     let Targets::Values(values) = &train.y else {
         return Ok(());
@@ -909,7 +909,7 @@ fn check_cross_entropy_targets(
     {
         return Ok(());
     }
-    if let Some(scaling) = &args_scale_target {
+    if let Some(scaling) = scale_target {
         return Err(invalid(
             "loss",
             format!(
@@ -1173,7 +1173,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         )?,
     };
     let meta = meta.unwrap_or(data.meta.clone());
-    let scale_target = args.scale_target.as_ref().filter(|kind| *kind != "none");
+    let scale_target = args.scale_target.as_deref().filter(|kind| *kind != "none");
     check_cross_entropy_targets(&model, &data.train, &source, scale_target)?;
     let mut config = fit_config(&args, data.validation.is_some(), classes.is_some())?;
     config.initial_epoch = earlier.last().map_or(0, |r| r.epoch);
