@@ -1141,8 +1141,8 @@ fn bad_options_are_clear_errors() {
         ),
         (
             &["train", "--data", "xor", "--checkpoint-every", "5 min"],
-            "--checkpoint-every: expected a number of epochs (e.g. 5) or a time in seconds or \
-             minutes (e.g. 30s, 10m), got '5 min'",
+            "--checkpoint-every: expected a number of epochs (e.g. 5) or a time (e.g. 500ms, \
+             30s, 10m, 2h), got '5 min'",
         ),
         // Negative numbers are values (and then out of range), not options.
         (

@@ -29,23 +29,22 @@ impl CheckpointEvery {
     /// The default: every epoch, at most one a second.
     pub const DEFAULT: &'static str = "1s";
 
-    /// Parses `N` (epochs, at least 1) or `Ts` / `Tm` (seconds or minutes, T ≥ 0; `0s` is
-    /// every epoch).
+    /// Parses `N` (epochs, at least 1) or `Tms`, `Ts`, `Tm`, `Th` (milliseconds, seconds,
+    /// minutes or hours, T ≥ 0; `0s` is every epoch).
     pub fn parse(text: &str) -> std::result::Result<CheckpointEvery, String> {
         let text = text.trim();
         let expected = || {
             format!(
-                "expected a number of epochs (e.g. 5) or a time in seconds or minutes (e.g. \
-                 30s, 10m), got '{text}'"
+                "expected a number of epochs (e.g. 5) or a time (e.g. 500ms, 30s, 10m, 2h), got \
+                 '{text}'"
             )
         };
-        let (number, unit) = match text.strip_suffix('s') {
-            Some(seconds) => (seconds, Some(1.0)),
-            None => match text.strip_suffix('m') {
-                Some(minutes) => (minutes, Some(60.0)),
-                None => (text, None),
-            },
-        };
+        // A number of epochs, or of the first unit whose suffix the text has.
+        let units = [("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
+        let (number, unit) = units
+            .iter()
+            .find_map(|&(suffix, seconds)| Some((text.strip_suffix(suffix)?, Some(seconds))))
+            .unwrap_or((text, None));
         match unit {
             None => match number.parse::<usize>() {
                 Ok(0) => Err("must be at least 1 epoch, got 0".into()),
@@ -451,6 +450,14 @@ mod tests {
         );
         assert_eq!(parse("0s"), Ok(CheckpointEvery::Interval(Duration::ZERO)));
         assert_eq!(
+            parse("2h"),
+            Ok(CheckpointEvery::Interval(Duration::from_secs(7200)))
+        );
+        assert_eq!(
+            parse("250ms"),
+            Ok(CheckpointEvery::Interval(Duration::from_millis(250)))
+        );
+        assert_eq!(
             parse(CheckpointEvery::DEFAULT),
             Ok(CheckpointEvery::Interval(Duration::from_secs(1)))
         );
@@ -460,7 +467,7 @@ mod tests {
             Err("99999999999999999999m is longer than any run".into())
         );
         for bad in [
-            "", "-1", "1.5", "s", "-2s", "nans", "infm", "1h", "5 epochs",
+            "", "-1", "1.5", "s", "-2s", "nans", "infm", "1d", "ms", "5 epochs",
         ] {
             let error = parse(bad).unwrap_err();
             assert!(

@@ -94,7 +94,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// How often to checkpoint: every N epochs, or after the first epoch a time (e.g. 30s,
-    /// 10m) after the last checkpoint; also at the end, on Ctrl-C and when a divergence stops
+    /// 10m, 2h) after the last checkpoint; also at the end, on Ctrl-C and when a divergence stops
     /// the run. The default, 1s, is every epoch where epochs take a second or more.
     #[arg(long, value_name = "N|TIME", default_value = CheckpointEvery::DEFAULT)]
     #[serde(default = "default_checkpoint_every")]
