@@ -1120,6 +1120,62 @@ fn train_cli(args: &[&str]) -> String {
 }
 
 #[test]
+fn a_saved_models_predictions_in_the_data_units_match_wgrad_predict() {
+    let dir = TempDir::new("save-load", "library_predict");
+    // Two targets, one of them timestamps (an offset), scaled; a column of categories.
+    let mut text = String::from("size,colour,when,score\n");
+    for i in 0..120 {
+        let colour = ["red", "green", "blue"][i % 3];
+        let size = (i * 37 % 101) as f64 / 50.0 - 1.0;
+        let when = 1_700_000_000.0 + 60.0 * size + (i % 3) as f64;
+        text += &format!("{size},{colour},{when},{}\n", 2.0 * size);
+    }
+    let csv = dir.join("train.csv");
+    fs::write(&csv, text).unwrap();
+    let model_dir = dir.join("model");
+    #[rustfmt::skip]
+    train_cli(&[
+        "--data", csv.to_str().unwrap(), "--target", "when,score", "--epochs", "20",
+        "--scale-target", "standard", "--no-plots", "--out", model_dir.to_str().unwrap(),
+    ]);
+    let new = dir.join("new.csv");
+    fs::write(&new, "colour,size\nblue,0.25\nred,-0.5\n").unwrap();
+    // The library's steps: read the columns as the model does, scale, predict, back to units.
+    let (model, meta) = load_model(&model_dir, Device::Cpu).expect("load");
+    let (x, _) = wgrad::data::load_features(&new, meta.features.as_deref()).expect("features");
+    let outputs = model.predict(&meta.model_inputs(x).unwrap()).unwrap();
+    let values = meta.outputs_in_data_units(&outputs).unwrap();
+    // In the data's units: near 1700000017 (a span of 120 s around 1.7e9).
+    assert!((values[[0, 0]] - 1_700_000_017.0).abs() < 30.0, "{values}");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_wgrad"))
+        .args([
+            "predict",
+            "--device",
+            "cpu",
+            "--model",
+            model_dir.to_str().unwrap(),
+        ])
+        .args(["--input", new.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let written = String::from_utf8(cli.stdout).unwrap();
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("when,score"));
+    for (row, line) in lines.enumerate() {
+        let printed: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(printed, values.row(row).to_vec(), "{written}");
+    }
+    // Rows of another width than the model's inputs are refused.
+    let error = meta.model_inputs(Array2::zeros((1, 2))).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("has 2 feature columns, the model was trained on 4"),
+        "{error}"
+    );
+}
+
+#[test]
 fn checkpoints_of_stopped_and_resumed_runs_load() {
     let dir = TempDir::new("save-load", "real_runs");
     let run = dir.join("run");

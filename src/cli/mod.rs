@@ -471,7 +471,7 @@ fn evaluation_data(
 
 /// The model's inputs from the data at `path`: as many columns as the model takes, scaled as
 /// its training inputs were.
-fn scaled(model: &Model, meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Result<Array2<f32>> {
+fn scaled(model: &Model, meta: &ModelMeta, x: Array2<f32>, path: &str) -> Result<Array2<f32>> {
     let inputs = model.spec().fan_in(0);
     if x.ncols() != inputs {
         return Err(WgradError::data(
@@ -482,32 +482,10 @@ fn scaled(model: &Model, meta: &ModelMeta, mut x: Array2<f32>, path: &str) -> Re
             ),
         ));
     }
-    if let Some(scaler) = &meta.scaler {
-        scaler.transform(&mut x)?;
-        // Finite values can scale past f32's range (a value of 1e35 where the training data
-        // spread over 1e-3).
-        if let Some(((row, col), value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            let column = meta
-                .features
-                .as_deref()
-                .and_then(|columns| {
-                    crate::data::features::input_names(columns)
-                        .get(col)
-                        .cloned()
-                })
-                .map_or(format!("column {}", col + 1), |name| {
-                    format!("column {name:?}")
-                });
-            return Err(WgradError::data(
-                path,
-                format!(
-                    "data row {}, {column}: the value is so far outside the training data's \
-                     range that, scaled as the model's inputs were, it is {value}",
-                    row + 1
-                ),
-            ));
-        }
-    }
+    let x = meta.model_inputs(x).map_err(|e| match e {
+        WgradError::InvalidData(message) => WgradError::data(path, message),
+        other => other,
+    })?;
     note_inputs_out_of_range(meta, &x, path);
     Ok(x)
 }
@@ -871,11 +849,8 @@ fn predict(args: PredictArgs) -> Result<()> {
         false => crate::data::load_features(&args.input, features)?,
     };
     let x = scaled(&model, &meta, x, &input)?;
-    let mut outputs = model.predict(&x)?;
+    let outputs = model.predict(&x)?;
     check_finite_outputs(&outputs, &input, "no predictions were written")?;
-    if let Some(scaler) = &meta.target_scaler {
-        scaler.inverse_transform(&mut outputs)?;
-    }
     // A cross-entropy model's outputs are probabilities (`predict` turns logits into them),
     // as are softmax outputs and a single sigmoid unit; other outputs are scores.
     let output = model.spec().output_activation();
@@ -1062,17 +1037,11 @@ fn write_predictions(
                 false => (0..outputs.ncols()).map(|j| format!("value_{j}")).collect(),
             };
             writer.write_record(&header)?;
-            // A target's offset is added in 64-bit arithmetic to the value as written (its
-            // shortest digits), so 12.5 past 1700000000 is written 1700000012.5.
-            let value = |(j, v): (usize, &f32)| match meta.target_offsets.get(j).copied().flatten()
-            {
-                Some(offset) => {
-                    (offset + v.to_string().parse::<f64>().expect("f32 digits")).to_string()
-                }
-                None => v.to_string(),
-            };
-            for row in outputs.rows() {
-                writer.write_record(row.iter().enumerate().map(value))?;
+            let values = meta
+                .outputs_in_data_units(outputs)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            for row in values.rows() {
+                writer.write_record(row.iter().map(f64::to_string))?;
             }
         }
     }

@@ -87,9 +87,10 @@ mod model_dir;
 
 use crate::backend::Device;
 use crate::data::{FeatureColumn, Scaler};
-use crate::error::Result;
+use crate::error::{Result, WgradError};
 use crate::model::Sequential;
 use crate::train::{History, Model};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -141,6 +142,63 @@ pub struct Progress {
     pub history: History,
     /// The caller's training settings, stored as given (opaque here).
     pub fit: serde_json::Value,
+}
+
+impl ModelMeta {
+    /// The model's inputs from feature rows as the data has them (read with
+    /// [`crate::data::load_features`] and this model's `features`, which encodes categories
+    /// and subtracts offsets): scaled as the training inputs were. Errors
+    /// ([`WgradError::InvalidData`]): a row of another width than the scaler's, or a value
+    /// that scales past 32-bit floats, naming its row and column.
+    pub fn model_inputs(&self, mut x: Array2<f32>) -> Result<Array2<f32>> {
+        let Some(scaler) = &self.scaler else {
+            return Ok(x);
+        };
+        if scaler.width() != x.ncols() {
+            return Err(WgradError::InvalidData(format!(
+                "has {} feature columns, the model was trained on {}",
+                x.ncols(),
+                scaler.width()
+            )));
+        }
+        scaler.transform(&mut x)?;
+        // Finite values can scale past f32's range (a value of 1e35 where the training data
+        // spread over 1e-3).
+        if let Some(((row, col), value)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            let column = self
+                .features
+                .as_deref()
+                .and_then(|columns| {
+                    crate::data::features::input_names(columns)
+                        .get(col)
+                        .cloned()
+                })
+                .map_or(format!("column {}", col + 1), |name| {
+                    format!("column {name:?}")
+                });
+            return Err(WgradError::InvalidData(format!(
+                "data row {}, {column}: the value is so far outside the training data's range \
+                 that, scaled as the model's inputs were, it is {value}",
+                row + 1
+            )));
+        }
+        Ok(x)
+    }
+
+    /// A regression model's outputs in the data's units: its target scaling undone, and each
+    /// target's offset added back in 64-bit arithmetic. Each output is taken as its shortest
+    /// decimal digits (0.1, not 0.10000000149), so that 12.5 past 1700000000 is 1700000012.5
+    /// and a value prints as the 32-bit output did.
+    pub fn outputs_in_data_units(&self, outputs: &Array2<f32>) -> Result<Array2<f64>> {
+        let mut values = outputs.clone();
+        if let Some(scaler) = &self.target_scaler {
+            scaler.inverse_transform(&mut values)?;
+        }
+        Ok(Array2::from_shape_fn(values.dim(), |(i, j)| {
+            let value: f64 = values[[i, j]].to_string().parse().unwrap_or(f64::NAN);
+            value + self.target_offsets.get(j).copied().flatten().unwrap_or(0.0)
+        }))
+    }
 }
 
 impl Model {
