@@ -210,13 +210,15 @@ fn truncate(s: &str, max: usize) -> &str {
     s
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RegressionReport {
     pub mse: f32,
     pub mae: f32,
     /// Coefficient of determination, 1 - SS_res / SS_tot, averaged over the outputs
     /// (scikit-learn's `r2_score` with uniform averaging).
     pub r2: f32,
+    /// Each output's R² (`multioutput="raw_values"`), of which `r2` is the mean.
+    pub r2_per_output: Vec<f32>,
 }
 
 /// Scores `predicted` against `truth`, both [samples, outputs]. Errors
@@ -236,7 +238,7 @@ pub fn regression_report(
     let diff = &predicted - &truth;
     let mse = diff.iter().map(|&d| (d as f64) * (d as f64)).sum::<f64>() / n;
     let mae = diff.iter().map(|&d| (d as f64).abs()).sum::<f64>() / n;
-    let r2: f64 = (0..truth.ncols())
+    let r2_per_output: Vec<f64> = (0..truth.ncols())
         .map(|j| {
             let t = truth.column(j);
             let mean = t.iter().map(|&v| v as f64).sum::<f64>() / t.len().max(1) as f64;
@@ -249,12 +251,13 @@ pub fn regression_report(
                 (false, true) => 0.0,
             }
         })
-        .sum::<f64>()
-        / truth.ncols().max(1) as f64;
+        .collect();
+    let r2 = r2_per_output.iter().sum::<f64>() / truth.ncols().max(1) as f64;
     Ok(RegressionReport {
         mse: mse as f32,
         mae: mae as f32,
         r2: r2 as f32,
+        r2_per_output: r2_per_output.into_iter().map(|r| r as f32).collect(),
     })
 }
 

@@ -1143,7 +1143,9 @@ fn a_saved_models_predictions_in_the_data_units_match_wgrad_predict() {
     // The library's steps: read the columns as the model does, scale, predict, back to units.
     let (model, meta) = load_model(&model_dir, Device::Cpu).expect("load");
     let (x, _) = wgrad::data::load_features(&new, meta.features.as_deref()).expect("features");
-    let outputs = model.predict(&meta.model_inputs(x).unwrap()).unwrap();
+    let outputs = model
+        .predict(&meta.model_inputs(&model, x).unwrap())
+        .unwrap();
     let values = meta.outputs_in_data_units(&outputs).unwrap();
     // In the data's units: near 1700000017 (a span of 120 s around 1.7e9).
     assert!((values[[0, 0]] - 1_700_000_017.0).abs() < 30.0, "{values}");
@@ -1166,7 +1168,9 @@ fn a_saved_models_predictions_in_the_data_units_match_wgrad_predict() {
         assert_eq!(printed, values.row(row).to_vec(), "{written}");
     }
     // Rows of another width than the model's inputs are refused.
-    let error = meta.model_inputs(Array2::zeros((1, 2))).unwrap_err();
+    let error = meta
+        .model_inputs(&model, Array2::zeros((1, 2)))
+        .unwrap_err();
     assert!(
         error
             .to_string()

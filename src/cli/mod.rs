@@ -472,17 +472,7 @@ fn evaluation_data(
 /// The model's inputs from the data at `path`: as many columns as the model takes, scaled as
 /// its training inputs were.
 fn scaled(model: &Model, meta: &ModelMeta, x: Array2<f32>, path: &str) -> Result<Array2<f32>> {
-    let inputs = model.spec().fan_in(0);
-    if x.ncols() != inputs {
-        return Err(WgradError::data(
-            path,
-            format!(
-                "has {} feature columns, the model was trained on {inputs}",
-                x.ncols()
-            ),
-        ));
-    }
-    let x = meta.model_inputs(x).map_err(|e| match e {
+    let x = meta.model_inputs(model, x).map_err(|e| match e {
         WgradError::InvalidData(message) => WgradError::data(path, message),
         other => other,
     })?;
@@ -555,10 +545,11 @@ pub(crate) fn note_inputs_out_of_range(meta: &ModelMeta, x: &Array2<f32>, path: 
     }
     let rows = x.nrows();
     let categories: Vec<bool> = match &meta.features {
-        Some(columns) if crate::data::features::input_width(columns) == ranges.len() => columns
-            .iter()
-            .flat_map(|c| std::iter::repeat_n(c.categories.is_some(), c.width()))
-            .collect(),
+        Some(columns) if crate::data::features::input_width(columns) == ranges.len() => {
+            crate::data::features::column_of_each_input(columns)
+                .map(|c| c.categories.is_some())
+                .collect()
+        }
         _ => vec![false; ranges.len()],
     };
     let off: Vec<usize> = (0..ranges.len())
@@ -611,13 +602,8 @@ fn described_range(meta: &ModelMeta, i: usize, trained: (f32, f32), here: (f32, 
         .and_then(|columns| crate::data::features::input_names(columns).get(i).cloned())
         .unwrap_or_else(|| format!("column {}", i + 1));
     let offset = features
-        .and_then(|columns| {
-            columns
-                .iter()
-                .flat_map(|c| std::iter::repeat_n(c.offset, c.width()))
-                .nth(i)
-        })
-        .flatten()
+        .and_then(|columns| crate::data::features::column_of_each_input(columns).nth(i))
+        .and_then(|column| column.offset)
         .unwrap_or(0.0);
     // The four values, then 0 and 1 for the scaler's divisor, through the scaler's inverse,
     // a row each.
@@ -805,22 +791,19 @@ fn print_report(
                 scaler.inverse_transform(&mut predicted)?;
                 scaler.inverse_transform(&mut truth)?;
             }
-            out!("{}", regression_report(truth.view(), predicted.view())?);
+            let report = regression_report(truth.view(), predicted.view())?;
+            out!("{report}");
             // Several targets: R² is their mean (scikit-learn's uniform average); each's too.
-            if truth.ncols() > 1 {
-                let each = (0..truth.ncols())
-                    .map(|j| {
-                        let column =
-                            |a: &Array2<f32>| a.slice(ndarray::s![.., j..j + 1]).to_owned();
-                        let report =
-                            regression_report(column(&truth).view(), column(&predicted).view())?;
-                        let name = meta
-                            .targets
-                            .get(j)
-                            .map_or(format!("output {}", j + 1), Clone::clone);
-                        Ok(format!("{name} {:.4}", report.r2))
+            if report.r2_per_output.len() > 1 {
+                let each: Vec<String> = report
+                    .r2_per_output
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r2)| {
+                        let name = meta.targets.get(j).cloned();
+                        format!("{} {r2:.4}", name.unwrap_or(format!("output {}", j + 1)))
                     })
-                    .collect::<Result<Vec<_>>>()?;
+                    .collect();
                 out!("R² per target: {}", each.join(", "));
             }
         }
@@ -905,13 +888,9 @@ fn check_output_place(output: &Path, input: &Path, model: &Path) -> Result<()> {
              another",
         ));
     }
-    let dir = match output.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
     if let Some(name) = output.file_name().and_then(|n| n.to_str())
         && (train::RUN_FILES.contains(&name) || name == ".lock")
-        && same_place(dir, model)
+        && same_place(parent_dir(output), model)
     {
         return Err(WgradError::data(
             output,
@@ -930,11 +909,15 @@ fn split_file_path(path: &Path) -> Result<(&Path, &str)> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| WgradError::data(path, "--output must name a file, with a name in UTF-8"))?;
-    let dir = match path.parent() {
+    Ok((parent_dir(path), name))
+}
+
+/// The directory holding the file `path` (`.` for a bare name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
-    };
-    Ok((dir, name))
+    }
 }
 
 /// The model in `dir` for eval or predict, its columns of categories reading unknown ones as

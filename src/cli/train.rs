@@ -941,28 +941,27 @@ fn check_cross_entropy_targets(
     ))
 }
 
-/// Notes feature columns that hold one value in every training row: the model learns nothing
+/// Notes feature columns that hold one value in every training row (each of its inputs one
+/// value: [`super::input_ranges`] of the least and greatest equal): the model learns nothing
 /// from them, and a new value there moves its predictions in a way no data taught it.
 fn note_constant_columns(train: &Dataset) {
+    let Some(ranges) = super::input_ranges(&train.x).filter(|_| train.len() > 1) else {
+        return;
+    };
     let mut constant = Vec::new();
     let mut first_input = 0;
     for column in &train.features {
-        let inputs = train
-            .x
-            .slice(ndarray::s![.., first_input..first_input + column.width()]);
+        let inputs = &ranges[first_input..first_input + column.width()];
         first_input += column.width();
-        let Some(first) = inputs.rows().into_iter().next() else {
-            return;
-        };
-        if train.len() > 1 && inputs.rows().into_iter().all(|row| row == first) {
+        if inputs.iter().all(|(least, greatest)| least == greatest) {
             let value = match &column.categories {
-                Some(categories) => first
+                Some(categories) => inputs
                     .iter()
-                    .position(|&v| v == 1.0)
+                    .position(|&(value, _)| value == 1.0)
                     .map_or("none of its categories".into(), |i| {
                         format!("{:?}", categories[i])
                     }),
-                None => (f64::from(first[0]) + column.offset.unwrap_or(0.0)).to_string(),
+                None => (f64::from(inputs[0].0) + column.offset.unwrap_or(0.0)).to_string(),
             };
             constant.push(format!("{:?} ({value})", column.name));
         }

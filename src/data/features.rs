@@ -89,6 +89,14 @@ pub fn input_names(columns: &[FeatureColumn]) -> Vec<String> {
         .collect()
 }
 
+/// The column each model input comes from, in the inputs' order (a column of categories
+/// once per category).
+pub fn column_of_each_input(columns: &[FeatureColumn]) -> impl Iterator<Item = &FeatureColumn> {
+    columns
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c, c.width()))
+}
+
 /// How many model inputs `columns` become.
 pub fn input_width(columns: &[FeatureColumn]) -> usize {
     columns.iter().map(FeatureColumn::width).sum()

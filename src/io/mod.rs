@@ -145,22 +145,22 @@ pub struct Progress {
 }
 
 impl ModelMeta {
-    /// The model's inputs from feature rows as the data has them (read with
+    /// `model`'s inputs from feature rows as the data has them (read with
     /// [`crate::data::load_features`] and this model's `features`, which encodes categories
     /// and subtracts offsets): scaled as the training inputs were. Errors
-    /// ([`WgradError::InvalidData`]): a row of another width than the scaler's, or a value
-    /// that scales past 32-bit floats, naming its row and column.
-    pub fn model_inputs(&self, mut x: Array2<f32>) -> Result<Array2<f32>> {
+    /// ([`WgradError::InvalidData`]): rows of another width than the model's inputs, or a
+    /// value that scales past 32-bit floats, naming its row and column.
+    pub fn model_inputs(&self, model: &Model, mut x: Array2<f32>) -> Result<Array2<f32>> {
+        let inputs = model.spec().fan_in(0);
+        if x.ncols() != inputs {
+            return Err(WgradError::InvalidData(format!(
+                "has {} feature columns, the model was trained on {inputs}",
+                x.ncols()
+            )));
+        }
         let Some(scaler) = &self.scaler else {
             return Ok(x);
         };
-        if scaler.width() != x.ncols() {
-            return Err(WgradError::InvalidData(format!(
-                "has {} feature columns, the model was trained on {}",
-                x.ncols(),
-                scaler.width()
-            )));
-        }
         scaler.transform(&mut x)?;
         // Finite values can scale past f32's range (a value of 1e35 where the training data
         // spread over 1e-3).
