@@ -305,7 +305,9 @@ pub fn gradient_clip_factor(grads: &[f32], clip_norm: f32) -> f32 {
 }
 
 /// One optimizer step on one tensor (`shaders/optimizer.wgsl`): the gradient is scaled by
-/// `grad_scale` (the clipping factor, or 1), then the penalties are added.
+/// `grad_scale` (the clipping factor, or 1), then the penalties are added. Returns whether
+/// every updated weight and the state the rule keeps is finite (Adam's v can overflow while
+/// the weights stay finite), checked in the same pass.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)] // into `vector::widest`, to be compiled for its vector width
 pub fn optimizer_update(
@@ -318,7 +320,7 @@ pub fn optimizer_update(
     l2: f32,
     grad_scale: f32,
     step: &StepParams,
-) {
+) -> bool {
     let lr = step.learning_rate;
     let [h1, h2, eps] = optimizer.hyper_parameters();
     // The gradient with the clip factor and the penalties, as the shader forms it.
@@ -332,36 +334,44 @@ pub fn optimizer_update(
         };
         grad_scale * grad + l1 * sign + 2.0 * l2 * w
     };
-    // One loop per rule, so that each compiles to a tight, vectorisable loop.
+    // One loop per rule, so that each compiles to a tight, vectorisable loop. Non-finite
+    // values are found by an OR of their exponent bits (all ones for ±∞ and NaN): an integer
+    // reduction, which vectorises, where `all` would exit early and a float sum would not.
+    let nonfinite = |v: f32| u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
     let with_state = params.iter_mut().zip(grads).zip(state1.iter_mut());
-    match optimizer.gpu_code() {
-        0 => params
-            .iter_mut()
-            .zip(grads)
-            .for_each(|(w, &grad)| *w -= lr * g(*w, grad)),
-        1 => with_state.for_each(|((w, &grad), v)| {
+    let found = match optimizer.gpu_code() {
+        0 => params.iter_mut().zip(grads).fold(0, |found, (w, &grad)| {
+            *w -= lr * g(*w, grad);
+            found | nonfinite(*w)
+        }),
+        1 => with_state.fold(0, |found, ((w, &grad), v)| {
             *v = h1 * *v + g(*w, grad);
             *w -= lr * *v;
+            found | nonfinite(*w) | nonfinite(*v)
         }),
-        2 => with_state.for_each(|((w, &grad), v)| {
+        2 => with_state.fold(0, |found, ((w, &grad), v)| {
             let gradient = g(*w, grad);
             *v = h1 * *v + gradient;
             *w -= lr * (gradient + h1 * *v);
+            found | nonfinite(*w) | nonfinite(*v)
         }),
-        3 => with_state.for_each(|((w, &grad), s)| {
+        3 => with_state.fold(0, |found, ((w, &grad), s)| {
             let gradient = g(*w, grad);
             *s = h1 * *s + (1.0 - h1) * gradient * gradient;
             *w -= lr * gradient / (s.sqrt() + eps);
+            found | nonfinite(*w) | nonfinite(*s)
         }),
         _ => with_state
             .zip(state2.iter_mut())
-            .for_each(|(((w, &grad), m), v)| {
+            .fold(0, |found, (((w, &grad), m), v)| {
                 let gradient = g(*w, grad);
                 *m = h1 * *m + (1.0 - h1) * gradient;
                 *v = h2 * *v + (1.0 - h2) * gradient * gradient;
                 let m_hat = *m / step.bias_correction1;
                 let v_hat = *v / step.bias_correction2;
                 *w -= lr * m_hat / (v_hat.sqrt() + eps);
+                found | nonfinite(*w) | nonfinite(*m) | nonfinite(*v)
             }),
-    }
+    };
+    found == 0
 }
