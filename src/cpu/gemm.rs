@@ -379,9 +379,27 @@ unsafe fn pack_b(
             // B is stored transposed (a weight [out, in] used as Wᵀ; or A, packed as Aᵀ,
             // stored row-major): each panel column is a run of memory, and the panel its
             // transpose.
-            unsafe { pack_transposed(b, depth0, depth, col0 + panel0, width, nr, panel) };
+            let block = PanelBlock {
+                depth0,
+                depth,
+                col0: col0 + panel0,
+                width,
+                nr,
+            };
+            unsafe { pack_transposed(b, block, panel) };
         }
     }
+}
+
+/// The part of B that one packed panel holds: `depth` rows from `depth0` and `width`
+/// columns from `col0`, in a panel `nr` columns wide.
+#[derive(Clone, Copy)]
+struct PanelBlock {
+    depth0: usize,
+    depth: usize,
+    col0: usize,
+    width: usize,
+    nr: usize,
 }
 
 /// One panel of [`pack_b`] from a B stored transposed: `panel[k·nr + j] = B[depth0 + k,
@@ -389,20 +407,19 @@ unsafe fn pack_b(
 ///
 /// # Safety
 /// The block lies inside B.
-unsafe fn pack_transposed(
-    b: Strided,
-    depth0: usize,
-    depth: usize,
-    col0: usize,
-    width: usize,
-    nr: usize,
-    panel: &mut [f32],
-) {
+unsafe fn pack_transposed(b: Strided, block: PanelBlock, panel: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if b.row_stride == 1 && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512; the block is inside B by the caller's contract.
-        return unsafe { x86::pack_transposed_avx512(b, depth0, depth, col0, width, nr, panel) };
+        return unsafe { x86::pack_transposed_avx512(b, block, panel) };
     }
+    let PanelBlock {
+        depth0,
+        col0,
+        width,
+        nr,
+        ..
+    } = block;
     for (k, step) in panel.chunks_exact_mut(nr).enumerate() {
         for (j, value) in step[..width].iter_mut().enumerate() {
             // SAFETY: by the caller's contract.
@@ -536,13 +553,16 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn pack_transposed_avx512(
         b: super::Strided,
-        depth0: usize,
-        depth: usize,
-        col0: usize,
-        width: usize,
-        nr: usize,
+        block: super::PanelBlock,
         panel: &mut [f32],
     ) {
+        let super::PanelBlock {
+            depth0,
+            depth,
+            col0,
+            width,
+            nr,
+        } = block;
         debug_assert!(b.row_stride == 1 && panel.len() >= depth * nr && width <= nr);
         let out = panel.as_mut_ptr();
         for j0 in (0..width).step_by(16) {
@@ -711,7 +731,11 @@ mod tests {
                 } else {
                     0.0
                 };
-                assert_eq!(got.to_bits(), want.to_bits(), "{depth}x{cols}/{nr} at {index}");
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{depth}x{cols}/{nr} at {index}"
+                );
             }
         }
     }
