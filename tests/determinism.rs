@@ -67,6 +67,32 @@ fn cpu_runs_with_one_seed_are_bit_identical() {
     assert_ne!(params(&mut a), params(&mut c), "the seed changes nothing");
 }
 
+/// Models trained at once on one rayon pool (a hyper-parameter search, say) finish, and
+/// match the same models trained one at a time: a pool thread kept awake through one
+/// model's steps (`CpuBackend::train_steps`) runs the other's work, and lets go when there
+/// is none.
+#[test]
+fn cpu_models_trained_side_by_side_in_one_pool_match_models_trained_alone() {
+    use rayon::prelude::*;
+    let seeds = [21, 22, 23, 24];
+    let alone: Vec<Vec<u32>> = seeds
+        .iter()
+        .map(|&seed| params(&mut trained(Device::Cpu, seed)))
+        .collect();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let together: Vec<Vec<u32>> = seeds
+            .par_iter()
+            .map(|&seed| params(&mut trained(Device::Cpu, seed)))
+            .collect();
+        let _ = sender.send(together);
+    });
+    let together = receiver
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("models trained side by side did not finish in 5 minutes (alone: seconds)");
+    assert!(together == alone, "side by side, the weights differ");
+}
+
 #[test]
 fn cpu_prediction_of_a_row_does_not_depend_on_its_batch() {
     let model = trained(Device::Cpu, 3);
