@@ -68,9 +68,8 @@ fn cpu_runs_with_one_seed_are_bit_identical() {
 }
 
 /// Models trained at once on one rayon pool (a hyper-parameter search, say) finish, and
-/// match the same models trained one at a time: a pool thread kept awake through one
-/// model's steps (`CpuBackend::train_steps`) runs the other's work, and lets go when there
-/// is none.
+/// match the same models trained one at a time: each product's split across the pool's
+/// threads does not change its bits, whichever thread runs which part.
 #[test]
 fn cpu_models_trained_side_by_side_in_one_pool_match_models_trained_alone() {
     use rayon::prelude::*;

@@ -13,12 +13,6 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMu
 use ops::Dropout;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-/// How long a pool thread kept awake through training steps spins with no work before it
-/// goes back to the pool (the serial parts of a step take well under this).
-const SPIN_WITHOUT_WORK: Duration = Duration::from_millis(2);
 
 /// Elements per task of the parallel optimizer update (small tensors stay on one thread).
 const UPDATE_CHUNK: usize = 1 << 15;
@@ -363,40 +357,10 @@ impl Backend for CpuBackend {
     fn train_steps(&mut self, steps: &[StepParams]) -> Result<()> {
         // On a pool thread, so that the parallel parts of each step hand work to the other
         // threads directly instead of waking this one after each of them.
-        let stepping = rayon::current_thread_index;
-        let done = AtomicBool::new(false);
-        rayon::scope(|scope| {
-            // The pool's other threads stay awake for the whole run of steps, taking the
-            // halves of each product as they are split off. Left to themselves, they go to
-            // sleep in the short serial parts of a step (the batch gather, the loss, the
-            // small products) and each product then waits for a wake-up: with MNIST-sized
-            // layers, two threads trained hardly faster than one.
-            let (stepper, done) = (stepping(), &done);
-            for _ in 1..rayon::current_num_threads() {
-                scope.spawn(move |_| {
-                    // Never on the thread that runs the steps (it can pick this job up
-                    // while it waits inside a product): that would stop the steps.
-                    if stepping() == stepper {
-                        return;
-                    }
-                    // Nor for long with nothing to do: a pool shared with other work (models
-                    // trained side by side) must not be held by a thread that waits here.
-                    let mut last_work = Instant::now();
-                    while !done.load(Ordering::Acquire) {
-                        if rayon::yield_now() == Some(rayon::Yield::Executed) {
-                            last_work = Instant::now();
-                        } else if last_work.elapsed() > SPIN_WITHOUT_WORK {
-                            return;
-                        } else {
-                            std::hint::spin_loop();
-                        }
-                    }
-                });
-            }
+        rayon::scope(|_| {
             for step in steps {
                 self.train_step(step);
             }
-            done.store(true, Ordering::Release);
         });
         Ok(())
     }
