@@ -2741,3 +2741,43 @@ fn a_column_in_other_units_is_named_with_both_ranges_in_the_data_units() {
         assert_eq!(output.contains("income (here "), named, "{output}");
     }
 }
+
+/// Names that hold the separators summary's lists use are quoted there, CSV-style.
+#[test]
+fn summary_quotes_names_holding_separators() {
+    let dir = temp_dir("summary_quotes");
+    let mut csv = String::from("\"height, cm\",shade,\"answer; final\"\n");
+    for i in 0..40 {
+        let height = 1.0 + (i * 37 % 40) as f32 / 40.0;
+        let shade = if i % 3 == 0 { "dark (navy)" } else { "light" };
+        let answer = if height > 1.5 { "\"yes, sure\"" } else { "no" };
+        csv += &format!("{height},\"{shade}\",{answer}\n");
+    }
+    let data = dir.join("quoted.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let model = dir.join("model");
+    let data_arg = format!("csv:{}", s(&data));
+    ok(&[
+        "train",
+        "--data",
+        &data_arg,
+        "--target",
+        "answer; final",
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--quiet",
+        "--out",
+        s(&model),
+    ]);
+    let summary = ok(&["summary", "--model", s(&model)]);
+    for line in [
+        "Feature columns: \"height, cm\", shade (\"dark (navy)\" | light)\n",
+        "Target column: \"answer; final\"\n",
+        "Classes: no, \"yes, sure\"\n",
+    ] {
+        assert!(summary.contains(line), "{line:?} in {summary}");
+    }
+}

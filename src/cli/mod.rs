@@ -358,7 +358,10 @@ fn summary(dir: &Path) -> Result<()> {
             .map(|column| {
                 let mut notes = Vec::new();
                 match (&column.categories, column.offset) {
-                    (Some(categories), _) => notes.push(categories.join(" | ")),
+                    (Some(categories), _) => {
+                        let shown: Vec<_> = categories.iter().map(|c| quoted(c)).collect();
+                        notes.push(shown.join(" | "))
+                    }
                     (None, Some(offset)) => notes.push(offset_note(offset)),
                     (None, None) => {}
                 }
@@ -371,9 +374,10 @@ fn summary(dir: &Path) -> Result<()> {
                 if column.ignore_unknown {
                     notes.push("unknown: no category".into());
                 }
+                let name = quoted(&column.name);
                 match notes.is_empty() {
-                    true => column.name.clone(),
-                    false => format!("{} ({})", column.name, notes.join("; ")),
+                    true => name.into_owned(),
+                    false => format!("{name} ({})", notes.join("; ")),
                 }
             })
             .collect();
@@ -391,8 +395,8 @@ fn summary(dir: &Path) -> Result<()> {
         .enumerate()
         .map(
             |(j, target)| match meta.target_offsets.get(j).copied().flatten() {
-                Some(offset) => format!("{target} ({})", offset_note(offset)),
-                None => target.clone(),
+                Some(offset) => format!("{} ({})", quoted(target), offset_note(offset)),
+                None => quoted(target).into_owned(),
             },
         )
         .collect();
@@ -402,7 +406,8 @@ fn summary(dir: &Path) -> Result<()> {
         several => out!("Target columns: {}", several.join(", ")),
     }
     if let Some(classes) = &meta.class_names {
-        out!("Classes: {}", classes.join(", "));
+        let shown: Vec<_> = classes.iter().map(|c| quoted(c)).collect();
+        out!("Classes: {}", shown.join(", "));
     }
     if let Some(scaler) = &meta.scaler {
         let kind = scaler.described();
@@ -413,6 +418,18 @@ fn summary(dir: &Path) -> Result<()> {
         out!("The target is {kind} for training; predictions are scaled back to its units");
     }
     Ok(())
+}
+
+/// A name as summary and eval list it: in double quotes, CSV-style (inner quotes doubled), where it
+/// holds what the lists separate with (`,`, `|`, `;`, parentheses) or quotes, is empty, or
+/// starts or ends with a space; as it is otherwise.
+fn quoted(name: &str) -> std::borrow::Cow<'_, str> {
+    let separator = |c: char| matches!(c, ',' | '|' | ';' | '(' | ')' | '"');
+    if name.is_empty() || name.contains(separator) || name.trim() != name {
+        format!("\"{}\"", name.replace('"', "\"\"")).into()
+    } else {
+        name.into()
+    }
 }
 
 /// How summary shows a column's offset: what the model's values are less, or plus.
@@ -800,7 +817,7 @@ fn print_report(
                     .iter()
                     .enumerate()
                     .map(|(j, r2)| {
-                        let name = meta.targets.get(j).cloned();
+                        let name = meta.targets.get(j).map(|name| quoted(name).into_owned());
                         format!("{} {r2:.4}", name.unwrap_or(format!("output {}", j + 1)))
                     })
                     .collect();
