@@ -358,10 +358,7 @@ fn summary(dir: &Path) -> Result<()> {
             .map(|column| {
                 let mut notes = Vec::new();
                 match (&column.categories, column.offset) {
-                    (Some(categories), _) => {
-                        let shown: Vec<_> = categories.iter().map(|c| quoted(c)).collect();
-                        notes.push(shown.join(" | "))
-                    }
+                    (Some(categories), _) => notes.push(shown_names(categories, " | ")),
                     (None, Some(offset)) => notes.push(offset_note(offset)),
                     (None, None) => {}
                 }
@@ -374,7 +371,7 @@ fn summary(dir: &Path) -> Result<()> {
                 if column.ignore_unknown {
                     notes.push("unknown: no category".into());
                 }
-                let name = quoted(&column.name);
+                let name = shown_name(&column.name);
                 match notes.is_empty() {
                     true => name.into_owned(),
                     false => format!("{name} ({})", notes.join("; ")),
@@ -395,8 +392,8 @@ fn summary(dir: &Path) -> Result<()> {
         .enumerate()
         .map(
             |(j, target)| match meta.target_offsets.get(j).copied().flatten() {
-                Some(offset) => format!("{} ({})", quoted(target), offset_note(offset)),
-                None => quoted(target).into_owned(),
+                Some(offset) => format!("{} ({})", shown_name(target), offset_note(offset)),
+                None => shown_name(target).into_owned(),
             },
         )
         .collect();
@@ -406,8 +403,7 @@ fn summary(dir: &Path) -> Result<()> {
         several => out!("Target columns: {}", several.join(", ")),
     }
     if let Some(classes) = &meta.class_names {
-        let shown: Vec<_> = classes.iter().map(|c| quoted(c)).collect();
-        out!("Classes: {}", shown.join(", "));
+        out!("Classes: {}", shown_names(classes, ", "));
     }
     if let Some(scaler) = &meta.scaler {
         let kind = scaler.described();
@@ -420,16 +416,22 @@ fn summary(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A name as summary and eval list it: in double quotes, CSV-style (inner quotes doubled), where it
-/// holds what the lists separate with (`,`, `|`, `;`, parentheses) or quotes, is empty, or
-/// starts or ends with a space; as it is otherwise.
-fn quoted(name: &str) -> std::borrow::Cow<'_, str> {
+/// A name as summary and eval list it: in double quotes, CSV-style (inner quotes doubled),
+/// where it holds what the lists separate with (`,`, `|`, `;`, parentheses) or quotes, is
+/// empty, or starts or ends with a space; as it is otherwise.
+fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
     let separator = |c: char| matches!(c, ',' | '|' | ';' | '(' | ')' | '"');
     if name.is_empty() || name.contains(separator) || name.trim() != name {
         format!("\"{}\"", name.replace('"', "\"\"")).into()
     } else {
         name.into()
     }
+}
+
+/// `names`, each as [`shown_name`] shows it, joined by `separator`.
+fn shown_names(names: &[String], separator: &str) -> String {
+    let shown: Vec<_> = names.iter().map(|name| shown_name(name)).collect();
+    shown.join(separator)
 }
 
 /// How summary shows a column's offset: what the model's values are less, or plus.
@@ -817,7 +819,10 @@ fn print_report(
                     .iter()
                     .enumerate()
                     .map(|(j, r2)| {
-                        let name = meta.targets.get(j).map(|name| quoted(name).into_owned());
+                        let name = meta
+                            .targets
+                            .get(j)
+                            .map(|name| shown_name(name).into_owned());
                         format!("{} {r2:.4}", name.unwrap_or(format!("output {}", j + 1)))
                     })
                     .collect();

@@ -343,6 +343,8 @@ pub fn optimizer_update(
 ) -> bool {
     let lr = step.learning_rate;
     let [h1, h2, eps] = optimizer.hyper_parameters();
+    // Zero for a subnormal value: a gradient as read, a state value as stored.
+    let flush = |v: f32| zero_below(v, f32::MIN_POSITIVE);
     // The gradient with the clip factor and the penalties, as the shader forms it.
     let g = |w: f32, grad: f32| {
         let sign = if w > 0.0 {
@@ -352,7 +354,7 @@ pub fn optimizer_update(
         } else {
             0.0
         };
-        grad_scale * zero_below(grad, f32::MIN_POSITIVE) + l1 * sign + 2.0 * l2 * w
+        grad_scale * flush(grad) + l1 * sign + 2.0 * l2 * w
     };
     // One loop per rule, so that each compiles to a tight, vectorisable loop. Non-finite
     // values are found by an OR of their exponent bits (all ones for ±∞ and NaN): an integer
@@ -374,7 +376,7 @@ pub fn optimizer_update(
         1 => {
             let v = &mut state1[..n];
             for i in 0..n {
-                v[i] = zero_below(h1 * v[i] + g(params[i], grads[i]), f32::MIN_POSITIVE);
+                v[i] = flush(h1 * v[i] + g(params[i], grads[i]));
                 params[i] -= lr * v[i];
                 found |= nonfinite(params[i]) | nonfinite(v[i]);
             }
@@ -383,7 +385,7 @@ pub fn optimizer_update(
             let v = &mut state1[..n];
             for i in 0..n {
                 let gradient = g(params[i], grads[i]);
-                v[i] = zero_below(h1 * v[i] + gradient, f32::MIN_POSITIVE);
+                v[i] = flush(h1 * v[i] + gradient);
                 params[i] -= lr * (gradient + h1 * v[i]);
                 found |= nonfinite(params[i]) | nonfinite(v[i]);
             }
@@ -393,7 +395,7 @@ pub fn optimizer_update(
             for i in 0..n {
                 let gradient = g(params[i], grads[i]);
                 let root = zero_below(gradient, floor);
-                s[i] = zero_below(h1 * s[i] + (1.0 - h1) * root * root, f32::MIN_POSITIVE);
+                s[i] = flush(h1 * s[i] + (1.0 - h1) * root * root);
                 params[i] -= lr * gradient / (s[i].sqrt() + eps);
                 found |= nonfinite(params[i]) | nonfinite(s[i]);
             }
@@ -403,8 +405,8 @@ pub fn optimizer_update(
             for i in 0..n {
                 let gradient = g(params[i], grads[i]);
                 let root = zero_below(gradient, floor);
-                m[i] = zero_below(h1 * m[i] + (1.0 - h1) * gradient, f32::MIN_POSITIVE);
-                v[i] = zero_below(h2 * v[i] + (1.0 - h2) * root * root, f32::MIN_POSITIVE);
+                m[i] = flush(h1 * m[i] + (1.0 - h1) * gradient);
+                v[i] = flush(h2 * v[i] + (1.0 - h2) * root * root);
                 let m_hat = m[i] / step.bias_correction1;
                 let v_hat = v[i] / step.bias_correction2;
                 params[i] -= lr * m_hat / (v_hat.sqrt() + eps);
