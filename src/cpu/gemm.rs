@@ -41,12 +41,17 @@ const MAX_TILE: usize = 16 * 32;
 type KernelFn =
     unsafe fn(depth: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, acc: bool);
 
+/// Packs one panel from an operand stored transposed (see [`pack_transposed`]).
+type TransposedPackFn = unsafe fn(b: Strided, block: PanelBlock, panel: &mut [f32]);
+
+/// A micro-kernel and the transposed pack of the same instruction set.
 #[derive(Clone, Copy)]
 struct Kernel {
     name: &'static str,
     mr: usize,
     nr: usize,
     run: KernelFn,
+    pack_transposed: TransposedPackFn,
 }
 
 /// Every micro-kernel this CPU can run, widest first.
@@ -62,6 +67,7 @@ fn available_kernels() -> Vec<Kernel> {
                 mr: 12,
                 nr: 32,
                 run: x86::avx512::<12, 2>,
+                pack_transposed: x86::pack_transposed_avx512,
             });
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
@@ -71,6 +77,7 @@ fn available_kernels() -> Vec<Kernel> {
                 mr: 6,
                 nr: 16,
                 run: x86::avx2::<6, 2>,
+                pack_transposed: x86::pack_transposed_avx,
             });
         }
     }
@@ -79,6 +86,7 @@ fn available_kernels() -> Vec<Kernel> {
         mr: 4,
         nr: 16,
         run: portable::<4, 16>,
+        pack_transposed,
     });
     kernels
 }
@@ -246,10 +254,10 @@ fn gemm_serial<F>(
             let depth = KC.min(k - depth0);
             // SAFETY (packing and tiles): every index stays inside the m×k, k×n and m×n views.
             // A's strips are the panels of Aᵀ: strip[k·mr + r] = Aᵀ[depth0 + k, row0 + r].
-            unsafe { pack_b(a.transposed(), depth0, depth, 0, m, mr, packed_a) };
+            unsafe { pack_b(kernel, a.transposed(), depth0, depth, 0, m, mr, packed_a) };
             for col0 in (0..n).step_by(NC) {
                 let cols = NC.min(n - col0);
-                unsafe { pack_b(b, depth0, depth, col0, cols, nr, packed_b) };
+                unsafe { pack_b(kernel, b, depth0, depth, col0, cols, nr, packed_b) };
                 for row0 in (0..m).step_by(mr) {
                     let strip = &packed_a[row0 * depth..(row0 + mr) * depth];
                     for panel0 in (0..cols).step_by(nr) {
@@ -347,11 +355,14 @@ unsafe fn run_tile(
 }
 
 /// Packs B[depth0.., col0..] (depth × cols) into panels of `nr` columns, each laid out as
-/// `panel[k·nr + j]`, zero past `cols`.
+/// `panel[k·nr + j]`, zero past `cols`; a B stored transposed goes through the kernel's
+/// transposed pack.
 ///
 /// # Safety
 /// The block lies inside B.
+#[allow(clippy::too_many_arguments)]
 unsafe fn pack_b(
+    kernel: Kernel,
     b: Strided,
     depth0: usize,
     depth: usize,
@@ -386,7 +397,11 @@ unsafe fn pack_b(
                 width,
                 nr,
             };
-            unsafe { pack_transposed(b, block, panel) };
+            if b.row_stride == 1 {
+                unsafe { (kernel.pack_transposed)(b, block, panel) };
+            } else {
+                unsafe { pack_transposed(b, block, panel) };
+            }
         }
     }
 }
@@ -403,16 +418,12 @@ struct PanelBlock {
 }
 
 /// One panel of [`pack_b`] from a B stored transposed: `panel[k·nr + j] = B[depth0 + k,
-/// col0 + j]` for `j < width`; the rest of the panel is left as it is.
+/// col0 + j]` for `j < width`; the rest of the panel is left as it is. Element by element,
+/// for any strides; the SIMD versions take B with row stride 1.
 ///
 /// # Safety
 /// The block lies inside B.
 unsafe fn pack_transposed(b: Strided, block: PanelBlock, panel: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if b.row_stride == 1 && std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512; the block is inside B by the caller's contract.
-        return unsafe { x86::pack_transposed_avx512(b, block, panel) };
-    }
     let PanelBlock {
         depth0,
         col0,
@@ -544,48 +555,156 @@ mod x86 {
         };
     }
 
-    /// [`super::pack_transposed`] for a B whose columns are runs of memory (row stride 1),
-    /// 16 columns × 16 depths at a time: masked loads of 16 column runs, a 16×16 transpose
-    /// in registers, masked stores of 16 panel rows.
+    /// [`super::pack_transposed`] for a B whose columns are runs of memory (row stride 1), one
+    /// generated per instruction set, `$lanes` columns × `$lanes` depths at a time: loads of
+    /// `$lanes` column runs, a square transpose in registers, stores of `$lanes` panel rows.
+    /// `$load(ptr, count)` and `$store(ptr, count, vector)` touch only the first `count`
+    /// floats.
     ///
-    /// # Safety
-    /// The CPU has AVX-512F; the block lies inside B; `panel` holds `depth·nr` floats.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn pack_transposed_avx512(
-        b: super::Strided,
-        block: super::PanelBlock,
-        panel: &mut [f32],
-    ) {
-        let super::PanelBlock {
-            depth0,
-            depth,
-            col0,
-            width,
-            nr,
-        } = block;
-        debug_assert!(b.row_stride == 1 && panel.len() >= depth * nr && width <= nr);
-        let out = panel.as_mut_ptr();
-        for j0 in (0..width).step_by(16) {
-            let columns = 16.min(width - j0);
-            let column_mask: __mmask16 = ((1u32 << columns) - 1) as u16;
-            for k0 in (0..depth).step_by(16) {
-                let depths = 16.min(depth - k0);
-                let depth_mask: __mmask16 = ((1u32 << depths) - 1) as u16;
-                // SAFETY: masked-off lanes are not read or written; the rest are inside B
-                // and the panel, by the caller's contract.
-                unsafe {
-                    let mut rows = [_mm512_setzero_ps(); 16];
-                    for (j, row) in rows.iter_mut().enumerate().take(columns) {
-                        let src = b.at(depth0 + k0, col0 + j0 + j);
-                        *row = _mm512_maskz_loadu_ps(depth_mask, src);
-                    }
-                    let columns_of = transpose16(rows);
-                    for (k, values) in columns_of.iter().enumerate().take(depths) {
-                        _mm512_mask_storeu_ps(out.add((k0 + k) * nr + j0), column_mask, *values);
+    /// # Safety (of each generated function)
+    /// The CPU has the named features; the block lies inside B; `panel` holds `depth·nr`
+    /// floats.
+    macro_rules! transposed_pack {
+        ($name:ident, $features:literal, $lanes:literal, $zero:ident, $load:ident,
+         $store:ident, $transpose:ident) => {
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(b: super::Strided, block: super::PanelBlock, panel: &mut [f32]) {
+                let super::PanelBlock {
+                    depth0,
+                    depth,
+                    col0,
+                    width,
+                    nr,
+                } = block;
+                debug_assert!(b.row_stride == 1 && panel.len() >= depth * nr && width <= nr);
+                let out = panel.as_mut_ptr();
+                for j0 in (0..width).step_by($lanes) {
+                    let columns = $lanes.min(width - j0);
+                    for k0 in (0..depth).step_by($lanes) {
+                        let depths = $lanes.min(depth - k0);
+                        // SAFETY: only the first `depths` floats of each column run and the
+                        // first `columns` of each panel row are touched; they are inside B
+                        // and the panel, by the caller's contract.
+                        unsafe {
+                            let mut runs = [$zero(); $lanes];
+                            for (j, run) in runs.iter_mut().enumerate().take(columns) {
+                                *run = $load(b.at(depth0 + k0, col0 + j0 + j), depths);
+                            }
+                            let rows = $transpose(runs);
+                            for (k, row) in rows.iter().enumerate().take(depths) {
+                                $store(out.add((k0 + k) * nr + j0), columns, *row);
+                            }
+                        }
                     }
                 }
             }
+        };
+    }
+
+    transposed_pack!(
+        pack_transposed_avx512,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        load_first_avx512,
+        store_first_avx512,
+        transpose16
+    );
+    transposed_pack!(
+        pack_transposed_avx,
+        "avx",
+        8,
+        _mm256_setzero_ps,
+        load_first_avx,
+        store_first_avx,
+        transpose8
+    );
+
+    /// The first `count` (at most 16) floats at `src`, zeros after them.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_first_avx512(src: *const f32, count: usize) -> __m512 {
+        let mask = ((1u32 << count) - 1) as __mmask16;
+        // SAFETY: masked-off lanes are not read; the rest are the caller's.
+        unsafe { _mm512_maskz_loadu_ps(mask, src) }
+    }
+
+    /// Stores the first `count` (at most 16) lanes of `values` at `dst`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_first_avx512(dst: *mut f32, count: usize, values: __m512) {
+        let mask = ((1u32 << count) - 1) as __mmask16;
+        // SAFETY: masked-off lanes are not written; the rest are the caller's.
+        unsafe { _mm512_mask_storeu_ps(dst, mask, values) }
+    }
+
+    /// The first `count` (at most 8) floats at `src`, zeros after them.
+    #[target_feature(enable = "avx")]
+    unsafe fn load_first_avx(src: *const f32, count: usize) -> __m256 {
+        // SAFETY: a masked load reads only the lanes whose mask is set.
+        unsafe {
+            if count == 8 {
+                return _mm256_loadu_ps(src);
+            }
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), lanes);
+            _mm256_maskload_ps(src, mask)
         }
+    }
+
+    /// Stores the first `count` (at most 8) lanes of `values` at `dst`: in pieces of 4, 2
+    /// and 1 rather than by a masked store, which is slow on AMD's Zen cores.
+    #[target_feature(enable = "avx")]
+    unsafe fn store_first_avx(dst: *mut f32, count: usize, values: __m256) {
+        // SAFETY: exactly `count` floats from `dst` are written, the caller's.
+        unsafe {
+            if count == 8 {
+                return _mm256_storeu_ps(dst, values);
+            }
+            let (mut dst, mut left) = (dst, count);
+            let mut part = _mm256_castps256_ps128(values);
+            if left >= 4 {
+                _mm_storeu_ps(dst, part);
+                part = _mm256_extractf128_ps::<1>(values);
+                (dst, left) = (dst.add(4), left - 4);
+            }
+            if left >= 2 {
+                _mm_store_sd(dst as *mut f64, _mm_castps_pd(part));
+                part = _mm_movehl_ps(part, part);
+                (dst, left) = (dst.add(2), left - 2);
+            }
+            if left == 1 {
+                _mm_store_ss(dst, part);
+            }
+        }
+    }
+
+    /// The 8×8 transpose of `rows`: `out[c][r] = rows[r][c]`.
+    #[target_feature(enable = "avx")]
+    fn transpose8(rows: [__m256; 8]) -> [__m256; 8] {
+        // Within each 128-bit lane, rows interleaved by pairs then quadruples: s[4h + c]
+        // holds rows 4h..4h+4 of column c in its low lane and of column 4 + c in its high.
+        let mut s = [_mm256_setzero_ps(); 8];
+        for h in 0..2 {
+            let r = &rows[4 * h..4 * h + 4];
+            let (lo01, hi01) = (
+                _mm256_unpacklo_ps(r[0], r[1]),
+                _mm256_unpackhi_ps(r[0], r[1]),
+            );
+            let (lo23, hi23) = (
+                _mm256_unpacklo_ps(r[2], r[3]),
+                _mm256_unpackhi_ps(r[2], r[3]),
+            );
+            s[4 * h] = _mm256_shuffle_ps::<0x44>(lo01, lo23);
+            s[4 * h + 1] = _mm256_shuffle_ps::<0xEE>(lo01, lo23);
+            s[4 * h + 2] = _mm256_shuffle_ps::<0x44>(hi01, hi23);
+            s[4 * h + 3] = _mm256_shuffle_ps::<0xEE>(hi01, hi23);
+        }
+        // Then the lanes joined: column c from the low lanes, 4 + c from the high ones.
+        let mut out = [_mm256_setzero_ps(); 8];
+        for c in 0..4 {
+            out[c] = _mm256_permute2f128_ps::<0x20>(s[c], s[4 + c]);
+            out[4 + c] = _mm256_permute2f128_ps::<0x31>(s[c], s[4 + c]);
+        }
+        out
     }
 
     /// The 16×16 transpose of `rows`: `out[c][r] = rows[r][c]`.
@@ -713,29 +832,43 @@ mod tests {
     #[test]
     fn packing_a_transposed_operand_copies_every_value_and_pads_with_zeros() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
-        // (depth, columns, panel width): partial 16×16 blocks in both directions included.
-        for (depth, cols, nr) in [(1, 1, 12), (17, 13, 12), (256, 64, 32), (33, 47, 32)] {
+        // (depth, columns, panel width): partial 16×16 and 8×8 blocks in both directions included,
+        // and panel rows of every length modulo 8.
+        for (depth, cols, nr) in [
+            (1, 1, 12),
+            (17, 13, 12),
+            (256, 64, 32),
+            (33, 47, 32),
+            (29, 31, 6),
+            (8, 7, 7),
+            (9, 23, 13),
+            (3, 3, 3),
+        ] {
             // B [depth0 + depth, col0 + cols] stored transposed, as a weight used as Wᵀ is.
             let (depth0, col0) = (3, 5);
             let stored = random(col0 + cols, depth0 + depth, &mut rng);
             let b = stored.t();
             let panels = cols.div_ceil(nr);
-            let mut packed = vec![f32::NAN; depth * panels * nr];
-            // SAFETY: the block lies inside b.
-            unsafe { pack_b(Strided::of(&b), depth0, depth, col0, cols, nr, &mut packed) };
-            for (index, &got) in packed.iter().enumerate() {
-                let (panel, k, j) = (index / (depth * nr), index / nr % depth, index % nr);
-                let col = panel * nr + j;
-                let want = if col < cols {
-                    b[[depth0 + k, col0 + col]]
-                } else {
-                    0.0
-                };
-                assert_eq!(
-                    got.to_bits(),
-                    want.to_bits(),
-                    "{depth}x{cols}/{nr} at {index}"
-                );
+            for kernel in available_kernels() {
+                let mut packed = vec![f32::NAN; depth * panels * nr];
+                let b = Strided::of(&b);
+                // SAFETY: the block lies inside b.
+                unsafe { pack_b(kernel, b, depth0, depth, col0, cols, nr, &mut packed) };
+                for (index, &got) in packed.iter().enumerate() {
+                    let (panel, k, j) = (index / (depth * nr), index / nr % depth, index % nr);
+                    let col = panel * nr + j;
+                    let want = if col < cols {
+                        stored[[col0 + col, depth0 + k]]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{} pack, {depth}x{cols}/{nr} at {index}",
+                        kernel.name
+                    );
+                }
             }
         }
     }

@@ -9,13 +9,16 @@ mod vector;
 use crate::backend::{Backend, Metrics, Slot, StepParams};
 use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, ParamLayout, Sequential, TensorSlot};
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, s};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 use ops::Dropout;
 use rayon::prelude::*;
 use std::collections::HashMap;
 
-/// Elements per task of the parallel optimizer update (small tensors stay on one thread).
-const UPDATE_CHUNK: usize = 1 << 15;
+/// The fewest elements per task of the parallel optimizer update (smaller tensors stay on
+/// one thread).
+const UPDATE_MIN_CHUNK: usize = 1 << 13;
+/// The gather of a batch is split across threads down to this many floats per task.
+const GATHER_SPLIT_MIN: usize = 1 << 15;
 
 pub struct CpuBackend {
     spec: Sequential,
@@ -57,6 +60,35 @@ pub fn check_host_memory(elements: u128, what: &str) -> Result<()> {
 
 /// `dst = src` for one row: a `memcpy` when both are contiguous (the backend's own arrays
 /// always are), which ndarray's element-wise `assign` is not.
+/// Copies x and y rows `row_of(first + i)` into row `i` of `input` and `targets`, on
+/// several threads when there are many: random rows of a data set larger than the caches
+/// are bound by memory latency, and each core brings its own misses.
+fn gather_rows(
+    x: ArrayView2<f32>,
+    y: ArrayView2<f32>,
+    mut input: ArrayViewMut2<f32>,
+    mut targets: ArrayViewMut2<f32>,
+    first: usize,
+    row_of: &(impl Fn(usize) -> usize + Sync),
+) {
+    let rows = input.nrows();
+    if rows >= 2 && rows * x.ncols() >= GATHER_SPLIT_MIN {
+        let half = rows / 2;
+        let (input_top, input_bottom) = input.split_at(Axis(0), half);
+        let (targets_top, targets_bottom) = targets.split_at(Axis(0), half);
+        rayon::join(
+            || gather_rows(x, y, input_top, targets_top, first, row_of),
+            || gather_rows(x, y, input_bottom, targets_bottom, first + half, row_of),
+        );
+        return;
+    }
+    for i in 0..rows {
+        let source = row_of(first + i);
+        copy_row(input.row_mut(i), x.row(source));
+        copy_row(targets.row_mut(i), y.row(source));
+    }
+}
+
 fn copy_row(mut dst: ArrayViewMut1<f32>, src: ArrayView1<f32>) {
     match (dst.as_slice_mut(), src.as_slice()) {
         (Some(dst), Some(src)) => dst.copy_from_slice(src),
@@ -148,18 +180,16 @@ impl CpuBackend {
     }
 
     /// Copy the given rows of a slot into the input and target batches, zero-padding the rest.
-    fn gather(&mut self, slot: Slot, rows: impl Iterator<Item = usize>) {
+    /// Copies rows `row_of(i)`, `i < rows`, of the slot's x and y into the batch buffers;
+    /// the padding rows of a short last batch are zero.
+    fn gather(&mut self, slot: Slot, rows: usize, row_of: &(impl Fn(usize) -> usize + Sync)) {
         let (x, y) = &self.data[&slot];
-        let input = &mut self.work.activations[0];
-        let mut filled = 0;
-        for (i, src) in rows.enumerate() {
-            copy_row(input.row_mut(i), x.row(src));
-            copy_row(self.work.targets.row_mut(i), y.row(src));
-            filled = i + 1;
-        }
-        // Padding rows of a short last batch are zero.
-        input.slice_mut(s![filled.., ..]).fill(0.0);
-        self.work.targets.slice_mut(s![filled.., ..]).fill(0.0);
+        let (input, mut input_padding) =
+            self.work.activations[0].view_mut().split_at(Axis(0), rows);
+        let (targets, mut targets_padding) = self.work.targets.view_mut().split_at(Axis(0), rows);
+        gather_rows(x.view(), y.view(), input, targets, 0, row_of);
+        input_padding.fill(0.0);
+        targets_padding.fill(0.0);
     }
 
     fn forward(&mut self, step: &StepParams) {
@@ -247,12 +277,20 @@ impl CpuBackend {
                 (0.0, 0.0)
             };
             // Element-wise, so chunks on several threads give the same bits as one pass.
-            // `reduce`, not `all`: every chunk must be updated.
+            // About four equal chunks per thread, so that the threads finish together (a
+            // fixed chunk length left one of two threads with twice the other's share of a
+            // 100k-element tensor), in whole cache lines. `reduce`, not `all`: every chunk
+            // must be updated.
+            let chunk = slot
+                .len
+                .div_ceil(4 * rayon::current_num_threads())
+                .next_multiple_of(16)
+                .max(UPDATE_MIN_CHUNK);
             finite &= self.params[range.clone()]
-                .par_chunks_mut(UPDATE_CHUNK)
-                .zip(self.grads[range.clone()].par_chunks(UPDATE_CHUNK))
-                .zip(self.state1[range.clone()].par_chunks_mut(UPDATE_CHUNK))
-                .zip(self.state2[range].par_chunks_mut(UPDATE_CHUNK))
+                .par_chunks_mut(chunk)
+                .zip(self.grads[range.clone()].par_chunks(chunk))
+                .zip(self.state1[range.clone()].par_chunks_mut(chunk))
+                .zip(self.state2[range].par_chunks_mut(chunk))
                 .map(|(((params, grads), state1), state2)| {
                     vector::widest(
                         #[inline(always)]
@@ -278,10 +316,8 @@ impl CpuBackend {
 
     fn train_step(&mut self, step: &StepParams) {
         let order = std::mem::take(&mut self.order);
-        let rows = order[step.batch_start..step.batch_start + step.rows]
-            .iter()
-            .map(|&i| i as usize);
-        self.gather(Slot::Train, rows);
+        let batch = &order[step.batch_start..step.batch_start + step.rows];
+        self.gather(Slot::Train, batch.len(), &|i| batch[i] as usize);
         self.order = order;
         self.forward(step);
         let metrics = self.output_stage(step.rows);
@@ -375,7 +411,7 @@ impl Backend for CpuBackend {
         let mut total = Metrics::default();
         for start in (0..n).step_by(batch) {
             let rows = batch.min(n - start);
-            self.gather(slot, start..start + rows);
+            self.gather(slot, rows, &|i| start + i);
             self.forward(&StepParams::inference(rows));
             let m = self.output_stage(rows);
             total.loss_sum += m.loss_sum;
@@ -456,5 +492,44 @@ impl Backend for CpuBackend {
             live.copy_from_slice(saved);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::seq::SliceRandom;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn gathered_rows_are_the_ordered_rows_of_x_and_y_on_every_split() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (n, features, outputs) = (700, 131, 3);
+        let x = Array2::from_shape_fn((n, features), |_| rng.random_range(-1.0f32..1.0));
+        let y = Array2::from_shape_fn((n, outputs), |_| rng.random_range(0.0f32..1.0));
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        // 1 row, fewer rows than a split, and batches split once and several times (odd
+        // halves included).
+        for rows in [1, 100, 251, 699] {
+            assert_eq!(rows * features >= GATHER_SPLIT_MIN, rows >= 251);
+            let mut input = Array2::from_elem((rows, features), f32::NAN);
+            let mut targets = Array2::from_elem((rows, outputs), f32::NAN);
+            let batch = &order[n - rows..];
+            let row_of = |i: usize| batch[i];
+            gather_rows(
+                x.view(),
+                y.view(),
+                input.view_mut(),
+                targets.view_mut(),
+                0,
+                &row_of,
+            );
+            for (i, &source) in batch.iter().enumerate() {
+                assert_eq!(input.row(i), x.row(source), "{rows} rows: x row {i}");
+                assert_eq!(targets.row(i), y.row(source), "{rows} rows: y row {i}");
+            }
+        }
     }
 }
