@@ -241,7 +241,10 @@ fn update4(scale: f32, penalized: bool, w: vec4<f32>, grad: vec4<f32>, s1: vec4<
         default: {
             out.s1 = hyper.h1 * s1 + (1.0 - hyper.h1) * g;
             out.s2 = hyper.h2 * s2 + (1.0 - hyper.h2) * g * g;
-            out.w = w - lr * (out.s1 / step.bias_correction1) / (sqrt(out.s2 / step.bias_correction2) + hyper.eps);
+            // The bias corrections folded into two scalars, as the CPU backend does.
+            let step_size = lr / step.bias_correction1;
+            let v_scale = 1.0 / step.bias_correction2;
+            out.w = w - step_size * out.s1 / (sqrt(out.s2 * v_scale) + hyper.eps);
         }
     }
     return out;
