@@ -107,9 +107,11 @@ pub fn gemm(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
     gemm_then(a, b, c, &|_, _, _| {});
 }
 
-/// C = A·B, then `finish(row0, col0, tile)` on each finished tile of C while it is still in
-/// cache (a fused epilogue: bias and activation, activation derivative). `row0` and `col0`
-/// place the tile in C.
+/// C = A·B, then `finish(row0, col0, tile)` on each finished block of C while it is still in
+/// cache (a fused epilogue: bias and activation, activation derivative): one strip of rows
+/// (the kernel's `mr`) by one column block (up to `NC`), rather than each register tile, so
+/// that the epilogue runs over rows hundreds of values long (3–4% faster steps of
+/// 784-128-10 and 784-800-10 on an AMD Zen 1 core pair). `row0` and `col0` place it in C.
 pub fn gemm_then<F>(a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>, finish: &F)
 where
     F: Fn(usize, usize, ArrayViewMut2<f32>) + Sync,
@@ -260,33 +262,31 @@ fn gemm_serial<F>(
                 unsafe { pack_b(kernel, b, depth0, depth, col0, cols, nr, packed_b) };
                 for row0 in (0..m).step_by(mr) {
                     let strip = &packed_a[row0 * depth..(row0 + mr) * depth];
+                    let rows = mr.min(m - row0);
+                    let strip_c = unsafe {
+                        c.offset(row0 as isize * c_strides.0 + col0 as isize * c_strides.1)
+                    };
                     for panel0 in (0..cols).step_by(nr) {
                         let tile = Tile {
-                            ptr: unsafe {
-                                c.offset(
-                                    row0 as isize * c_strides.0
-                                        + (col0 + panel0) as isize * c_strides.1,
-                                )
-                            },
-                            rows: mr.min(m - row0),
+                            ptr: unsafe { strip_c.offset(panel0 as isize * c_strides.1) },
+                            rows,
                             cols: nr.min(cols - panel0),
                             row_stride: c_strides.0,
                             col_stride: c_strides.1,
                         };
                         let panel = &packed_b[panel0 * depth..(panel0 + nr) * depth];
-                        let (ptr, rows, cols, strides) =
-                            (tile.ptr, tile.rows, tile.cols, c_strides);
                         unsafe { run_tile(kernel, depth, strip, panel, tile, depth0 > 0) };
-                        if depth0 + depth == k {
-                            // SAFETY: the tile is inside C, and no other view of it is live.
-                            let tile = unsafe {
-                                ArrayViewMut2::from_shape_ptr(
-                                    (rows, cols).strides((strides.0 as usize, strides.1 as usize)),
-                                    ptr,
-                                )
-                            };
-                            finish(origin.0 + row0, origin.1 + col0 + panel0, tile);
-                        }
+                    }
+                    if depth0 + depth == k {
+                        // The strip's row block of this column block is finished.
+                        // SAFETY: the block is inside C, and no other view of it is live.
+                        let block = unsafe {
+                            ArrayViewMut2::from_shape_ptr(
+                                (rows, cols).strides((c_strides.0 as usize, c_strides.1 as usize)),
+                                strip_c,
+                            )
+                        };
+                        finish(origin.0 + row0, origin.1 + col0, block);
                     }
                 }
             }

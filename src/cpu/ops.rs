@@ -59,7 +59,7 @@ pub fn matmul(form: MatmulForm, a: ArrayView2<f32>, b: ArrayView2<f32>, c: Array
     matmul_then(form, a, b, c, &|_, _, _| {});
 }
 
-/// [`matmul`], then `finish(row0, col0, tile)` on each finished tile of C (the kernel's
+/// [`matmul`], then `finish(row0, col0, tile)` on each finished block of C (the kernel's
 /// fused epilogue; see [`gemm_then`]).
 fn matmul_then<F>(
     form: MatmulForm,
