@@ -58,8 +58,6 @@ pub fn check_host_memory(elements: u128, what: &str) -> Result<()> {
         .map_err(|_| refused())
 }
 
-/// `dst = src` for one row: a `memcpy` when both are contiguous (the backend's own arrays
-/// always are), which ndarray's element-wise `assign` is not.
 /// Copies x and y rows `row_of(first + i)` into row `i` of `input` and `targets`, on
 /// several threads when there are many: random rows of a data set larger than the caches
 /// are bound by memory latency, and each core brings its own misses.
@@ -89,6 +87,8 @@ fn gather_rows(
     }
 }
 
+/// `dst = src` for one row: a `memcpy` when both are contiguous (the backend's own arrays
+/// always are), which ndarray's element-wise `assign` is not.
 fn copy_row(mut dst: ArrayViewMut1<f32>, src: ArrayView1<f32>) {
     match (dst.as_slice_mut(), src.as_slice()) {
         (Some(dst), Some(src)) => dst.copy_from_slice(src),
@@ -179,7 +179,6 @@ impl CpuBackend {
         }
     }
 
-    /// Copy the given rows of a slot into the input and target batches, zero-padding the rest.
     /// Copies rows `row_of(i)`, `i < rows`, of the slot's x and y into the batch buffers;
     /// the padding rows of a short last batch are zero.
     fn gather(&mut self, slot: Slot, rows: usize, row_of: &(impl Fn(usize) -> usize + Sync)) {
