@@ -304,6 +304,13 @@ pub fn gradient_clip_factor(grads: &[f32], clip_norm: f32) -> f32 {
     (clip_norm / (norm + 1e-6)).min(1.0)
 }
 
+/// 1 for NaN and ±∞ (all-ones exponent), else 0: OR-ed over many values, an integer
+/// reduction that vectorises, where `all` would exit early and a float sum would not.
+#[inline(always)]
+pub fn nonfinite(v: f32) -> u32 {
+    u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+}
+
 /// The gradient below which (1-ρ)·g² is subnormal ([`optimizer_update`] zeroes it first).
 fn square_floor(rho: f32) -> f32 {
     (f32::MIN_POSITIVE / (1.0 - rho)).sqrt()
@@ -357,9 +364,7 @@ pub fn optimizer_update(
         grad_scale * flush(grad) + l1 * sign + 2.0 * l2 * w
     };
     // One loop per rule, so that each compiles to a tight, vectorisable loop. Non-finite
-    // values are found by an OR of their exponent bits (all ones for ±∞ and NaN): an integer
-    // reduction, which vectorises, where `all` would exit early and a float sum would not.
-    let nonfinite = |v: f32| u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+    // values are found by an OR of [`nonfinite`].
     // Index loops, not iterator folds: the folds are functions of their own, which the
     // compiler stopped inlining into `vector::widest` once the floors were added, and which
     // then ran at the baseline vector width.

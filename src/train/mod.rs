@@ -9,7 +9,7 @@ pub use config::{
 
 use crate::backend::{Backend, Device, Slot, StepParams};
 use crate::cpu::CpuBackend;
-use crate::cpu::ops::predicted_class;
+use crate::cpu::ops::{nonfinite, predicted_class};
 use crate::data::split_rows;
 use crate::error::{Result, WgradError};
 use crate::gpu::{AdapterChoice, GpuBackend};
@@ -801,15 +801,12 @@ impl Drop for Fitting {
 
 /// [`WgradError::NonFinite`] naming the first NaN or infinity of `a` (called `what`).
 pub(crate) fn check_finite(what: &'static str, a: ArrayView2<f32>) -> Result<()> {
-    // First a pass without branches over the memory (an OR of exponent bits, all ones only
-    // for NaN and ±∞, which vectorises): about 0.23 ns a value instead of 0.87 on an AMD
-    // Zen 1 core, 11 ms for MNIST's training set. The position is searched for only when
-    // one is there.
+    // First a pass without branches over the memory (an OR of `nonfinite`, which
+    // vectorises): about 0.23 ns a value instead of 0.87 on an AMD Zen 1 core, 11 ms for
+    // MNIST's training set. The position is searched for only when one is there.
     if let Some(values) = a.as_slice_memory_order() {
-        let exponents = values.iter().fold(0u32, |any, v| {
-            any | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
-        });
-        if exponents == 0 {
+        let found = values.iter().fold(0, |found, &v| found | nonfinite(v));
+        if found == 0 {
             return Ok(());
         }
     }
