@@ -34,7 +34,7 @@ pub struct CpuBackend {
     /// Copies of `params`, `state1` and `state2` at the last [`Backend::snapshot`].
     snapshot: [Vec<f32>; 3],
     work: Workspace,
-    data: HashMap<Slot, (Array2<f32>, Array2<f32>)>,
+    data: HashMap<Slot, (Inputs, Array2<f32>)>,
     order: Vec<u32>,
     train_metrics: Metrics,
 }
@@ -59,11 +59,55 @@ pub fn check_host_memory(elements: u128, what: &str) -> Result<()> {
         .map_err(|_| refused())
 }
 
+/// A data set's inputs as the backend keeps them: values that are all bytes k / 255 (8-bit
+/// images: [`crate::data::byte_of`]) as their bytes, a quarter of the memory and of the
+/// reads that gather each batch; anything else as f32. Either gives the same f32 bits.
+enum Inputs {
+    F32(Array2<f32>),
+    Bytes(Array2<u8>),
+}
+
+impl Inputs {
+    fn of(x: ArrayView2<f32>) -> Inputs {
+        match x.iter().map(|&v| crate::data::byte_of(v)).collect() {
+            Some(bytes) => {
+                Inputs::Bytes(Array2::from_shape_vec(x.dim(), bytes).expect("one byte per value"))
+            }
+            None => Inputs::F32(x.to_owned()),
+        }
+    }
+
+    fn nrows(&self) -> usize {
+        match self {
+            Inputs::F32(x) => x.nrows(),
+            Inputs::Bytes(x) => x.nrows(),
+        }
+    }
+
+    /// Writes row `row`'s f32 values into `dst`.
+    fn copy_row_into(&self, dst: ArrayViewMut1<f32>, row: usize) {
+        match self {
+            Inputs::F32(x) => copy_row(dst, x.row(row)),
+            Inputs::Bytes(x) => {
+                let (mut dst, src) = (dst, x.row(row));
+                match (dst.as_slice_mut(), src.as_slice()) {
+                    (Some(dst), Some(src)) => vector::widest(|| {
+                        for (value, &byte) in dst.iter_mut().zip(src) {
+                            *value = f32::from(byte) / 255.0;
+                        }
+                    }),
+                    _ => dst.zip_mut_with(&src, |value, &byte| *value = f32::from(byte) / 255.0),
+                }
+            }
+        }
+    }
+}
+
 /// Copies x and y rows `row_of(first + i)` into row `i` of `input` and `targets`, on
 /// several threads when there are many: random rows of a data set larger than the caches
 /// are bound by memory latency, and each core brings its own misses.
 fn gather_rows(
-    x: ArrayView2<f32>,
+    x: &Inputs,
     y: ArrayView2<f32>,
     mut input: ArrayViewMut2<f32>,
     mut targets: ArrayViewMut2<f32>,
@@ -71,7 +115,7 @@ fn gather_rows(
     row_of: &(impl Fn(usize) -> usize + Sync),
 ) {
     let rows = input.nrows();
-    if rows >= 2 && rows * x.ncols() >= GATHER_SPLIT_MIN {
+    if rows >= 2 && rows * input.ncols() >= GATHER_SPLIT_MIN {
         let half = rows / 2;
         let (input_top, input_bottom) = input.split_at(Axis(0), half);
         let (targets_top, targets_bottom) = targets.split_at(Axis(0), half);
@@ -83,7 +127,7 @@ fn gather_rows(
     }
     for i in 0..rows {
         let source = row_of(first + i);
-        copy_row(input.row_mut(i), x.row(source));
+        x.copy_row_into(input.row_mut(i), source);
         copy_row(targets.row_mut(i), y.row(source));
     }
 }
@@ -225,7 +269,7 @@ impl CpuBackend {
         let (input, mut input_padding) =
             self.work.activations[0].view_mut().split_at(Axis(0), rows);
         let (targets, mut targets_padding) = self.work.targets.view_mut().split_at(Axis(0), rows);
-        gather_rows(x.view(), y.view(), input, targets, 0, row_of);
+        gather_rows(x, y.view(), input, targets, 0, row_of);
         input_padding.fill(0.0);
         targets_padding.fill(0.0);
     }
@@ -419,7 +463,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&mut self, slot: Slot, x: ArrayView2<f32>, y: ArrayView2<f32>) -> Result<()> {
-        self.data.insert(slot, (x.to_owned(), y.to_owned()));
+        self.data.insert(slot, (Inputs::of(x), y.to_owned()));
         Ok(())
     }
 
@@ -574,33 +618,64 @@ mod tests {
     }
 
     #[test]
-    fn gathered_rows_are_the_ordered_rows_of_x_and_y_on_every_split() {
+    fn gathered_rows_are_the_ordered_rows_of_x_and_y_on_every_split_and_storage() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let (n, features, outputs) = (700, 131, 3);
-        let x = Array2::from_shape_fn((n, features), |_| rng.random_range(-1.0f32..1.0));
+        let floats = Array2::from_shape_fn((n, features), |_| rng.random_range(-1.0f32..1.0));
+        let eight_bit = Array2::from_shape_fn((n, features), |_| {
+            f32::from(rng.random_range(0..=255u8)) / 255.0
+        });
         let y = Array2::from_shape_fn((n, outputs), |_| rng.random_range(0.0f32..1.0));
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
-        // 1 row, fewer rows than a split, and batches split once and several times (odd
-        // halves included).
-        for rows in [1, 100, 251, 699] {
-            assert_eq!(rows * features >= GATHER_SPLIT_MIN, rows >= 251);
-            let mut input = Array2::from_elem((rows, features), f32::NAN);
-            let mut targets = Array2::from_elem((rows, outputs), f32::NAN);
-            let batch = &order[n - rows..];
-            let row_of = |i: usize| batch[i];
-            gather_rows(
-                x.view(),
-                y.view(),
-                input.view_mut(),
-                targets.view_mut(),
-                0,
-                &row_of,
-            );
-            for (i, &source) in batch.iter().enumerate() {
-                assert_eq!(input.row(i), x.row(source), "{rows} rows: x row {i}");
-                assert_eq!(targets.row(i), y.row(source), "{rows} rows: y row {i}");
+        for (x, stored_as_bytes) in [(floats, false), (eight_bit, true)] {
+            let inputs = Inputs::of(x.view());
+            assert_eq!(matches!(inputs, Inputs::Bytes(_)), stored_as_bytes);
+            // 1 row, fewer rows than a split, and batches split once and several times (odd
+            // halves included).
+            for rows in [1, 100, 251, 699] {
+                assert_eq!(rows * features >= GATHER_SPLIT_MIN, rows >= 251);
+                let mut input = Array2::from_elem((rows, features), f32::NAN);
+                let mut targets = Array2::from_elem((rows, outputs), f32::NAN);
+                let batch = &order[n - rows..];
+                let row_of = |i: usize| batch[i];
+                gather_rows(
+                    &inputs,
+                    y.view(),
+                    input.view_mut(),
+                    targets.view_mut(),
+                    0,
+                    &row_of,
+                );
+                let bits = |row: ArrayView1<f32>| row.mapv(f32::to_bits);
+                for (i, &source) in batch.iter().enumerate() {
+                    let what = format!("{rows} rows, bytes {stored_as_bytes}: row {i}");
+                    assert_eq!(bits(input.row(i)), bits(x.row(source)), "x {what}");
+                    assert_eq!(bits(targets.row(i)), bits(y.row(source)), "y {what}");
+                }
             }
+        }
+    }
+
+    #[test]
+    fn inputs_are_kept_as_bytes_only_when_every_value_is_one() {
+        let bytes: Vec<f32> = (0..=255u8).map(|k| f32::from(k) / 255.0).collect();
+        let stored = |values: &[f32]| match Inputs::of(
+            ArrayView2::from_shape((2, values.len() / 2), values).unwrap(),
+        ) {
+            Inputs::Bytes(b) => Some(b.iter().copied().collect::<Vec<u8>>()),
+            Inputs::F32(_) => None,
+        };
+        assert_eq!(stored(&bytes), Some((0..=255).collect()));
+        for (at, other) in [
+            (0, -0.0),
+            (3, 0.5),
+            (255, 1.0 + f32::EPSILON),
+            (7, 3.0 / 255.0 + 1e-7),
+        ] {
+            let mut values = bytes.clone();
+            values[at] = other;
+            assert_eq!(stored(&values), None, "{other} at {at} is not a byte / 255");
         }
     }
 }

@@ -8,6 +8,7 @@ use super::matmul::{MATMUL_CONFIGS, MatmulChoice};
 use super::texture::{self, Texels, TextureCopy};
 use crate::backend::StepParams;
 use crate::cpu::ops::MatmulForm;
+use crate::data::byte_of;
 use crate::error::{Result, WgradError};
 use crate::model::{Activation, Loss, Optimizer};
 use bytemuck::{Pod, Zeroable};
@@ -395,7 +396,7 @@ pub enum DataFormat {
 impl DataFormat {
     /// The most compact format that holds every one of `values` exactly.
     pub fn of(values: &[f32]) -> DataFormat {
-        if values.iter().all(|&v| as_byte(v).is_some()) {
+        if values.iter().all(|&v| byte_of(v).is_some()) {
             DataFormat::Bytes
         } else {
             DataFormat::F32
@@ -411,7 +412,9 @@ impl DataFormat {
                     chunk
                         .iter()
                         .enumerate()
-                        .map(|(i, &v)| as_byte(v).expect("the format holds the values") << (8 * i))
+                        .map(|(i, &v)| {
+                            u32::from(byte_of(v).expect("the format holds the values")) << (8 * i)
+                        })
                         .sum()
                 })
                 .collect(),
@@ -426,14 +429,6 @@ impl DataFormat {
             DataFormat::F32 => width * 4,
         }
     }
-}
-
-/// k where `v` is exactly k / 255 for a byte k, bit for bit (-0.0 equals 0 / 255 but would
-/// come back as +0.0).
-fn as_byte(v: f32) -> Option<u32> {
-    let k = (v * 255.0).round();
-    ((0.0..=255.0).contains(&k) && (k as u32 as f32 / 255.0).to_bits() == v.to_bits())
-        .then_some(k as u32)
 }
 
 /// A part of a buffer, in f32/u32 elements, and its texture copy where it has one (see
