@@ -614,6 +614,47 @@ fn eval_of_a_model_trained_on_a_built_in_set_finds_its_test_part_and_a_files_tar
         ],
         "--seed: draws a built-in synthetic set; mnist is read as it is",
     );
+    // A built-in set is read by position, so it must be like the model's training data: the
+    // same task, inputs of the same names and the same classes.
+    for (set, expected) in [
+        (
+            "spirals",
+            "--data spirals: the model's classes are \"0\", \"1\", and spirals has the classes \"0\", \"1\", \"2\"",
+        ),
+        (
+            "regression",
+            "--data regression: the model is a classifier, and regression has values to regress",
+        ),
+        (
+            "mnist",
+            "--data mnist: the model was trained on the inputs \"x0\", \"x1\", and mnist has \"pixel0\"",
+        ),
+    ] {
+        fails(&["eval", "--model", s(&model), "--data", set], expected);
+    }
+    let other_columns = dir.join("other_columns.csv");
+    std::fs::write(
+        &other_columns,
+        "p,q,y\n0.1,0.9,0\n1.9,-0.2,1\n0.2,-0.1,1\n-0.8,0.5,0\n",
+    )
+    .unwrap();
+    let csv_model = dir.join("csv_model");
+    ok(&[
+        "train",
+        "--data",
+        s(&other_columns),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&csv_model),
+    ]);
+    fails(
+        &["eval", "--model", s(&csv_model), "--data", "moons"],
+        "--data moons: the model was trained on the inputs \"p\", \"q\", and moons has \"x0\", \"x1\"",
+    );
 
     // The model's features are x0 and x1; its target has no name. A file whose last column
     // is a feature still has its one other column as the target.

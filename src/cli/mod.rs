@@ -462,30 +462,78 @@ fn evaluation_data(
     };
     check_target_order(target, &meta.targets)?;
     let target = targets.first().map(String::as_str);
-    match (&source, &meta.features, &meta.class_names) {
+    let set = match (&source, &meta.features, &meta.class_names) {
         (data_spec::DataSpec::Csv(path), Some(features), classes) => {
-            crate::data::load_csv_for_model(
+            return crate::data::load_csv_for_model(
                 path,
                 &targets,
                 features,
                 classes.as_deref(),
                 &meta.target_offsets,
-            )
+            );
         }
         // Models saved without their feature names: the columns in the file's order.
         (data_spec::DataSpec::Csv(path), None, Some(classes)) => {
-            crate::data::load_csv_with_classes(path, target, classes)
+            return crate::data::load_csv_with_classes(path, target, classes);
         }
         (data_spec::DataSpec::Csv(path), None, None) => {
-            crate::data::load_csv(path, target, CsvTask::Regression)
+            return crate::data::load_csv(path, target, CsvTask::Regression);
         }
         // The test files alone: a directory need not hold the training set to evaluate on.
-        (data_spec::DataSpec::Mnist(Some(dir)), _, _) => crate::data::mnist::load_test_dir(dir),
-        _ => Ok(source
+        (data_spec::DataSpec::Mnist(Some(dir)), _, _) => crate::data::mnist::load_test_dir(dir)?,
+        _ => source
             .load(seed)?
             .test
-            .unwrap_or_else(|| unreachable!("built-in sets have a test part"))),
+            .unwrap_or_else(|| unreachable!("built-in sets have a test part")),
+    };
+    check_set_fits_model(spec, meta, &set)?;
+    Ok(set)
+}
+
+/// A built-in set (or MNIST's files) is read by position, so it must be what the model was
+/// trained on: the same task, the same inputs by name and the same classes. A model trained
+/// on a CSV file's columns "a", "b" is not scored on xor's "x0", "x1", nor a regression
+/// model on a set of classes.
+fn check_set_fits_model(spec: &str, meta: &ModelMeta, set: &Dataset) -> Result<()> {
+    let mismatch = |what: String| {
+        Err(WgradError::InvalidConfig(format!(
+            "--data {spec}: {what}; evaluate the model on data like its training data"
+        )))
+    };
+    match (&meta.class_names, &set.y) {
+        (Some(_), Targets::Values(_)) => {
+            return mismatch(format!(
+                "the model is a classifier, and {spec} has values to regress, not classes"
+            ));
+        }
+        (None, Targets::Classes(_)) => {
+            return mismatch(format!("the model is a regression, and {spec} has classes"));
+        }
+        _ => {}
     }
+    if let Some(features) = &meta.features {
+        let names = |columns: &[crate::data::FeatureColumn]| {
+            columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>()
+        };
+        let (trained, given) = (names(features), names(&set.features));
+        if trained != given {
+            return mismatch(format!(
+                "the model was trained on the inputs {}, and {spec} has {}",
+                crate::data::csv::list(&trained),
+                crate::data::csv::list(&given)
+            ));
+        }
+    }
+    if let (Some(trained), Some(given)) = (&meta.class_names, &set.class_names)
+        && trained != given
+    {
+        return mismatch(format!(
+            "the model's classes are {}, and {spec} has the classes {}",
+            crate::data::csv::list(trained),
+            crate::data::csv::list(given)
+        ));
+    }
+    Ok(())
 }
 
 /// The model's inputs from the data at `path`: as many columns as the model takes, scaled as

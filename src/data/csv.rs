@@ -1646,7 +1646,7 @@ fn open(path: &Path) -> Result<BufReader<File>> {
 }
 
 /// Up to 20 names, [`quoted`] and comma-separated, then how many more.
-fn list<S: AsRef<str>>(names: &[S]) -> String {
+pub(crate) fn list<S: AsRef<str>>(names: &[S]) -> String {
     const SHOWN: usize = 20;
     let mut out = names
         .iter()
