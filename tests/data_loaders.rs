@@ -102,6 +102,18 @@ fn values(y: &Targets) -> &Array2<f32> {
 // MNIST
 
 #[test]
+fn lines_ending_in_cr_alone_load_as_lines_ending_in_lf() {
+    let dir = temp_dir("cr-lines");
+    let rows = "a,b,label\n1,2.5,x\n3,\"4\",y\n\n5,-6,x\n7,8,\"y\"\n";
+    let lf = write(&dir, "lf.csv", rows.as_bytes());
+    let cr = write(&dir, "cr.csv", rows.replace('\n', "\r").as_bytes());
+    let from_lf = data::load_csv(&lf, None, CsvTask::Auto).expect("loads");
+    let from_cr = data::load_csv(&cr, None, CsvTask::Auto).expect("loads");
+    assert_eq!(from_cr.len(), 4);
+    assert_eq!(from_cr, from_lf);
+}
+
+#[test]
 fn mnist_shipped_copy_loads() {
     let mnist = data::load_mnist().expect("the shipped MNIST loads");
     for (set, n, per_class) in [
@@ -1224,6 +1236,12 @@ fn csv_malformed_files_are_rejected_with_line_and_column() {
         (
             "crlf-number.csv",
             b"a,b,label\r\n1,2,x\r\n\r\n3,abc,y\r\n",
+            &["line 4", "column \"b\"", "\"abc\" is not a number"],
+        ),
+        // Lines ended by CR alone (classic Mac OS): the same line numbers too.
+        (
+            "cr-number.csv",
+            b"a,b,label\r1,2,x\r\r3,abc,y\r",
             &["line 4", "column \"b\"", "\"abc\" is not a number"],
         ),
         (

@@ -55,13 +55,19 @@ impl DataSpec {
         }
     }
 
-    /// A short name for output directories and messages.
+    /// A short name for output directories and messages: a file's name without its
+    /// extensions (`sales` for `sales.csv.gz`).
     pub fn name(&self) -> String {
         match self {
             DataSpec::Mnist(_) => "mnist".into(),
-            DataSpec::Csv(path) => path
-                .file_stem()
-                .map_or("csv".into(), |s| s.to_string_lossy().into_owned()),
+            DataSpec::Csv(path) => {
+                let name = path.file_name().map(|n| n.to_string_lossy());
+                let name = name.as_deref().unwrap_or("csv");
+                let name = name.strip_suffix(".gz").unwrap_or(name);
+                Path::new(name)
+                    .file_stem()
+                    .map_or("csv".into(), |s| s.to_string_lossy().into_owned())
+            }
             DataSpec::Synthetic(name) => name.clone(),
         }
     }
@@ -154,6 +160,14 @@ mod tests {
             "iris.csv.gz",
         ] {
             assert_eq!(DataSpec::parse(path).unwrap(), DataSpec::Csv(path.into()));
+        }
+        for (path, name) in [
+            ("data/iris.csv", "iris"),
+            ("iris.csv.gz", "iris"),
+            ("Iris.TSV", "Iris"),
+            ("a.b.csv", "a.b"),
+        ] {
+            assert_eq!(DataSpec::parse(path).unwrap().name(), name, "{path}");
         }
         for (spec, hint) in [
             ("spirals:3", "only mnist and csv take a path"),

@@ -4,7 +4,7 @@
 //! Fields are trimmed of surrounding spaces; quoted ones may hold separators and line breaks
 //! (RFC 4180, as pandas writes text); blank lines are skipped, as are rows of empty fields in a
 //! labelled file, and a last column without a name that holds nothing is dropped (Excel writes
-//! both); a UTF-8 byte-order mark is ignored. A feature column holds finite numbers in every
+//! both); a UTF-8 byte-order mark is ignored, and lines may end in LF, CRLF or CR alone. A feature column holds finite numbers in every
 //! row, or words in every row (categories, one-hot encoded: [`FeatureColumn`]); missing values
 //! are errors unless [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every
 //! error names the file, the 1-based line, the column and the offending value, e.g. `line 17,
@@ -487,7 +487,15 @@ impl Table {
                 WgradError::io(path, io)
             }
         };
-        let separator = separator(input.fill_buf().map_err(damaged)?);
+        let head = input.fill_buf().map_err(damaged)?;
+        let separator = separator(head);
+        // Lines that end in CR alone (classic Mac OS, Excel's "CSV (Macintosh)") are read as
+        // if they ended in LF.
+        let input: Box<dyn Read + 'r> = if head.contains(&b'\r') && !head.contains(&b'\n') {
+            Box::new(CrAsLf(input))
+        } else {
+            Box::new(input)
+        };
         // A quote left open is told by the input's end: [`END`] follows the text as a row of
         // its own, which a field still open at the end takes in instead ([`unclosed`]).
         let input = input
@@ -1622,6 +1630,21 @@ fn line_breaks(text: &str) -> u64 {
         text.bytes().filter(|&b| b == b'\n').count() as u64
     } else {
         0
+    }
+}
+
+/// `inner` with every CR byte read as LF.
+struct CrAsLf<R>(R);
+
+impl<R: Read> Read for CrAsLf<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.0.read(buf)?;
+        for byte in &mut buf[..read] {
+            if *byte == b'\r' {
+                *byte = b'\n';
+            }
+        }
+        Ok(read)
     }
 }
 
