@@ -972,6 +972,46 @@ fn a_value_that_scales_past_f32_is_named() {
     ];
     let output = fails(&args, "labelled.csv: data row 2 gave the model outputs");
     assert!(!text(&output).contains("accuracy"), "{}", text(&output));
+
+    // A regression whose targets spread near f32's limit: finite outputs in scaled units
+    // that pass it once scaled back are named, not written as infinities.
+    let huge = dir.join("huge.csv");
+    let rows: String = (0..8)
+        .map(|i| format!("{i},{}\n", if i % 2 == 0 { "3.3e38" } else { "-3.3e38" }))
+        .collect();
+    std::fs::write(&huge, format!("a,y\n{rows}")).unwrap();
+    let regression = dir.join("regression");
+    ok(&[
+        "train",
+        "--data",
+        s(&huge),
+        "--task",
+        "regression",
+        "--scale-target",
+        "standard",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--no-plots",
+        "--out",
+        s(&regression),
+    ]);
+    std::fs::write(&inputs, "a\n3\n1e6\n-1e6\n").unwrap();
+    let args = [
+        "predict",
+        "--model",
+        s(&regression),
+        "--input",
+        s(&inputs),
+        "--device",
+        "cpu",
+    ];
+    fails(
+        &args,
+        "gave predictions beyond the range of 32-bit floats once scaled back to the target's \
+         units; no predictions were written",
+    );
 }
 
 /// A model larger than the memory the process may have is an error, not an abort: here

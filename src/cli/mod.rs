@@ -797,11 +797,25 @@ fn eval(args: EvalArgs) -> Result<()> {
 /// Fails if a row of `outputs` (the model's, on the data at `source`) is not finite, naming
 /// the first such data row and how many there are; `consequence` says what is not done.
 fn check_finite_outputs(outputs: &Array2<f32>, source: &str, consequence: &str) -> Result<()> {
-    let bad: Vec<usize> = outputs
-        .rows()
-        .into_iter()
+    check_finite_rows(
+        outputs
+            .rows()
+            .into_iter()
+            .map(|row| row.iter().all(|v| v.is_finite())),
+        source,
+        &format!(
+            "gave the model outputs that are not finite (NaN or infinite): values far beyond \
+             the training data's, or a model whose weights are too large; {consequence}"
+        ),
+    )
+}
+
+/// Fails naming the first data row (1-based) whose entry of `finite` is false, how many such
+/// rows there are, and what they `did`.
+fn check_finite_rows(finite: impl Iterator<Item = bool>, source: &str, did: &str) -> Result<()> {
+    let bad: Vec<usize> = finite
         .enumerate()
-        .filter(|(_, row)| row.iter().any(|v| !v.is_finite()))
+        .filter(|&(_, finite)| !finite)
         .map(|(i, _)| i)
         .collect();
     let Some(first) = bad.first() else {
@@ -814,12 +828,7 @@ fn check_finite_outputs(outputs: &Array2<f32>, source: &str, consequence: &str) 
     };
     Err(WgradError::data(
         source,
-        format!(
-            "data row {}{others} gave the model outputs that are not finite (NaN or \
-             infinite): values far beyond the training data's, or a model whose weights are \
-             too large; {consequence}",
-            first + 1
-        ),
+        format!("data row {}{others} {did}", first + 1),
     ))
 }
 
@@ -904,6 +913,19 @@ fn predict(args: PredictArgs) -> Result<()> {
     let x = scaled(&model, &meta, x, &input)?;
     let outputs = model.predict(&x)?;
     check_finite_outputs(&outputs, &input, "no predictions were written")?;
+    // A regression's outputs scaled back to the data's units may pass the 32-bit range.
+    if meta.class_names.is_none() {
+        let values = meta.outputs_in_data_units(&outputs)?;
+        check_finite_rows(
+            values
+                .rows()
+                .into_iter()
+                .map(|row| row.iter().all(|v| v.is_finite())),
+            &input,
+            "gave predictions beyond the range of 32-bit floats once scaled back to the \
+             target's units; no predictions were written",
+        )?;
+    }
     // A cross-entropy model's outputs are probabilities (`predict` turns logits into them),
     // as are softmax outputs and a single sigmoid unit; other outputs are scores.
     let output = model.spec().output_activation();
