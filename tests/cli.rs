@@ -1190,6 +1190,19 @@ fn bad_options_are_clear_errors() {
             "/no/such/model",
         ),
         (&["train", "--data", "xor", "--epochs", "0"], "at least 1"),
+        // Numbers that 32-bit floats would make 0 or infinite are named as typed.
+        (
+            &["train", "--data", "xor", "--lr", "1e-50"],
+            "invalid value '1e-50' for '--lr <LR>': 1e-50 is too small for a 32-bit float",
+        ),
+        (
+            &["train", "--data", "xor", "--clip-norm", "1e39"],
+            "1e39 is beyond the range of 32-bit floats",
+        ),
+        (
+            &["train", "--data", "xor", "--dropout", "half"],
+            "invalid value 'half' for '--dropout <DROPOUT>': \"half\" is not a number",
+        ),
         (
             &["train", "--data", "xor", "--epochs", "-1"],
             "invalid value '-1' for '--epochs <EPOCHS>'",

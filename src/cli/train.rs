@@ -69,11 +69,11 @@ pub struct TrainArgs {
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
     /// Learning rate (default: 0.01 for SGD and momentum, 0.001 for RMSprop and Adam).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = float32)]
     pub lr: Option<f32>,
     /// Momentum of momentum and nesterov, and of sgd when given (as Keras's
     /// SGD(momentum=…), which is then the momentum optimizer).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
+    #[arg(long, allow_negative_numbers = true, value_parser = float32, default_value_t = 0.9)]
     pub momentum: f32,
     /// Train until this epoch (default 10; when resuming, the saved run's target).
     #[arg(long, allow_negative_numbers = true)]
@@ -104,17 +104,17 @@ pub struct TrainArgs {
     pub quiet: bool,
     /// L1 penalty on the weights (not the biases), l1·Σ|w|, trained with the loss; the
     /// loss shown leaves it out.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, value_parser = float32, default_value_t = 0.0)]
     pub l1: f32,
     /// L2 penalty on the weights (not the biases), l2·Σw², trained with the loss; the loss
     /// shown leaves it out.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, value_parser = float32, default_value_t = 0.0)]
     pub l2: f32,
     /// Dropout rate after every hidden layer.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, value_parser = float32, default_value_t = 0.0)]
     pub dropout: f32,
     /// Fraction of the training data held out for validation.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = float32)]
     pub validation_split: Option<f32>,
     /// A separate validation file (CSV with the training file's columns).
     #[arg(long)]
@@ -130,7 +130,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "constant")]
     pub schedule: String,
     /// Clip the gradient's global L2 norm to this.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = float32)]
     pub clip_norm: Option<f32>,
     /// standard | minmax | none (default: standard, none for MNIST's [0, 1] pixels).
     #[arg(long)]
@@ -993,6 +993,27 @@ fn far_from_unit_scale(train: &Dataset) -> Option<(String, f64, f64)> {
         .enumerate()
         .find(|&(_, (m, s))| (s > 0.0 && !(0.01..=100.0).contains(&s)) || m.abs() > 100.0)
         .map(|(j, (m, s))| (target_named(train, j), m + offset(j).unwrap_or(0.0), s))
+}
+
+/// A 32-bit float option: a number whose 32-bit value is not 0 or infinite where the text's
+/// is not (`--lr 1e-50` was read as 0 and reported as "got 0").
+fn float32(text: &str) -> std::result::Result<f32, String> {
+    let wide: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    let value = wide as f32;
+    if wide.is_finite() && value.is_infinite() {
+        return Err(format!(
+            "{text} is beyond the range of 32-bit floats (±3.4e38)"
+        ));
+    }
+    if wide != 0.0 && value == 0.0 {
+        return Err(format!(
+            "{text} is too small for a 32-bit float: it would be 0"
+        ));
+    }
+    Ok(value)
 }
 
 /// `"a", "b"`.
