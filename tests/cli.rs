@@ -228,7 +228,8 @@ fn train_eval_predict_summary_on_a_csv_file() {
                 "--device",
                 "cpu",
             ],
-            "xor: has 2 feature columns, the model was trained on 3",
+            "--data xor: the model was trained on the inputs \"x0\", \"x1\", \"noise\", and xor \
+             has \"x0\", \"x1\"",
         );
     }
 
@@ -998,17 +999,11 @@ fn a_value_that_scales_past_f32_is_named() {
         s(&regression),
     ]);
     std::fs::write(&inputs, "a\n3\n1e6\n-1e6\n").unwrap();
-    let args = [
-        "predict",
-        "--model",
-        s(&regression),
-        "--input",
-        s(&inputs),
-        "--device",
-        "cpu",
-    ];
-    fails(
-        &args,
+    let output = predict_on_cpu(&regression, &inputs);
+    assert!(!output.status.success(), "{}", text(&output));
+    check_message(
+        &["predict"],
+        &output,
         "gave predictions beyond the range of 32-bit floats once scaled back to the target's \
          units; no predictions were written",
     );
