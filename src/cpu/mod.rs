@@ -85,11 +85,11 @@ impl Inputs {
     }
 
     /// Writes row `row`'s f32 values into `dst`.
-    fn copy_row_into(&self, dst: ArrayViewMut1<f32>, row: usize) {
+    fn copy_row_into(&self, mut dst: ArrayViewMut1<f32>, row: usize) {
         match self {
             Inputs::F32(x) => copy_row(dst, x.row(row)),
             Inputs::Bytes(x) => {
-                let (mut dst, src) = (dst, x.row(row));
+                let src = x.row(row);
                 match (dst.as_slice_mut(), src.as_slice()) {
                     (Some(dst), Some(src)) => vector::widest(|| {
                         for (value, &byte) in dst.iter_mut().zip(src) {
