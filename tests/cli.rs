@@ -1185,6 +1185,18 @@ fn bad_options_are_clear_errors() {
             "/no/such/model",
         ),
         (&["train", "--data", "xor", "--epochs", "0"], "at least 1"),
+        (
+            &[
+                "train",
+                "--data",
+                "xor",
+                "--optimizer",
+                "nesterov",
+                "--momentum",
+                "0",
+            ],
+            "--momentum: nesterov needs a momentum > 0",
+        ),
         // Numbers that 32-bit floats would make 0 or infinite are named as typed.
         (
             &["train", "--data", "xor", "--lr", "1e-50"],

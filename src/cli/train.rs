@@ -368,6 +368,13 @@ fn optimizer(args: &TrainArgs) -> Result<Optimizer> {
         "sgd" if momentum_given => Optimizer::momentum(lr, args.momentum),
         "sgd" => Optimizer::sgd(lr),
         "momentum" => Optimizer::momentum(lr, args.momentum),
+        // As PyTorch's SGD(nesterov=True): a look-ahead needs a momentum to look ahead with.
+        "nesterov" if args.momentum == 0.0 => {
+            return Err(invalid(
+                "momentum",
+                "nesterov needs a momentum > 0 (with 0 it is plain SGD: --optimizer sgd)",
+            ));
+        }
         "nesterov" => Optimizer::nesterov(lr, args.momentum),
         "rmsprop" => Optimizer::rmsprop(lr),
         "adam" => Optimizer::adam(lr),
