@@ -2261,6 +2261,20 @@ fn columns_with_one_value_in_training_get_a_note() {
     );
     let out = ok(&[&args[..], &["--ignore", "k,shop"]].concat());
     assert!(!out.contains("one value in every training row"), "{out}");
+
+    // Many are named up to 20, then counted.
+    let header: Vec<String> = (0..25).map(|j| format!("c{j}")).collect();
+    let mut csv = format!("a,{},y\n", header.join(","));
+    for i in 0..10 {
+        csv += &format!("{},{},{}\n", i % 7, vec!["1"; 25].join(","), i % 2);
+    }
+    std::fs::write(&data, &csv).unwrap();
+    let out = ok(&args);
+    assert!(
+        out.contains("\"c19\" (1) and 5 more columns hold one value in every training row"),
+        "{out}"
+    );
+    assert!(!out.contains("\"c20\""), "{out}");
 }
 
 #[test]

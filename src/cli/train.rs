@@ -974,11 +974,16 @@ fn note_constant_columns(train: &Dataset) {
         }
     }
     if !constant.is_empty() {
+        // Named up to a point: a wide file can have thousands (a note of 40 KB).
+        const NAMED: usize = 20;
+        let mut named = constant[..constant.len().min(NAMED)].join(", ");
+        if constant.len() > NAMED {
+            named += &format!(" and {} more columns", constant.len() - NAMED);
+        }
         note!(
-            "note: {} hold{} one value in every training row: the model learns nothing from \
-             {}, and other values there change its predictions as no data taught it (--ignore \
-             leaves a column out)",
-            constant.join(", "),
+            "note: {named} hold{} one value in every training row: the model learns nothing \
+             from {}, and other values there change its predictions as no data taught it \
+             (--ignore leaves a column out)",
             if constant.len() == 1 { "s" } else { "" },
             if constant.len() == 1 { "it" } else { "them" },
         );
