@@ -111,8 +111,8 @@ pub fn classification_report(
 
 impl fmt::Display for ClassificationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self
-            .class_names
+        let class_names: Vec<String> = self.class_names.iter().map(|n| printable(n)).collect();
+        let width = class_names
             .iter()
             .map(|n| n.width())
             .max()
@@ -124,8 +124,7 @@ impl fmt::Display for ClassificationReport {
             "class"
         )?;
         // The classes the averages count: those in the truth or the predictions.
-        let present = self
-            .class_names
+        let present = class_names
             .iter()
             .zip(&self.per_class)
             .zip(self.confusion.columns())
@@ -162,16 +161,16 @@ impl fmt::Display for ClassificationReport {
             .confusion
             .iter()
             .map(|v| v.to_string().len())
-            .chain(self.class_names.iter().map(|n| n.width().min(12)))
+            .chain(class_names.iter().map(|n| n.width().min(12)))
             .max()
             .unwrap_or(1)
             .max(3);
         write!(f, "{:>width$} ", "")?;
-        for name in &self.class_names {
+        for name in &class_names {
             write!(f, " {}", Right(truncate(name, cell), cell))?;
         }
         writeln!(f)?;
-        for (name, row) in self.class_names.iter().zip(self.confusion.rows()) {
+        for (name, row) in class_names.iter().zip(self.confusion.rows()) {
             write!(f, "{} ", Right(name, width))?;
             for v in row {
                 write!(f, " {v:>cell$}")?;
@@ -195,6 +194,15 @@ impl fmt::Display for Right<'_> {
             "",
             pad = columns.saturating_sub(text.width())
         )
+    }
+}
+
+/// `name` as one line of a table: control characters (a line break in a CSV label) written
+/// as escapes (`\n`), so that the table keeps its rows.
+fn printable(name: &str) -> String {
+    match name.contains(char::is_control) {
+        true => name.escape_debug().to_string(),
+        false => name.to_string(),
     }
 }
 
@@ -395,6 +403,27 @@ mod tests {
         }
         assert_eq!(truncate("猫猫猫", 5), "猫猫");
         assert_eq!(truncate("abc", 5), "abc");
+    }
+
+    #[test]
+    fn class_names_with_line_breaks_keep_one_row_each() {
+        let mut r = classification_report(&[0, 1, 2, 2], &[0, 1, 1, 2], 3).unwrap();
+        r.class_names = ["north\nside", "a\tb", "c"].map(String::from).to_vec();
+        let text = r.to_string();
+        assert!(
+            text.contains("north\\nside") && text.contains("a\\tb"),
+            "{text}"
+        );
+        // A header, three classes, two averages; a title, a header, three rows.
+        assert_eq!(text.lines().filter(|l| !l.is_empty()).count(), 11, "{text}");
+        for table in text.split("\n\n") {
+            let ends: Vec<usize> = table
+                .lines()
+                .filter(|l| !l.starts_with("confusion"))
+                .map(|l| l.width())
+                .collect();
+            assert!(ends.windows(2).all(|w| w[0] == w[1]), "{ends:?}\n{text}");
+        }
     }
 
     #[test]
