@@ -913,9 +913,13 @@ fn predict(args: PredictArgs) -> Result<()> {
     let x = scaled(&model, &meta, x, &input)?;
     let outputs = model.predict(&x)?;
     check_finite_outputs(&outputs, &input, "no predictions were written")?;
-    // A regression's outputs scaled back to the data's units may pass the 32-bit range.
-    if meta.class_names.is_none() {
-        let values = meta.outputs_in_data_units(&outputs)?;
+    // A regression's values in the data's units, computed once for the check and the
+    // writing: scaled back, they may pass the 32-bit range.
+    let data_units = match meta.class_names {
+        Some(_) => None,
+        None => Some(meta.outputs_in_data_units(&outputs)?),
+    };
+    if let Some(values) = &data_units {
         check_finite_rows(
             values
                 .rows()
@@ -935,7 +939,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     let prefix = if probabilities { "p_" } else { "score_" };
     let Some(path) = file else {
         let stdout = csv::Writer::from_writer(std::io::stdout().lock());
-        return match write_predictions(stdout, &outputs, &meta, prefix) {
+        return match write_predictions(stdout, &outputs, data_units.as_ref(), &meta, prefix) {
             // A reader of standard output that quit early (`| head`) wanted no more.
             Err(e) if !is_broken_pipe(&e) => {
                 Err(WgradError::data("standard output", e.to_string()))
@@ -948,6 +952,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     write_predictions(
         csv::Writer::from_writer(&mut bytes),
         &outputs,
+        data_units.as_ref(),
         &meta,
         prefix,
     )
@@ -1078,11 +1083,13 @@ fn is_broken_pipe(e: &csv::Error) -> bool {
     matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-/// One row per sample: the class and each class's output (columns `{prefix}{class}`), or the
-/// predicted values.
+/// One row per sample: the class and each class's output (columns `{prefix}{class}`), or a
+/// regression's values in the data's units (`data_units`, from
+/// [`ModelMeta::outputs_in_data_units`]).
 fn write_predictions(
     mut writer: csv::Writer<impl std::io::Write>,
     outputs: &Array2<f32>,
+    data_units: Option<&Array2<f64>>,
     meta: &ModelMeta,
     prefix: &str,
 ) -> csv::Result<()> {
@@ -1112,9 +1119,7 @@ fn write_predictions(
                 false => (0..outputs.ncols()).map(|j| format!("value_{j}")).collect(),
             };
             writer.write_record(&header)?;
-            let values = meta
-                .outputs_in_data_units(outputs)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let values = data_units.expect("a regression's predictions come in data units");
             for row in values.rows() {
                 writer.write_record(row.iter().map(f64::to_string))?;
             }

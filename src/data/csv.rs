@@ -4,11 +4,12 @@
 //! Fields are trimmed of surrounding spaces; quoted ones may hold separators and line breaks
 //! (RFC 4180, as pandas writes text); blank lines are skipped, as are rows of empty fields in a
 //! labelled file, and a last column without a name that holds nothing is dropped (Excel writes
-//! both); a UTF-8 byte-order mark is ignored, and lines may end in LF, CRLF or CR alone. A feature column holds finite numbers in every
-//! row, or words in every row (categories, one-hot encoded: [`FeatureColumn`]); missing values
-//! are errors unless [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every
-//! error names the file, the 1-based line, the column and the offending value, e.g. `line 17,
-//! column "petal_width": "abc" is not a number`.
+//! both); a UTF-8 byte-order mark is ignored, and lines may end in LF, CRLF or CR alone. A
+//! feature column holds finite numbers in every row, or words in every row (categories,
+//! one-hot encoded: [`FeatureColumn`]); missing values are errors unless
+//! [`CsvOptions::fill_missing`] fills them, and infinities are errors. Every error names the
+//! file, the 1-based line, the column and the offending value, e.g. `line 17, column
+//! "petal_width": "abc" is not a number`.
 
 use super::Dataset;
 use super::features::{FeatureColumn, MAX_CATEGORIES};
